@@ -1,0 +1,373 @@
+//! The domain config schema: one struct per TOML section.
+//!
+//! Unknown keys are rejected by [`crate::load`] (which reports all of them with their line and
+//! column), not by serde, so that one typo does not hide the next. Defaults follow `shared/design/SSPA.md` (training recipe) and
+//! the issues' wording. Paths are relative to the project root (the directory holding `pipeline/`).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A whole domain file, e.g. `domains/demo.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DomainConfig {
+    pub domain: DomainSection,
+    #[serde(default)]
+    pub labels: LabelsSection,
+    #[serde(default)]
+    pub llm: LlmSection,
+    pub prompt: PromptSection,
+    pub data: DataSection,
+    #[serde(default)]
+    pub model: ModelSection,
+    #[serde(default)]
+    pub train: TrainSection,
+    #[serde(default)]
+    pub ablation: AblationSection,
+    #[serde(default)]
+    pub evaluate: EvaluateSection,
+    #[serde(default)]
+    pub workspace: WorkspaceSection,
+}
+
+/// `[domain]`: what the classifier recognises.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DomainSection {
+    /// Short identifier (`[a-z0-9_]+`), used in file names and reports.
+    pub name: String,
+    /// One or two sentences given to the LLM as context for every label.
+    pub description: String,
+}
+
+/// `[labels]`: where the ordered label list comes from. Exactly one source.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LabelsSection {
+    /// Labels written inline, in class-index order.
+    pub names: Option<Vec<String>>,
+    /// A text file with one label per line.
+    pub file: Option<PathBuf>,
+    /// Take the label list from the data manifest (the default when nothing else is given).
+    #[serde(default)]
+    pub from_manifest: bool,
+}
+
+/// Which OpenAI-compatible route to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmApi {
+    /// `/v1/completions` with a few-shot prompt ending in `"{label}:"` (base models).
+    Completions,
+    /// `/v1/chat/completions` with system/user/assistant messages (instruction models).
+    Chat,
+}
+
+/// `[llm]`: the endpoint that writes KAP descriptions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LlmSection {
+    /// Base URL up to and including `/v1`, e.g. `http://127.0.0.1:8088/v1`.
+    pub base_url: String,
+    /// Environment variable that, when set, overrides `base_url` (for cron jobs and CI).
+    pub base_url_env: Option<String>,
+    /// Model name sent in the request body.
+    pub model: String,
+    pub api: LlmApi,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Answers per label (averaged downstream).
+    pub samples: u32,
+    pub seed: u64,
+    /// Per-request timeout in seconds.
+    pub timeout_s: f64,
+    /// Requests in flight at once.
+    pub concurrency: u32,
+    /// Requests started per second at most; 0 means unlimited.
+    pub requests_per_second: f64,
+    /// Retries after the first attempt, for transient failures.
+    pub max_retries: u32,
+    /// Answers shorter than this (after trimming) count as failures and are retried.
+    pub min_chars: u32,
+    /// Name of the environment variable holding the API key (the key itself never appears in config).
+    pub api_key_env: Option<String>,
+}
+
+impl Default for LlmSection {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:8088/v1".into(),
+            base_url_env: Some("SSPA_LLM_URL".into()),
+            model: "gemma-3-270m".into(),
+            api: LlmApi::Completions,
+            temperature: 0.0,
+            max_tokens: 64,
+            stop: vec!["\n".into()],
+            samples: 1,
+            seed: 0,
+            timeout_s: 60.0,
+            concurrency: 2,
+            requests_per_second: 0.0,
+            max_retries: 4,
+            min_chars: 12,
+            api_key_env: None,
+        }
+    }
+}
+
+/// `[prompt]`: the KAP template and post-processing of answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PromptSection {
+    /// minijinja template, e.g. `templates/kap/demo.j2`.
+    pub template: PathBuf,
+    /// Keep at most this many characters of the answer (cut at a sentence end when possible).
+    #[serde(default = "default_max_chars")]
+    pub max_chars: u32,
+    /// Keep at most this many sentences of the answer.
+    #[serde(default = "default_max_sentences")]
+    pub max_sentences: u32,
+}
+
+fn default_max_chars() -> u32 {
+    300
+}
+fn default_max_sentences() -> u32 {
+    2
+}
+
+/// What to do with an image that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBadImage {
+    #[default]
+    Fail,
+    Skip,
+}
+
+/// `[data]`: the dataset and how it is sharded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataSection {
+    /// Dataset manifest, e.g. `data_manifest/demo.toml`.
+    pub manifest: PathBuf,
+    /// Directory the manifest's relative paths start from.
+    pub root: Option<PathBuf>,
+    /// Environment variable that, when set, overrides `root`.
+    #[serde(default = "default_root_env")]
+    pub root_env: Option<String>,
+    #[serde(default)]
+    pub on_bad_image: OnBadImage,
+    /// Images per shard file.
+    #[serde(default = "default_shard_size")]
+    pub shard_size: u32,
+}
+
+fn default_root_env() -> Option<String> {
+    Some("SSPA_DATA_ROOT".into())
+}
+fn default_shard_size() -> u32 {
+    1000
+}
+
+/// `[model]`: encoders and the SSPA head's size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelSection {
+    /// One of `minilm-efficientnet-lite0`, `clip-rn50`, `clip-rn101`, `clip-vit-b32`, `clip-vit-b16`.
+    pub preset: String,
+    /// Directory of text-encoder weights (HF layout); empty means the preset's installed default.
+    pub text_weights: Option<PathBuf>,
+    /// Directory or file of image-encoder weights; empty means the preset's installed default.
+    pub image_weights: Option<PathBuf>,
+    /// Square input size in pixels.
+    pub image_size: u32,
+    /// Joint embedding width `d` of the SSPA head (divisible by 4).
+    pub embed_dim: u32,
+    /// CAP prompt tokens `M`.
+    pub prompt_tokens: u32,
+    /// Keep the image encoder frozen and cache its features.
+    pub freeze_image_encoder: bool,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            preset: "minilm-efficientnet-lite0".into(),
+            text_weights: None,
+            image_weights: None,
+            image_size: 224,
+            embed_dim: 384,
+            prompt_tokens: 4,
+            freeze_image_encoder: true,
+        }
+    }
+}
+
+/// `[train.asl]`: Asymmetric Loss parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AslSection {
+    pub gamma_pos: f64,
+    pub gamma_neg: f64,
+    /// Probability margin `m` shifted off negatives.
+    pub clip: f64,
+    pub eps: f64,
+    /// Treat the focusing weight as a constant in backprop.
+    pub detach_focusing: bool,
+}
+
+impl Default for AslSection {
+    fn default() -> Self {
+        Self { gamma_pos: 0.0, gamma_neg: 4.0, clip: 0.05, eps: 1e-8, detach_focusing: true }
+    }
+}
+
+/// `[train]`: optimisation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainSection {
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub warmup_epochs: f64,
+    pub ema_decay: f64,
+    /// Global gradient-norm clip; 0 disables it.
+    pub grad_clip: f64,
+    /// Weight `λ` of the regional loss.
+    pub lambda_regional: f64,
+    pub seed: u64,
+    /// `cpu`, `cuda:N` (needs the `tch` feature).
+    pub device: String,
+    /// `f32` or `mixed`.
+    pub precision: String,
+    pub asl: AslSection,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            batch_size: 32,
+            lr: 5e-5,
+            weight_decay: 1e-4,
+            warmup_epochs: 1.0,
+            ema_decay: 0.9997,
+            grad_clip: 0.0,
+            lambda_regional: 1.0,
+            seed: 0,
+            device: "cpu".into(),
+            precision: "f32".into(),
+            asl: AslSection::default(),
+        }
+    }
+}
+
+/// How `T_u` is synthesised from `T_k`, `T_c` and `f_g` (Table VII).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synthesis {
+    Quaternion,
+    Sum,
+    Concat,
+    Mlp,
+}
+
+/// Which GDMA alignment directions run (Tables VIII, IX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Alignment {
+    Both,
+    VisualToSemantic,
+    SemanticToVisual,
+    None,
+}
+
+/// Patch aggregation (Fig. 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregator {
+    Soft,
+    Mean,
+    Hard,
+}
+
+/// Which branches produce the score (Eq. 18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Branches {
+    Both,
+    Global,
+    Regional,
+}
+
+/// Text features the global branch compares with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GlobalText {
+    Cap,
+    Kap,
+}
+
+/// `[ablation]`: the paper's ablation switches; defaults are full SSPA.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AblationSection {
+    /// Use LLM descriptions (KAP); when false, `T_k` is built from `"A photo of a {label}."` only.
+    pub kap: bool,
+    pub cap: bool,
+    pub dsf: bool,
+    pub synthesis: Synthesis,
+    pub alignment: Alignment,
+    pub gate: bool,
+    pub aggregator: Aggregator,
+    pub branches: Branches,
+    pub global_text: GlobalText,
+}
+
+impl Default for AblationSection {
+    fn default() -> Self {
+        Self {
+            kap: true,
+            cap: true,
+            dsf: true,
+            synthesis: Synthesis::Quaternion,
+            alignment: Alignment::Both,
+            gate: true,
+            aggregator: Aggregator::Soft,
+            branches: Branches::Both,
+            global_text: GlobalText::Cap,
+        }
+    }
+}
+
+/// Metric convention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    Natural,
+    Pedestrian,
+}
+
+/// `[evaluate]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EvaluateSection {
+    pub kind: MetricKind,
+    pub threshold: f64,
+    pub top_k: u32,
+    /// Split that is scored.
+    pub split: String,
+}
+
+impl Default for EvaluateSection {
+    fn default() -> Self {
+        Self { kind: MetricKind::Natural, threshold: 0.5, top_k: 3, split: "test".into() }
+    }
+}
+
+/// `[workspace]`: where stage outputs and run records live.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkspaceSection {
+    /// Relative to the project root; default `work/<domain.name>`.
+    pub dir: Option<PathBuf>,
+}

@@ -1,0 +1,144 @@
+//! Checks that serde cannot express: ranges, exclusive options, files that must exist.
+
+use crate::schema::*;
+use std::path::Path;
+
+/// Model presets the encoders know.
+pub const PRESETS: &[&str] = &["minilm-efficientnet-lite0", "clip-rn50", "clip-rn101", "clip-vit-b32", "clip-vit-b16"];
+
+/// Returns `(key path, message)` for every failed check.
+pub(crate) fn validate(c: &DomainConfig, root: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut fail = |path: &str, message: String| out.push((path.to_string(), message));
+
+    let name = &c.domain.name;
+    if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_') {
+        fail("domain.name", format!("`{name}` must be non-empty and use only a-z, 0-9 and _"));
+    }
+    if c.domain.description.trim().is_empty() {
+        fail("domain.description", "must not be empty: the LLM reads it as context".into());
+    }
+
+    let sources =
+        [c.labels.names.is_some(), c.labels.file.is_some(), c.labels.from_manifest].iter().filter(|s| **s).count();
+    if sources > 1 {
+        fail("labels", "give only one of `names`, `file` and `from_manifest`".into());
+    }
+    if let Some(names) = &c.labels.names {
+        if names.is_empty() {
+            fail("labels.names", "is empty".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, label) in names.iter().enumerate() {
+            if label.trim().is_empty() {
+                fail(&format!("labels.names.{i}"), "empty label".into());
+            } else if !seen.insert(label) {
+                fail(&format!("labels.names.{i}"), format!("duplicate label `{label}`"));
+            }
+        }
+    }
+    if let Some(file) = &c.labels.file {
+        must_exist(&mut fail, "labels.file", root, file);
+    }
+
+    let llm = &c.llm;
+    if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {
+        fail("llm.base_url", format!("`{}` must start with http:// or https://", llm.base_url));
+    }
+    if llm.model.trim().is_empty() {
+        fail("llm.model", "must not be empty".into());
+    }
+    if !(0.0..=2.0).contains(&llm.temperature) {
+        fail("llm.temperature", format!("{} is outside [0, 2]", llm.temperature));
+    }
+    positive(&mut fail, "llm.max_tokens", llm.max_tokens as f64);
+    positive(&mut fail, "llm.samples", llm.samples as f64);
+    positive(&mut fail, "llm.timeout_s", llm.timeout_s);
+    positive(&mut fail, "llm.concurrency", llm.concurrency as f64);
+    if llm.requests_per_second < 0.0 || !llm.requests_per_second.is_finite() {
+        fail("llm.requests_per_second", "must be 0 (unlimited) or positive".into());
+    }
+    for (key, var) in [("llm.api_key_env", &llm.api_key_env), ("llm.base_url_env", &llm.base_url_env)] {
+        if let Some(var) = var
+            && (var.is_empty() || !var.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+        {
+            fail(key, format!("`{var}` is not an environment variable name (the value never goes in config)"));
+        }
+    }
+
+    must_exist(&mut fail, "prompt.template", root, &c.prompt.template);
+    positive(&mut fail, "prompt.max_chars", c.prompt.max_chars as f64);
+    positive(&mut fail, "prompt.max_sentences", c.prompt.max_sentences as f64);
+
+    must_exist(&mut fail, "data.manifest", root, &c.data.manifest);
+    positive(&mut fail, "data.shard_size", c.data.shard_size as f64);
+
+    let m = &c.model;
+    if !PRESETS.contains(&m.preset.as_str()) {
+        fail("model.preset", format!("unknown preset `{}`; expected one of {}", m.preset, PRESETS.join(", ")));
+    }
+    if m.embed_dim == 0 || !m.embed_dim.is_multiple_of(4) {
+        fail("model.embed_dim", format!("{} must be a positive multiple of 4 (quaternion split)", m.embed_dim));
+    }
+    if m.image_size < 32 {
+        fail("model.image_size", format!("{} is below 32 pixels", m.image_size));
+    }
+    if c.ablation.cap && m.prompt_tokens == 0 {
+        fail("model.prompt_tokens", "must be at least 1 while `ablation.cap` is on".into());
+    }
+
+    let t = &c.train;
+    positive(&mut fail, "train.epochs", t.epochs as f64);
+    positive(&mut fail, "train.batch_size", t.batch_size as f64);
+    positive(&mut fail, "train.lr", t.lr);
+    non_negative(&mut fail, "train.weight_decay", t.weight_decay);
+    non_negative(&mut fail, "train.warmup_epochs", t.warmup_epochs);
+    non_negative(&mut fail, "train.grad_clip", t.grad_clip);
+    non_negative(&mut fail, "train.lambda_regional", t.lambda_regional);
+    if !(0.0..1.0).contains(&t.ema_decay) {
+        fail("train.ema_decay", format!("{} is outside [0, 1)", t.ema_decay));
+    }
+    let device_ok = t.device == "cpu"
+        || t.device.strip_prefix("cuda:").is_some_and(|n| !n.is_empty() && n.chars().all(|ch| ch.is_ascii_digit()));
+    if !device_ok {
+        fail("train.device", format!("`{}` must be `cpu` or `cuda:N`", t.device));
+    }
+    if !["f32", "mixed"].contains(&t.precision.as_str()) {
+        fail("train.precision", format!("`{}` must be `f32` or `mixed`", t.precision));
+    }
+    non_negative(&mut fail, "train.asl.gamma_pos", t.asl.gamma_pos);
+    non_negative(&mut fail, "train.asl.gamma_neg", t.asl.gamma_neg);
+    if !(0.0..1.0).contains(&t.asl.clip) {
+        fail("train.asl.clip", format!("{} is outside [0, 1)", t.asl.clip));
+    }
+    positive(&mut fail, "train.asl.eps", t.asl.eps);
+
+    let e = &c.evaluate;
+    if !(e.threshold > 0.0 && e.threshold < 1.0) {
+        fail("evaluate.threshold", format!("{} is outside (0, 1)", e.threshold));
+    }
+    positive(&mut fail, "evaluate.top_k", e.top_k as f64);
+    if e.split.trim().is_empty() {
+        fail("evaluate.split", "must name a split".into());
+    }
+    out
+}
+
+fn positive(fail: &mut impl FnMut(&str, String), path: &str, value: f64) {
+    if !(value > 0.0 && value.is_finite()) {
+        fail(path, format!("{value} must be positive"));
+    }
+}
+
+fn non_negative(fail: &mut impl FnMut(&str, String), path: &str, value: f64) {
+    if !(value >= 0.0 && value.is_finite()) {
+        fail(path, format!("{value} must be zero or positive"));
+    }
+}
+
+fn must_exist(fail: &mut impl FnMut(&str, String), path: &str, root: &Path, file: &Path) {
+    let full = root.join(file);
+    if !full.exists() {
+        fail(path, format!("`{}` does not exist (looked at `{}`)", file.display(), full.display()));
+    }
+}

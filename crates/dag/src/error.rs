@@ -1,0 +1,39 @@
+use std::path::PathBuf;
+
+/// Errors of the runner itself; a stage's own failure is reported in the run record instead.
+#[derive(Debug, thiserror::Error)]
+pub enum DagError {
+    #[error("I/O error on `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pipeline `{path}`: {message}")]
+    Pipeline { path: PathBuf, message: String },
+    #[error("dependency cycle: {}", chain.join(" -> "))]
+    Cycle { chain: Vec<String> },
+    #[error("unknown stage `{name}` (stages: {known})")]
+    UnknownStage { name: String, known: String },
+    #[error("stage `{stage}` has kind `{kind}`, which this build does not provide (kinds: {known})")]
+    UnknownKind { stage: String, kind: String, known: String },
+    #[error("stage `{stage}`: {message}")]
+    Input { stage: String, message: String },
+    #[error("workspace `{workspace}` is locked by PID {pid} (started {started}); wait for it to finish, or stop it")]
+    Locked { workspace: PathBuf, pid: u32, started: String },
+    #[error("`--only {stage}` needs the output of `{upstream}`, which is not in the cache: run without `--only` first")]
+    MissingUpstream { stage: String, upstream: String },
+    #[error("cannot encode `{what}` as JSON: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl DagError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| DagError::Io { path, source }
+    }
+}

@@ -1,0 +1,27 @@
+//! dag: the pipeline engine of sspa-pipe. It reads a declarative stage graph, keys every stage by
+//! a BLAKE3 hash of exactly what it reads, skips what is cached, runs the rest (independent stages
+//! in parallel), publishes each result atomically and records why every stage ran or not.
+//!
+//! It knows nothing about machine learning: stages plug in through [`Stage`] and a [`Registry`].
+
+mod error;
+mod fsutil;
+pub mod gc;
+pub mod graph;
+pub mod hash;
+pub mod key;
+pub mod lock;
+pub mod record;
+pub mod runner;
+pub mod spec;
+pub mod stage;
+pub mod store;
+
+pub use error::DagError;
+pub use fsutil::{write_atomic, write_json_atomic};
+pub use lock::WorkspaceLock;
+pub use record::{RunRecord, RunStatus, StageRecord, StageStatus};
+pub use runner::{Decision, Outcome, Plan, PlannedStage, Project, RunOptions, plan, run};
+pub use spec::{PipelineSpec, StageDef};
+pub use stage::{Progress, Registry, Stage, StageContext, StageError};
+pub use store::Workspace;

@@ -1,0 +1,95 @@
+//! `runs/<run-id>/run.json`: what a run did to each stage and why.
+
+use crate::error::DagError;
+use crate::fsutil::write_json_atomic;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Waiting or running (a record left in this state means the run was killed).
+    Pending,
+    Ran,
+    Skipped,
+    Failed,
+    /// Not run because a stage it needs failed or the run was interrupted.
+    NotRun,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub name: String,
+    pub kind: String,
+    pub key: String,
+    pub status: StageStatus,
+    /// Why it ran or was skipped.
+    pub reasons: Vec<String>,
+    pub duration_s: f64,
+    /// Published output directory and the declared output files in it.
+    pub output_dir: PathBuf,
+    pub outputs: Vec<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub duration_s: f64,
+    pub config: PathBuf,
+    pub config_hash: String,
+    pub tool_version: String,
+    pub git_commit: Option<String>,
+    pub jobs: usize,
+    pub stages: Vec<StageRecord>,
+}
+
+impl RunRecord {
+    pub fn save(&self, runs_dir: &Path) -> Result<(), DagError> {
+        write_json_atomic(&runs_dir.join(&self.run_id).join("run.json"), self)
+    }
+
+    /// Run records, oldest first (run ids sort by start time).
+    pub fn list(runs_dir: &Path) -> Vec<RunRecord> {
+        let Ok(entries) = std::fs::read_dir(runs_dir) else { return Vec::new() };
+        let mut runs: Vec<RunRecord> = entries
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("run.json")).ok())
+            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .collect();
+        runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        runs
+    }
+
+    pub fn failed(&self) -> bool {
+        self.stages.iter().any(|s| s.status == StageStatus::Failed)
+    }
+}
+
+/// Sortable, unique enough for one workspace (which only one process writes at a time).
+pub fn new_run_id() -> String {
+    format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id())
+}
+
+/// `git rev-parse HEAD` in the project, when it is a git checkout.
+pub fn git_commit(root: &Path) -> Option<String> {
+    let out = std::process::Command::new("git").arg("-C").arg(root).args(["rev-parse", "HEAD"]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let commit = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!commit.is_empty()).then_some(commit)
+}

@@ -1,0 +1,135 @@
+//! Command-line interface: parse, dispatch, print `{:#}` errors, exit with a meaningful code.
+
+use crate::commands;
+use crate::exit;
+use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sspa-pipe",
+    version,
+    about = "Train and serve SSPA multi-label image classifiers through a cached pipeline"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Hide progress bars and informational logs.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More logs (-v debug, -vv trace); `RUST_LOG` also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Options shared by commands that read a domain config.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Domain config, e.g. `domains/demo.toml`.
+    pub config: PathBuf,
+    /// Pipeline definition to use instead of `<project>/pipeline/pipeline.toml`.
+    #[arg(long, value_name = "FILE")]
+    pub pipeline: Option<PathBuf>,
+}
+
+/// Stage selection shared by `run` and `plan`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SelectArgs {
+    /// Run this stage even when its result is cached (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    pub force: Vec<String>,
+    /// Stop after this stage: run it and what it needs (repeatable).
+    #[arg(long, value_name = "STAGE", conflicts_with = "only")]
+    pub until: Vec<String>,
+    /// Run only this stage; what it needs must already be cached.
+    #[arg(long, value_name = "STAGE")]
+    pub only: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline for a domain: skip what is cached, run what changed.
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Stages run at once when they do not depend on each other.
+        #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: u16,
+        /// Print the run record as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dry run: each stage, whether it would run, and why.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        select: SelectArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The stage graph in Graphviz DOT on stdout.
+    Graph {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Recent runs and the state of each stage.
+    Status {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// How many recent runs to list.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete old run records and cached results no kept run refers to.
+    Clean {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Keep this many most recent runs (and everything they used).
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        keep_last: usize,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    init_logging(cli.quiet, cli.verbose);
+    let progress = !cli.quiet && std::io::stderr().is_terminal();
+    let code = match commands::dispatch(cli.command, progress) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            exit::code_for(&error)
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

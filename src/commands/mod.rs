@@ -1,0 +1,30 @@
+//! One module per subcommand; each returns the process exit code.
+
+mod clean;
+mod graph;
+mod plan;
+mod run;
+mod status;
+
+use crate::cli::{Command, SelectArgs};
+use sspa_dag::RunOptions;
+
+pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
+    match command {
+        Command::Run { config, select, jobs, json } => run::run(&config, &select, jobs.into(), json, progress),
+        Command::Plan { config, select, json } => plan::plan(&config, &select, json),
+        Command::Graph { config } => graph::graph(&config),
+        Command::Status { config, runs, json } => status::status(&config, runs, json),
+        Command::Clean { config, keep_last } => clean::clean(&config, keep_last),
+    }
+}
+
+fn run_options(select: &SelectArgs, jobs: usize, progress: bool) -> RunOptions {
+    RunOptions { jobs, force: select.force.clone(), until: select.until.clone(), only: select.only.clone(), progress }
+}
+
+/// Writes a JSON document to stdout.
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Exit codes: 0 ok, 1 a stage failed, 2 bad usage or config, 3 workspace locked, 130 interrupted.
+
+use sspa_config::ConfigErrors;
+use sspa_dag::DagError;
+
+pub const OK: u8 = 0;
+pub const STAGE_FAILED: u8 = 1;
+pub const USAGE: u8 = 2;
+pub const LOCKED: u8 = 3;
+pub const INTERRUPTED: u8 = 130;
+
+/// The exit code an error deserves.
+pub fn code_for(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if cause.downcast_ref::<ConfigErrors>().is_some() {
+            return USAGE;
+        }
+        if let Some(dag) = cause.downcast_ref::<DagError>() {
+            return match dag {
+                DagError::Locked { .. } => LOCKED,
+                DagError::Io { .. } | DagError::Json { .. } => STAGE_FAILED,
+                DagError::Pipeline { .. }
+                | DagError::Cycle { .. }
+                | DagError::UnknownStage { .. }
+                | DagError::UnknownKind { .. }
+                | DagError::Input { .. }
+                | DagError::MissingUpstream { .. } => USAGE,
+            };
+        }
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return USAGE;
+        }
+    }
+    STAGE_FAILED
+}
+
+/// A mistake in what the user asked for (bad flag combination, missing file argument).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);

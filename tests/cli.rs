@@ -1,0 +1,132 @@
+//! End-to-end tests of the `sspa-pipe` binary on a copy of the project's files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sspa-pipe"));
+    command.env_remove("SSPA_LLM_URL").env_remove("RUST_LOG");
+    command
+}
+
+/// A temp project with the repository's pipeline, domains, templates and manifests.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["pipeline", "domains", "templates", "data_manifest"] {
+        copy_tree(&source.join(sub), &dir.path().join(sub));
+    }
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    bin().current_dir(dir).args(args).output().expect("spawn sspa-pipe")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn every_shipped_domain_config_is_valid() {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for domain in ["demo", "natural", "pedestrian", "remote_sensing"] {
+        let path = source.join("domains").join(format!("{domain}.toml"));
+        if let Err(e) = sspa_config::load(&path) {
+            panic!("{domain}: {e}");
+        }
+    }
+}
+
+#[test]
+fn config_errors_are_all_reported_with_position_and_exit_2() {
+    let dir = project();
+    let config = dir.path().join("domains/demo.toml");
+    let text_in = std::fs::read_to_string(&config).expect("read");
+    let broken = text_in.replace("epochs = 8", "epochs = 8\nlearning_rate = 0.1").replace("lr = 1e-3", "lr = \"fast\"");
+    std::fs::write(&config, broken).expect("write");
+    let out = run(dir.path(), &["plan", "domains/demo.toml"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("2 errors in `domains/demo.toml`"), "{stderr}");
+    let line_of = |needle: &str| text_in.lines().position(|l| l.starts_with(needle)).expect("line") + 1;
+    assert!(
+        stderr.contains(&format!("domains/demo.toml:{}:1: unknown key `train.learning_rate`", line_of("epochs") + 1)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("domains/demo.toml:{}:6: `train.lr`: invalid type", line_of("lr") + 1)),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn locked_workspace_exits_3_naming_the_holder() {
+    let dir = project();
+    let workspace = dir.path().join("work/demo");
+    let _held = sspa_dag::WorkspaceLock::acquire(&workspace, "test").expect("lock");
+    let out = run(dir.path(), &["run", "domains/demo.toml"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("locked by PID {}", std::process::id())), "{stderr}");
+}
+
+#[test]
+fn graph_prints_dot_on_stdout() {
+    let dir = project();
+    let out = run(dir.path(), &["graph", "domains/demo.toml"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("digraph pipeline {"), "{stdout}");
+    for edge in
+        ["\"describe\" -> \"embed\"", "\"embed\" -> \"train\"", "\"shard\" -> \"train\"", "\"evaluate\" -> \"report\""]
+    {
+        assert!(stdout.contains(edge), "missing {edge} in {stdout}");
+    }
+}
+
+#[test]
+fn pipeline_cycle_is_a_usage_error_naming_the_chain() {
+    let dir = project();
+    let pipeline = dir.path().join("pipeline/pipeline.toml");
+    let text_in = std::fs::read_to_string(&pipeline).expect("read");
+    let cyclic = text_in.replace("[stages.describe]\n", "[stages.describe]\nneeds = [\"report\"]\n");
+    std::fs::write(&pipeline, cyclic).expect("write");
+    let out = run(dir.path(), &["graph", "domains/demo.toml"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("dependency cycle: describe -> report -> evaluate -> train -> embed -> describe"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_stage_name_is_a_usage_error() {
+    let dir = project();
+    let out = run(dir.path(), &["plan", "domains/demo.toml", "--until", "trian"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown stage `trian`"), "{stderr}");
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let dir = project();
+    let out = run(dir.path(), &["run", "domains/nope.toml"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("domains/nope.toml"), "{stderr}");
+}

@@ -87,6 +87,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Metrics of a score table against a target table (Parquet, rows matched by `image`).
+    Eval {
+        /// Parquet: utf8 `image` + one float column per label, probabilities in [0, 1].
+        #[arg(long, value_name = "FILE")]
+        scores: PathBuf,
+        /// Parquet: utf8 `image` + one integer column per label: 1, 0, or -1 (ignored).
+        #[arg(long, value_name = "FILE")]
+        targets: PathBuf,
+        /// `natural` (mAP, CF1/OF1, top-k) or `pedestrian` (adds mA and instance metrics).
+        #[arg(long, default_value = "natural")]
+        kind: sspa_metrics::MetricKind,
+        /// A label counts as predicted when its probability is at least this.
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f32,
+        /// Labels per image for the top-k metrics.
+        #[arg(long, default_value_t = 3)]
+        top_k: usize,
+        /// Print the metrics as JSON (values in percent).
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete old run records and cached results no kept run refers to.
     Clean {
         #[command(flatten)]

@@ -27,6 +27,9 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                 | DagError::MissingUpstream { .. } => USAGE,
             };
         }
+        if cause.downcast_ref::<sspa_metrics::MetricsError>().is_some() {
+            return USAGE;
+        }
         if cause.downcast_ref::<UsageError>().is_some() {
             return USAGE;
         }

@@ -130,3 +130,48 @@ fn missing_config_file_is_named() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("domains/nope.toml"), "{stderr}");
 }
+
+#[test]
+fn eval_prints_the_documented_json_and_rejects_bad_scores() {
+    use sspa_metrics::{Scores, Targets};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let images: Vec<String> = (0..4).map(|i| format!("img{i}.png")).collect();
+    let labels = vec!["cat".to_string(), "dog".to_string()];
+    let scores = Scores::from_row_major(images.clone(), labels.clone(), &[0.9, 0.1, 0.8, 0.7, 0.2, 0.6, 0.4, 0.3])
+        .expect("scores");
+    // Rows in another order: matched by image name.
+    let mut reversed = images.clone();
+    reversed.reverse();
+    let targets = Targets::from_row_major(reversed, labels.clone(), &[0, 0, 0, 1, 1, 1, 1, -1]).expect("targets");
+    let scores_path = dir.path().join("scores.parquet");
+    let targets_path = dir.path().join("targets.parquet");
+    sspa_metrics::write_scores(&scores_path, &scores).expect("write");
+    sspa_metrics::write_targets(&targets_path, &targets).expect("write");
+    let out = bin()
+        .args(["eval", "--json", "--scores"])
+        .arg(&scores_path)
+        .arg("--targets")
+        .arg(&targets_path)
+        .output()
+        .expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let keys: Vec<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "top3", "per_class_ap", "classes_without_positives"]
+    );
+    // cat: positives img0 (0.9) and img1 (0.8), ranked 1 and 2: AP 100. dog: img1 (0.7) positive,
+    // img3 ignored, img0 (0.1) and img2 (0.6) negative: ranked 1st, AP 100.
+    assert_eq!(json["per_class_ap"]["cat"], 100.0);
+    assert_eq!(json["mAP"], 100.0);
+
+    let bad = Scores::from_row_major(images, labels, &[0.9, 1.5, 0.8, 0.7, 0.2, 0.6, 0.4, 0.3]).expect("scores");
+    sspa_metrics::write_scores(&scores_path, &bad).expect("write");
+    let out =
+        bin().args(["eval", "--scores"]).arg(&scores_path).arg("--targets").arg(&targets_path).output().expect("spawn");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("dog") && stderr.contains("1.5"), "{stderr}");
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the process exit code.
 
 mod clean;
+mod eval;
 mod graph;
 mod plan;
 mod run;
@@ -16,6 +17,9 @@ pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
         Command::Graph { config } => graph::graph(&config),
         Command::Status { config, runs, json } => status::status(&config, runs, json),
         Command::Clean { config, keep_last } => clean::clean(&config, keep_last),
+        Command::Eval { scores, targets, kind, threshold, top_k, json } => {
+            eval::eval(&scores, &targets, kind, threshold, top_k, json)
+        }
     }
 }
 

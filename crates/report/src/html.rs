@@ -1,0 +1,196 @@
+//! `report.html`: one file, no external resources — inline CSS, inline SVG, `data:` PNGs.
+
+use std::fmt::Write;
+
+use crate::svg::{LineChart, Series, bar_chart, escape, line_chart};
+use crate::{ReportData, base64, signed};
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em}\
+td.number{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4}\
+.up{color:#067d17}.down{color:#b3261e}.scroll{overflow-x:auto}code{font-size:.9em}\
+svg text{font-family:system-ui,sans-serif}.chart-title{font-size:14px;font-weight:600}\
+.tick,.bar-label{font-size:10px;fill:#444}.axis-label,.legend{font-size:12px}\
+figure{display:inline-block;margin:.5em}figure img{max-width:320px;image-rendering:pixelated}";
+
+pub(crate) fn render(data: &ReportData) -> String {
+    let title = escape(&data.title());
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<p>Values in percent.</p>\n"
+    );
+    metrics_table(&mut html, data);
+    delta_table(&mut html, data);
+    class_ap(&mut html, data);
+    pr_curves(&mut html, data);
+    training(&mut html, data);
+    images(&mut html, data);
+    lineage(&mut html, data);
+    html.push_str("</body>\n</html>\n");
+    html
+}
+
+fn metrics_table(html: &mut String, data: &ReportData) {
+    html.push_str("<section id=\"metrics\">\n<h2>Metrics</h2>\n<table>\n<tr><th>metric</th>");
+    for model in &data.models {
+        let _ = write!(html, "<th>{}</th>", escape(&model.name));
+    }
+    html.push_str("</tr>\n");
+    for name in data.metric_names() {
+        let _ = write!(html, "<tr><td>{}</td>", escape(name));
+        for model in &data.models {
+            match model.get(name) {
+                Some(value) => {
+                    let _ = write!(html, "<td class=\"number\">{value:.2}</td>");
+                }
+                None => html.push_str("<td class=\"number\">—</td>"),
+            }
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</table>\n</section>\n");
+}
+
+fn delta_table(html: &mut String, data: &ReportData) {
+    let Some(previous) = &data.previous else { return };
+    let _ = write!(html, "<section id=\"delta\">\n<h2>Change against run {}</h2>\n", escape(&previous.run_id));
+    let deltas = data.deltas();
+    if deltas.is_empty() {
+        html.push_str("<p>No metric in common with that run.</p>\n</section>\n");
+        return;
+    }
+    html.push_str("<table>\n<tr><th>model</th><th>metric</th><th>previous</th><th>now</th><th>change</th></tr>\n");
+    for delta in deltas {
+        let change = delta.current - delta.previous;
+        let class = if change > 0.0 {
+            "up"
+        } else if change < 0.0 {
+            "down"
+        } else {
+            "same"
+        };
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td class=\"number\">{:.2}</td><td class=\"number\">{:.2}</td><td class=\"number {class}\">{}</td></tr>",
+            escape(&delta.model),
+            escape(&delta.metric),
+            delta.previous,
+            delta.current,
+            signed(change)
+        );
+    }
+    html.push_str("</table>\n</section>\n");
+}
+
+fn class_ap(html: &mut String, data: &ReportData) {
+    let _ = write!(html, "<section id=\"class-ap\">\n<h2>Per-class AP ({})</h2>\n", escape(&data.chart_model));
+    let ranked = data.ranked_ap();
+    if ranked.is_empty() {
+        html.push_str("<p>No class has positives.</p>\n");
+    } else {
+        let _ = writeln!(
+            html,
+            "<div class=\"scroll\">{}</div>",
+            bar_chart("AP per class, best first", "AP (%)", &ranked, 100.0)
+        );
+    }
+    if !data.classes_without_positives.is_empty() {
+        let names: Vec<String> =
+            data.classes_without_positives.iter().map(|label| format!("<code>{}</code>", escape(label))).collect();
+        let _ = writeln!(html, "<p>Classes without positives (not in mAP): {}.</p>", names.join(", "));
+    }
+    html.push_str("</section>\n");
+}
+
+fn pr_curves(html: &mut String, data: &ReportData) {
+    if data.pr_curves.is_empty() {
+        return;
+    }
+    let series = data
+        .pr_curves
+        .iter()
+        .map(|curve| Series {
+            name: format!("{} (AP {:.1})", curve.label, curve.average_precision),
+            points: curve.points.iter().map(|point| (point.recall, point.precision)).collect(),
+        })
+        .collect();
+    let chart = LineChart {
+        title: format!("Precision-recall, best and worst classes ({})", data.chart_model),
+        x_label: "recall".into(),
+        y_label: "precision".into(),
+        series,
+        x_range: Some((0.0, 1.0)),
+        y_range: Some((0.0, 1.0)),
+    };
+    let _ = write!(
+        html,
+        "<section id=\"pr-curves\">\n<h2>Precision-recall curves</h2>\n{}\n</section>\n",
+        line_chart(&chart)
+    );
+}
+
+fn training(html: &mut String, data: &ReportData) {
+    if data.training.is_empty() {
+        return;
+    }
+    let epochs = &data.training;
+    let curve = |name: &str, value: &dyn Fn(&crate::EpochRecord) -> Option<f64>| Series {
+        name: name.to_owned(),
+        points: epochs.iter().map(|epoch| (f64::from(epoch.epoch), value(epoch).unwrap_or(f64::NAN))).collect(),
+    };
+    let charts = [
+        LineChart {
+            title: "Training loss".into(),
+            x_label: "epoch".into(),
+            y_label: "loss".into(),
+            series: vec![curve("train loss", &|epoch| Some(epoch.train_loss))],
+            ..LineChart::default()
+        },
+        LineChart {
+            title: "Learning rate".into(),
+            x_label: "epoch".into(),
+            y_label: "lr".into(),
+            series: vec![curve("lr", &|epoch| Some(epoch.learning_rate))],
+            ..LineChart::default()
+        },
+        LineChart {
+            title: "Validation mAP".into(),
+            x_label: "epoch".into(),
+            y_label: "mAP (%)".into(),
+            series: vec![curve("raw", &|epoch| epoch.val_map_raw), curve("EMA", &|epoch| epoch.val_map_ema)],
+            ..LineChart::default()
+        },
+    ];
+    html.push_str("<section id=\"training\">\n<h2>Training</h2>\n");
+    for chart in &charts {
+        html.push_str(&line_chart(chart));
+        html.push('\n');
+    }
+    html.push_str("</section>\n");
+}
+
+fn images(html: &mut String, data: &ReportData) {
+    if data.images.is_empty() {
+        return;
+    }
+    html.push_str("<section id=\"maps\">\n<h2>Attention and gate maps</h2>\n");
+    for image in &data.images {
+        let caption = escape(&image.caption);
+        let _ = writeln!(
+            html,
+            "<figure><img alt=\"{caption}\" src=\"data:image/png;base64,{}\"><figcaption>{caption}</figcaption></figure>",
+            base64::encode(&image.png)
+        );
+    }
+    html.push_str("</section>\n");
+}
+
+fn lineage(html: &mut String, data: &ReportData) {
+    html.push_str("<section id=\"lineage\">\n<h2>Lineage</h2>\n<table>\n");
+    for (name, value) in data.lineage.rows() {
+        let value = value.map_or("—".to_owned(), |value| format!("<code>{}</code>", escape(value)));
+        let _ = writeln!(html, "<tr><th>{name}</th><td>{value}</td></tr>");
+    }
+    html.push_str("</table>\n</section>\n");
+}

@@ -1,0 +1,115 @@
+//! `report.md`: the tables of the report; plots and images live in `report.html`.
+
+use std::fmt::Write;
+
+use crate::{ReportData, signed};
+
+/// Escapes text for a Markdown table cell: no pipes, no line breaks, no inline markup or HTML.
+pub(crate) fn cell(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '|' | '\\' | '*' | '_' | '`' | '[' | ']' | '#' => {
+                escaped.push('\\');
+                escaped.push(character);
+            }
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '&' => escaped.push_str("&amp;"),
+            '\n' | '\r' => escaped.push(' '),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+pub(crate) fn render(data: &ReportData) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# {}\n", cell(&data.title()));
+    let _ = writeln!(md, "Values in percent. Plots, precision-recall curves and maps: `report.html`.\n");
+
+    let _ = writeln!(md, "## Metrics\n");
+    let mut header = String::from("| metric |");
+    let mut rule = String::from("|---|");
+    for model in &data.models {
+        let _ = write!(header, " {} |", cell(&model.name));
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(md, "{header}\n{rule}");
+    for name in data.metric_names() {
+        let _ = write!(md, "| {} |", cell(name));
+        for model in &data.models {
+            match model.get(name) {
+                Some(value) => {
+                    let _ = write!(md, " {value:.2} |");
+                }
+                None => md.push_str(" — |"),
+            }
+        }
+        md.push('\n');
+    }
+
+    if let Some(previous) = &data.previous {
+        let _ = writeln!(md, "\n## Change against run {}\n", cell(&previous.run_id));
+        let deltas = data.deltas();
+        if deltas.is_empty() {
+            let _ = writeln!(md, "No metric in common with that run.");
+        } else {
+            let _ = writeln!(md, "| model | metric | previous | now | change |\n|---|---|---:|---:|---:|");
+            for delta in deltas {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.2} | {:.2} | {} |",
+                    cell(&delta.model),
+                    cell(&delta.metric),
+                    delta.previous,
+                    delta.current,
+                    signed(delta.current - delta.previous)
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(md, "\n## Per-class AP ({})\n", cell(&data.chart_model));
+    let _ = writeln!(md, "| label | AP |\n|---|---:|");
+    for (label, ap) in data.ranked_ap() {
+        let _ = writeln!(md, "| {} | {ap:.2} |", cell(&label));
+    }
+    if !data.classes_without_positives.is_empty() {
+        let names: Vec<String> = data.classes_without_positives.iter().map(|label| cell(label)).collect();
+        let _ = writeln!(md, "\nClasses without positives (not in mAP): {}.", names.join(", "));
+    }
+
+    if !data.training.is_empty() {
+        let _ = writeln!(md, "\n## Training\n");
+        let _ = writeln!(md, "| epoch | loss | lr | val mAP raw | val mAP EMA |\n|---:|---:|---:|---:|---:|");
+        let optional = |value: Option<f64>| value.map_or("—".to_owned(), |value| format!("{value:.2}"));
+        for epoch in &data.training {
+            let _ = writeln!(
+                md,
+                "| {} | {:.4} | {:.3e} | {} | {} |",
+                epoch.epoch,
+                epoch.train_loss,
+                epoch.learning_rate,
+                optional(epoch.val_map_raw),
+                optional(epoch.val_map_ema)
+            );
+        }
+    }
+
+    let _ = writeln!(md, "\n## Lineage\n\n| input | value |\n|---|---|");
+    for (name, value) in data.lineage.rows() {
+        let _ = writeln!(
+            md,
+            "| {name} | {} |",
+            value.map_or("—".to_owned(), |value| format!("`{}`", value.replace('`', "'").replace('|', "\\|")))
+        );
+    }
+    if !data.images.is_empty() {
+        let _ = writeln!(md, "\n## Maps\n");
+        for image in &data.images {
+            let _ = writeln!(md, "- {} (in `report.html`)", cell(&image.caption));
+        }
+    }
+    md
+}

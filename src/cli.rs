@@ -87,6 +87,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Describe a (new) label set with the domain's LLM; only answers not cached are requested.
+    Describe {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// One label per line; default: the config's labels.
+        #[arg(long, value_name = "FILE")]
+        labels: Option<PathBuf>,
+        /// Parquet file for the descriptions of these labels.
+        #[arg(long, value_name = "FILE", default_value = "descriptions.parquet")]
+        output: PathBuf,
+        /// Print the counts (cached, new, failed, duplicates) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Metrics of a score table against a target table (Parquet, rows matched by `image`).
     Eval {
         /// Parquet: utf8 `image` + one float column per label, probabilities in [0, 1].
@@ -151,6 +165,7 @@ fn init_logging(quiet: bool, verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .try_init();
 }

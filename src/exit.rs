@@ -27,7 +27,9 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                 | DagError::MissingUpstream { .. } => USAGE,
             };
         }
-        if cause.downcast_ref::<sspa_metrics::MetricsError>().is_some() {
+        if cause.downcast_ref::<sspa_metrics::MetricsError>().is_some()
+            || cause.downcast_ref::<sspa_describe::LabelError>().is_some()
+        {
             return USAGE;
         }
         if cause.downcast_ref::<UsageError>().is_some() {

@@ -175,3 +175,71 @@ fn eval_prints_the_documented_json_and_rejects_bad_scores() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("dog") && stderr.contains("1.5"), "{stderr}");
 }
+
+/// The demo domain shrunk to 48 mosaics, so the real `shard` stage runs in a second.
+fn tiny_demo(dir: &Path) {
+    let manifest = dir.join("data_manifest/demo.toml");
+    let text_in = std::fs::read_to_string(&manifest).expect("read");
+    let tiny =
+        text_in.replace("train_images = 8000", "train_images = 32").replace("test_images = 2000", "test_images = 16");
+    std::fs::write(&manifest, tiny).expect("write");
+}
+
+fn stage_line<'a>(stdout: &'a str, stage: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(stage))
+        .unwrap_or_else(|| panic!("no {stage} in {stdout}"))
+}
+
+#[test]
+fn real_shard_stage_reruns_only_when_what_it_reads_changes() {
+    let dir = project();
+    tiny_demo(dir.path());
+    let out = run(dir.path(), &["run", "domains/demo.toml", "--until", "shard"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stage_line(&stdout, "shard").contains("ran"), "{stdout}");
+
+    let out = run(dir.path(), &["run", "domains/demo.toml", "--until", "shard"]);
+    let (stdout, _) = text(&out);
+    assert!(stage_line(&stdout, "shard").contains("skipped") && stdout.contains("unchanged"), "{stdout}");
+
+    // A value shard does not read: still cached.
+    let config = dir.path().join("domains/demo.toml");
+    let original = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, original.replace("epochs = 8", "epochs = 9")).expect("write");
+    let out = run(dir.path(), &["plan", "domains/demo.toml", "--until", "shard"]);
+    let (stdout, _) = text(&out);
+    assert!(stage_line(&stdout, "shard").contains("skip"), "{stdout}");
+
+    // A value it reads: planned to run, with the reason.
+    std::fs::write(&config, original.replace("shard_size = 1000", "shard_size = 10")).expect("write");
+    let out = run(dir.path(), &["plan", "domains/demo.toml", "--until", "shard"]);
+    let (stdout, _) = text(&out);
+    assert!(
+        stage_line(&stdout, "shard").contains("run") && stdout.contains("param data.shard_size changed"),
+        "{stdout}"
+    );
+
+    let out = run(dir.path(), &["run", "domains/demo.toml", "--until", "shard", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(&stdout).expect("run record JSON on stdout");
+    assert_eq!(record["stages"][0]["name"], "shard");
+    assert_eq!(record["stages"][0]["status"], "ran");
+    assert!(record["git_commit"].is_null() || record["git_commit"].is_string());
+
+    let out = run(dir.path(), &["status", "domains/demo.toml", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).expect("status JSON");
+    assert_eq!(status["runs"].as_array().map(Vec::len), Some(3));
+    let shard = status["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == "shard")).expect("shard");
+    assert_eq!(shard["state"], "up to date");
+
+    let out = run(dir.path(), &["clean", "domains/demo.toml", "--keep-last", "1"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("removed 2 run record(s), 1 cached result(s)"), "{stdout}");
+}

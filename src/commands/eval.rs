@@ -2,7 +2,14 @@ use crate::exit;
 use sspa_metrics::{EvalOptions, MetricKind};
 use std::path::Path;
 
-pub fn eval(scores: &Path, targets: &Path, kind: MetricKind, threshold: f32, top_k: usize, json: bool) -> anyhow::Result<u8> {
+pub fn eval(
+    scores: &Path,
+    targets: &Path,
+    kind: MetricKind,
+    threshold: f32,
+    top_k: usize,
+    json: bool,
+) -> anyhow::Result<u8> {
     let options = EvalOptions { kind, threshold, top_k };
     let report = sspa_metrics::evaluate_files(scores, targets, &options)?;
     if json {

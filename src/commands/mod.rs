@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the process exit code.
 
 mod clean;
+mod describe;
 mod eval;
 mod graph;
 mod plan;
@@ -17,6 +18,9 @@ pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
         Command::Graph { config } => graph::graph(&config),
         Command::Status { config, runs, json } => status::status(&config, runs, json),
         Command::Clean { config, keep_last } => clean::clean(&config, keep_last),
+        Command::Describe { config, labels, output, json } => {
+            describe::describe(&config, labels.as_deref(), &output, json)
+        }
         Command::Eval { scores, targets, kind, threshold, top_k, json } => {
             eval::eval(&scores, &targets, kind, threshold, top_k, json)
         }

@@ -130,7 +130,20 @@ pub fn plan(project: &Project, registry: &Registry, options: &RunOptions) -> Res
             known: registry.kinds().join(", "),
         })?;
         let (params, nested) = declared_params(project, def)?;
-        let (deps, dep_hashes) = hash_deps(project, def, &mut hashes)?;
+        let (mut deps, mut dep_hashes) = hash_deps(project, def, &mut hashes)?;
+        let extra = implementation.inputs(&nested, &project.root).map_err(|e| DagError::Input {
+            stage: def.name.clone(),
+            message: format!("cannot list its inputs: {}", error_chain(e.as_ref())),
+        })?;
+        for path in extra {
+            let hash = hashes.hash_path(&path)?.ok_or_else(|| DagError::Input {
+                stage: def.name.clone(),
+                message: format!("input `{}` does not exist", path.display()),
+            })?;
+            let shown = path.strip_prefix(&project.root).unwrap_or(&path).display().to_string();
+            dep_hashes.insert(shown, hash);
+            deps.push(path);
+        }
         let upstream: BTreeMap<String, String> =
             def.spec.needs.iter().map(|n| (n.clone(), keys.get(n).cloned().unwrap_or_default())).collect();
         let parts = KeyParts {

@@ -16,6 +16,13 @@ pub trait Stage: Send + Sync {
     /// Bump when the outputs for the same inputs change (format or semantics): cached results of
     /// older versions are then stale.
     fn version(&self) -> u32;
+    /// Input files the stage reads beyond the pipeline's declared `deps`, found from its params:
+    /// model weights in an install directory, annotation files named by a dataset manifest.
+    /// Their content hashes join the cache key like declared deps.
+    fn inputs(&self, params: &Value, project_root: &std::path::Path) -> Result<Vec<PathBuf>, StageError> {
+        let _ = (params, project_root);
+        Ok(Vec::new())
+    }
     /// Does the work, blocking, writing every output into `ctx.out_dir`.
     fn run(&self, ctx: &StageContext) -> Result<(), StageError>;
 }

@@ -26,6 +26,10 @@ impl Stage for Fake {
     fn version(&self) -> u32 {
         1
     }
+    /// `data.weights`, when given, names a file outside the declared deps.
+    fn inputs(&self, params: &Value, project_root: &Path) -> Result<Vec<PathBuf>, StageError> {
+        Ok(params.pointer("/data/weights").and_then(Value::as_str).map(|w| project_root.join(w)).into_iter().collect())
+    }
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let start = Instant::now();
         let mut text = ctx.params.to_string();
@@ -199,6 +203,24 @@ fn input_file_change_and_missing_output_are_explained() {
     let (record, _) = f.run(&RunOptions::default());
     assert_eq!(Fixture::reasons(&record, "shard"), vec!["output out.txt missing"]);
     assert_eq!(f.take_ran(), vec!["shard"], "same key: downstream stays cached");
+}
+
+#[test]
+fn stage_declared_inputs_join_the_key() {
+    let mut f = Fixture::new(Duration::ZERO);
+    std::fs::write(f.dir.path().join("weights.bin"), "v1").expect("write");
+    f.config["data"]["weights"] = json!("weights.bin");
+    f.run(&RunOptions::default());
+    f.take_ran();
+    f.run(&RunOptions::default());
+    assert!(f.take_ran().is_empty());
+    std::fs::write(f.dir.path().join("weights.bin"), "v2").expect("write");
+    let (record, _) = f.run(&RunOptions::default());
+    assert_eq!(Fixture::reasons(&record, "shard"), vec!["input weights.bin changed"]);
+    assert_eq!(f.take_ran(), vec!["evaluate", "report", "shard", "train"]);
+    std::fs::remove_file(f.dir.path().join("weights.bin")).expect("rm");
+    let err = sspa_dag::plan(&f.project(), &f.registry, &RunOptions::default()).expect_err("missing input");
+    assert!(err.to_string().contains("weights.bin` does not exist"), "{err}");
 }
 
 #[test]

@@ -1,0 +1,155 @@
+//! Shard throughput (images/s), loader throughput (batches/s) and peak RSS, on the Fashion-MNIST
+//! mosaic demo set. Compare with `scripts/bench_shard_pil.py`, which does the same decode and
+//! resize with PIL and multiprocessing.
+//!
+//! ```text
+//! cargo bench -p sspa-data --bench shard_throughput -- [all|build|shard|load]
+//! ```
+//! Environment: `SSPA_BENCH_DIR` (default `target/sspa-bench`), `SSPA_BENCH_TRAIN` (8000),
+//! `SSPA_BENCH_TEST` (2000), `SSPA_BENCH_SIZE` (224), `SSPA_BENCH_THREADS` (all cores),
+//! `SSPA_BENCH_POLICY` (`eval`: every split resized and centre-cropped to SIZE, as the PIL script
+//! does; `manifest`: training splits kept whole, as the stage does), `SSPA_BENCH_BATCHES` (200).
+//! Each step prints its peak resident memory (VmHWM) so that `build`, `shard` and `load` can be
+//! measured apart.
+
+use sspa_config::OnBadImage;
+use sspa_data::loader::LoaderConfig;
+use sspa_data::shard::{WriteOptions, write_shards};
+use sspa_data::{Geometry, Loader, Manifest, open_shards};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+struct Paths {
+    data_root: PathBuf,
+    shards: PathBuf,
+    manifest: Manifest,
+}
+
+fn paths() -> Paths {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bench_dir: PathBuf = std::env::var_os("SSPA_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate_dir.join("../../target/sspa-bench"));
+    let train: u32 = env_or("SSPA_BENCH_TRAIN", 8000);
+    let test: u32 = env_or("SSPA_BENCH_TEST", 2000);
+    let text = std::fs::read_to_string(crate_dir.join("../../data_manifest/demo.toml"))
+        .expect("data_manifest/demo.toml")
+        .replace("train_images = 8000", &format!("train_images = {train}"))
+        .replace("test_images = 2000", &format!("test_images = {test}"));
+    let manifest = Manifest::parse(&text, Path::new("demo.toml")).expect("demo manifest");
+    let data_root = bench_dir.join(format!("data-{train}-{test}"));
+    let shards = bench_dir.join(format!("shards-{train}-{test}"));
+    Paths { data_root, shards, manifest }
+}
+
+fn build(paths: &Paths) {
+    let started = Instant::now();
+    let built = sspa_data::demo::ensure_demo(&paths.manifest, &paths.data_root, &|_, _| {}).expect("demo build");
+    println!(
+        "build: {} in {:.2} s ({}), peak RSS {:.1} MiB",
+        paths.data_root.display(),
+        started.elapsed().as_secs_f64(),
+        if built { "built" } else { "already there" },
+        peak_rss_mib()
+    );
+}
+
+fn shard(paths: &Paths) {
+    let size: u32 = env_or("SSPA_BENCH_SIZE", 224);
+    let policy = std::env::var("SSPA_BENCH_POLICY").unwrap_or_else(|_| "eval".into());
+    let threads = std::env::var("SSPA_BENCH_THREADS").ok().and_then(|t| t.parse().ok());
+    let dataset = sspa_data::import::import(&paths.manifest, &paths.data_root).expect("import (run `build` first)");
+    let train: Vec<bool> =
+        dataset.splits.iter().map(|s| policy == "manifest" && paths.manifest.is_train_split(&s.name)).collect();
+    let images: usize = dataset.splits.iter().map(|s| s.images.len()).sum();
+    if paths.shards.exists() {
+        std::fs::remove_dir_all(&paths.shards).expect("clear old shards");
+    }
+    std::fs::create_dir_all(&paths.shards).expect("shard dir");
+    let options = WriteOptions {
+        dataset: "demo".into(),
+        geometry: Geometry::for_preset("clip-vit-b32", size).expect("preset"),
+        shard_size: 1000,
+        on_bad_image: OnBadImage::Fail,
+        threads,
+        data_root: paths.data_root.clone(),
+        failure_report_dir: None,
+    };
+    let started = Instant::now();
+    let summary = write_shards(&dataset, &train, &options, &paths.shards, &|_, _| {}).expect("shard");
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes: u64 = summary.splits.iter().map(|s| s.bytes).sum();
+    println!(
+        "shard: {images} images ({policy} policy, {size} px, {} threads) in {seconds:.2} s = {:.0} images/s, {:.1} MiB written, peak RSS {:.1} MiB",
+        threads.unwrap_or_else(rayon::current_num_threads),
+        images as f64 / seconds,
+        bytes as f64 / (1 << 20) as f64,
+        peak_rss_mib()
+    );
+}
+
+fn load(paths: &Paths) {
+    let size: u32 = env_or("SSPA_BENCH_SIZE", 224);
+    let limit: usize = env_or("SSPA_BENCH_BATCHES", 200);
+    let set = open_shards(&paths.shards).expect("open shards (run `shard` first)");
+    let (mean, std) = sspa_data::mean_std("clip-vit-b32").expect("preset");
+    for (split, augment) in [("test", false), ("train", true)] {
+        let reader = set.split(split).expect("split");
+        let config = if augment {
+            LoaderConfig { workers: 2, prefetch: 4, ..LoaderConfig::train(32, size, mean, std, 0) }
+        } else {
+            LoaderConfig { workers: 2, prefetch: 4, ..LoaderConfig::eval(32, size, mean, std) }
+        };
+        let started = Instant::now();
+        let mut batches = 0usize;
+        let mut checksum = 0f64;
+        for batch in Loader::new(&reader, &config, 0).expect("loader").take(limit) {
+            let batch = batch.expect("batch");
+            checksum += f64::from(batch.images[batch.images.len() / 2]);
+            batches += 1;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "load {split} ({}): {batches} batches of 32×3×{size}×{size} in {seconds:.2} s = {:.1} batches/s ({:.0} images/s), peak RSS {:.1} MiB [{checksum:.3}]",
+            if augment { "random resized crop + flip" } else { "eval" },
+            batches as f64 / seconds,
+            (batches * 32) as f64 / seconds,
+            peak_rss_mib()
+        );
+    }
+}
+
+fn main() {
+    let step = std::env::args().skip(1).find(|a| !a.starts_with("--")).unwrap_or_else(|| "all".into());
+    let paths = paths();
+    match step.as_str() {
+        "build" => build(&paths),
+        "shard" => shard(&paths),
+        "load" => load(&paths),
+        "all" => {
+            build(&paths);
+            shard(&paths);
+            load(&paths);
+        }
+        other => {
+            eprintln!("unknown step `{other}`: use all, build, shard or load");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The offline demo dataset: Fashion-MNIST (Debian `dataset-fashion-mnist`, IDX `.gz` files)
+//! turned into 2×2 mosaics. Each 28×28 tile is a real Fashion-MNIST image or blank (all zero), at
+//! least one tile is filled, so a mosaic has 1–4 labels: the classes of its filled tiles.
+//!
+//! The set is written under `<data root>/<demo.dir>` (default
+//! `${SSPA_DATA_ROOT:-<project>/data}/fashion-mosaic`) as PNG files plus a JSON-list annotation
+//! file per split (`train.json`, `test.json`), so the shard stage reads it through the ordinary
+//! importer. Mosaic `i` of a split depends only on `(seed, split, i)`: the build is deterministic
+//! and parallel. A `BUILD.json` records the parameters; a different one causes a rebuild. The
+//! directory is built beside its final place and renamed into it.
+
+use crate::error::DataError;
+use crate::manifest::{DemoSection, Manifest};
+use crate::rng::{SplitMix64, stream_id};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Fashion-MNIST class names in label-index order.
+pub const FASHION_CLASSES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
+/// Side of one Fashion-MNIST image.
+pub const TILE: usize = 28;
+
+const BUILD_FILE: &str = "BUILD.json";
+const BUILD_VERSION: u32 = 1;
+
+/// Images and labels of one IDX split.
+#[derive(Debug, Clone)]
+pub struct IdxImages {
+    pub rows: usize,
+    pub cols: usize,
+    /// `count × rows × cols` bytes.
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u8>,
+}
+
+impl IdxImages {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    pub fn image(&self, index: usize) -> &[u8] {
+        let size = self.rows * self.cols;
+        &self.pixels[index * size..(index + 1) * size]
+    }
+}
+
+/// The IDX files a demo build reads.
+pub fn source_files(demo: &DemoSection) -> Vec<PathBuf> {
+    ["train", "t10k"]
+        .iter()
+        .flat_map(|prefix| {
+            [
+                demo.source_dir.join(format!("{prefix}-images-idx3-ubyte.gz")),
+                demo.source_dir.join(format!("{prefix}-labels-idx1-ubyte.gz")),
+            ]
+        })
+        .collect()
+}
+
+fn read_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::Demo {
+        message: format!(
+            "cannot open `{}` ({e}); install it with `apt-get install -y dataset-fashion-mnist`",
+            path.display()
+        ),
+    })?;
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::io::BufReader::new(file))
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::read(path, e))?;
+    Ok(bytes)
+}
+
+fn be_u32(bytes: &[u8], at: usize, path: &Path) -> Result<usize, DataError> {
+    bytes
+        .get(at..at + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(|b| u32::from_be_bytes(b) as usize)
+        .ok_or_else(|| DataError::annotation(path, "IDX header is truncated"))
+}
+
+/// Reads an IDX image file (magic 2051) and its label file (magic 2049).
+pub fn read_idx(images: &Path, labels: &Path) -> Result<IdxImages, DataError> {
+    let image_bytes = read_gz(images)?;
+    let label_bytes = read_gz(labels)?;
+    if be_u32(&image_bytes, 0, images)? != 0x0803 {
+        return Err(DataError::annotation(images, "not an IDX image file (magic 2051)"));
+    }
+    if be_u32(&label_bytes, 0, labels)? != 0x0801 {
+        return Err(DataError::annotation(labels, "not an IDX label file (magic 2049)"));
+    }
+    let count = be_u32(&image_bytes, 4, images)?;
+    let rows = be_u32(&image_bytes, 8, images)?;
+    let cols = be_u32(&image_bytes, 12, images)?;
+    let label_count = be_u32(&label_bytes, 4, labels)?;
+    if label_count != count {
+        return Err(DataError::annotation(labels, format!("{label_count} labels for {count} images")));
+    }
+    let pixels = image_bytes
+        .get(16..16 + count * rows * cols)
+        .ok_or_else(|| DataError::annotation(images, "fewer pixels than the header says"))?
+        .to_vec();
+    let label_values = label_bytes
+        .get(8..8 + count)
+        .ok_or_else(|| DataError::annotation(labels, "fewer labels than the header says"))?
+        .to_vec();
+    if let Some(bad) = label_values.iter().find(|&&l| usize::from(l) >= FASHION_CLASSES.len()) {
+        return Err(DataError::annotation(labels, format!("label `{bad}` is not a Fashion-MNIST class")));
+    }
+    if rows != TILE || cols != TILE {
+        return Err(DataError::annotation(images, format!("images are {rows}×{cols}, expected 28×28")));
+    }
+    Ok(IdxImages { rows, cols, pixels, labels: label_values })
+}
+
+/// Which source image fills each tile (row-major: top-left, top-right, bottom-left, bottom-right).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MosaicPlan {
+    pub tiles: [Option<usize>; 4],
+}
+
+/// The plan of mosaic `index` of `split`: deterministic in `(seed, split, index)`.
+pub fn plan(demo: &DemoSection, split: &str, index: u64, source_len: usize) -> MosaicPlan {
+    let mut rng = SplitMix64::for_item(demo.seed, stream_id(split), index);
+    let mut tiles = [None; 4];
+    for tile in &mut tiles {
+        if rng.unit() >= demo.blank_probability {
+            *tile = Some(rng.below(source_len as u64) as usize);
+        }
+    }
+    if tiles.iter().all(Option::is_none) {
+        let which = rng.below(4) as usize;
+        tiles[which] = Some(rng.below(source_len as u64) as usize);
+    }
+    MosaicPlan { tiles }
+}
+
+/// Renders a plan: `56·scale` square, grey.
+pub fn render(plan: &MosaicPlan, source: &IdxImages, scale: usize) -> image::GrayImage {
+    let side = 2 * TILE * scale;
+    let mut out = image::GrayImage::new(side as u32, side as u32);
+    for (t, tile) in plan.tiles.iter().enumerate() {
+        let Some(index) = tile else { continue };
+        let pixels = source.image(*index);
+        let (ty, tx) = (t / 2, t % 2);
+        for y in 0..TILE * scale {
+            for x in 0..TILE * scale {
+                let value = pixels[(y / scale) * TILE + x / scale];
+                out.put_pixel((tx * TILE * scale + x) as u32, (ty * TILE * scale + y) as u32, image::Luma([value]));
+            }
+        }
+    }
+    out
+}
+
+/// Sorted, deduplicated class names of a plan's filled tiles.
+pub fn plan_labels(plan: &MosaicPlan, source: &IdxImages) -> Vec<String> {
+    let mut classes: Vec<usize> = plan.tiles.iter().flatten().map(|&i| usize::from(source.labels[i])).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    classes.into_iter().map(|c| FASHION_CLASSES[c].to_string()).collect()
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct BuildRecord {
+    version: u32,
+    demo: DemoSection,
+}
+
+/// The directory the demo set of `manifest` lives in, when the manifest has a `[demo]` section.
+pub fn demo_dir(manifest: &Manifest, data_root: &Path) -> Option<PathBuf> {
+    manifest.demo.as_ref().map(|demo| data_root.join(&demo.dir))
+}
+
+/// Builds the demo set if `manifest` has a `[demo]` section and the data root does not already
+/// hold a build with the same parameters. Returns whether it built. `progress(done, total)`.
+pub fn ensure_demo(
+    manifest: &Manifest,
+    data_root: &Path,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<bool, DataError> {
+    let Some(demo) = &manifest.demo else { return Ok(false) };
+    let target = data_root.join(&demo.dir);
+    let record = BuildRecord { version: BUILD_VERSION, demo: demo.clone() };
+    let existing = std::fs::read(target.join(BUILD_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<BuildRecord>(&bytes).ok());
+    if existing.as_ref() == Some(&record) {
+        return Ok(false);
+    }
+    build_demo(demo, &target, progress)?;
+    Ok(true)
+}
+
+/// Builds the mosaics into `target` (replaced atomically by a rename).
+pub fn build_demo(
+    demo: &DemoSection,
+    target: &Path,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<(), DataError> {
+    let started = std::time::Instant::now();
+    let parent = target.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| DataError::write(parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".fashion-mosaic-build-")
+        .tempdir_in(parent)
+        .map_err(|e| DataError::write(parent, e))?;
+    let files = source_files(demo);
+    let train = read_idx(&files[0], &files[1])?;
+    let test = read_idx(&files[2], &files[3])?;
+    if train.is_empty() || test.is_empty() {
+        return Err(DataError::Demo { message: "the Fashion-MNIST IDX files hold no images".into() });
+    }
+    let total = u64::from(demo.train_images) + u64::from(demo.test_images);
+    let done = AtomicU64::new(0);
+    for (split, source, count) in [("train", &train, demo.train_images), ("test", &test, demo.test_images)] {
+        let dir = staging.path().join(split);
+        std::fs::create_dir_all(&dir).map_err(|e| DataError::write(&dir, e))?;
+        let entries = (0..u64::from(count))
+            .into_par_iter()
+            .map(|index| {
+                let plan = plan(demo, split, index, source.len());
+                let image = render(&plan, source, demo.scale as usize);
+                let relative = format!("{split}/{index:06}.png");
+                let path = staging.path().join(&relative);
+                image.save(&path).map_err(|source| DataError::Encode { path: path.clone(), source })?;
+                let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if finished.is_multiple_of(256) || finished == total {
+                    progress(finished, total);
+                }
+                Ok(serde_json::json!([relative, plan_labels(&plan, source)]))
+            })
+            .collect::<Result<Vec<_>, DataError>>()?;
+        let annotation = serde_json::json!({ "classes": FASHION_CLASSES, "images": entries });
+        write_json_lines(&staging.path().join(format!("{split}.json")), &annotation)?;
+    }
+    let record = BuildRecord { version: BUILD_VERSION, demo: demo.clone() };
+    let record_path = staging.path().join(BUILD_FILE);
+    let text = serde_json::to_vec_pretty(&record).map_err(|e| DataError::Demo { message: e.to_string() })?;
+    std::fs::write(&record_path, text).map_err(|e| DataError::write(&record_path, e))?;
+    if target.exists() {
+        std::fs::remove_dir_all(target).map_err(|e| DataError::write(target, e))?;
+    }
+    let staging = staging.keep();
+    std::fs::rename(&staging, target).map_err(|e| DataError::write(target, e))?;
+    tracing::info!(dir = %target.display(), images = total, seconds = started.elapsed().as_secs_f64(), "built the Fashion-MNIST mosaic demo set");
+    Ok(())
+}
+
+/// Writes a JSON-list annotation with one image entry a line, so errors can name lines.
+fn write_json_lines(path: &Path, value: &serde_json::Value) -> Result<(), DataError> {
+    let encode =
+        |v: &serde_json::Value| serde_json::to_string(v).map_err(|e| DataError::Demo { message: e.to_string() });
+    let mut text = String::from("{\n\"classes\": ");
+    text.push_str(&encode(&value["classes"])?);
+    text.push_str(",\n\"images\": [\n");
+    let images = value["images"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for (i, entry) in images.iter().enumerate() {
+        text.push_str(&encode(entry)?);
+        text.push_str(if i + 1 < images.len() { ",\n" } else { "\n" });
+    }
+    text.push_str("]\n}\n");
+    std::fs::write(path, text).map_err(|e| DataError::write(path, e))
+}

@@ -1,0 +1,163 @@
+//! Generic CSV (RFC 4180 quoting): a header row, a path column, and either
+//! - one column per label holding `1`, `0` or `-1` (every other column must be a label name), or
+//! - a `labels_column` holding the positive labels joined by `label_separator`.
+
+use super::{LabelIndex, RawEntry};
+use crate::error::DataError;
+use crate::manifest::SourceSection;
+use std::path::Path;
+
+/// A parsed record and the line it starts on.
+struct Record {
+    line: usize,
+    fields: Vec<String>,
+}
+
+/// Splits CSV text into records; quoted fields may hold delimiters, `""` and newlines.
+fn records(text: &str, delimiter: char, path: &Path) -> Result<Vec<Record>, DataError> {
+    let mut out = Vec::new();
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut line = 1;
+    let mut start_line = 1;
+    let mut in_quotes = false;
+    let mut chars = text.trim_start_matches('\u{feff}').chars().peekable();
+    let mut row_has_content = false;
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => in_quotes = false,
+                '\n' => {
+                    line += 1;
+                    field.push(c);
+                }
+                _ => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' if field.is_empty() => {
+                in_quotes = true;
+                row_has_content = true;
+            }
+            '\r' => {}
+            '\n' => {
+                if row_has_content || !fields.is_empty() {
+                    fields.push(std::mem::take(&mut field));
+                    out.push(Record { line: start_line, fields: std::mem::take(&mut fields) });
+                }
+                row_has_content = false;
+                line += 1;
+                start_line = line;
+            }
+            c if c == delimiter => {
+                fields.push(std::mem::take(&mut field));
+                row_has_content = true;
+            }
+            _ => {
+                field.push(c);
+                row_has_content = true;
+            }
+        }
+    }
+    if in_quotes {
+        return Err(DataError::annotation(path, format!("{start_line}: unterminated quoted field")));
+    }
+    if row_has_content || !fields.is_empty() {
+        fields.push(field);
+        out.push(Record { line: start_line, fields });
+    }
+    Ok(out)
+}
+
+pub(crate) fn read(
+    text: &str,
+    path: &Path,
+    source: &SourceSection,
+    labels: &LabelIndex,
+) -> Result<Vec<RawEntry>, DataError> {
+    let mut rows = records(text, source.delimiter, path)?.into_iter();
+    let header = rows.next().ok_or_else(|| DataError::annotation(path, "no header row"))?;
+    let column = |name: &str| header.fields.iter().position(|f| f.trim() == name);
+    let path_column = column(&source.path_column)
+        .ok_or_else(|| DataError::annotation(path, format!("1: no `{}` column in the header", source.path_column)))?;
+    enum Layout {
+        List(usize),
+        OneHot(Vec<(usize, usize)>),
+    }
+    let layout = match &source.labels_column {
+        Some(name) => Layout::List(
+            column(name).ok_or_else(|| DataError::annotation(path, format!("1: no `{name}` column in the header")))?,
+        ),
+        None => {
+            let mut columns = Vec::new();
+            for (i, name) in header.fields.iter().enumerate().filter(|(i, _)| *i != path_column) {
+                columns.push((i, labels.require(name.trim(), path, header.line)?));
+            }
+            Layout::OneHot(columns)
+        }
+    };
+    let mut entries = Vec::new();
+    for row in rows {
+        if row.fields.len() != header.fields.len() {
+            return Err(DataError::annotation(
+                path,
+                format!("{}: {} fields, the header has {}", row.line, row.fields.len(), header.fields.len()),
+            ));
+        }
+        let mut targets = vec![0i8; labels.len()];
+        match &layout {
+            Layout::List(column) => {
+                let cell = row.fields[*column].trim();
+                for name in cell.split(source.label_separator.as_str()).map(str::trim).filter(|n| !n.is_empty()) {
+                    targets[labels.require(name, path, row.line)?] = 1;
+                }
+            }
+            Layout::OneHot(columns) => {
+                for &(column, label) in columns {
+                    targets[label] = match row.fields[column].trim() {
+                        "1" => 1,
+                        "0" | "" => 0,
+                        "-1" => -1,
+                        other => {
+                            return Err(DataError::annotation(
+                                path,
+                                format!(
+                                    "{}: column `{}` holds `{other}`, expected 1, 0 or -1",
+                                    row.line, header.fields[column]
+                                ),
+                            ));
+                        }
+                    };
+                }
+            }
+        }
+        entries.push(RawEntry { path: row.fields[path_column].trim().to_string(), line: row.line, targets });
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_fields_and_lines() {
+        let text = "path,labels\n\"a,b.png\",\"x|y\"\n\n\"multi\nline.png\",z\nlast.png,\"say \"\"hi\"\"\"";
+        let rows = records(text, ',', Path::new("t.csv")).expect("valid");
+        let lines: Vec<usize> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![1, 2, 4, 6]);
+        assert_eq!(rows[1].fields, vec!["a,b.png", "x|y"]);
+        assert_eq!(rows[2].fields, vec!["multi\nline.png", "z"]);
+        assert_eq!(rows[3].fields, vec!["last.png", "say \"hi\""]);
+    }
+
+    #[test]
+    fn unterminated_quote_is_an_error() {
+        assert!(records("path\n\"open", ',', Path::new("t.csv")).is_err());
+    }
+}

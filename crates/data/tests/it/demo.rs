@@ -1,0 +1,113 @@
+//! The Fashion-MNIST mosaic demo set, built from the Debian package
+//! (`apt-get install -y dataset-fashion-mnist`), and its labels checked against the tiles.
+
+use crate::{Fixture, no_progress};
+use sspa_data::demo::{FASHION_CLASSES, TILE, ensure_demo, read_idx, source_files};
+use sspa_data::import::import;
+use sspa_data::manifest::DemoSection;
+use std::collections::{BTreeSet, HashMap};
+
+fn demo_manifest(fixture: &Fixture, train: u32, test: u32, seed: u64, scale: u32) -> sspa_data::Manifest {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data_manifest/demo.toml");
+    let text = std::fs::read_to_string(shipped).expect("data_manifest/demo.toml");
+    let text = text
+        .replace("train_images = 8000", &format!("train_images = {train}"))
+        .replace("test_images = 2000", &format!("test_images = {test}"))
+        .replace("seed = 0", &format!("seed = {seed}"))
+        .replace("scale = 1", &format!("scale = {scale}"));
+    fixture.manifest(&text)
+}
+
+/// Source pixels → the labels of every Fashion-MNIST image with exactly those pixels.
+fn pixel_index(split: &str) -> HashMap<Vec<u8>, BTreeSet<usize>> {
+    let files = source_files(&DemoSection::default());
+    let (images, labels) = if split == "train" { (&files[0], &files[1]) } else { (&files[2], &files[3]) };
+    let source = read_idx(images, labels).expect("Fashion-MNIST from the Debian package dataset-fashion-mnist");
+    let mut index: HashMap<Vec<u8>, BTreeSet<usize>> = HashMap::new();
+    for i in 0..source.len() {
+        index.entry(source.image(i).to_vec()).or_default().insert(usize::from(source.labels[i]));
+    }
+    index
+}
+
+/// Checks that every mosaic's labels are exactly the classes of its non-blank tiles.
+fn check_labels_match_tiles(dataset: &sspa_data::Dataset, scale: usize) {
+    for split in &dataset.splits {
+        let index = pixel_index(&split.name);
+        let mut label_counts = BTreeSet::new();
+        for entry in &split.images {
+            let image = image::open(&entry.path).expect("mosaic png").into_luma8();
+            assert_eq!(image.dimensions(), ((2 * TILE * scale) as u32, (2 * TILE * scale) as u32));
+            let mut from_tiles = BTreeSet::new();
+            let mut filled = 0;
+            for tile in 0..4 {
+                let (ty, tx) = (tile / 2, tile % 2);
+                let mut pixels = Vec::with_capacity(TILE * TILE);
+                for y in 0..TILE {
+                    for x in 0..TILE {
+                        let px = (tx * TILE + x) * scale;
+                        let py = (ty * TILE + y) * scale;
+                        pixels.push(image.get_pixel(px as u32, py as u32).0[0]);
+                    }
+                }
+                if pixels.iter().all(|&p| p == 0) {
+                    continue;
+                }
+                filled += 1;
+                let classes = index
+                    .get(&pixels)
+                    .unwrap_or_else(|| panic!("a tile of {} is not a Fashion-MNIST image", entry.path.display()));
+                assert_eq!(classes.len(), 1, "ambiguous source image");
+                from_tiles.extend(classes.iter().copied());
+            }
+            assert!((1..=4).contains(&filled), "{} has {filled} filled tiles", entry.path.display());
+            let annotated: BTreeSet<usize> =
+                entry.targets.iter().enumerate().filter(|(_, t)| **t == 1).map(|(i, _)| i).collect();
+            assert_eq!(annotated, from_tiles, "labels of {} differ from its tiles", entry.path.display());
+            assert!(entry.targets.iter().all(|&t| t == 0 || t == 1));
+            label_counts.insert(annotated.len());
+        }
+        if split.images.len() >= 50 {
+            assert!(label_counts.contains(&1) && label_counts.iter().any(|&c| c >= 3), "{label_counts:?}");
+        }
+    }
+}
+
+#[test]
+fn demo_builds_from_the_debian_package_and_labels_match_tiles() {
+    let fixture = Fixture::new();
+    let manifest = demo_manifest(&fixture, 150, 50, 3, 1);
+    assert!(ensure_demo(&manifest, fixture.root(), &no_progress).expect("build"));
+    let dataset = import(&manifest, fixture.root()).expect("import the built set");
+    assert_eq!(dataset.labels, FASHION_CLASSES.map(String::from).to_vec());
+    let sizes: Vec<(String, usize)> = dataset.splits.iter().map(|s| (s.name.clone(), s.images.len())).collect();
+    assert_eq!(sizes, vec![("test".into(), 50), ("train".into(), 150)]);
+    check_labels_match_tiles(&dataset, 1);
+
+    // Same parameters: nothing to do. Another root: byte-identical files (deterministic build).
+    assert!(!ensure_demo(&manifest, fixture.root(), &no_progress).expect("cached"));
+    let other = Fixture::new();
+    let again = demo_manifest(&other, 150, 50, 3, 1);
+    assert!(ensure_demo(&again, other.root(), &no_progress).expect("build"));
+    for file in ["fashion-mosaic/train.json", "fashion-mosaic/test.json", "fashion-mosaic/train/000149.png"] {
+        let a = std::fs::read(fixture.root().join(file)).expect("first");
+        let b = std::fs::read(other.root().join(file)).expect("second");
+        assert!(a == b, "{file} differs between two builds");
+    }
+
+    // Another seed rebuilds with different content.
+    let reseeded = demo_manifest(&fixture, 150, 50, 4, 1);
+    assert!(ensure_demo(&reseeded, fixture.root(), &no_progress).expect("rebuild"));
+    let before = std::fs::read(other.root().join("fashion-mosaic/train.json")).expect("old");
+    let after = std::fs::read(fixture.root().join("fashion-mosaic/train.json")).expect("new");
+    assert_ne!(before, after);
+}
+
+#[test]
+fn upscaled_demo_keeps_labels() {
+    let fixture = Fixture::new();
+    let manifest = demo_manifest(&fixture, 12, 12, 0, 2);
+    ensure_demo(&manifest, fixture.root(), &no_progress).expect("build");
+    let dataset = import(&manifest, fixture.root()).expect("import");
+    check_labels_match_tiles(&dataset, 2);
+}

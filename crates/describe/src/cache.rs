@@ -1,0 +1,365 @@
+//! The description cache of one describe stage: every answer ever received, keyed by request key.
+//!
+//! Layout under the stage's state directory:
+//! - `descriptions.parquet`: the compacted rows;
+//! - `segments/*.jsonl`: answers appended (and `fdatasync`ed) one line each as they arrive, so a
+//!   killed run loses only the requests in flight; a torn last line is skipped on load;
+//! - `.lock`: held while a run uses the cache.
+//!
+//! [`DescriptionCache::compact`] folds the segments into the Parquet file (temp file + rename)
+//! and only then deletes them; rows are de-duplicated by request key, so a crash between the
+//! two steps costs nothing.
+
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use chrono::{DateTime, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// File name of the compacted cache and of the stage output.
+pub const DESCRIPTIONS_FILE: &str = "descriptions.parquet";
+const SEGMENTS_DIR: &str = "segments";
+const LOCK_FILE: &str = ".lock";
+
+/// One answer: a row of `descriptions.parquet`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheRow {
+    pub label_id: u32,
+    pub label: String,
+    pub domain: String,
+    pub sample: u32,
+    pub prompt_sha256: String,
+    pub request_key: String,
+    pub model: String,
+    pub params_json: String,
+    pub raw: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("description cache `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("description cache `{path}` is in use by another describe run (lock `{path}/{LOCK_FILE}`)")]
+    Locked { path: PathBuf },
+    #[error("description cache `{path}` cannot be read or written as Parquet: {reason}")]
+    Parquet { path: PathBuf, reason: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io { path: path.to_path_buf(), source }
+}
+
+/// The open cache: all rows in memory, new ones appended to this run's segment.
+#[derive(Debug)]
+pub struct DescriptionCache {
+    dir: PathBuf,
+    rows: Vec<CacheRow>,
+    index: HashMap<String, usize>,
+    /// Segment files whose rows are in `rows` (this run's included).
+    segments: Vec<PathBuf>,
+    writer: Option<(PathBuf, File)>,
+    _lock: File,
+}
+
+impl DescriptionCache {
+    /// Locks and loads the cache in `state_dir` (created when missing).
+    pub fn open(state_dir: &Path) -> Result<Self, CacheError> {
+        let segments_dir = state_dir.join(SEGMENTS_DIR);
+        std::fs::create_dir_all(&segments_dir).map_err(io(&segments_dir))?;
+        let lock_path = state_dir.join(LOCK_FILE);
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(CacheError::Locked { path: state_dir.to_path_buf() }),
+            Err(std::fs::TryLockError::Error(source)) => return Err(CacheError::Io { path: lock_path, source }),
+        }
+        let mut cache = Self {
+            dir: state_dir.to_path_buf(),
+            rows: Vec::new(),
+            index: HashMap::new(),
+            segments: Vec::new(),
+            writer: None,
+            _lock: lock,
+        };
+        let parquet = state_dir.join(DESCRIPTIONS_FILE);
+        if parquet.exists() {
+            for row in read_parquet(&parquet)? {
+                cache.insert(row);
+            }
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&segments_dir)
+            .map_err(io(&segments_dir))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
+            .collect();
+        files.sort();
+        for file in files {
+            let text = std::fs::read(&file).map_err(io(&file))?;
+            for (number, line) in text.split(|&b| b == b'\n').enumerate() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match serde_json::from_slice::<CacheRow>(line) {
+                    Ok(row) => cache.insert(row),
+                    // A run killed mid-write leaves a torn last line: that answer is simply asked again.
+                    Err(error) => {
+                        tracing::warn!(file = %file.display(), line = number + 1, %error, "skipping unreadable cache line")
+                    }
+                }
+            }
+            cache.segments.push(file);
+        }
+        Ok(cache)
+    }
+
+    fn insert(&mut self, row: CacheRow) {
+        if !self.index.contains_key(&row.request_key) {
+            self.index.insert(row.request_key.clone(), self.rows.len());
+            self.rows.push(row);
+        }
+    }
+
+    pub fn get(&self, request_key: &str) -> Option<&CacheRow> {
+        self.index.get(request_key).map(|&i| &self.rows[i])
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Segment files not yet compacted.
+    pub fn pending_segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Makes one answer durable: appends it to this run's segment and syncs it to disk.
+    pub fn append(&mut self, row: CacheRow) -> Result<(), CacheError> {
+        if self.index.contains_key(&row.request_key) {
+            return Ok(());
+        }
+        if self.writer.is_none() {
+            let name = format!("{}-{}.jsonl", Utc::now().format("%Y%m%dT%H%M%S%.6f"), std::process::id());
+            let path = self.dir.join(SEGMENTS_DIR).join(name);
+            let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+            self.segments.push(path.clone());
+            self.writer = Some((path, file));
+        }
+        if let Some((path, file)) = &mut self.writer {
+            let mut line = serde_json::to_vec(&row)
+                .map_err(|error| CacheError::Io { path: path.clone(), source: error.into() })?;
+            line.push(b'\n');
+            file.write_all(&line).map_err(io(path))?;
+            file.sync_data().map_err(io(path))?;
+        }
+        self.insert(row);
+        Ok(())
+    }
+
+    /// Writes every row to `descriptions.parquet` atomically, then deletes the merged segments.
+    pub fn compact(&mut self) -> Result<(), CacheError> {
+        if self.segments.is_empty() {
+            return Ok(());
+        }
+        write_parquet(&self.dir.join(DESCRIPTIONS_FILE), &self.rows)?;
+        self.writer = None;
+        for segment in self.segments.drain(..) {
+            if let Err(error) = std::fs::remove_file(&segment) {
+                tracing::warn!(file = %segment.display(), %error, "cannot remove a compacted cache segment");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn schema() -> Arc<Schema> {
+    let text = |name: &str| Field::new(name, DataType::Utf8, false);
+    Arc::new(Schema::new(vec![
+        Field::new("label_id", DataType::UInt32, false),
+        text("label"),
+        text("domain"),
+        Field::new("sample", DataType::UInt32, false),
+        text("prompt_sha256"),
+        text("request_key"),
+        text("model"),
+        text("params_json"),
+        text("raw"),
+        text("description"),
+        Field::new("created_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+    ]))
+}
+
+/// Writes rows as Parquet: temp file in the same directory, fsync, rename.
+pub fn write_parquet(path: &Path, rows: &[CacheRow]) -> Result<(), CacheError> {
+    let parquet_error = |reason: String| CacheError::Parquet { path: path.to_path_buf(), reason };
+    let strings =
+        |f: fn(&CacheRow) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.label_id))),
+        strings(|r| &r.label),
+        strings(|r| &r.domain),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.sample))),
+        strings(|r| &r.prompt_sha256),
+        strings(|r| &r.request_key),
+        strings(|r| &r.model),
+        strings(|r| &r.params_json),
+        strings(|r| &r.raw),
+        strings(|r| &r.description),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.created_at.timestamp_micros()))
+                .with_timezone("UTC"),
+        ),
+    ];
+    let batch = RecordBatch::try_new(schema(), columns).map_err(|e| parquet_error(e.to_string()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let file = File::create(&temp).map_err(io(&temp))?;
+    let result = (|| {
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| parquet_error(e.to_string()))?;
+        writer.write(&batch).map_err(|e| parquet_error(e.to_string()))?;
+        let file = writer.into_inner().map_err(|e| parquet_error(e.to_string()))?;
+        file.sync_all().map_err(io(&temp))?;
+        std::fs::rename(&temp, path).map_err(io(path))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result?;
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads rows written by [`write_parquet`] (or any file with the same columns).
+pub fn read_parquet(path: &Path) -> Result<Vec<CacheRow>, CacheError> {
+    let parquet_error = |reason: String| CacheError::Parquet { path: path.to_path_buf(), reason };
+    let file = File::open(path).map_err(io(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|builder| builder.build())
+        .map_err(|e| parquet_error(e.to_string()))?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| parquet_error(e.to_string()))?;
+        let column =
+            |name: &str| batch.column_by_name(name).ok_or_else(|| parquet_error(format!("no column `{name}`")));
+        let text = |name: &str| -> Result<&StringArray, CacheError> {
+            column(name)?
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| parquet_error(format!("column `{name}` is not UTF-8 text")))
+        };
+        let number = |name: &str| -> Result<&UInt32Array, CacheError> {
+            column(name)?
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .ok_or_else(|| parquet_error(format!("column `{name}` is not UInt32")))
+        };
+        let (label_id, sample) = (number("label_id")?, number("sample")?);
+        let (label, domain, prompt_sha256) = (text("label")?, text("domain")?, text("prompt_sha256")?);
+        let (request_key, model, params_json) = (text("request_key")?, text("model")?, text("params_json")?);
+        let (raw, description) = (text("raw")?, text("description")?);
+        let created_at = column("created_at")?
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .ok_or_else(|| parquet_error("column `created_at` is not a microsecond timestamp".into()))?;
+        for i in 0..batch.num_rows() {
+            if created_at.is_null(i) || request_key.is_null(i) {
+                return Err(parquet_error(format!("row {i} has no `request_key` or `created_at`")));
+            }
+            rows.push(CacheRow {
+                label_id: label_id.value(i),
+                label: label.value(i).to_owned(),
+                domain: domain.value(i).to_owned(),
+                sample: sample.value(i),
+                prompt_sha256: prompt_sha256.value(i).to_owned(),
+                request_key: request_key.value(i).to_owned(),
+                model: model.value(i).to_owned(),
+                params_json: params_json.value(i).to_owned(),
+                raw: raw.value(i).to_owned(),
+                description: description.value(i).to_owned(),
+                created_at: DateTime::from_timestamp_micros(created_at.value(i)).unwrap_or_default(),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str) -> CacheRow {
+        CacheRow {
+            label_id: 0,
+            label: format!("label {key}"),
+            domain: "d".into(),
+            sample: 0,
+            prompt_sha256: "p".into(),
+            request_key: key.into(),
+            model: "m".into(),
+            params_json: "{}".into(),
+            raw: "raw".into(),
+            description: "description".into(),
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn append_survives_without_compaction_and_a_torn_line_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let mut cache = DescriptionCache::open(dir.path()).expect("open");
+            cache.append(row("a")).expect("append");
+            cache.append(row("b")).expect("append");
+            cache.append(row("a")).expect("a repeat is ignored");
+            // Dropped without compaction, as after kill -9.
+        }
+        let segment = std::fs::read_dir(dir.path().join(SEGMENTS_DIR)).expect("dir").flatten().next().expect("segment");
+        let mut file = OpenOptions::new().append(true).open(segment.path()).expect("segment");
+        file.write_all(br#"{"label_id":0,"label":"torn","#).expect("torn write");
+        let mut cache = DescriptionCache::open(dir.path()).expect("reopen");
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get("b"), Some(&row("b")));
+        cache.compact().expect("compact");
+        assert_eq!(cache.pending_segments(), 0);
+        assert_eq!(std::fs::read_dir(dir.path().join(SEGMENTS_DIR)).expect("dir").count(), 0);
+        assert_eq!(read_parquet(&dir.path().join(DESCRIPTIONS_FILE)).expect("parquet"), [row("a"), row("b")]);
+    }
+
+    #[test]
+    fn a_second_open_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = DescriptionCache::open(dir.path()).expect("open");
+        let error = DescriptionCache::open(dir.path()).expect_err("locked");
+        assert!(matches!(error, CacheError::Locked { .. }), "{error}");
+        drop(first);
+        DescriptionCache::open(dir.path()).expect("free again");
+    }
+
+    #[test]
+    fn unreadable_parquet_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(DESCRIPTIONS_FILE), b"not parquet").expect("write");
+        let error = DescriptionCache::open(dir.path()).expect_err("corrupt");
+        assert!(error.to_string().contains(DESCRIPTIONS_FILE), "{error}");
+    }
+}

@@ -1,0 +1,285 @@
+//! The describe stage: render, look up, ask for what is missing, store, snapshot.
+
+use crate::cache::{CacheError, CacheRow, DescriptionCache, write_parquet};
+use crate::labels::{DuplicateLabel, LabelList};
+use crate::postprocess::postprocess;
+use serde::Serialize;
+use serde_json::json;
+use sspa_config::{DomainSection, LlmApi, LlmSection, PromptSection};
+use sspa_llm::{Generation, LlmClient, LlmError, LlmSettings, RetryPolicy};
+use sspa_prompt::{KapTemplate, PromptContext, PromptError, RenderedPrompt, sha256_hex};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bumped when the meaning of a cached answer changes; part of every request key.
+pub const CACHE_FORMAT_VERSION: u32 = 1;
+
+/// What the stage reads.
+#[derive(Debug, Clone)]
+pub struct DescribeRequest {
+    pub domain: DomainSection,
+    pub llm: LlmSection,
+    pub prompt: PromptSection,
+    /// Directory that config paths (`prompt.template`) are relative to.
+    pub project_root: PathBuf,
+    /// The labels, in class-index order (`label_id` is the position here).
+    pub labels: LabelList,
+    /// Overrides the retry timing (the count still comes from `llm.max_retries`); tests use short waits.
+    pub retry: Option<RetryPolicy>,
+}
+
+impl DescribeRequest {
+    pub fn new(
+        domain: DomainSection,
+        llm: LlmSection,
+        prompt: PromptSection,
+        project_root: &Path,
+        labels: LabelList,
+    ) -> Self {
+        Self { domain, llm, prompt, project_root: project_root.to_path_buf(), labels, retry: None }
+    }
+}
+
+/// A label (sample) that got no usable answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelFailure {
+    pub label: String,
+    pub sample: u32,
+    pub reason: String,
+}
+
+/// What a run did. Counts are answers (labels × `llm.samples`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DescribeSummary {
+    pub labels: usize,
+    pub samples_per_label: u32,
+    /// Answers wanted: `labels × samples_per_label`.
+    pub total: usize,
+    /// Answers found in the cache.
+    pub cached: usize,
+    /// Answers received in this run.
+    pub new: usize,
+    /// Answers still missing (see `failures`).
+    pub failed: usize,
+    pub failures: Vec<LabelFailure>,
+    pub duplicates: Vec<DuplicateLabel>,
+    /// HTTP requests sent, retries included.
+    pub requests: u64,
+    pub template_sha256: String,
+    pub out_file: PathBuf,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DescribeError {
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("no labels to describe")]
+    NoLabels,
+}
+
+/// SHA-256 over everything that decides an answer: the rendered prompt, model, API kind,
+/// every generation parameter (`params_json`), the sample index and [`CACHE_FORMAT_VERSION`].
+/// The endpoint URL is not part of it: the same model behind another address gives the same answer.
+pub fn request_key(prompt: &RenderedPrompt, model: &str, api: LlmApi, params_json: &str, sample: u32) -> String {
+    let api = match api {
+        LlmApi::Completions => "completions",
+        LlmApi::Chat => "chat",
+    };
+    let material = json!({
+        "cache_format": CACHE_FORMAT_VERSION,
+        "prompt": prompt.canonical_text(),
+        "model": model,
+        "api": api,
+        "params": params_json,
+        "sample": sample,
+    });
+    sha256_hex(material.to_string().as_bytes())
+}
+
+/// One wanted answer.
+struct Job {
+    label_id: u32,
+    label: String,
+    sample: u32,
+    seed: u64,
+    prompt: Arc<RenderedPrompt>,
+    prompt_sha256: String,
+    params_json: String,
+    key: String,
+}
+
+/// Describes `req.labels`: answers already in the cache under `state_dir` are reused, missing ones
+/// are asked for (each made durable as it arrives), and a snapshot of the requested labels'
+/// rows is written to `out_file` (Parquet, atomically). Labels that got no answer are listed in
+/// [`DescribeSummary::failures`], not returned as an error. Errors are what stops a whole run:
+/// a template that does not render, an unreachable or refusing endpoint, a cache I/O failure.
+/// The cache is compacted before returning, on success and on those errors alike.
+pub async fn describe(
+    req: &DescribeRequest,
+    state_dir: &Path,
+    out_file: &Path,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<DescribeSummary, DescribeError> {
+    let started = Instant::now();
+    if req.labels.is_empty() {
+        return Err(DescribeError::NoLabels);
+    }
+    let template = KapTemplate::load(&req.project_root.join(&req.prompt.template))?;
+    let context = PromptContext { domain: req.domain.name.clone(), domain_description: req.domain.description.clone() };
+    let samples = req.llm.samples.max(1);
+    let mut jobs = Vec::with_capacity(req.labels.len() * samples as usize);
+    for (label_id, label) in req.labels.labels.iter().enumerate() {
+        let prompt = Arc::new(template.render(&context, label, req.llm.api)?);
+        let prompt_sha256 = prompt.sha256();
+        for sample in 0..samples {
+            let seed = req.llm.seed.wrapping_add(u64::from(sample));
+            let params_json = json!({
+                "temperature": req.llm.temperature,
+                "max_tokens": req.llm.max_tokens,
+                "stop": req.llm.stop,
+                "seed": seed,
+            })
+            .to_string();
+            let key = request_key(&prompt, &req.llm.model, req.llm.api, &params_json, sample);
+            jobs.push(Job {
+                label_id: u32::try_from(label_id).unwrap_or(u32::MAX),
+                label: label.clone(),
+                sample,
+                seed,
+                prompt: prompt.clone(),
+                prompt_sha256: prompt_sha256.clone(),
+                params_json,
+                key,
+            });
+        }
+    }
+    let total = jobs.len() as u64;
+
+    let mut cache = DescriptionCache::open(state_dir)?;
+    let missing: Vec<usize> = (0..jobs.len()).filter(|&i| cache.get(&jobs[i].key).is_none()).collect();
+    let cached = jobs.len() - missing.len();
+    progress(cached as u64, total);
+    tracing::info!(labels = req.labels.len(), total, cached, missing = missing.len(), "describe");
+
+    let mut failures = Vec::new();
+    let mut new = 0usize;
+    let mut requests = 0u64;
+    if !missing.is_empty() {
+        let outcome =
+            query(req, &jobs, &missing, &mut cache, &mut failures, &mut new, cached as u64, total, progress).await;
+        // Whatever happened, fold what arrived into the Parquet file before reporting.
+        let compacted = cache.compact();
+        requests = match outcome {
+            Ok(requests) => requests,
+            Err(error) => return Err(error),
+        };
+        compacted?;
+    } else {
+        cache.compact()?;
+    }
+
+    let mut rows = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        if let Some(row) = cache.get(&job.key) {
+            rows.push(CacheRow {
+                label_id: job.label_id,
+                label: job.label.clone(),
+                domain: req.domain.name.clone(),
+                description: postprocess(
+                    &row.raw,
+                    &job.label,
+                    req.prompt.max_chars as usize,
+                    req.prompt.max_sentences as usize,
+                ),
+                ..row.clone()
+            });
+        }
+    }
+    write_parquet(out_file, &rows)?;
+    drop(cache);
+    Ok(DescribeSummary {
+        labels: req.labels.len(),
+        samples_per_label: samples,
+        total: jobs.len(),
+        cached,
+        new,
+        failed: failures.len(),
+        failures,
+        duplicates: req.labels.duplicates.clone(),
+        requests,
+        template_sha256: template.sha256().to_owned(),
+        out_file: out_file.to_path_buf(),
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// Asks for the `missing` jobs concurrently; returns the HTTP requests sent.
+#[allow(clippy::too_many_arguments)]
+async fn query(
+    req: &DescribeRequest,
+    jobs: &[Job],
+    missing: &[usize],
+    cache: &mut DescriptionCache,
+    failures: &mut Vec<LabelFailure>,
+    new: &mut usize,
+    mut done: u64,
+    total: u64,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<u64, DescribeError> {
+    let mut settings = LlmSettings::from_config(&req.llm)?;
+    if let Some(retry) = req.retry {
+        settings.retry = RetryPolicy { max_retries: req.llm.max_retries, ..retry };
+    }
+    let client = Arc::new(LlmClient::new(settings)?);
+    client.check_endpoint().await?;
+    // Dropping the set (an early return, or the caller cancelling this future) aborts the
+    // requests still in flight; every answer already received is in the cache by then.
+    let mut tasks = tokio::task::JoinSet::new();
+    for &index in missing {
+        let (client, prompt, seed) = (client.clone(), jobs[index].prompt.clone(), jobs[index].seed);
+        tasks.spawn(async move { (index, client.generate(&prompt, seed).await) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((index, result)) = joined else { continue };
+        let job = &jobs[index];
+        match result {
+            Ok(Generation { text, attempts }) => {
+                tracing::debug!(label = %job.label, sample = job.sample, attempts, "answered");
+                cache.append(CacheRow {
+                    label_id: job.label_id,
+                    label: job.label.clone(),
+                    domain: req.domain.name.clone(),
+                    sample: job.sample,
+                    prompt_sha256: job.prompt_sha256.clone(),
+                    request_key: job.key.clone(),
+                    model: req.llm.model.clone(),
+                    params_json: job.params_json.clone(),
+                    description: postprocess(
+                        &text,
+                        &job.label,
+                        req.prompt.max_chars as usize,
+                        req.prompt.max_sentences as usize,
+                    ),
+                    raw: text,
+                    created_at: chrono::Utc::now(),
+                })?;
+                *new += 1;
+            }
+            Err(error) if error.is_fatal() => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(label = %job.label, sample = job.sample, %error, "no description");
+                failures.push(LabelFailure { label: job.label.clone(), sample: job.sample, reason: error.to_string() });
+            }
+        }
+        done += 1;
+        progress(done, total);
+    }
+    failures.sort_by(|a, b| (&a.label, a.sample).cmp(&(&b.label, b.sample)));
+    Ok(client.requests_sent())
+}

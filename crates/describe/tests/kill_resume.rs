@@ -1,0 +1,99 @@
+//! kill -9 during a describe run, then a re-run: answered labels are not asked again.
+//!
+//! The run to kill is this same test binary, started again to run only the ignored
+//! `child_describe` helper, which reads its setup from the environment.
+
+mod support;
+
+use sspa_describe::{DescribeRequest, LabelList, describe, read_parquet};
+use sspa_llm::fault_server::FaultServer;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+const KEY_ENV: &str = "SSPA_TEST_CHILD_API_KEY";
+const SECRET: &str = "sk-test-0123456789-secret";
+
+fn child_request(root: &Path, url: &str, names: &[String]) -> DescribeRequest {
+    let mut request = request(root, url, LabelList::from_names("child", names).expect("labels"));
+    request.llm.concurrency = 2;
+    request.llm.api_key_env = Some(KEY_ENV.into());
+    request
+}
+
+/// Not a test: the process that the test below kills. Runs only when started by it.
+#[tokio::test]
+#[ignore = "helper process for kill_minus_9_then_resume"]
+async fn child_describe() {
+    let setup = std::env::var("SSPA_TEST_CHILD_SETUP").expect("started by kill_minus_9_then_resume");
+    let [root, url, state, names] = <[&str; 4]>::try_from(setup.split('\t').collect::<Vec<_>>()).expect("setup");
+    let names: Vec<String> = names.split(',').map(str::to_owned).collect();
+    let request = child_request(Path::new(root), url, &names);
+    describe(&request, Path::new(state), &PathBuf::from(state).join("never.parquet"), &no_progress)
+        .await
+        .expect("child run");
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_minus_9_then_resume() {
+    let server = FaultServer::start().await.expect("server");
+    server.set_answer_delay(Duration::from_millis(150));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = project(dir.path());
+    let state = dir.path().join("state");
+    let names = numbered(40);
+    let setup = format!("{}\t{}\t{}\t{}", root.display(), server.base_url(), state.display(), names.join(","));
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "child_describe", "--ignored", "--nocapture", "--test-threads", "1"])
+        .env("SSPA_TEST_CHILD_SETUP", &setup)
+        .env(KEY_ENV, SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("child");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while segment_labels(&state).len() < 6 {
+        assert!(Instant::now() < deadline, "child made no progress");
+        assert!(child.try_wait().expect("child status").is_none(), "child ended before it was killed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+
+    let durable: HashSet<String> = segment_labels(&state).into_iter().collect();
+    assert!(durable.len() >= 6 && durable.len() < names.len(), "{} answered before the kill", durable.len());
+    let first_log = server.log();
+    assert!(first_log.iter().all(|r| r.authorization.as_deref() == Some(&format!("Bearer {SECRET}"))));
+
+    server.clear_log();
+    // This process has no key in its environment (setting one would need `unsafe`); the fake
+    // server does not check keys, so the resumed run goes without.
+    let mut request = child_request(&root, &server.base_url(), &names);
+    request.llm.api_key_env = None;
+    let out = dir.path().join("out.parquet");
+    let summary = describe(&request, &state, &out, &no_progress).await.expect("resume");
+    assert_eq!(summary.cached, durable.len(), "{summary:?}");
+    assert_eq!(summary.new, names.len() - durable.len());
+    let asked: Vec<String> = server.log().into_iter().map(|r| r.label).collect();
+    let asked_set: HashSet<String> = asked.iter().cloned().collect();
+    assert_eq!(asked.len(), asked_set.len(), "each missing label asked once");
+    assert!(asked_set.is_disjoint(&durable), "labels answered before the kill were asked again");
+    let rows = read_parquet(&out).expect("output");
+    assert_eq!(rows.iter().map(|r| r.label.clone()).collect::<Vec<_>>(), names);
+
+    for file in files_under(&state) {
+        let bytes = std::fs::read(&file).expect("state file");
+        assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "API key written to {}", file.display());
+    }
+}

@@ -1,0 +1,63 @@
+//! llm: a client for OpenAI-compatible servers (vLLM, llama.cpp, TGI, Ollama's OpenAI route).
+//!
+//! [`LlmClient::generate`] sends one prompt to `/v1/completions` or `/v1/chat/completions` and
+//! retries what is worth retrying: connect errors, timeouts, dropped connections, 429 (waiting as
+//! long as `Retry-After` asks), 5xx, malformed JSON and empty or too-short answers. Waits grow
+//! exponentially with jitter. At most `concurrency` requests are in flight and at most
+//! `requests_per_second` start each second, retries included. The API key is read from the
+//! environment variable the config names and is never logged ([`ApiKey`] redacts itself).
+
+mod client;
+#[cfg(feature = "fault-server")]
+pub mod fault_server;
+mod limit;
+mod settings;
+
+pub use client::{Generation, LlmClient};
+pub use settings::{ApiKey, GenerationParams, LlmSettings, RetryPolicy};
+
+use std::time::Duration;
+
+/// Why a request or a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    /// Nothing listens at the endpoint: the run cannot make progress.
+    #[error(
+        "cannot reach the LLM endpoint `{url}`: {reason}. Start a server there (for the local model: \
+         `scripts/llm-server start`) or point `llm.base_url` / `llm.base_url_env` at a running one"
+    )]
+    EndpointDown { url: String, reason: String },
+    /// The server refused every request of this kind (bad key, unknown route or model).
+    #[error("the LLM endpoint `{url}` refused the request with HTTP {status}: {body}")]
+    Refused { url: String, status: u16, body: String },
+    /// This one prompt failed, possibly after retries; other prompts may still succeed.
+    #[error("no usable answer after {attempts} attempt(s): {reason}")]
+    Failed { attempts: u32, reason: String },
+    #[error("environment variable `{name}` (named by `llm.api_key_env`) is not set")]
+    MissingKey { name: String },
+    #[error("invalid LLM setting `{key}`: {reason}")]
+    Setting { key: &'static str, reason: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+impl LlmError {
+    /// True when every other request would fail the same way, so a run should stop.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, Self::Failed { .. })
+    }
+}
+
+/// Parses a `Retry-After` value: delay seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = date.with_timezone(&chrono::Utc) - now;
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,50 @@
+//! Errors of the model crate: invalid head configurations and bad inputs.
+
+/// What can go wrong when building or feeding the SSPA head.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ModelError {
+    /// `d` must be a positive multiple of 4 so that it splits into quaternion components.
+    #[error("embedding width `{d_model}` must be a positive multiple of 4")]
+    EmbedWidth {
+        /// The offending width.
+        d_model: usize,
+    },
+    /// The quaternion hidden width `q` (per component) must be positive.
+    #[error("quaternion width `{quaternion_width}` must be positive")]
+    QuaternionWidth {
+        /// The offending width.
+        quaternion_width: usize,
+    },
+    /// A text encoder width of zero.
+    #[error("text width `{text_width}` must be positive")]
+    TextWidth {
+        /// The offending width.
+        text_width: usize,
+    },
+    /// A value read from the domain config does not fit the type it configures.
+    #[error("config value `{key}` = `{value}` is out of range")]
+    OutOfRange {
+        /// Config key, e.g. `model.embed_dim`.
+        key: &'static str,
+        /// The value as written.
+        value: String,
+    },
+    /// The input tensors' shapes do not agree with each other or with the head.
+    #[error("input `{input}` has shape `{actual:?}`, expected `{expected}`")]
+    Shape {
+        /// Which input.
+        input: &'static str,
+        /// Its shape.
+        actual: Vec<usize>,
+        /// What was expected, in words.
+        expected: String,
+    },
+    /// Targets outside `{1, 0, -1}`.
+    #[error("target at `{index}` is `{value}`; targets must be 1, 0 or -1 (ignored)")]
+    Target {
+        /// Flat index into the target matrix.
+        index: usize,
+        /// The value found.
+        value: f32,
+    },
+}

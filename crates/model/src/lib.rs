@@ -1,0 +1,55 @@
+//! The SSPA head (Tan et al., *SSPA: Split-and-Synthesize Prompting with Gated Alignments for
+//! Multi-Label Image Recognition*, arXiv 2407.20920) as burn blocks, and its training loss.
+//!
+//! Every equation follows `shared/design/SSPA.md`; the choices marked there as open are config
+//! switches here ([`SspaHeadConfig`] mirrors the domain config's `[model]` and `[ablation]`).
+//!
+//! - [`cma`]: cross-modal attention with query-only projection (Eq. 3).
+//! - [`mlp`]: the `Linear(d, 4d) → GELU → Linear(4d, d)` block used everywhere.
+//! - [`dsf`]: Dynamic Semantic Filtering (Eq. 5).
+//! - [`quaternion`]: quaternion linear layer via the Hamilton product (Eq. 9).
+//! - [`qsm`]: Quaternion Semantic Modeling and its ablations (Eqs. 6–10, Table VII).
+//! - [`gate`]: the GDMA gate (Eq. 11); [`alignment`]: one gated direction (Eq. 12 or 13);
+//!   [`gdma`]: both directions in parallel.
+//! - [`aggregator`]: soft / mean / hard patch aggregation (Eqs. 14–16).
+//! - [`head`]: the whole head, global branch and final score (Eq. 18).
+//! - [`asl`]: Asymmetric Loss and the total loss (Eqs. 17, 19).
+//! - [`optim`], [`schedule`], [`ema`]: AdamW parameter groups, warm-up + cosine learning rate,
+//!   exponential moving average of weights.
+//!
+//! Modules are not generic over a backend: the device they are initialised on decides it.
+
+pub mod aggregator;
+pub mod alignment;
+pub mod asl;
+pub mod cma;
+pub mod dsf;
+pub mod ema;
+pub mod error;
+pub mod gate;
+pub mod gdma;
+pub mod head;
+pub mod mlp;
+pub mod optim;
+pub mod qsm;
+pub mod quaternion;
+pub mod schedule;
+pub mod similarity;
+#[cfg(test)]
+mod test_util;
+
+pub use aggregator::{Aggregator, AggregatorConfig, AggregatorOutput};
+pub use alignment::{GatedAlignment, GatedAlignmentConfig};
+pub use asl::{AsymmetricLoss, AsymmetricLossConfig, SspaLoss, validate_targets};
+pub use cma::{CrossModalAttention, CrossModalAttentionConfig};
+pub use dsf::{DynamicSemanticFilter, DynamicSemanticFilterConfig};
+pub use ema::ModelEma;
+pub use error::ModelError;
+pub use gate::{Gate, GateConfig, GateOutput};
+pub use gdma::{Gdma, GdmaConfig, GdmaOutput};
+pub use head::{SspaHead, SspaHeadConfig, SspaOutput};
+pub use mlp::{Mlp, MlpConfig};
+pub use optim::{AdamWGroupsConfig, clip_grad_norm, decayed_parameter_ids, parameter_snapshot};
+pub use qsm::{Qsm, QsmConfig};
+pub use quaternion::{QuaternionLinear, QuaternionLinearConfig};
+pub use schedule::WarmupCosine;

@@ -1,0 +1,119 @@
+//! Training steps per second of the full SSPA head at demo size (d = 384, C = 10, N = 49, B = 64,
+//! CAP with M = 4 prompt tokens through a small frozen encoder) on the CPU `flex` backend.
+//!
+//! `cargo bench -p sspa-train --bench train_steps` (release). Timing starts after the first two
+//! steps (warm-up) and ends at the last step of the epoch, so validation and checkpoint writing
+//! are not counted.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use burn::prelude::*;
+use sspa_config::{AblationSection, Alignment, Branches, ModelSection, TrainSection};
+use sspa_train::{FeatureSet, MeanPromptEncoder, Sections, TextInputs, TrainData, TrainOptions, train};
+
+const WIDTH: usize = 384;
+const CLASSES: usize = 10;
+const PATCHES: usize = 49;
+const BATCH: usize = 64;
+const STEPS: usize = 12;
+
+fn pseudo_random(count: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..count)
+        .map(|_| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn main() {
+    let images = BATCH * STEPS;
+    let features = FeatureSet {
+        ids: (0..images).map(|i| format!("img-{i}")).collect(),
+        global: pseudo_random(images * WIDTH, 1),
+        patches: pseudo_random(images * PATCHES * WIDTH, 2),
+        targets: pseudo_random(images * CLASSES, 3).into_iter().map(|v| i8::from(v > 0.4)).collect(),
+        patches_per_image: PATCHES,
+        width: WIDTH,
+        classes: CLASSES,
+    };
+    let empty = FeatureSet {
+        ids: Vec::new(),
+        global: Vec::new(),
+        patches: Vec::new(),
+        targets: Vec::new(),
+        ..features.clone()
+    };
+    let labels: Vec<String> = (0..CLASSES).map(|c| format!("label-{c}")).collect();
+    let text = TextInputs { labels: labels.clone(), knowledge: pseudo_random(CLASSES * WIDTH, 4), width: WIDTH };
+    let encoder = MeanPromptEncoder::new(labels, WIDTH, WIDTH, 5, &Device::flex().autodiff());
+    let model = ModelSection { embed_dim: WIDTH as u32, prompt_tokens: 4, ..ModelSection::default() };
+    let train_section =
+        TrainSection { epochs: 1, batch_size: BATCH as u32, lr: 1e-4, grad_clip: 1.0, ..TrainSection::default() };
+    let variants = [
+        ("full SSPA + CAP (M=4)", AblationSection::default()),
+        (
+            "full SSPA without semantic-to-visual alignment",
+            AblationSection { alignment: Alignment::VisualToSemantic, ..AblationSection::default() },
+        ),
+        (
+            "global branch only + CAP (M=4)",
+            AblationSection { branches: Branches::Global, ..AblationSection::default() },
+        ),
+    ];
+    for (name, ablation) in variants {
+        run(name, &model, &ablation, &train_section, &text, &encoder, &features, &empty);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    name: &str,
+    model: &ModelSection,
+    ablation: &AblationSection,
+    train_section: &TrainSection,
+    text: &TextInputs,
+    encoder: &MeanPromptEncoder,
+    features: &FeatureSet,
+    empty: &FeatureSet,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = TrainOptions::new(dir.path().join("checkpoints"), dir.path().join("out"));
+
+    let marks = Mutex::new(Vec::<(u64, Instant)>::new());
+    let progress = |done: u64, _total: u64, _message: &str| {
+        if let Ok(mut marks) = marks.lock() {
+            marks.push((done, Instant::now()));
+        }
+    };
+    let started = Instant::now();
+    train(
+        Sections { model, ablation, train: train_section },
+        TrainData { text, encoder, train: features, validation: empty },
+        &options,
+        &progress,
+        &|| false,
+    )
+    .expect("training");
+    let total = started.elapsed().as_secs_f64();
+
+    let marks = marks.into_inner().expect("progress marks");
+    let step_marks: Vec<_> = marks.iter().filter(|(done, _)| *done >= 2).collect();
+    let (Some(first), Some(last)) =
+        (step_marks.first(), step_marks.iter().rev().find(|(done, _)| *done == STEPS as u64))
+    else {
+        panic!("no progress reported");
+    };
+    let steps = (last.0 - first.0) as f64;
+    let seconds = last.1.duration_since(first.1).as_secs_f64();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "sspa-train bench: d={WIDTH} C={CLASSES} N={PATCHES} B={BATCH}, {name}, {threads} threads: \
+         {:.2} steps/s ({:.1} ms/step, {:.0} images/s); whole call incl. init + checkpoint {total:.2} s",
+        steps / seconds,
+        1e3 * seconds / steps,
+        steps * BATCH as f64 / seconds
+    );
+}

@@ -1,0 +1,157 @@
+//! Scoring feature sets with a trained head: the [`Predictor`] that evaluate/predict load from a
+//! train stage's output directory.
+//!
+//! Output directory files: `config.json` ([`ModelConfig`]), `model.safetensors` and
+//! `model_ema.safetensors` (raw and EMA weights), `text_features.safetensors` (`T_k`, and the
+//! final `T_l` of the raw and of the EMA prompts: the text encoder is frozen, so `T_l` is a
+//! constant after training and prediction needs no text encoder), `history.json`.
+
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::prelude::*;
+use sspa_model::SspaHead;
+
+use crate::error::TrainError;
+use crate::features::FeatureSet;
+use crate::model::{ModelConfig, SspaModel, load_weights, save_weights};
+
+/// File names of a train stage's outputs.
+pub mod files {
+    /// [`crate::ModelConfig`].
+    pub const CONFIG: &str = "config.json";
+    /// Raw weights.
+    pub const MODEL: &str = "model.safetensors";
+    /// EMA weights.
+    pub const MODEL_EMA: &str = "model_ema.safetensors";
+    /// `T_k` and the final `T_l` (raw and EMA).
+    pub const TEXT_FEATURES: &str = "text_features.safetensors";
+    /// Per-epoch log.
+    pub const HISTORY: &str = "history.json";
+}
+
+/// Which weights to predict with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// The trained weights as they are.
+    Raw,
+    /// Their exponential moving average.
+    Ema,
+}
+
+/// The head's fixed text inputs after training.
+#[derive(Module, Debug)]
+pub(crate) struct TextFeatures {
+    /// `T_k`, `[C, d_t]`.
+    pub knowledge: Param<Tensor<2>>,
+    /// `T_l` from the raw prompts, `[C, d_t]`.
+    pub context: Param<Tensor<2>>,
+    /// `T_l` from the EMA prompts, `[C, d_t]`.
+    pub context_ema: Param<Tensor<2>>,
+}
+
+impl TextFeatures {
+    pub(crate) fn new(knowledge: Tensor<2>, context: Tensor<2>, context_ema: Tensor<2>) -> Self {
+        Self {
+            knowledge: Param::from_tensor(knowledge.without_autodiff()),
+            context: Param::from_tensor(context.without_autodiff()),
+            context_ema: Param::from_tensor(context_ema.without_autodiff()),
+        }
+    }
+
+    pub(crate) fn save(&self, path: &Path) -> Result<(), TrainError> {
+        save_weights(self, path)
+    }
+
+    fn load(config: &ModelConfig, path: &Path, device: &Device) -> Result<Self, TrainError> {
+        let zeros = || Tensor::zeros([config.labels.len(), config.text_width], device);
+        load_weights(Self::new(zeros(), zeros(), zeros()), path)
+    }
+}
+
+/// Probabilities `[n, C]` (row-major) of `features` under `head` with text inputs `knowledge` and
+/// `context` (all without autodiff), in batches of `batch_size`.
+pub(crate) fn score_features(
+    head: &SspaHead,
+    knowledge: &Tensor<2>,
+    context: &Tensor<2>,
+    features: &FeatureSet,
+    batch_size: usize,
+    device: &Device,
+) -> Vec<f32> {
+    let indices: Vec<usize> = (0..features.len()).collect();
+    let mut scores = Vec::with_capacity(features.len() * features.classes);
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let batch = features.batch(chunk, device);
+        let output = head.forward(knowledge.clone(), context.clone(), batch.global, batch.patches);
+        scores.extend(output.scores.into_data().iter::<f32>());
+    }
+    scores
+}
+
+/// A trained head loaded for scoring.
+#[derive(Debug)]
+pub struct Predictor {
+    config: ModelConfig,
+    model: SspaModel,
+    knowledge: Tensor<2>,
+    context: Tensor<2>,
+    device: Device,
+    batch_size: usize,
+}
+
+impl Predictor {
+    /// Loads the outputs of a training run from `dir`.
+    ///
+    /// # Errors
+    /// [`TrainError`] when a file is missing, corrupt, or does not match `config.json`.
+    pub fn load(dir: &Path, weights: Weights, device: &Device) -> Result<Self, TrainError> {
+        let device = device.clone();
+        let config = ModelConfig::load(&dir.join(files::CONFIG))?;
+        let file = match weights {
+            Weights::Raw => files::MODEL,
+            Weights::Ema => files::MODEL_EMA,
+        };
+        let model = config.load_model(&dir.join(file), &device)?.valid();
+        let text = TextFeatures::load(&config, &dir.join(files::TEXT_FEATURES), &device)?;
+        let context = match weights {
+            Weights::Raw => text.context.val(),
+            Weights::Ema => text.context_ema.val(),
+        };
+        Ok(Self { knowledge: text.knowledge.val(), context, config, model, device, batch_size: 256 })
+    }
+
+    /// Images scored per forward pass (default 256).
+    #[must_use]
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Label names, in the column order of [`Predictor::predict`].
+    pub fn labels(&self) -> &[String] {
+        &self.config.labels
+    }
+
+    /// The configuration the head was trained with.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Probabilities `p = (σ(s^g) + σ(s^r)) / 2` (or the one branch's), `[n, C]` row-major.
+    /// Targets of `features` are not used (they may be all −1) but must be `[n, C]`.
+    ///
+    /// # Errors
+    /// [`TrainError::Mismatch`] when the width or class count differs from the trained head's;
+    /// validation errors of [`FeatureSet::validate`].
+    pub fn predict(&self, features: &FeatureSet) -> Result<Vec<f32>, TrainError> {
+        features.validate()?;
+        expect("d", features.width, self.config.head.d_model)?;
+        expect("C", features.classes, self.config.labels.len())?;
+        Ok(score_features(&self.model.head, &self.knowledge, &self.context, features, self.batch_size, &self.device))
+    }
+}
+
+pub(crate) fn expect(what: &'static str, actual: usize, expected: usize) -> Result<(), TrainError> {
+    if actual == expected { Ok(()) } else { Err(TrainError::Mismatch { what, actual, expected }) }
+}

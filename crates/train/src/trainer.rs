@@ -1,0 +1,433 @@
+//! The training loop (SSPA.md, "Training recipe"): seeded per-epoch shuffles, mini-batches, the
+//! SSPA loss, optional global-norm clipping, grouped AdamW with warm-up + cosine learning rate,
+//! an EMA of the weights updated every step, validation mAP of raw and EMA weights after every
+//! epoch, and a checkpoint after every epoch from which an interrupted run resumes.
+//!
+//! Resuming is exact on CPU: the weights, EMA and AdamW state are stored bit for bit, parameter
+//! ids are deterministic, and epoch `e`'s shuffle depends only on `(seed, e)`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use sspa_config::{AblationSection, ModelSection, TrainSection};
+use sspa_model::{AdamWGroupsConfig, ModelEma, SspaHeadConfig, SspaLoss, WarmupCosine, clip_grad_norm};
+
+use crate::checkpoint::{CheckpointState, latest_checkpoint, load_checkpoint, save_checkpoint};
+use crate::error::TrainError;
+use crate::features::FeatureSet;
+use crate::history::{EpochLog, write_history};
+use crate::metrics::mean_average_precision;
+use crate::model::{FORMAT_VERSION, ModelConfig, SspaModel, save_weights};
+use crate::predict::{TextFeatures, expect, files, score_features};
+use crate::text::{PromptTextEncoder, TextInputs};
+
+/// Progress callback: `(done_steps, total_steps, message)`.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64, &str) + Send + Sync);
+/// Cancel check, polled before every step.
+pub type Cancel<'a> = &'a (dyn Fn() -> bool + Send + Sync);
+
+/// The domain config sections the loop reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Sections<'a> {
+    /// `[model]`: `embed_dim`, `prompt_tokens`.
+    pub model: &'a ModelSection,
+    /// `[ablation]`: head switches and `cap`.
+    pub ablation: &'a AblationSection,
+    /// `[train]`: epochs, batch size, lr, schedule, EMA, clip, loss, seed.
+    pub train: &'a TrainSection,
+}
+
+/// What the loop trains on.
+#[derive(Clone, Copy)]
+pub struct TrainData<'a> {
+    /// Label names and `T_k`.
+    pub text: &'a TextInputs,
+    /// The frozen text encoder producing `T_l` from the prompts (with `ablation.cap = false`, a
+    /// [`crate::FixedTextEncoder`]; it is then called once, with zero prompts).
+    pub encoder: &'a dyn PromptTextEncoder,
+    /// Training features.
+    pub train: &'a FeatureSet,
+    /// Validation features (may be empty: mAP is then not reported).
+    pub validation: &'a FeatureSet,
+}
+
+/// Where and how to run.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Checkpoints (`latest.json`, `epoch-XXXX/`); an existing checkpoint of the same run is resumed.
+    pub checkpoint_dir: PathBuf,
+    /// Final outputs (see [`crate::predict`]); written when the last epoch is done.
+    pub output_dir: PathBuf,
+    /// Stop (with a checkpoint) after this many epochs in this call; `None` runs to the end.
+    pub max_epochs_this_call: Option<u32>,
+    /// The device to train on (without autodiff; the loop adds it). Default: CPU `flex`.
+    pub device: Device,
+    /// Images per forward pass during validation.
+    pub eval_batch_size: usize,
+    /// Epoch checkpoints kept (at least 1).
+    pub keep_checkpoints: usize,
+}
+
+impl TrainOptions {
+    /// Defaults: CPU, run to the end, validation batches of 256, keep 1 checkpoint.
+    pub fn new(checkpoint_dir: impl Into<PathBuf>, output_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            checkpoint_dir: checkpoint_dir.into(),
+            output_dir: output_dir.into(),
+            max_epochs_this_call: None,
+            device: Device::flex(),
+            eval_batch_size: 256,
+            keep_checkpoints: 1,
+        }
+    }
+}
+
+/// What a call to [`train`] did.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// Epochs finished in total (earlier calls included).
+    pub epochs_done: u32,
+    /// All epochs of `train.epochs` are done and the final outputs are written.
+    pub finished: bool,
+    /// The epoch count of the checkpoint this call resumed from.
+    pub resumed_from: Option<u32>,
+    /// The whole log so far.
+    pub history: Vec<EpochLog>,
+}
+
+/// Builds the [`ModelConfig`] of a run and checks the data against it.
+///
+/// # Errors
+/// [`TrainError`] for inconsistent sizes or out-of-range options.
+pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<ModelConfig, TrainError> {
+    data.text.validate()?;
+    data.train.validate()?;
+    let text_width = data.text.width;
+    expect("encoder output width d_t", data.encoder.output_width(), text_width)?;
+    expect("C (train)", data.train.classes, data.text.classes())?;
+    expect("d (train)", data.train.width, sections.model.embed_dim as usize)?;
+    if !data.validation.is_empty() {
+        data.validation.validate()?;
+        expect("C (validation)", data.validation.classes, data.text.classes())?;
+        expect("d (validation)", data.validation.width, data.train.width)?;
+    }
+    if data.train.is_empty() {
+        return Err(TrainError::Option { key: "train", value: "0 images".into(), reason: "nothing to train on" });
+    }
+    let train = sections.train;
+    if train.batch_size == 0 || train.epochs == 0 {
+        return Err(TrainError::Option {
+            key: "train.batch_size / train.epochs",
+            value: format!("{} / {}", train.batch_size, train.epochs),
+            reason: "must be positive",
+        });
+    }
+    if !(0.0..=1.0).contains(&train.ema_decay) {
+        return Err(TrainError::Option {
+            key: "train.ema_decay",
+            value: train.ema_decay.to_string(),
+            reason: "must be in [0, 1]",
+        });
+    }
+    let head = SspaHeadConfig::from_sections(sections.model, sections.ablation, Some(text_width))?;
+    let prompt_tokens = if sections.ablation.cap { sections.model.prompt_tokens as usize } else { 0 };
+    if data.encoder.prompt_width() == 0 {
+        return Err(TrainError::Option {
+            key: "encoder prompt width",
+            value: "0".into(),
+            reason: "prompt tokens need a positive width",
+        });
+    }
+    Ok(ModelConfig {
+        format_version: FORMAT_VERSION,
+        head,
+        model: sections.model.clone(),
+        ablation: sections.ablation.clone(),
+        train: train.clone(),
+        labels: data.text.labels.clone(),
+        text_width,
+        prompt_tokens,
+        prompt_width: data.encoder.prompt_width(),
+        patches_per_image: data.train.patches_per_image,
+    })
+}
+
+/// BLAKE3 over the config, the text inputs and both feature sets.
+fn fingerprint(config: &ModelConfig, data: &TrainData<'_>) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(config.canonical_json().as_bytes());
+    crate::features::for_le_bytes(&data.text.knowledge, |bytes| {
+        hasher.update(bytes);
+    });
+    hasher.update(data.train.content_hash().as_bytes());
+    hasher.update(data.validation.content_hash().as_bytes());
+    hasher.finalize().to_hex().to_string()
+}
+
+/// `splitmix64`, a portable generator for the shuffles.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The order of epoch `epoch` (0-based): a Fisher–Yates shuffle seeded by `(seed, epoch)`.
+pub fn epoch_permutation(seed: u64, epoch: u32, n: usize) -> Vec<usize> {
+    let mut state = seed ^ u64::from(epoch).wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (splitmix64(&mut state) % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+/// `T_l` for `model`: through the encoder with its prompts, or the fixed one.
+fn context(model: &SspaModel, data: &TrainData<'_>, fixed: Option<&Tensor<2>>) -> Tensor<2> {
+    match (&model.prompts, fixed) {
+        (Some(prompts), _) => data.encoder.forward(prompts.val(), &data.text.labels),
+        (None, Some(fixed)) => fixed.clone(),
+        (None, None) => unreachable!("a run without prompts computes its fixed T_l up front"),
+    }
+}
+
+struct Evaluation {
+    map: Option<f64>,
+    map_ema: Option<f64>,
+}
+
+/// Validation mAP of the raw and EMA weights.
+fn evaluate(
+    model: &SspaModel,
+    ema: &ModelEma<SspaModel>,
+    data: &TrainData<'_>,
+    knowledge: &Tensor<2>,
+    fixed: Option<&Tensor<2>>,
+    options: &TrainOptions,
+) -> Evaluation {
+    if data.validation.is_empty() {
+        return Evaluation { map: None, map_ema: None };
+    }
+    let plain = &options.device;
+    let knowledge = knowledge.clone().without_autodiff();
+    let run = |candidate: &SspaModel| {
+        let context = context(candidate, data, fixed).detach().without_autodiff();
+        let head = candidate.head.valid();
+        let scores = score_features(&head, &knowledge, &context, data.validation, options.eval_batch_size, plain);
+        mean_average_precision(&scores, &data.validation.targets, data.validation.classes)
+    };
+    Evaluation { map: run(model), map_ema: run(ema.model()) }
+}
+
+/// Trains the head, resuming from `options.checkpoint_dir` when it holds a checkpoint of this
+/// run, and writes the final outputs to `options.output_dir` when the last epoch is done.
+///
+/// `progress` is called after every step; `cancel` is polled before every step and ends the call
+/// with [`TrainError::Cancelled`] (the epoch in progress is dropped; the last checkpoint stays).
+///
+/// # Errors
+/// [`TrainError`] for inconsistent inputs, a checkpoint of another run, I/O failures, or a
+/// cancellation.
+pub fn train(
+    sections: Sections<'_>,
+    data: TrainData<'_>,
+    options: &TrainOptions,
+    progress: Progress<'_>,
+    cancel: Cancel<'_>,
+) -> Result<TrainOutcome, TrainError> {
+    let config = model_config(sections, &data)?;
+    let train_section = &config.train;
+    let fingerprint = fingerprint(&config, &data);
+    let device = options.device.clone().autodiff();
+    let batch_size = train_section.batch_size as usize;
+    let steps_per_epoch = data.train.len().div_ceil(batch_size);
+    let total_steps = steps_per_epoch as u64 * u64::from(train_section.epochs);
+    let schedule = WarmupCosine::from_section(train_section, steps_per_epoch);
+    let loss_function = SspaLoss::from_section(train_section);
+    let optimizer_config = AdamWGroupsConfig::from_section(train_section);
+    let knowledge = data.text.knowledge_tensor(&device);
+    let fixed_context = (config.prompt_tokens == 0).then(|| {
+        let zeros = Tensor::zeros([config.model.prompt_tokens.max(1) as usize, config.prompt_width], &device);
+        data.encoder.forward(zeros, &data.text.labels).detach()
+    });
+    if let Some(fixed) = &fixed_context {
+        expect("T_l rows", fixed.dims()[0], data.text.classes())?;
+        expect("T_l width", fixed.dims()[1], data.text.width)?;
+    }
+
+    let (mut model, mut ema, mut optimizer, mut state, resumed_from) = match latest_checkpoint(&options.checkpoint_dir)?
+    {
+        Some(epoch_dir) => {
+            let restored =
+                load_checkpoint(&epoch_dir, &config, &fingerprint, |model| optimizer_config.init(model), &device)?;
+            let ema = ModelEma::new(&restored.ema, train_section.ema_decay);
+            let epochs = restored.state.epochs_done;
+            (restored.model, ema, restored.optimizer, restored.state, Some(epochs))
+        }
+        None => {
+            let model = config.init(train_section.seed, &device);
+            let ema = ModelEma::new(&model, train_section.ema_decay);
+            let optimizer = optimizer_config.init(&model);
+            let state = CheckpointState {
+                format_version: FORMAT_VERSION,
+                epochs_done: 0,
+                global_step: 0,
+                seed: train_section.seed,
+                fingerprint: fingerprint.clone(),
+                history: Vec::new(),
+            };
+            (model, ema, optimizer, state, None)
+        }
+    };
+
+    let mut epochs_this_call = 0u32;
+    while state.epochs_done < train_section.epochs {
+        if options.max_epochs_this_call.is_some_and(|limit| epochs_this_call >= limit) {
+            break;
+        }
+        let started = Instant::now();
+        let epoch = state.epochs_done;
+        let order = epoch_permutation(state.seed, epoch, data.train.len());
+        let mut loss_sum = 0.0f64;
+        let mut step = state.global_step;
+        let mut lr = 0.0;
+        for chunk in order.chunks(batch_size) {
+            if cancel() {
+                return Err(TrainError::Cancelled { epochs_done: state.epochs_done });
+            }
+            lr = schedule.lr(step as usize);
+            (model, optimizer, loss_sum) = train_step(
+                model,
+                optimizer,
+                StepInputs { data: &data, chunk, knowledge: &knowledge, fixed: fixed_context.as_ref(), lr },
+                &loss_function,
+                train_section.grad_clip,
+                &device,
+                loss_sum,
+            );
+            ema.update(&model);
+            step += 1;
+            progress(
+                step,
+                total_steps,
+                &format!("epoch {}/{} step {step}/{total_steps}", epoch + 1, train_section.epochs),
+            );
+        }
+        let evaluation = evaluate(&model, &ema, &data, &knowledge, fixed_context.as_ref(), options);
+        state.global_step = step;
+        state.epochs_done += 1;
+        state.history.push(EpochLog {
+            epoch: state.epochs_done,
+            steps: step,
+            train_loss: loss_sum / steps_per_epoch as f64,
+            lr,
+            val_map: evaluation.map,
+            val_map_ema: evaluation.map_ema,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        save_checkpoint(
+            &options.checkpoint_dir,
+            &config,
+            &model,
+            ema.model(),
+            &optimizer,
+            &state,
+            options.keep_checkpoints,
+        )?;
+        epochs_this_call += 1;
+        let last = state.history.last().map_or(String::new(), |log| {
+            format!(
+                "epoch {} done: loss {:.4}, val mAP {} / EMA {}",
+                log.epoch,
+                log.train_loss,
+                log.val_map.map_or("-".into(), |m| format!("{m:.2}")),
+                log.val_map_ema.map_or("-".into(), |m| format!("{m:.2}"))
+            )
+        });
+        progress(step, total_steps, &last);
+    }
+
+    let finished = state.epochs_done >= train_section.epochs;
+    if finished {
+        write_outputs(&config, &model, &ema, &data, &knowledge, fixed_context.as_ref(), &state.history, options)?;
+    }
+    Ok(TrainOutcome { epochs_done: state.epochs_done, finished, resumed_from, history: state.history })
+}
+
+struct StepInputs<'a, 'd> {
+    data: &'a TrainData<'d>,
+    chunk: &'a [usize],
+    knowledge: &'a Tensor<2>,
+    fixed: Option<&'a Tensor<2>>,
+    lr: f64,
+}
+
+/// One optimiser step; returns the updated model and optimiser and `loss_sum` plus this loss.
+fn train_step(
+    model: SspaModel,
+    mut optimizer: ModuleOptimizer,
+    inputs: StepInputs<'_, '_>,
+    loss_function: &SspaLoss,
+    grad_clip: f64,
+    device: &Device,
+    loss_sum: f64,
+) -> (SspaModel, ModuleOptimizer, f64) {
+    let batch = inputs.data.train.batch(inputs.chunk, device);
+    let context = context(&model, inputs.data, inputs.fixed);
+    let output = model.head.forward(inputs.knowledge.clone(), context, batch.global, batch.patches);
+    let loss = loss_function.forward(&output, batch.targets);
+    let value = f64::from(loss.clone().into_scalar::<f32>());
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let grads = if grad_clip > 0.0 { clip_grad_norm(&model, grads, grad_clip).0 } else { grads };
+    let model = optimizer.step(inputs.lr, model, grads);
+    (model, optimizer, loss_sum + value)
+}
+
+/// Writes `model.safetensors`, `model_ema.safetensors`, `text_features.safetensors`,
+/// `config.json` and `history.json`.
+#[allow(clippy::too_many_arguments)]
+fn write_outputs(
+    config: &ModelConfig,
+    model: &SspaModel,
+    ema: &ModelEma<SspaModel>,
+    data: &TrainData<'_>,
+    knowledge: &Tensor<2>,
+    fixed: Option<&Tensor<2>>,
+    history: &[EpochLog],
+    options: &TrainOptions,
+) -> Result<(), TrainError> {
+    let dir = &options.output_dir;
+    std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+    save_weights(model, &dir.join(files::MODEL))?;
+    save_weights(ema.model(), &dir.join(files::MODEL_EMA))?;
+    let text = TextFeatures::new(
+        knowledge.clone(),
+        context(model, data, fixed).detach(),
+        context(ema.model(), data, fixed).detach(),
+    );
+    text.save(&dir.join(files::TEXT_FEATURES))?;
+    config.save(&dir.join(files::CONFIG))?;
+    write_history(&dir.join(files::HISTORY), history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_permutations_are_seeded_permutations() {
+        let order = epoch_permutation(7, 3, 100);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_eq!(order, epoch_permutation(7, 3, 100), "same seed and epoch, same order");
+        assert_ne!(order, epoch_permutation(7, 4, 100), "epochs differ");
+        assert_ne!(order, epoch_permutation(8, 3, 100), "seeds differ");
+        assert_ne!(order, sorted, "shuffled");
+    }
+}

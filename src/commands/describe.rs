@@ -1,0 +1,43 @@
+use super::print_json;
+use crate::cli::ConfigArgs;
+use crate::exit;
+use sspa_dag::WorkspaceLock;
+use sspa_describe::DescribeRequest;
+use std::path::Path;
+
+/// Describes a label set (a file, or the config's labels) into `output`, sharing the pipeline's
+/// answer cache so that no answer is ever paid for twice.
+pub fn describe(config: &ConfigArgs, labels: Option<&Path>, output: &Path, json: bool) -> anyhow::Result<u8> {
+    let (loaded, project) = crate::project::load(&config.config, config.pipeline.as_deref())?;
+    let c = &loaded.config;
+    let list = match labels {
+        Some(file) => sspa_describe::read_label_file(file)?,
+        None => sspa_stages::labels::resolve(&c.labels, &c.data, &project.root)?,
+    };
+    for warning in list.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let _lock = WorkspaceLock::acquire(&project.workspace.root, "describe")?;
+    let state_dir = project.workspace.state_dir("describe");
+    std::fs::create_dir_all(&state_dir)?;
+    let request = DescribeRequest::new(c.domain.clone(), c.llm.clone(), c.prompt.clone(), &project.root, list);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+    let summary = runtime.block_on(sspa_describe::describe(&request, &state_dir, output, &|_, _| {}))?;
+    if json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{} labels: {} cached, {} new, {} failed; {} duplicate(s) skipped; written to {}",
+            summary.labels,
+            summary.cached,
+            summary.new,
+            summary.failed,
+            summary.duplicates.len(),
+            output.display()
+        );
+        for f in &summary.failures {
+            println!("failed: `{}` (sample {}): {}", f.label, f.sample, f.reason);
+        }
+    }
+    Ok(if summary.failed > 0 { exit::STAGE_FAILED } else { exit::OK })
+}

@@ -470,10 +470,5 @@ impl<'a> SplitWriter<'a> {
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| DataError::write(path, e))?;
-    file.write_all(bytes).map_err(|e| DataError::write(path, e))?;
-    file.as_file().sync_all().map_err(|e| DataError::write(path, e))?;
-    file.persist(path).map_err(|e| DataError::write(path, e.error))?;
-    Ok(())
+    sspa_fsio::write_atomic(path, bytes).map_err(|e| DataError::write(path, e))
 }

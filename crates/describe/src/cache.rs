@@ -227,26 +227,17 @@ pub fn write_parquet(path: &Path, rows: &[CacheRow]) -> Result<(), CacheError> {
         ),
     ];
     let batch = RecordBatch::try_new(schema(), columns).map_err(|e| parquet_error(e.to_string()))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let file = File::create(&temp).map_err(io(&temp))?;
-    let result = (|| {
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| parquet_error(e.to_string()))?;
-        writer.write(&batch).map_err(|e| parquet_error(e.to_string()))?;
-        let file = writer.into_inner().map_err(|e| parquet_error(e.to_string()))?;
-        file.sync_all().map_err(io(&temp))?;
-        std::fs::rename(&temp, path).map_err(io(path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result?;
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    sspa_fsio::write_atomic_with(
+        path,
+        |file| {
+            let mut writer =
+                ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| parquet_error(e.to_string()))?;
+            writer.write(&batch).map_err(|e| parquet_error(e.to_string()))?;
+            writer.close().map_err(|e| parquet_error(e.to_string()))?;
+            Ok(())
+        },
+        |source| CacheError::Io { path: path.to_path_buf(), source },
+    )
 }
 
 /// Reads rows written by [`write_parquet`] (or any file with the same columns).

@@ -346,15 +346,5 @@ fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut File) -> Result<(), MetricsError>,
 ) -> Result<(), MetricsError> {
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let io_error = |source| MetricsError::Write { path: path.to_owned(), source };
-    let mut temporary =
-        tempfile::Builder::new().prefix(".sspa-metrics-").suffix(".tmp").tempfile_in(directory).map_err(io_error)?;
-    write(temporary.as_file_mut())?;
-    temporary.as_file().sync_all().map_err(io_error)?;
-    temporary.persist(path).map_err(|error| io_error(error.error))?;
-    Ok(())
+    sspa_fsio::write_atomic_with(path, write, |source| MetricsError::Write { path: path.to_owned(), source })
 }

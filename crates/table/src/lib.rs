@@ -89,16 +89,17 @@ pub fn write_embeddings(path: &Path, rows: &[EmbeddingRow]) -> Result<(), TableE
         ],
     )
     .map_err(|source| TableError::Arrow { path: path.to_path_buf(), source })?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let io = |source| TableError::Io { path: path.to_path_buf(), source };
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    let mut writer = parquet::arrow::ArrowWriter::try_new(tmp.as_file().try_clone().map_err(io)?, batch.schema(), None)
-        .map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })?;
-    writer.write(&batch).map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })?;
-    writer.close().map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    let parquet_error = |source| TableError::Parquet { path: path.to_path_buf(), source };
+    sspa_fsio::write_atomic_with(
+        path,
+        |file| {
+            let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(parquet_error)?;
+            writer.write(&batch).map_err(parquet_error)?;
+            writer.close().map_err(parquet_error)?;
+            Ok(())
+        },
+        |source| TableError::Io { path: path.to_path_buf(), source },
+    )
 }
 
 /// Reads `embeddings.parquet`, checking every column's type.

@@ -286,16 +286,7 @@ pub(crate) fn atomic_write(
     path: &Path,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<(), TrainError> {
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
-    let mut temporary = tempfile::NamedTempFile::new_in(dir).map_err(TrainError::io(dir))?;
-    write(temporary.as_file_mut()).map_err(TrainError::io(path))?;
-    temporary.as_file().sync_all().map_err(TrainError::io(path))?;
-    temporary.persist(path).map_err(|error| TrainError::Io { path: path.to_owned(), source: error.error })?;
-    Ok(())
+    sspa_fsio::write_atomic_with(path, write, |e| e).map_err(TrainError::io(path))
 }
 
 /// [`atomic_write`] of a byte buffer.

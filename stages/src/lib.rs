@@ -5,20 +5,27 @@
 
 mod describe;
 mod embed;
+mod evaluate;
+pub mod features;
 pub mod labels;
+mod report;
 mod shard;
+mod train;
 
 use sspa_dag::Registry;
 use std::path::Path;
 
 pub use describe::Describe;
 pub use embed::Embed;
+pub use evaluate::Evaluate;
+pub use report::Report;
 pub use shard::Shard;
+pub use train::Train;
 
 /// Every stage kind this build can run.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
-    registry.register(Describe).register(Embed).register(Shard);
+    registry.register(Describe).register(Embed).register(Shard).register(Train).register(Evaluate).register(Report);
     registry
 }
 

@@ -1,0 +1,243 @@
+//! `train`: the SSPA head (and CAP prompt tokens) on frozen EfficientNet-Lite0 features
+//! (sspa-train).
+//!
+//! - `T_k`: the embed stage's description embeddings averaged per label (`[C, 384]`).
+//! - `T_l`: with `ablation.cap`, MiniLM with `model.prompt_tokens` learnable prompt tokens
+//!   (`forward_with_prompts`); otherwise the fixed embeddings of `"A photo of a {label}."`.
+//! - Validation: a seeded 10 % slice of the train split (the test split stays unseen).
+//! - Checkpoints live in `state_dir/checkpoints`, so an interrupted run resumes.
+//!
+//! The encoders' weight files are stage inputs, so new weights retrain.
+
+use crate::features;
+use serde_json::Value;
+use sspa_config::{AblationSection, ModelSection, TrainSection};
+use sspa_dag::{Stage, StageContext, StageError};
+use sspa_encoders::MiniLm;
+use sspa_train::{FeatureSet, FixedTextEncoder, PromptTextEncoder, Sections, TextInputs, TrainData, TrainOptions};
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+
+/// MiniLM files that decide its output.
+const MINILM_FILES: &[&str] = &["config.json", "model.safetensors", "tokenizer.json"];
+/// Share of the train split held out for validation.
+const VALIDATION_FRACTION: f64 = 0.1;
+
+pub struct Train;
+
+fn text_weights_dir(model: &ModelSection, project_root: &Path) -> PathBuf {
+    match &model.text_weights {
+        Some(dir) => project_root.join(dir),
+        None => sspa_encoders::paths::minilm_dir(),
+    }
+}
+
+/// The frozen MiniLM with CAP's prompt hook.
+struct MiniLmPrompts {
+    encoder: MiniLm,
+}
+
+impl PromptTextEncoder for MiniLmPrompts {
+    fn prompt_width(&self) -> usize {
+        self.encoder.width()
+    }
+
+    fn output_width(&self) -> usize {
+        self.encoder.width()
+    }
+
+    /// # Panics
+    /// When MiniLM refuses the prompts; [`MiniLmPrompts::check`] runs the same call up front so
+    /// that a bad configuration is an error before training starts.
+    fn forward(&self, prompts: Tensor<2>, labels: &[String]) -> Tensor<2> {
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        self.encoder.forward_with_prompts(prompts, &labels).expect("MiniLM accepted the same prompts before training")
+    }
+}
+
+impl MiniLmPrompts {
+    fn check(&self, prompt_tokens: usize, labels: &[String]) -> Result<(), StageError> {
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let prompts = Tensor::<2>::zeros([prompt_tokens.max(1), self.encoder.width()], self.encoder.device());
+        let out = self.encoder.forward_with_prompts(prompts, &labels)?;
+        if out.dims() != [labels.len(), self.encoder.width()] {
+            return Err(format!("MiniLM prompt output {:?}", out.dims()).into());
+        }
+        Ok(())
+    }
+}
+
+/// `T_k`: mean embedding per label, in the order of `labels`.
+fn knowledge(embeddings_path: &Path, labels: &[String]) -> Result<TextInputs, StageError> {
+    let rows = sspa_table::read_embeddings(embeddings_path)?;
+    let width = rows.first().map(|row| row.embedding.len()).ok_or("embeddings.parquet holds no row")?;
+    let mut sums = vec![vec![0f64; width]; labels.len()];
+    let mut counts = vec![0usize; labels.len()];
+    for row in &rows {
+        let index = labels
+            .iter()
+            .position(|label| *label == row.label)
+            .ok_or_else(|| format!("embedding for label `{}` that the shards do not have", row.label))?;
+        if row.embedding.len() != width {
+            return Err(
+                format!("embedding of `{}` has width {}, expected {width}", row.label, row.embedding.len()).into()
+            );
+        }
+        for (sum, value) in sums[index].iter_mut().zip(&row.embedding) {
+            *sum += f64::from(*value);
+        }
+        counts[index] += 1;
+    }
+    if let Some(missing) = counts.iter().position(|&count| count == 0) {
+        return Err(format!("no description embedding for label `{}`", labels[missing]).into());
+    }
+    let knowledge = sums
+        .iter()
+        .zip(&counts)
+        .flat_map(|(sum, &count)| sum.iter().map(move |value| (value / count as f64) as f32))
+        .collect();
+    Ok(TextInputs { labels: labels.to_vec(), knowledge, width })
+}
+
+/// The rows of `set` at `indices`.
+pub(crate) fn subset(set: &FeatureSet, indices: &[usize]) -> FeatureSet {
+    let (n, d, c) = (set.patches_per_image, set.width, set.classes);
+    let mut out = FeatureSet {
+        ids: Vec::with_capacity(indices.len()),
+        global: Vec::with_capacity(indices.len() * d),
+        patches: Vec::with_capacity(indices.len() * n * d),
+        targets: Vec::with_capacity(indices.len() * c),
+        patches_per_image: n,
+        width: d,
+        classes: c,
+    };
+    for &i in indices {
+        out.ids.push(set.ids[i].clone());
+        out.global.extend_from_slice(&set.global[i * d..(i + 1) * d]);
+        out.patches.extend_from_slice(&set.patches[i * n * d..(i + 1) * n * d]);
+        out.targets.extend_from_slice(&set.targets[i * c..(i + 1) * c]);
+    }
+    out
+}
+
+impl Stage for Train {
+    fn kind(&self) -> &str {
+        "train"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    /// The MiniLM and EfficientNet-Lite0 weight files.
+    fn inputs(&self, params: &Value, project_root: &Path) -> Result<Vec<PathBuf>, StageError> {
+        let model: ModelSection = serde_json::from_value(params.get("model").cloned().unwrap_or(Value::Null))
+            .map_err(|e| format!("config `model`: {e}"))?;
+        let text = text_weights_dir(&model, project_root);
+        let image = features::efficientnet_weights(&model, project_root);
+        let mut files: Vec<PathBuf> = MINILM_FILES.iter().map(|f| text.join(f)).collect();
+        files.push(image);
+        for file in &files {
+            if !file.is_file() {
+                return Err(format!(
+                    "encoder weights `{}` not found: run `scripts/install-encoders` or set `model.text_weights` / \
+                     `model.image_weights`",
+                    file.display()
+                )
+                .into());
+            }
+        }
+        Ok(files)
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
+        let model: ModelSection = ctx.section("model")?;
+        let train_section: TrainSection = ctx.section("train")?;
+        let ablation: AblationSection = ctx.section("ablation")?;
+        let shard_dir = ctx.input("shard")?;
+        let labels = sspa_data::open_shards(shard_dir)?.labels().to_vec();
+        let text = knowledge(&ctx.input("embed")?.join("embeddings.parquet"), &labels)?;
+
+        let (manifest, train_all, _test) = features::prepare(ctx, &model, shard_dir)?;
+
+        // Seeded 10 % validation slice of the train split.
+        let order = sspa_train::epoch_permutation(train_section.seed ^ 0x7661_6c69_6461_7465, 0, train_all.len());
+        let held_out = ((train_all.len() as f64) * VALIDATION_FRACTION).round() as usize;
+        let held_out = held_out.min(train_all.len().saturating_sub(1));
+        let (mut validation_rows, mut train_rows) = (order[..held_out].to_vec(), order[held_out..].to_vec());
+        validation_rows.sort_unstable();
+        train_rows.sort_unstable();
+        let train_set = subset(&train_all, &train_rows);
+        let validation_set = subset(&train_all, &validation_rows);
+        drop(train_all);
+        tracing::info!(
+            "train: {} images, validation: {} images (seeded {:.0} % slice of the train split; the test split is not \
+             used), N = {}, d = {}",
+            train_set.len(),
+            validation_set.len(),
+            VALIDATION_FRACTION * 100.0,
+            manifest.patches_per_image,
+            manifest.width
+        );
+
+        let text_dir = text_weights_dir(&model, &ctx.project_root);
+        let encoder: Box<dyn PromptTextEncoder> = if ablation.cap {
+            // The prompts live on the autodiff device the loop trains on; so must the encoder.
+            let device = Device::flex().autodiff();
+            let prompts = MiniLmPrompts { encoder: MiniLm::load(&text_dir, &device)? };
+            prompts.check(model.prompt_tokens as usize, &labels)?;
+            Box::new(prompts)
+        } else {
+            let device = Device::flex();
+            let minilm = MiniLm::load(&text_dir, &device)?;
+            let texts: Vec<String> = labels.iter().map(|label| format!("A photo of a {label}.")).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let context = minilm
+                .encode(&refs)?
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| format!("reading template embeddings: {e:?}"))?;
+            Box::new(FixedTextEncoder::new(context, labels.len(), minilm.width(), minilm.width())?)
+        };
+
+        let sections = Sections { model: &model, ablation: &ablation, train: &train_section };
+        let data = TrainData { text: &text, encoder: encoder.as_ref(), train: &train_set, validation: &validation_set };
+        // One checkpoint directory per run (params + upstream keys), so another configuration
+        // neither refuses nor overwrites an interrupted run's checkpoints.
+        let run_key = {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(ctx.params.to_string().as_bytes());
+            for dir in ctx.inputs.values() {
+                hasher.update(dir.as_os_str().as_encoded_bytes());
+            }
+            hasher.finalize().to_hex().to_string()
+        };
+        let checkpoints = ctx.state_dir.join("checkpoints").join(&run_key[..16]);
+        let options = TrainOptions::new(&checkpoints, &ctx.out_dir);
+        let progress = |done: u64, total: u64, message: &str| {
+            ctx.progress.set_length(total);
+            ctx.progress.set_position(done);
+            ctx.progress.set_message(message.to_owned());
+        };
+        let cancel = || ctx.cancelled();
+        let outcome = sspa_train::train(sections, data, &options, &progress, &cancel)?;
+        if let Some(epochs) = outcome.resumed_from {
+            tracing::info!("train: resumed from the checkpoint after epoch {epochs}");
+        }
+        if !outcome.finished {
+            return Err(format!("training stopped after {} epochs", outcome.epochs_done).into());
+        }
+        for log in &outcome.history {
+            tracing::info!(
+                "epoch {}: loss {:.4}, val mAP {} / EMA {} ({:.1} s)",
+                log.epoch,
+                log.train_loss,
+                log.val_map.map_or("-".into(), |m| format!("{m:.2}")),
+                log.val_map_ema.map_or("-".into(), |m| format!("{m:.2}")),
+                log.seconds
+            );
+        }
+        Ok(())
+    }
+}

@@ -243,3 +243,63 @@ fn real_shard_stage_reruns_only_when_what_it_reads_changes() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("removed 2 run record(s), 1 cached result(s)"), "{stdout}");
 }
+
+/// The whole demo pipeline, shrunk (48 + 24 mosaics at 32 px, d = 16, one epoch), against the local
+/// LLM server that `scripts/test` starts (`SSPA_TEST_LLM_URL`).
+#[test]
+fn whole_pipeline_runs_then_reruns_only_what_a_param_change_touches() {
+    let Ok(llm) = std::env::var("SSPA_TEST_LLM_URL") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must export SSPA_TEST_LLM_URL (scripts/test does)");
+        eprintln!("skipped: SSPA_TEST_LLM_URL is not set (run scripts/test, or scripts/llm-server start)");
+        return;
+    };
+    let dir = project();
+    tiny_demo(dir.path());
+    let config = dir.path().join("domains/demo.toml");
+    let small = std::fs::read_to_string(&config)
+        .expect("read")
+        .replace("image_size = 112", "image_size = 32")
+        .replace("embed_dim = 192", "embed_dim = 16")
+        .replace("epochs = 8", "epochs = 1")
+        .replace("batch_size = 64", "batch_size = 16");
+    std::fs::write(&config, &small).expect("write");
+    let run_json = |args: &[&str]| -> serde_json::Value {
+        let out = bin().current_dir(dir.path()).env("SSPA_LLM_URL", &llm).args(args).output().expect("spawn");
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        serde_json::from_str(&stdout).expect("run record")
+    };
+    let statuses = |record: &serde_json::Value| -> Vec<(String, String)> {
+        record["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .map(|s| (s["name"].as_str().unwrap_or("").to_string(), s["status"].as_str().unwrap_or("").to_string()))
+            .collect()
+    };
+
+    let first = run_json(&["run", "domains/demo.toml", "--jobs", "2", "--json"]);
+    assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{:?}", statuses(&first));
+    assert_eq!(statuses(&first).len(), 6);
+    let output = |stage: &str| -> PathBuf {
+        let s = first["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == stage)).expect("stage");
+        PathBuf::from(s["output_dir"].as_str().expect("dir"))
+    };
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(output("evaluate").join("metrics.json")).expect("metrics"))
+            .expect("json");
+    for model in ["raw", "ema"] {
+        let map = metrics[model]["mAP"].as_f64().expect("mAP");
+        assert!((0.0..=100.0).contains(&map), "{model} mAP {map}");
+    }
+    let html = std::fs::read_to_string(output("report").join("report.html")).expect("report");
+    assert!(html.contains("<svg") && !html.contains("http://") && !html.contains("https://"));
+
+    let second = run_json(&["run", "domains/demo.toml", "--json"]);
+    assert!(statuses(&second).iter().all(|(_, s)| s == "skipped"), "{:?}", statuses(&second));
+
+    std::fs::write(&config, small.replace("lr = 1e-3", "lr = 2e-3")).expect("write");
+    let third = run_json(&["run", "domains/demo.toml", "--json"]);
+    let ran: Vec<String> = statuses(&third).into_iter().filter(|(_, s)| s == "ran").map(|(n, _)| n).collect();
+    assert_eq!(ran, ["train", "evaluate", "report"]);
+}

@@ -31,10 +31,7 @@ impl Stage for Describe {
             &ctx.project_root,
             list,
         );
-        let progress = |done: u64, total: u64| {
-            ctx.progress.set_length(total);
-            ctx.progress.set_position(done);
-        };
+        let progress = |done: u64, total: u64| ctx.progress.update(done, total);
         let out_file = ctx.out_dir.join(DESCRIPTIONS_FILE);
         let summary = ctx.runtime.block_on(sspa_describe::describe(&request, &ctx.state_dir, &out_file, &progress))?;
         tracing::info!(

@@ -5,7 +5,6 @@
 
 use crate::Error;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use sspa_dag::{Stage, StageContext, StageError};
 use sspa_encoders::MiniLm;
 use sspa_table::EmbeddingRow;
@@ -78,7 +77,7 @@ impl Stage for Embed {
                     label_id: row.label_id,
                     label: row.label.clone(),
                     sample: row.sample,
-                    description_sha256: hex(&Sha256::digest(text.as_bytes())),
+                    description_sha256: sspa_prompt::sha256_hex(text.as_bytes()),
                     encoder: encoder_name.clone(),
                     embedding: values[i * dim..(i + 1) * dim].to_vec(),
                 });
@@ -88,8 +87,4 @@ impl Stage for Embed {
         sspa_table::write_embeddings(&ctx.out_dir.join("embeddings.parquet"), &rows)?;
         Ok(())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -25,17 +25,6 @@ fn dir_name(dir: &Path) -> Option<String> {
     dir.file_name().map(|name| name.to_string_lossy().into_owned())
 }
 
-fn git_commit(project_root: &Path) -> Option<String> {
-    let output = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(project_root)
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let commit = String::from_utf8(output.stdout).ok()?.trim().to_owned();
-    (output.status.success() && !commit.is_empty()).then_some(commit)
-}
-
 fn previous_models(last: &LastRun) -> PreviousRun {
     let mut models = Vec::new();
     for (key, name) in [("raw", "raw"), ("ema", "EMA")] {
@@ -108,7 +97,7 @@ impl Stage for Report {
             description_cache_hash: dir_name(ctx.input("describe")?).map(|key| format!("describe stage key {key}")),
             model_preset: Some(config.model.preset.clone()),
             weights_hash,
-            git_commit: git_commit(&ctx.project_root),
+            git_commit: sspa_dag::record::git_commit(&ctx.project_root),
         };
 
         let last_path = ctx.state_dir.join("last.json");

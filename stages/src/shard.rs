@@ -35,10 +35,7 @@ impl Stage for Shard {
             state_dir: &ctx.state_dir,
             threads: None,
         };
-        let progress = |done: u64, total: u64| {
-            ctx.progress.set_length(total);
-            ctx.progress.set_position(done);
-        };
+        let progress = |done: u64, total: u64| ctx.progress.update(done, total);
         let summary = sspa_data::shard(&request, &ctx.out_dir, &progress)?;
         for bad in &summary.bad_images {
             tracing::warn!("skipped image: {bad:?}");

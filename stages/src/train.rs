@@ -216,8 +216,7 @@ impl Stage for Train {
         let checkpoints = ctx.state_dir.join("checkpoints").join(&run_key[..16]);
         let options = TrainOptions::new(&checkpoints, &ctx.out_dir);
         let progress = |done: u64, total: u64, message: &str| {
-            ctx.progress.set_length(total);
-            ctx.progress.set_position(done);
+            ctx.progress.update(done, total);
             ctx.progress.set_message(message.to_owned());
         };
         let cancel = || ctx.cancelled();

@@ -95,6 +95,12 @@ impl Progress {
         self.bar.set_position(position);
     }
 
+    /// Sets both the length and the position: the shape of the libraries' `(done, total)` callbacks.
+    pub fn update(&self, done: u64, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+    }
+
     pub fn inc(&self, delta: u64) {
         self.bar.inc(delta);
     }

@@ -122,6 +122,37 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Labels and probabilities of new images from a trained run.
+    Predict {
+        /// A run record (`<workspace>/runs/<id>`) or a train stage's output directory.
+        #[arg(long = "run", value_name = "RUN_DIR")]
+        run: PathBuf,
+        /// Use the exponential moving average of the weights instead of the raw ones.
+        #[arg(long)]
+        ema: bool,
+        /// Report at most K labels per image (highest first).
+        #[arg(long, value_name = "K")]
+        top_k: Option<usize>,
+        /// Report labels whose probability is at least T (default 0.5, or 0 with `--top-k`).
+        #[arg(long, value_name = "T")]
+        threshold: Option<f32>,
+        /// Output format on stdout.
+        #[arg(long, value_enum, default_value = "json")]
+        format: crate::commands::PredictFormat,
+        /// Image files (JPEG or PNG).
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+    },
+    /// Encode texts or images with a pretrained encoder into a Parquet table.
+    Encode {
+        #[command(subcommand)]
+        command: crate::commands::EncodeCommand,
+    },
+    /// Check or pin the BLAKE3 checksums of dataset manifests' annotation files.
+    Manifest {
+        #[command(subcommand)]
+        command: crate::commands::ManifestCommand,
+    },
     /// Delete old run records and cached results no kept run refers to.
     Clean {
         #[command(flatten)]

@@ -244,24 +244,34 @@ fn real_shard_stage_reruns_only_when_what_it_reads_changes() {
     assert!(stdout.contains("removed 2 run record(s), 1 cached result(s)"), "{stdout}");
 }
 
-/// The whole demo pipeline, shrunk (48 + 24 mosaics at 32 px, d = 16, one epoch), against the local
+/// The local LLM server's URL (`SSPA_TEST_LLM_URL`, exported by `scripts/test`); required in CI.
+fn test_llm() -> Option<String> {
+    let url = std::env::var("SSPA_TEST_LLM_URL").ok();
+    if url.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI must export SSPA_TEST_LLM_URL (scripts/test does)");
+        eprintln!("skipped: SSPA_TEST_LLM_URL is not set (run scripts/test, or scripts/llm-server start)");
+    }
+    url
+}
+
+/// The demo config shrunk for tests: `image_size` px, d = 16, one epoch of batches of 16.
+fn small_training(config: &str, image_size: u32) -> String {
+    config
+        .replace("image_size = 112", &format!("image_size = {image_size}"))
+        .replace("embed_dim = 192", "embed_dim = 16")
+        .replace("epochs = 8", "epochs = 1")
+        .replace("batch_size = 64", "batch_size = 16")
+}
+
+/// The whole demo pipeline, shrunk (32 + 16 mosaics at 64 px, d = 16, one epoch), against the local
 /// LLM server that `scripts/test` starts (`SSPA_TEST_LLM_URL`).
 #[test]
 fn whole_pipeline_runs_then_reruns_only_what_a_param_change_touches() {
-    let Ok(llm) = std::env::var("SSPA_TEST_LLM_URL") else {
-        assert!(std::env::var_os("CI").is_none(), "CI must export SSPA_TEST_LLM_URL (scripts/test does)");
-        eprintln!("skipped: SSPA_TEST_LLM_URL is not set (run scripts/test, or scripts/llm-server start)");
-        return;
-    };
+    let Some(llm) = test_llm() else { return };
     let dir = project();
     tiny_demo(dir.path());
     let config = dir.path().join("domains/demo.toml");
-    let small = std::fs::read_to_string(&config)
-        .expect("read")
-        .replace("image_size = 112", "image_size = 32")
-        .replace("embed_dim = 192", "embed_dim = 16")
-        .replace("epochs = 8", "epochs = 1")
-        .replace("batch_size = 64", "batch_size = 16");
+    let small = small_training(&std::fs::read_to_string(&config).expect("read"), 64);
     std::fs::write(&config, &small).expect("write");
     let run_json = |args: &[&str]| -> serde_json::Value {
         let out = bin().current_dir(dir.path()).env("SSPA_LLM_URL", &llm).args(args).output().expect("spawn");
@@ -294,6 +304,51 @@ fn whole_pipeline_runs_then_reruns_only_what_a_param_change_touches() {
     }
     let html = std::fs::read_to_string(output("report").join("report.html")).expect("report");
     assert!(html.contains("<svg") && !html.contains("http://") && !html.contains("https://"));
+    // 64 px → a 2×2 patch grid: attention and gate maps are drawn as PNGs and inlined.
+    let maps: Vec<PathBuf> = std::fs::read_dir(output("report").join("maps"))
+        .expect("maps directory")
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "png"))
+        .collect();
+    assert!(!maps.is_empty(), "no map PNGs");
+    for map in &maps {
+        let bytes = std::fs::read(map).expect("read png");
+        assert!(bytes.starts_with(b"\x89PNG"), "{} is not a PNG", map.display());
+    }
+    assert!(html.contains("data:image/png;base64,"), "maps inlined in the HTML");
+
+    // `predict` on test images reproduces the evaluate stage's scores for them (same geometry,
+    // encoder and head); an unreadable file is reported and the others are still predicted.
+    let run_dir = dir.path().join("work/demo/runs").join(first["run_id"].as_str().expect("run id"));
+    let scores = sspa_metrics::read_scores(&output("evaluate").join("scores_ema.parquet")).expect("scores");
+    let images = ["fashion-mosaic/test/000000.png", "fashion-mosaic/test/000003.png"];
+    let not_an_image = dir.path().join("notes.txt");
+    std::fs::write(&not_an_image, "not an image").expect("write");
+    let mut args: Vec<String> = ["predict", "--run", run_dir.to_str().expect("utf-8"), "--ema", "--threshold", "0"]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+    args.extend(images.iter().map(|image| format!("data/{image}")));
+    args.push(not_an_image.display().to_string());
+    let out = bin().current_dir(dir.path()).args(&args).output().expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "one unreadable image: {stderr}");
+    assert!(stderr.contains("notes.txt"), "{stderr}");
+    let predicted: serde_json::Value = serde_json::from_str(&stdout).expect("predict JSON");
+    let predicted = predicted.as_array().expect("one entry per readable image");
+    assert_eq!(predicted.len(), images.len());
+    for (image, entry) in images.iter().zip(predicted) {
+        let row = scores.images().iter().position(|name| name == image).expect("image scored by evaluate");
+        let labels = entry["labels"].as_array().expect("labels");
+        assert_eq!(labels.len(), scores.n_labels(), "threshold 0 reports every label");
+        for label in labels {
+            let name = label["label"].as_str().expect("label");
+            let column = scores.labels().iter().position(|l| l == name).expect("known label");
+            let expected = scores.column(column)[row];
+            let actual = label["probability"].as_f64().expect("probability") as f32;
+            assert!((actual - expected).abs() < 1e-4, "{image} {name}: predict {actual} vs evaluate {expected}");
+        }
+    }
 
     let second = run_json(&["run", "domains/demo.toml", "--json"]);
     assert!(statuses(&second).iter().all(|(_, s)| s == "skipped"), "{:?}", statuses(&second));
@@ -302,4 +357,103 @@ fn whole_pipeline_runs_then_reruns_only_what_a_param_change_touches() {
     let third = run_json(&["run", "domains/demo.toml", "--json"]);
     let ran: Vec<String> = statuses(&third).into_iter().filter(|(_, s)| s == "ran").map(|(n, _)| n).collect();
     assert_eq!(ran, ["train", "evaluate", "report"]);
+}
+
+/// A tiny random-weight HF `CLIPModel` (the `sspa-clip` parity fixture: ViT, 32 px, patch 8,
+/// joint width 16) with its token embedding widened to CLIP's full BPE vocabulary, so that real
+/// label texts tokenise; the installed `bpe_simple_vocab_16e6.txt.gz` is its tokenizer.
+fn tiny_clip_model(dir: &Path) {
+    use safetensors::tensor::TensorView;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/clip/tests/fixtures/clip_tiny_hf");
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let config = std::fs::read_to_string(fixture.join("config.json")).expect("fixture config");
+    let mut config: serde_json::Value = serde_json::from_str(&config).expect("json");
+    let small_vocab = config["text_config"]["vocab_size"].as_u64().expect("vocab") as usize;
+    config["text_config"]["vocab_size"] = 49408.into();
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).expect("json")).expect("write");
+    let bytes = std::fs::read(fixture.join("model.safetensors")).expect("fixture weights");
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let key = "text_model.embeddings.token_embedding.weight";
+    let embedding = tensors.tensor(key).expect("token embedding");
+    let width = embedding.shape()[1];
+    let row_bytes = width * 4;
+    let mut widened = Vec::with_capacity(49408 * row_bytes);
+    for token in 0..49408 {
+        let row = token % small_vocab;
+        widened.extend_from_slice(&embedding.data()[row * row_bytes..(row + 1) * row_bytes]);
+    }
+    let mut views: Vec<(String, TensorView<'_>)> = Vec::new();
+    for (name, view) in tensors.tensors() {
+        if name == key {
+            views.push((name, TensorView::new(safetensors::Dtype::F32, vec![49408, width], &widened).expect("view")));
+        } else {
+            views.push((name, view));
+        }
+    }
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).expect("write weights");
+}
+
+#[test]
+fn clip_preset_runs_end_to_end_and_predicts() {
+    let Some(llm) = test_llm() else { return };
+    let dir = project();
+    tiny_demo(dir.path());
+    tiny_clip_model(&dir.path().join("weights/clip-tiny"));
+    let config = dir.path().join("domains/demo.toml");
+    let demo = std::fs::read_to_string(&config).expect("read");
+    assert!(demo.contains("preset = \"minilm-efficientnet-lite0\""), "the demo's preset line");
+    let clip = small_training(
+        &demo.replace(
+            "preset = \"minilm-efficientnet-lite0\"",
+            "preset = \"clip-vit-b32\"\nimage_weights = \"weights/clip-tiny\"\nimage_projection = \"none\"",
+        ),
+        32,
+    );
+    std::fs::write(&config, &clip).expect("write");
+    let out = bin()
+        .current_dir(dir.path())
+        .env("SSPA_LLM_URL", &llm)
+        .args(["run", "domains/demo.toml", "--json"])
+        .output()
+        .expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(&stdout).expect("run record");
+    let stage = |name: &str| {
+        record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == name)).expect("stage").clone()
+    };
+    assert!(record["stages"].as_array().expect("stages").iter().all(|s| s["status"] == "ran"), "{stdout}");
+    let features: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(PathBuf::from(stage("train")["output_dir"].as_str().expect("dir")).join("features.json"))
+            .expect("features"),
+    )
+    .expect("json");
+    assert_eq!(features["encoder"], "clip-image");
+    assert_eq!(
+        (features["width"].as_u64(), features["patches_per_image"].as_u64()),
+        (Some(16), Some(16)),
+        "joint width 16, 4×4 patches"
+    );
+
+    let run_dir = dir.path().join("work/demo/runs").join(record["run_id"].as_str().expect("run id"));
+    let out = bin()
+        .current_dir(dir.path())
+        .args([
+            "predict",
+            "--run",
+            run_dir.to_str().expect("utf-8"),
+            "--top-k",
+            "2",
+            "--format",
+            "csv",
+            "data/fashion-mosaic/test/000001.png",
+        ])
+        .output()
+        .expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "header + top 2: {stdout}");
+    assert_eq!(lines[0], "image,label,probability");
+    assert!(lines[1].starts_with("data/fashion-mosaic/test/000001.png,"), "{stdout}");
 }

@@ -2,11 +2,18 @@
 
 mod clean;
 mod describe;
+mod encode;
 mod eval;
 mod graph;
+mod manifest;
 mod plan;
+mod predict;
 mod run;
 mod status;
+
+pub use encode::EncodeCommand;
+pub use manifest::ManifestCommand;
+pub use predict::PredictFormat;
 
 use crate::cli::{Command, SelectArgs};
 use sspa_dag::RunOptions;
@@ -21,6 +28,11 @@ pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
         Command::Describe { config, labels, output, json } => {
             describe::describe(&config, labels.as_deref(), &output, json)
         }
+        Command::Predict { run, ema, top_k, threshold, format, images } => {
+            predict::predict(&run, ema, top_k, threshold, format, &images, progress)
+        }
+        Command::Encode { command } => encode::encode(&command),
+        Command::Manifest { command } => manifest::manifest(&command),
         Command::Eval { scores, targets, kind, threshold, top_k, json } => {
             eval::eval(&scores, &targets, kind, threshold, top_k, json)
         }

@@ -1,25 +1,30 @@
 //! `evaluate`: scores the `evaluate.split` features (cached by the train stage) with the raw and
-//! the EMA head → `scores.parquet` (raw), `scores_ema.parquet`, `targets.parquet` and
-//! `metrics.json = {"raw": Report, "ema": Report}` (sspa-metrics).
+//! the EMA head → `scores.parquet` (raw), `scores_ema.parquet`, `targets.parquet`,
+//! `metrics.json = {"raw": Report, "ema": Report}` (sspa-metrics) and `maps.json`
+//! ([`sspa_report::maps::MapsFile`]): the raw head's aggregator patch weights and S→V gate
+//! magnitudes for a few test images, which the report stage draws (SSPA Figs. 7–8).
 
 use crate::features::FeatureManifest;
 use sspa_config::EvaluateSection;
 use sspa_dag::{Stage, StageContext, StageError};
-use sspa_metrics::{EvalData, EvalOptions, MetricKind};
-use sspa_train::{Predictor, Weights};
+use sspa_metrics::{EvalData, EvalOptions};
+use sspa_report::maps::{self, ImageMaps, LabelMap, MapsFile};
+use sspa_train::{FeatureSet, Predictor, Weights};
 
 use burn::prelude::*;
 
 /// `metrics.json`.
 pub const METRICS_FILE: &str = "metrics.json";
+/// Images with attention and gate maps.
+const MAP_IMAGES: usize = 4;
+/// Labels with an attention map per image.
+const MAP_LABELS: usize = 3;
 
 pub struct Evaluate;
 
 /// `[evaluate]` as the metrics crate's options.
-pub(crate) fn eval_options(section: &EvaluateSection) -> Result<EvalOptions, StageError> {
-    let kind: MetricKind =
-        serde_json::from_value(serde_json::to_value(section.kind)?).map_err(|e| format!("`evaluate.kind`: {e}"))?;
-    Ok(EvalOptions { kind, threshold: section.threshold as f32, top_k: section.top_k as usize })
+pub(crate) fn eval_options(section: &EvaluateSection) -> EvalOptions {
+    EvalOptions { kind: section.kind, threshold: section.threshold as f32, top_k: section.top_k as usize }
 }
 
 impl Stage for Evaluate {
@@ -28,12 +33,12 @@ impl Stage for Evaluate {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let section: EvaluateSection = ctx.section("evaluate")?;
-        let options = eval_options(&section)?;
+        let options = eval_options(&section);
         let train_dir = ctx.input("train")?;
         let manifest = FeatureManifest::read(train_dir)?;
         let split = match section.split.as_str() {
@@ -43,13 +48,14 @@ impl Stage for Evaluate {
                 return Err(format!("`evaluate.split = \"{other}\"`: the train stage cached `train` and `test`").into());
             }
         };
-        ctx.progress.set_length(3);
+        ctx.progress.set_length(4);
         ctx.progress.set_message(format!("loading `{}` features", section.split));
         let features = FeatureManifest::load(split)?;
         ctx.progress.inc(1);
         let device = Device::flex();
         let mut reports = serde_json::Map::new();
         let mut targets_written = false;
+        let mut raw = None;
         for (name, weights, file) in
             [("raw", Weights::Raw, "scores.parquet"), ("ema", Weights::Ema, "scores_ema.parquet")]
         {
@@ -69,9 +75,102 @@ impl Stage for Evaluate {
                 targets_written = true;
             }
             reports.insert(name.to_owned(), serde_json::to_value(&report)?);
+            if weights == Weights::Raw {
+                raw = Some((predictor, scores));
+            }
             ctx.progress.inc(1);
         }
         sspa_dag::write_json_atomic(&ctx.out_dir.join(METRICS_FILE), &serde_json::Value::Object(reports))?;
+
+        ctx.progress.set_message("attention and gate maps");
+        let (predictor, scores) = raw.ok_or("the raw weights were not scored")?;
+        let maps = attention_maps(&predictor, &features, &scores, &section.split, ctx.input("shard")?)?;
+        tracing::info!(
+            "evaluate: maps of {} images{}",
+            maps.images.len(),
+            maps.note.as_deref().map(|note| format!(" ({note})")).unwrap_or_default()
+        );
+        sspa_dag::write_json_atomic(&ctx.out_dir.join(maps::MAPS_FILE), &maps)?;
+        ctx.progress.inc(1);
         Ok(())
     }
+}
+
+/// A tensor's values as `f32`, row-major.
+fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.into_data().iter::<f32>().collect()
+}
+
+/// The raw head's maps for the images [`maps::choose_images`] picks from `scores`; the row of
+/// each image in the shard split is looked up by its id, so the report can read its pixels.
+fn attention_maps(
+    predictor: &Predictor,
+    features: &FeatureSet,
+    scores: &[f32],
+    split: &str,
+    shard_dir: &std::path::Path,
+) -> Result<MapsFile, StageError> {
+    let classes = features.classes;
+    let patches = features.patches_per_image;
+    let mut file = MapsFile {
+        version: maps::MAPS_VERSION,
+        model: "raw".into(),
+        split: split.to_owned(),
+        grid: [0, 0],
+        selection: maps::SELECTION.into(),
+        note: None,
+        images: Vec::new(),
+    };
+    let Some(grid) = maps::square_grid(patches) else {
+        file.note = Some(format!("N = {patches} patches is not a square grid"));
+        return Ok(file);
+    };
+    file.grid = grid;
+    let chosen = maps::choose_images(scores, &features.targets, classes, MAP_IMAGES, MAP_LABELS);
+    if chosen.is_empty() {
+        file.note = Some("no true positive to show".into());
+        return Ok(file);
+    }
+    let rows: Vec<usize> = chosen.iter().map(|choice| choice.image).collect();
+    let output = predictor.explain(features, &rows)?;
+    let weights = output.aggregator_weights.map(values);
+    // S→V gate magnitude: the mean over d of the gate values, `[b, N]`.
+    let gate = output.patch_gate.map(|gate| {
+        let [batch, n, _] = gate.dims();
+        values(gate.mean_dim(2).reshape([batch, n]))
+    });
+    if weights.is_none() && gate.is_none() {
+        file.note = Some("the head has neither an aggregator nor a semantic-to-visual gate".into());
+        return Ok(file);
+    }
+
+    let shards = sspa_data::open_shards(shard_dir)?;
+    let reader = shards.split(split)?;
+    let mut row_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (row, record) in reader.records().iter().enumerate() {
+        row_of.entry(record.path.as_str()).or_insert(row);
+    }
+    let labels = predictor.labels();
+    for (index, choice) in chosen.iter().enumerate() {
+        let image = &features.ids[choice.image];
+        let row = *row_of
+            .get(image.as_str())
+            .ok_or_else(|| format!("image `{image}` of the feature cache is not in shard split `{split}`"))?;
+        let label_maps = choice
+            .classes
+            .iter()
+            .map(|&class| LabelMap {
+                label: labels[class].clone(),
+                score: scores[choice.image * classes + class],
+                target: features.targets[choice.image * classes + class],
+                weights: weights.as_ref().map(|weights| {
+                    // `[b, N, C]`: patch `p` of batch item `index` at `(index · N + p) · C + class`.
+                    (0..patches).map(|patch| weights[(index * patches + patch) * classes + class]).collect()
+                }),
+            })
+            .collect();
+        let gate = gate.as_ref().map(|gate| gate[index * patches..(index + 1) * patches].to_vec());
+        file.images.push(ImageMaps { image: image.clone(), row, labels: label_maps, gate });
+    }
+    Ok(file)
 }

@@ -1,33 +1,30 @@
 //! Frozen image features for the train and evaluate stages.
 //!
-//! With `model.freeze_image_encoder = true` EfficientNet-Lite0 runs once over the shard stage's
-//! train and test splits (eval loader: no augmentation, `model.image_size` input). The SSPA head
-//! expects image features of width `d = model.embed_dim` and has no image projection of its own,
-//! while EfficientNet's last feature map is 1280 wide: the features are therefore mapped to `d` by
-//! a fixed, seeded Gaussian random projection (scaled by `1/sqrt(1280)`) and centred on the mean
-//! global feature of the train split. Global features are the mean of the (projected) patches,
-//! exactly as in the encoder.
+//! With `model.freeze_image_encoder = true` the preset's image encoder ([`crate::encoders`]) runs
+//! once over the shard stage's train and test splits (eval loader: no augmentation,
+//! `model.image_size` input) and its raw features are kept: for EfficientNet-Lite0 the last feature
+//! map (`c = 1280` channels) as patch tokens and their mean as the global feature; for CLIP the
+//! joint-space global feature and projected patch tokens. The SSPA head maps them to the joint
+//! width `d` with its own learnable image projection (`model.image_projection`).
 //!
 //! The result is cached in the train stage's `state_dir` with [`sspa_train::write_feature_cache`],
 //! keyed by the shard output (= shard cache key), the weights hash, the image size and the
 //! projection; `features.json` in the train stage's output names the cache files and keys so the
 //! evaluate stage reads the same features.
 
+use crate::encoders::{ImageModel, image_location, weight_files, weights_hash};
 use serde::{Deserialize, Serialize};
 use sspa_dag::{StageContext, StageError};
 use sspa_data::{Loader, LoaderConfig, open_shards};
-use sspa_encoders::EfficientNetLite0;
 use sspa_train::FeatureSet;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 
 /// Bump when the features computed for the same key change.
-const FEATURE_VERSION: u32 = 1;
+const FEATURE_VERSION: u32 = 2;
 /// Images per encoder forward pass.
 const ENCODE_BATCH: usize = 32;
-/// Seed of the random projection.
-const PROJECTION_SEED: u64 = 0x5350_4146_4541_5431;
 
 /// `features.json` in the train stage's output directory.
 pub const FEATURES_FILE: &str = "features.json";
@@ -46,9 +43,9 @@ pub struct FeatureManifest {
     pub encoder: String,
     pub weights_hash: String,
     pub image_size: u32,
+    /// Feature width `c` of the encoder.
     pub width: usize,
     pub patches_per_image: usize,
-    pub projection: String,
     pub train: CachedSplit,
     pub test: CachedSplit,
 }
@@ -83,39 +80,11 @@ pub fn efficientnet_weights(model: &sspa_config::ModelSection, project_root: &Pa
     }
 }
 
-/// `splitmix64`.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// `[input, output]` row-major Gaussian matrix scaled by `1/sqrt(input)` (Box–Muller on
-/// splitmix64: portable, independent of the tensor backend's RNG).
-fn projection_matrix(input: usize, output: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    let scale = 1.0 / (input as f64).sqrt();
-    let uniform = |state: &mut u64| ((splitmix64(state) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    let mut values = Vec::with_capacity(input * output + 1);
-    while values.len() < input * output {
-        let (u1, u2) = (uniform(&mut state), uniform(&mut state));
-        let radius = (-2.0 * u1.ln()).sqrt();
-        let angle = 2.0 * std::f64::consts::PI * u2;
-        values.push((radius * angle.cos() * scale) as f32);
-        values.push((radius * angle.sin() * scale) as f32);
-    }
-    values.truncate(input * output);
-    values
-}
-
-/// Runs the encoder over one split: projected (uncentred) features.
+/// Runs the encoder over one split: raw global and patch features.
 #[allow(clippy::too_many_arguments)]
 fn encode_split(
     ctx: &StageContext,
-    encoder: &EfficientNetLite0,
-    projection: &Tensor<2>,
+    encoder: &ImageModel,
     shards: &sspa_data::ShardSet,
     split_name: &str,
     image_size: u32,
@@ -127,7 +96,7 @@ fn encode_split(
     let config = LoaderConfig::eval(ENCODE_BATCH, image_size, mean_std.0, mean_std.1);
     let loader = Loader::new(&split, &config, 0)?;
     let classes = split.label_count;
-    let width = projection.dims()[1];
+    let mut width = 0;
     let (mut ids, mut global, mut patches, mut targets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut patches_per_image = 0;
     for batch in loader {
@@ -135,14 +104,12 @@ fn encode_split(
             return Err("cancelled".into());
         }
         let batch = batch?;
-        let images = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
-        let features = encoder.forward(images);
+        let features = encoder.forward(batch.to_tensors(device).images);
         let [b, n, c] = features.patches.dims();
-        let projected = features.patches.reshape([b * n, c]).matmul(projection.clone()).reshape([b, n, width]);
-        let pooled = projected.clone().mean_dim(1).reshape([b, width]);
-        patches_per_image = n;
-        patches.extend(projected.into_data().try_to_vec::<f32>().map_err(|e| format!("reading patches: {e:?}"))?);
-        global.extend(pooled.into_data().try_to_vec::<f32>().map_err(|e| format!("reading features: {e:?}"))?);
+        (patches_per_image, width) = (n, c);
+        patches
+            .extend(features.patches.into_data().try_to_vec::<f32>().map_err(|e| format!("reading patches: {e:?}"))?);
+        global.extend(features.global.into_data().try_to_vec::<f32>().map_err(|e| format!("reading features: {e:?}"))?);
         if batch.label_count != classes {
             return Err(format!("batch has {} labels, split `{split_name}` {classes}", batch.label_count).into());
         }
@@ -157,16 +124,6 @@ fn encode_split(
     Ok(FeatureSet { ids, global, patches, targets, patches_per_image, width, classes })
 }
 
-/// Subtracts `mean` (`[d]`) from every global and patch feature.
-fn centre(features: &mut FeatureSet, mean: &[f32]) {
-    let width = features.width;
-    for row in features.global.chunks_mut(width).chain(features.patches.chunks_mut(width)) {
-        for (value, m) in row.iter_mut().zip(mean) {
-            *value -= m;
-        }
-    }
-}
-
 /// Computes (or finds in `state_dir`) the train and test features and writes `features.json`
 /// into `out_dir`. Returns the manifest and both feature sets.
 pub fn prepare(
@@ -176,22 +133,17 @@ pub fn prepare(
 ) -> Result<(FeatureManifest, FeatureSet, FeatureSet), StageError> {
     if !model.freeze_image_encoder {
         return Err(
-            "`model.freeze_image_encoder = false` (fine-tuning the image encoder) is not provided by this build".into(),
+            "`model.freeze_image_encoder = false` (fine-tuning the image encoder) is not provided by this build yet: \
+             set `model.freeze_image_encoder = true` to train the SSPA head on cached image features"
+                .into(),
         );
     }
-    let weights = efficientnet_weights(model, &ctx.project_root);
-    let weights_hash = blake3::hash(
-        &std::fs::read(&weights).map_err(|e| format!("reading image-encoder weights `{}`: {e}", weights.display()))?,
-    )
-    .to_hex()
-    .to_string();
+    let location = image_location(model, &ctx.project_root)?;
+    let weights_hash = weights_hash(&weight_files(&location, false)?)?;
     let shard_key = shard_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let width = model.embed_dim as usize;
-    let projection_name = format!("gaussian(seed={PROJECTION_SEED:#x}, 1280->{width}), centred on train mean");
-    let base_key = format!(
-        "v{FEATURE_VERSION}/shard={shard_key}/efficientnet-lite0@{weights_hash}/size={}/proj={projection_name}",
-        model.image_size
-    );
+    let encoder_kind = if crate::encoders::is_clip(&model.preset) { "clip-image" } else { "efficientnet-lite0" };
+    let base_key =
+        format!("v{FEATURE_VERSION}/shard={shard_key}/{encoder_kind}@{weights_hash}/size={}", model.image_size);
     let cache_dir = ctx.state_dir.join("features");
     let train_key = format!("{base_key}/split=train");
     let test_key = format!("{base_key}/split=test");
@@ -210,59 +162,25 @@ pub fn prepare(
     let (train, test) = match cached {
         Some(pair) => pair,
         None => {
-            let device = Device::flex();
-            let encoder = EfficientNetLite0::load(
-                weights.parent().ok_or("image-encoder weights path has no directory")?,
-                &device,
-            )?;
+            let train: sspa_config::TrainSection = ctx.section("train")?;
+            let device = crate::device::select(&train)?;
+            let encoder = ImageModel::load(model, &location, &device)?;
             let shards = open_shards(shard_dir)?;
             let mean_std = sspa_data::mean_std(&model.preset)?;
             let total = shards.split("train")?.len() + shards.split("test")?.len();
             ctx.progress.set_length(total as u64);
-            ctx.progress.set_message("encoding images (EfficientNet-Lite0)");
-            let projection = Tensor::<2>::from_data(
-                TensorData::new(projection_matrix(1280, width, PROJECTION_SEED), [1280, width]),
-                &device,
-            );
+            ctx.progress.set_message(format!("encoding images ({})", encoder.name()));
             let started = std::time::Instant::now();
             let mut done = 0;
-            let mut train = encode_split(
-                ctx,
-                &encoder,
-                &projection,
-                &shards,
-                "train",
-                model.image_size,
-                mean_std,
-                &device,
-                &mut done,
-            )?;
-            let mut test = encode_split(
-                ctx,
-                &encoder,
-                &projection,
-                &shards,
-                "test",
-                model.image_size,
-                mean_std,
-                &device,
-                &mut done,
-            )?;
-            let mut mean = vec![0f64; width];
-            for row in train.global.chunks(width) {
-                for (m, v) in mean.iter_mut().zip(row) {
-                    *m += f64::from(*v);
-                }
-            }
-            let mean: Vec<f32> = mean.iter().map(|m| (m / train.len().max(1) as f64) as f32).collect();
-            centre(&mut train, &mean);
-            centre(&mut test, &mean);
+            let train = encode_split(ctx, &encoder, &shards, "train", model.image_size, mean_std, &device, &mut done)?;
+            let test = encode_split(ctx, &encoder, &shards, "test", model.image_size, mean_std, &device, &mut done)?;
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(
-                "image features: {} train + {} test images, N = {}, d = {width} in {seconds:.1} s ({:.1} images/s)",
+                "image features: {} train + {} test images, N = {}, c = {} in {seconds:.1} s ({:.1} images/s)",
                 train.len(),
                 test.len(),
                 train.patches_per_image,
+                train.width,
                 done as f64 / seconds.max(1e-9)
             );
             sspa_train::write_feature_cache(&train_path, &train_key, &train)?;
@@ -271,12 +189,11 @@ pub fn prepare(
         }
     };
     let manifest = FeatureManifest {
-        encoder: "efficientnet-lite0".into(),
+        encoder: encoder_kind.into(),
         weights_hash,
         image_size: model.image_size,
-        width,
+        width: train.width,
         patches_per_image: train.patches_per_image,
-        projection: projection_name,
         train: CachedSplit { path: train_path, key: train_key, images: train.len() },
         test: CachedSplit { path: test_path, key: test_key, images: test.len() },
     };

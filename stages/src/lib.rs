@@ -4,10 +4,13 @@
 //! one line in [`registry`].
 
 mod describe;
+pub mod device;
 mod embed;
+pub mod encoders;
 mod evaluate;
 pub mod features;
 pub mod labels;
+pub mod predict;
 mod report;
 mod shard;
 mod train;

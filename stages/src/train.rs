@@ -1,46 +1,38 @@
-//! `train`: the SSPA head (and CAP prompt tokens) on frozen EfficientNet-Lite0 features
+//! `train`: the SSPA head (and CAP prompt tokens) on frozen image-encoder features
 //! (sspa-train).
 //!
-//! - `T_k`: the embed stage's description embeddings averaged per label (`[C, 384]`).
-//! - `T_l`: with `ablation.cap`, MiniLM with `model.prompt_tokens` learnable prompt tokens
-//!   (`forward_with_prompts`); otherwise the fixed embeddings of `"A photo of a {label}."`.
+//! - `T_k`: the embed stage's description embeddings averaged per label (`[C, d_t]`).
+//! - `T_l`: with `ablation.cap`, the preset's frozen text encoder (MiniLM or CLIP's text tower)
+//!   with `model.prompt_tokens` learnable prompt tokens (`forward_with_prompts`); otherwise the
+//!   fixed embeddings of `"A photo of a {label}."`.
 //! - Validation: a seeded 10 % slice of the train split (the test split stays unseen).
 //! - Checkpoints live in `state_dir/checkpoints`, so an interrupted run resumes.
 //!
 //! The encoders' weight files are stage inputs, so new weights retrain.
 
+use crate::encoders::{TextModel, image_location, text_location, weight_files};
 use crate::features;
 use serde_json::Value;
 use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_dag::{Stage, StageContext, StageError};
-use sspa_encoders::MiniLm;
 use sspa_train::{FeatureSet, FixedTextEncoder, PromptTextEncoder, Sections, TextInputs, TrainData, TrainOptions};
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 
-/// MiniLM files that decide its output.
-const MINILM_FILES: &[&str] = &["config.json", "model.safetensors", "tokenizer.json"];
 /// Share of the train split held out for validation.
 const VALIDATION_FRACTION: f64 = 0.1;
 
 pub struct Train;
 
-fn text_weights_dir(model: &ModelSection, project_root: &Path) -> PathBuf {
-    match &model.text_weights {
-        Some(dir) => project_root.join(dir),
-        None => sspa_encoders::paths::minilm_dir(),
-    }
+/// The frozen text encoder with CAP's prompt hook.
+struct Prompted {
+    encoder: TextModel,
 }
 
-/// The frozen MiniLM with CAP's prompt hook.
-struct MiniLmPrompts {
-    encoder: MiniLm,
-}
-
-impl PromptTextEncoder for MiniLmPrompts {
+impl PromptTextEncoder for Prompted {
     fn prompt_width(&self) -> usize {
-        self.encoder.width()
+        self.encoder.prompt_width()
     }
 
     fn output_width(&self) -> usize {
@@ -48,21 +40,23 @@ impl PromptTextEncoder for MiniLmPrompts {
     }
 
     /// # Panics
-    /// When MiniLM refuses the prompts; [`MiniLmPrompts::check`] runs the same call up front so
+    /// When the encoder refuses the prompts; [`Prompted::check`] runs the same call up front so
     /// that a bad configuration is an error before training starts.
     fn forward(&self, prompts: Tensor<2>, labels: &[String]) -> Tensor<2> {
         let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-        self.encoder.forward_with_prompts(prompts, &labels).expect("MiniLM accepted the same prompts before training")
+        self.encoder
+            .forward_with_prompts(prompts, &labels)
+            .expect("the encoder accepted the same prompts before training")
     }
 }
 
-impl MiniLmPrompts {
-    fn check(&self, prompt_tokens: usize, labels: &[String]) -> Result<(), StageError> {
-        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-        let prompts = Tensor::<2>::zeros([prompt_tokens.max(1), self.encoder.width()], self.encoder.device());
-        let out = self.encoder.forward_with_prompts(prompts, &labels)?;
+impl Prompted {
+    fn check(&self, prompt_tokens: usize, labels: &[String], device: &Device) -> Result<(), StageError> {
+        let names: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let prompts = Tensor::<2>::zeros([prompt_tokens.max(1), self.encoder.prompt_width()], device);
+        let out = self.encoder.forward_with_prompts(prompts, &names)?;
         if out.dims() != [labels.len(), self.encoder.width()] {
-            return Err(format!("MiniLM prompt output {:?}", out.dims()).into());
+            return Err(format!("{} prompt output {:?}", self.encoder.name(), out.dims()).into());
         }
         Ok(())
     }
@@ -130,22 +124,15 @@ impl Stage for Train {
         1
     }
 
-    /// The MiniLM and EfficientNet-Lite0 weight files.
+    /// The text and image encoders' weight files.
     fn inputs(&self, params: &Value, project_root: &Path) -> Result<Vec<PathBuf>, StageError> {
         let model: ModelSection = serde_json::from_value(params.get("model").cloned().unwrap_or(Value::Null))
             .map_err(|e| format!("config `model`: {e}"))?;
-        let text = text_weights_dir(&model, project_root);
-        let image = features::efficientnet_weights(&model, project_root);
-        let mut files: Vec<PathBuf> = MINILM_FILES.iter().map(|f| text.join(f)).collect();
-        files.push(image);
-        for file in &files {
-            if !file.is_file() {
-                return Err(format!(
-                    "encoder weights `{}` not found: run `scripts/install-encoders` or set `model.text_weights` / \
-                     `model.image_weights`",
-                    file.display()
-                )
-                .into());
+        let clip = crate::encoders::is_clip(&model.preset);
+        let mut files = weight_files(&text_location(&model, project_root)?, !clip)?;
+        for file in weight_files(&image_location(&model, project_root)?, false)? {
+            if !files.contains(&file) {
+                files.push(file);
             }
         }
         Ok(files)
@@ -173,7 +160,7 @@ impl Stage for Train {
         drop(train_all);
         tracing::info!(
             "train: {} images, validation: {} images (seeded {:.0} % slice of the train split; the test split is not \
-             used), N = {}, d = {}",
+             used), N = {}, c = {}",
             train_set.len(),
             validation_set.len(),
             VALIDATION_FRACTION * 100.0,
@@ -181,24 +168,24 @@ impl Stage for Train {
             manifest.width
         );
 
-        let text_dir = text_weights_dir(&model, &ctx.project_root);
         let encoder: Box<dyn PromptTextEncoder> = if ablation.cap {
             // The prompts live on the autodiff device the loop trains on; so must the encoder.
-            let device = Device::flex().autodiff();
-            let prompts = MiniLmPrompts { encoder: MiniLm::load(&text_dir, &device)? };
-            prompts.check(model.prompt_tokens as usize, &labels)?;
+            let device = crate::device::select(&train_section)?.autodiff();
+            let prompts = Prompted { encoder: TextModel::load(&model, &ctx.project_root, &device)? };
+            prompts.check(model.prompt_tokens as usize, &labels, &device)?;
             Box::new(prompts)
         } else {
-            let device = Device::flex();
-            let minilm = MiniLm::load(&text_dir, &device)?;
+            let device = crate::device::select(&train_section)?;
+            let text_model = TextModel::load(&model, &ctx.project_root, &device)?;
             let texts: Vec<String> = labels.iter().map(|label| format!("A photo of a {label}.")).collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let context = minilm
+            let context = text_model
                 .encode(&refs)?
                 .into_data()
                 .try_to_vec::<f32>()
                 .map_err(|e| format!("reading template embeddings: {e:?}"))?;
-            Box::new(FixedTextEncoder::new(context, labels.len(), minilm.width(), minilm.width())?)
+            let (width, prompt_width) = (text_model.width(), text_model.prompt_width());
+            Box::new(FixedTextEncoder::new(context, labels.len(), width, prompt_width)?)
         };
 
         let sections = Sections { model: &model, ablation: &ablation, train: &train_section };
@@ -214,7 +201,8 @@ impl Stage for Train {
             hasher.finalize().to_hex().to_string()
         };
         let checkpoints = ctx.state_dir.join("checkpoints").join(&run_key[..16]);
-        let options = TrainOptions::new(&checkpoints, &ctx.out_dir);
+        let mut options = TrainOptions::new(&checkpoints, &ctx.out_dir);
+        options.device = crate::device::select(&train_section)?;
         let progress = |done: u64, total: u64, message: &str| {
             ctx.progress.update(done, total);
             ctx.progress.set_message(message.to_owned());

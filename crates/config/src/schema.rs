@@ -185,6 +185,8 @@ pub struct ModelSection {
     pub prompt_tokens: u32,
     /// Keep the image encoder frozen and cache its features.
     pub freeze_image_encoder: bool,
+    /// How image-encoder features reach the joint width `d`.
+    pub image_projection: ImageProjectionKind,
 }
 
 impl Default for ModelSection {
@@ -197,6 +199,7 @@ impl Default for ModelSection {
             embed_dim: 384,
             prompt_tokens: 4,
             freeze_image_encoder: true,
+            image_projection: ImageProjectionKind::Linear,
         }
     }
 }
@@ -235,9 +238,9 @@ pub struct TrainSection {
     /// Weight `λ` of the regional loss.
     pub lambda_regional: f64,
     pub seed: u64,
-    /// `cpu`, `cuda:N` (needs the `tch` feature).
+    /// `cpu` (burn flex), `libtorch` or `cuda:N` (libtorch; builds with the `tch` feature).
     pub device: String,
-    /// `f32` or `mixed`.
+    /// `f32` or `mixed` (bf16 on CUDA).
     pub precision: String,
     pub asl: AslSection,
 }
@@ -259,6 +262,16 @@ impl Default for TrainSection {
             asl: AslSection::default(),
         }
     }
+}
+
+/// `model.image_projection`: how the image encoder's features (width `c`) reach the joint width `d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageProjectionKind {
+    /// A learnable `Linear(c, d)` shared by the global and the patch features ("backbone + projection").
+    Linear,
+    /// Use the encoder's features as they are (CLIP's joint space); needs `c = d`.
+    None,
 }
 
 /// How `T_u` is synthesised from `T_k`, `T_c` and `f_g` (Table VII).
@@ -339,12 +352,36 @@ impl Default for AblationSection {
     }
 }
 
-/// Metric convention.
+/// `evaluate.kind`: which metrics a domain reports besides the common ones. The one definition:
+/// sspa-metrics re-exports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricKind {
+    /// mAP, CP/CR/CF1, OP/OR/OF1 and their top-k variants.
     Natural,
+    /// Adds mA and the instance Accuracy, Precision, Recall and F1.
     Pedestrian,
+}
+
+impl std::str::FromStr for MetricKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "natural" => Ok(Self::Natural),
+            "pedestrian" => Ok(Self::Pedestrian),
+            other => Err(format!("unknown metric kind `{other}` (expected `natural` or `pedestrian`)")),
+        }
+    }
+}
+
+impl std::fmt::Display for MetricKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Natural => "natural",
+            Self::Pedestrian => "pedestrian",
+        })
+    }
 }
 
 /// `[evaluate]`.

@@ -99,9 +99,10 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path) -> Vec<(String, String)> {
         fail("train.ema_decay", format!("{} is outside [0, 1)", t.ema_decay));
     }
     let device_ok = t.device == "cpu"
+        || t.device == "libtorch"
         || t.device.strip_prefix("cuda:").is_some_and(|n| !n.is_empty() && n.chars().all(|ch| ch.is_ascii_digit()));
     if !device_ok {
-        fail("train.device", format!("`{}` must be `cpu` or `cuda:N`", t.device));
+        fail("train.device", format!("`{}` must be `cpu`, `libtorch` or `cuda:N`", t.device));
     }
     if !["f32", "mixed"].contains(&t.precision.as_str()) {
         fail("train.precision", format!("`{}` must be `f32` or `mixed`", t.precision));

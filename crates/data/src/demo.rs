@@ -223,23 +223,32 @@ pub fn build_demo(
     for (split, source, count) in [("train", &train, demo.train_images), ("test", &test, demo.test_images)] {
         let dir = staging.path().join(split);
         std::fs::create_dir_all(&dir).map_err(|e| DataError::write(&dir, e))?;
-        let entries = (0..u64::from(count))
-            .into_par_iter()
-            .map(|index| {
-                let plan = plan(demo, split, index, source.len());
-                let image = render(&plan, source, demo.scale as usize);
-                let relative = format!("{split}/{index:06}.png");
-                let path = staging.path().join(&relative);
-                image.save(&path).map_err(|source| DataError::Encode { path: path.clone(), source })?;
-                let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if finished.is_multiple_of(256) || finished == total {
-                    progress(finished, total);
-                }
-                Ok(serde_json::json!([relative, plan_labels(&plan, source)]))
-            })
-            .collect::<Result<Vec<_>, DataError>>()?;
-        let annotation = serde_json::json!({ "classes": FASHION_CLASSES, "images": entries });
-        write_json_lines(&staging.path().join(format!("{split}.json")), &annotation)?;
+        // Mosaics are made in parallel a chunk at a time and their annotation lines appended in
+        // order, so memory does not grow with the number of mosaics.
+        let annotation_path = staging.path().join(format!("{split}.json"));
+        let mut annotations = JsonLinesWriter::create(&annotation_path, count)?;
+        for chunk_start in (0..u64::from(count)).step_by(DEMO_CHUNK) {
+            let chunk_end = (chunk_start + DEMO_CHUNK as u64).min(u64::from(count));
+            let entries = (chunk_start..chunk_end)
+                .into_par_iter()
+                .map(|index| {
+                    let plan = plan(demo, split, index, source.len());
+                    let image = render(&plan, source, demo.scale as usize);
+                    let relative = format!("{split}/{index:06}.png");
+                    let path = staging.path().join(&relative);
+                    image.save(&path).map_err(|source| DataError::Encode { path: path.clone(), source })?;
+                    let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if finished.is_multiple_of(256) || finished == total {
+                        progress(finished, total);
+                    }
+                    Ok(serde_json::json!([relative, plan_labels(&plan, source)]))
+                })
+                .collect::<Result<Vec<_>, DataError>>()?;
+            for entry in &entries {
+                annotations.push(entry)?;
+            }
+        }
+        annotations.finish()?;
     }
     let record = BuildRecord { version: BUILD_VERSION, demo: demo.clone() };
     let record_path = staging.path().join(BUILD_FILE);
@@ -254,18 +263,41 @@ pub fn build_demo(
     Ok(())
 }
 
+/// Mosaics made in parallel before their annotation lines are written.
+const DEMO_CHUNK: usize = 4096;
+
 /// Writes a JSON-list annotation with one image entry a line, so errors can name lines.
-fn write_json_lines(path: &Path, value: &serde_json::Value) -> Result<(), DataError> {
-    let encode =
-        |v: &serde_json::Value| serde_json::to_string(v).map_err(|e| DataError::Demo { message: e.to_string() });
-    let mut text = String::from("{\n\"classes\": ");
-    text.push_str(&encode(&value["classes"])?);
-    text.push_str(",\n\"images\": [\n");
-    let images = value["images"].as_array().map(Vec::as_slice).unwrap_or_default();
-    for (i, entry) in images.iter().enumerate() {
-        text.push_str(&encode(entry)?);
-        text.push_str(if i + 1 < images.len() { ",\n" } else { "\n" });
+struct JsonLinesWriter {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    remaining: u32,
+}
+
+impl JsonLinesWriter {
+    fn create(path: &Path, count: u32) -> Result<Self, DataError> {
+        let file = std::fs::File::create(path).map_err(|e| DataError::write(path, e))?;
+        let mut writer = Self { path: path.to_path_buf(), file: std::io::BufWriter::new(file), remaining: count };
+        let classes =
+            serde_json::to_string(&FASHION_CLASSES).map_err(|e| DataError::Demo { message: e.to_string() })?;
+        writer.write(&format!("{{\n\"classes\": {classes},\n\"images\": [\n"))?;
+        Ok(writer)
     }
-    text.push_str("]\n}\n");
-    std::fs::write(path, text).map_err(|e| DataError::write(path, e))
+
+    fn write(&mut self, text: &str) -> Result<(), DataError> {
+        use std::io::Write;
+        self.file.write_all(text.as_bytes()).map_err(|e| DataError::write(&self.path, e))
+    }
+
+    fn push(&mut self, entry: &serde_json::Value) -> Result<(), DataError> {
+        let text = serde_json::to_string(entry).map_err(|e| DataError::Demo { message: e.to_string() })?;
+        self.remaining = self.remaining.saturating_sub(1);
+        self.write(&text)?;
+        self.write(if self.remaining > 0 { ",\n" } else { "\n" })
+    }
+
+    fn finish(mut self) -> Result<(), DataError> {
+        self.write("]\n}\n")?;
+        let file = self.file.into_inner().map_err(|e| DataError::write(&self.path, e.into_error()))?;
+        file.sync_all().map_err(|e| DataError::write(&self.path, e))
+    }
 }

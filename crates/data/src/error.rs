@@ -24,32 +24,6 @@ pub fn position_of(text: &str, offset: usize) -> Position {
     Position { line, column }
 }
 
-/// Line numbers of increasing byte offsets in one text, in time linear in the text's length.
-pub(crate) struct LineCounter<'a> {
-    text: &'a [u8],
-    offset: usize,
-    line: usize,
-}
-
-impl<'a> LineCounter<'a> {
-    pub(crate) fn new(text: &'a str) -> Self {
-        Self { text: text.as_bytes(), offset: 0, line: 1 }
-    }
-
-    /// The 1-based line of byte `offset` (offsets may go back; that rescans from the start).
-    pub(crate) fn line_at(&mut self, offset: usize) -> usize {
-        let offset = offset.min(self.text.len());
-        if offset < self.offset {
-            self.offset = 0;
-            self.line = 1;
-        }
-        let skipped = self.text.get(self.offset..offset).unwrap_or_default();
-        self.line += skipped.iter().filter(|&&b| b == b'\n').count();
-        self.offset = offset;
-        self.line
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("cannot read `{}`", path.display())]
@@ -134,7 +108,5 @@ mod tests {
         assert_eq!(position_of(text, 0), Position { line: 1, column: 1 });
         assert_eq!(position_of(text, 4), Position { line: 2, column: 2 });
         assert_eq!(position_of(text, 6), Position { line: 3, column: 1 });
-        let mut counter = LineCounter::new(text);
-        assert_eq!([counter.line_at(4), counter.line_at(6), counter.line_at(1)], [2, 3, 1]);
     }
 }

@@ -4,8 +4,9 @@
 //! Flow: [`Manifest`] (`data_manifest/*.toml`) → [`import::import`] (COCO, VOC, CSV, JSON list,
 //! mmpretrain → [`Split`]s with targets 1 / 0 / −1 in manifest label order) → [`shard::shard`]
 //! (parallel decode and resize, uint8 shard files, a Parquet index, BLAKE3 per shard) →
-//! [`loader::Loader`] (seeded shuffled epochs, random resized crop and flip, `f32` NCHW batches).
-//! No ML framework here: batches are plain buffers the model crate turns into tensors.
+//! [`loader::Loader`] (seeded shuffled epochs, random resized crop and flip, `f32` NCHW batches)
+//! → [`TensorBatch`] (`Batch::into_tensors(device)` or `Loader::tensors(device)`: burn tensors).
+//! Annotations are streamed, so sharding holds no per-image state (see [`shard`]).
 //!
 //! # For the DAG runner
 //! - inputs to hash: [`stage_inputs`]`(data, project_root)` (manifest, label file, annotation
@@ -17,6 +18,7 @@
 //! - downstream: [`open_shards`]`(out_dir)` → [`ShardSet`] → `.split("train")` →
 //!   [`Loader::new`]`(&split, &LoaderConfig::train(..), epoch)`, an iterator of [`Batch`]es.
 
+pub mod checksums;
 pub mod demo;
 pub mod error;
 pub mod import;
@@ -26,10 +28,12 @@ pub mod preprocess;
 pub mod reader;
 pub mod rng;
 pub mod shard;
+pub mod tensors;
 
 pub use error::DataError;
-pub use import::{Dataset, ImageEntry, Split};
+pub use import::{Dataset, ImageEntry, Split, SplitCheck, SplitSource};
 pub use loader::{Augment, Batch, Loader, LoaderConfig, ShardSet, SplitReader, open_shards};
 pub use manifest::{Manifest, data_root};
 pub use preprocess::{BadImageReason, Geometry, Resample, mean_std};
-pub use shard::{BadImage, ShardRequest, ShardSummary, prepare, shard, stage_inputs};
+pub use shard::{BadImage, ShardRequest, ShardSummary, prepare, shard, shard_manifest, stage_inputs};
+pub use tensors::TensorBatch;

@@ -1,5 +1,6 @@
 //! [`Loader`] streams normalised `f32` NCHW batches of a [`SplitReader`] with a pool of
-//! prefetch threads.
+//! prefetch threads; [`Loader::tensors`] / [`Batch::into_tensors`] turn them into burn tensors
+//! ([`crate::TensorBatch`]).
 //!
 //! Order within an epoch: the split's shards are shuffled, then taken `shuffle_window` at a time;
 //! the images of those shards are shuffled together. Reads therefore stay within a few shard

@@ -9,13 +9,15 @@
 //! bad_images.json             every image left out (or that failed the stage) and why
 //! <split>/shard-00000.bin     concatenated row-major RGB pixels, no header
 //! ```
-//! Images go through in chunks of a few per thread, so memory does not grow with the dataset:
-//! the decoded chunk, one open shard file and its pending index rows are all that is held.
-//! Every file is written under a temporary name and renamed when complete.
+//! Memory does not grow with the dataset: annotations are streamed ([`SplitSource`]: a checking
+//! pass, then a reading pass), images go through in chunks of a few per thread, and what is held
+//! is the chunk, one open shard file with its pending index rows (one Parquet row group per
+//! shard), one sorted run of path hashes while checking for duplicates, and the list of bad
+//! images. Every file is written under a temporary name and renamed when complete.
 
 use crate::demo;
 use crate::error::DataError;
-use crate::import::{self, Dataset, Split};
+use crate::import::{self, Dataset, ImageEntry, Split, SplitCheck, SplitSource};
 use crate::manifest::{Manifest, data_root};
 use crate::preprocess::{self, BadImageReason, Geometry, RgbPixels};
 use arrow_array::builder::{Int8Builder, ListBuilder};
@@ -153,21 +155,97 @@ pub fn shard(
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<ShardSummary, DataError> {
     let prepared = prepare(request.data, request.project_root, progress)?;
-    let dataset = import::import(&prepared.manifest, &prepared.data_root)?;
-    let geometry = Geometry::for_model(request.model)?;
-    let train: Vec<bool> = dataset.splits.iter().map(|s| prepared.manifest.is_train_split(&s.name)).collect();
     let options = WriteOptions {
         dataset: prepared.manifest.name.clone(),
-        geometry,
+        geometry: Geometry::for_model(request.model)?,
         shard_size: request.data.shard_size.max(1) as usize,
         on_bad_image: request.data.on_bad_image,
         threads: request.threads,
         data_root: prepared.data_root.clone(),
         failure_report_dir: Some(request.state_dir.to_path_buf()),
     };
-    let mut summary = write_shards(&dataset, &train, &options, out_dir, progress)?;
+    let manifest = &prepared.manifest;
+    let mut summary = shard_manifest(
+        manifest,
+        &prepared.data_root,
+        &|split| manifest.is_train_split(split),
+        &options,
+        out_dir,
+        progress,
+    )?;
     summary.demo_built = prepared.demo_built;
     Ok(summary)
+}
+
+/// Streams every split of `manifest` into shards: all splits are checked first (so bad
+/// annotations fail before any image is decoded), then read again and written.
+/// `train(split)` says whether a split is stored for training.
+pub fn shard_manifest(
+    manifest: &Manifest,
+    data_root: &Path,
+    train: &dyn Fn(&str) -> bool,
+    options: &WriteOptions,
+    out_dir: &Path,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<ShardSummary, DataError> {
+    let labels = import::resolve_labels(manifest, data_root)?;
+    let sources = manifest
+        .splits
+        .keys()
+        .map(|name| {
+            let source = SplitSource::open(manifest, data_root, name, &labels)?;
+            let check = source.check()?;
+            Ok(CheckedSplit { source, check })
+        })
+        .collect::<Result<Vec<_>, DataError>>()?;
+    let splits: Vec<&dyn SplitEntries> = sources.iter().map(|s| s as &dyn SplitEntries).collect();
+    let train: Vec<bool> = sources.iter().map(|s| train(&s.source.name)).collect();
+    write_split_entries(&labels, &splits, &train, options, out_dir, progress)
+}
+
+/// A split to shard: its name, its number of images and its entries, in order.
+pub trait SplitEntries: Sync {
+    fn name(&self) -> &str;
+    fn image_count(&self) -> u64;
+    fn labels_without_positives(&self) -> &[String];
+    /// Hands on every entry in order; stops at the first error `each` returns.
+    fn for_each_entry(&self, each: &mut dyn FnMut(ImageEntry) -> Result<(), DataError>) -> Result<(), DataError>;
+}
+
+impl SplitEntries for Split {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn image_count(&self) -> u64 {
+        self.images.len() as u64
+    }
+    fn labels_without_positives(&self) -> &[String] {
+        &self.labels_without_positives
+    }
+    fn for_each_entry(&self, each: &mut dyn FnMut(ImageEntry) -> Result<(), DataError>) -> Result<(), DataError> {
+        self.images.iter().try_for_each(|entry| each(entry.clone()))
+    }
+}
+
+/// A streamed split after its checking pass.
+pub struct CheckedSplit<'a> {
+    pub source: SplitSource<'a>,
+    pub check: SplitCheck,
+}
+
+impl SplitEntries for CheckedSplit<'_> {
+    fn name(&self) -> &str {
+        &self.source.name
+    }
+    fn image_count(&self) -> u64 {
+        self.check.images
+    }
+    fn labels_without_positives(&self) -> &[String] {
+        &self.check.labels_without_positives
+    }
+    fn for_each_entry(&self, each: &mut dyn FnMut(ImageEntry) -> Result<(), DataError>) -> Result<(), DataError> {
+        self.source.for_each(each)
+    }
 }
 
 /// Settings of [`write_shards`].
@@ -184,9 +262,24 @@ pub struct WriteOptions {
     pub failure_report_dir: Option<PathBuf>,
 }
 
-/// Writes shards of an imported dataset. `train[i]` says whether split `i` is a training split.
+/// Writes shards of an imported (in-memory) dataset. `train[i]` says whether split `i` is a
+/// training split.
 pub fn write_shards(
     dataset: &Dataset,
+    train: &[bool],
+    options: &WriteOptions,
+    out_dir: &Path,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<ShardSummary, DataError> {
+    let splits: Vec<&dyn SplitEntries> = dataset.splits.iter().map(|s| s as &dyn SplitEntries).collect();
+    write_split_entries(&dataset.labels, &splits, train, options, out_dir, progress)
+}
+
+/// Writes shards of `splits` (in memory or streamed). `train[i]` says whether split `i` is a
+/// training split.
+pub fn write_split_entries(
+    labels: &[String],
+    splits: &[&dyn SplitEntries],
     train: &[bool],
     options: &WriteOptions,
     out_dir: &Path,
@@ -198,7 +291,7 @@ pub fn write_shards(
         builder = builder.num_threads(threads.max(1));
     }
     let pool = builder.build().map_err(|e| DataError::Shards { path: out_dir.into(), message: e.to_string() })?;
-    let total: u64 = dataset.splits.iter().map(|s| s.images.len() as u64).sum();
+    let total: u64 = splits.iter().map(|s| s.image_count()).sum();
     let mut done = 0u64;
     let mut bad = Vec::new();
     let mut metas = BTreeMap::new();
@@ -207,15 +300,15 @@ pub fn write_shards(
     let index_file = std::fs::File::create(&index_temporary).map_err(|e| DataError::write(&index_temporary, e))?;
     let mut index_writer = ArrowWriter::try_new(index_file, index_schema(), None)
         .map_err(|source| DataError::Parquet { path: index_temporary.clone(), source })?;
-    for (split, &is_train) in dataset.splits.iter().zip(train.iter().chain(std::iter::repeat(&false))) {
+    for (&split, &is_train) in splits.iter().zip(train.iter().chain(std::iter::repeat(&false))) {
         let index = IndexWriter { writer: &mut index_writer, temporary: &index_temporary };
         let (meta, summary) = pool.install(|| {
-            write_split(split, is_train, dataset.labels.len(), options, out_dir, index, &mut bad, &mut |n| {
+            write_split(split, is_train, labels.len(), options, out_dir, index, &mut bad, &mut |n| {
                 done += n;
                 progress(done, total);
             })
         })?;
-        metas.insert(split.name.clone(), meta);
+        metas.insert(split.name().to_string(), meta);
         summaries.push(summary);
     }
     let report_bytes = serde_json::to_vec_pretty(&bad)
@@ -248,7 +341,7 @@ pub fn write_shards(
     let meta = ShardsMeta {
         version: SHARD_FORMAT_VERSION,
         dataset: options.dataset.clone(),
-        labels: dataset.labels.clone(),
+        labels: labels.to_vec(),
         geometry: options.geometry,
         channels: 3,
         splits: metas,
@@ -260,7 +353,7 @@ pub fn write_shards(
     tracing::info!(images = total, skipped = bad.len(), seconds, rate = total as f64 / seconds.max(1e-9), "sharded");
     Ok(ShardSummary {
         dataset: options.dataset.clone(),
-        labels: dataset.labels.clone(),
+        labels: labels.to_vec(),
         demo_built: false,
         splits: summaries,
         bad_images: bad,
@@ -269,7 +362,7 @@ pub fn write_shards(
 
 #[allow(clippy::too_many_arguments)]
 fn write_split(
-    split: &Split,
+    split: &dyn SplitEntries,
     train: bool,
     label_count: usize,
     options: &WriteOptions,
@@ -278,50 +371,75 @@ fn write_split(
     bad: &mut Vec<BadImage>,
     advance: &mut dyn FnMut(u64),
 ) -> Result<(SplitMeta, SplitSummary), DataError> {
-    let dir = out_dir.join(&split.name);
+    let name = split.name();
+    let dir = out_dir.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| DataError::write(&dir, e))?;
-    let mut writer = SplitWriter::new(&dir, &split.name, label_count, options.shard_size, index);
+    let mut writer = SplitWriter::new(&dir, name, label_count, options.shard_size, index);
     // Enough images per chunk to keep every thread busy, few enough to bound memory.
-    let chunk = (rayon::current_num_threads() * 8).max(16);
-    let geometry = options.geometry;
+    let chunk_size = (rayon::current_num_threads() * 8).max(16);
     let bad_before = bad.len();
-    for images in split.images.chunks(chunk) {
-        let results: Vec<Result<RgbPixels, BadImageReason>> = images
-            .par_iter()
-            .map_init(fast_image_resize::Resizer::new, |resizer, entry| {
-                preprocess::decode(&entry.path).and_then(|pixels| preprocess::fit(resizer, pixels, &geometry, train))
-            })
-            .collect();
-        for (entry, result) in images.iter().zip(results) {
-            let shown = entry.path.strip_prefix(&options.data_root).unwrap_or(&entry.path);
-            match result {
-                Ok(pixels) => writer.push(&pixels, &shown.to_string_lossy(), &entry.targets)?,
-                Err(reason) => {
-                    tracing::warn!(split = %split.name, image = %entry.path.display(), %reason, "bad image");
-                    bad.push(BadImage { split: split.name.clone(), path: entry.path.clone(), reason });
-                }
-            }
+    let mut listed = 0u64;
+    let mut chunk: Vec<ImageEntry> = Vec::with_capacity(chunk_size);
+    split.for_each_entry(&mut |entry| {
+        listed += 1;
+        chunk.push(entry);
+        if chunk.len() >= chunk_size {
+            write_chunk(&chunk, name, train, options, &mut writer, bad)?;
+            advance(chunk.len() as u64);
+            chunk.clear();
         }
-        advance(images.len() as u64);
-    }
+        Ok(())
+    })?;
+    write_chunk(&chunk, name, train, options, &mut writer, bad)?;
+    advance(chunk.len() as u64);
+    drop(chunk);
     let skipped = (bad.len() - bad_before) as u64;
     let (shards, written) = writer.finish()?;
     if written == 0 && options.on_bad_image == OnBadImage::Skip {
-        return Err(DataError::Shards { path: dir, message: format!("split `{}` has no readable image", split.name) });
+        return Err(DataError::Shards { path: dir, message: format!("split `{name}` has no readable image") });
     }
     let bytes = shards.iter().map(|s| s.bytes).sum();
     let summary = SplitSummary {
-        name: split.name.clone(),
+        name: name.to_string(),
         train,
-        listed: split.images.len() as u64,
+        listed,
         written,
         skipped,
         shards: shards.len() as u64,
         bytes,
-        labels_without_positives: split.labels_without_positives.clone(),
+        labels_without_positives: split.labels_without_positives().to_vec(),
     };
     let meta = SplitMeta { train, images: written, shards };
     Ok((meta, summary))
+}
+
+/// Decodes and fits a chunk of images in parallel and appends them in order.
+fn write_chunk(
+    images: &[ImageEntry],
+    split: &str,
+    train: bool,
+    options: &WriteOptions,
+    writer: &mut SplitWriter<'_>,
+    bad: &mut Vec<BadImage>,
+) -> Result<(), DataError> {
+    let geometry = options.geometry;
+    let results: Vec<Result<RgbPixels, BadImageReason>> = images
+        .par_iter()
+        .map_init(fast_image_resize::Resizer::new, |resizer, entry| {
+            preprocess::decode(&entry.path).and_then(|pixels| preprocess::fit(resizer, pixels, &geometry, train))
+        })
+        .collect();
+    for (entry, result) in images.iter().zip(results) {
+        let shown = entry.path.strip_prefix(&options.data_root).unwrap_or(&entry.path);
+        match result {
+            Ok(pixels) => writer.push(&pixels, &shown.to_string_lossy(), &entry.targets)?,
+            Err(reason) => {
+                tracing::warn!(split, image = %entry.path.display(), %reason, "bad image");
+                bad.push(BadImage { split: split.to_string(), path: entry.path.clone(), reason });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The Arrow schema of `index.parquet`.

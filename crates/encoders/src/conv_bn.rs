@@ -54,31 +54,45 @@ impl ConvBnConfig {
     /// ignored), folding the normalisation into the convolution:
     /// `w' = w·γ/√(σ²+ε)`, `b' = β − μ·γ/√(σ²+ε)` (computed in f64).
     pub fn load(&self, checkpoint: &mut Checkpoint, conv: &str, bn: &str, device: &Device) -> ConvBn {
-        let out = self.channels_out;
-        let per_group = self.channels_in / self.groups;
-        let shape = [out, per_group, self.kernel, self.kernel];
-        let weight = checkpoint.take_values(&format!("{conv}.weight"), &shape);
-        let gamma = checkpoint.take_values(&format!("{bn}.weight"), &[out]);
-        let beta = checkpoint.take_values(&format!("{bn}.bias"), &[out]);
-        let mean = checkpoint.take_values(&format!("{bn}.running_mean"), &[out]);
-        let variance = checkpoint.take_values(&format!("{bn}.running_var"), &[out]);
-        checkpoint.ignore(&format!("{bn}.num_batches_tracked"));
-
-        let scale: Vec<f64> = gamma
-            .iter()
-            .zip(&variance)
-            .map(|(&g, &v)| f64::from(g) / (f64::from(v) + self.batch_norm_eps).sqrt())
-            .collect();
-        let per_channel = per_group * self.kernel * self.kernel;
-        let folded: Vec<f32> =
-            weight.iter().enumerate().map(|(index, &w)| (f64::from(w) * scale[index / per_channel]) as f32).collect();
-        let bias: Vec<f32> = (0..out).map(|c| (f64::from(beta[c]) - f64::from(mean[c]) * scale[c]) as f32).collect();
-
+        let shape = [self.channels_out, self.channels_in / self.groups, self.kernel, self.kernel];
         let mut layer = self.conv().init(device);
-        layer.weight = Param::from_tensor(Tensor::from_data(TensorData::new(folded, shape), device));
-        layer.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [out]), device)));
+        (layer.weight, layer.bias) = load_folded(checkpoint, conv, bn, shape, self.batch_norm_eps, device);
         ConvBn { conv: layer, relu6: self.relu6 }
     }
+}
+
+/// Reads a bias-free convolution `{conv}.weight` of `shape` (`[out, in/groups, k, k]`) and the
+/// inference-mode BatchNorm `{bn}.{weight,bias,running_mean,running_var}` after it
+/// (`{bn}.num_batches_tracked` is ignored), and folds the normalisation into the convolution:
+/// `w' = w·γ/√(σ²+ε)`, `b' = β − μ·γ/√(σ²+ε)`, computed in f64. Returns the folded weight and bias
+/// as parameters. Missing or mis-shaped tensors are recorded in `checkpoint` (zeros are returned
+/// in their place) and reported by its `finish`.
+pub fn load_folded(
+    checkpoint: &mut Checkpoint,
+    conv: &str,
+    bn: &str,
+    shape: [usize; 4],
+    eps: f64,
+    device: &Device,
+) -> (Param<Tensor<4>>, Option<Param<Tensor<1>>>) {
+    let out = shape[0];
+    let weight = checkpoint.take_values(&format!("{conv}.weight"), &shape);
+    let gamma = checkpoint.take_values(&format!("{bn}.weight"), &[out]);
+    let beta = checkpoint.take_values(&format!("{bn}.bias"), &[out]);
+    let mean = checkpoint.take_values(&format!("{bn}.running_mean"), &[out]);
+    let variance = checkpoint.take_values(&format!("{bn}.running_var"), &[out]);
+    checkpoint.ignore(&format!("{bn}.num_batches_tracked"));
+
+    let scale: Vec<f64> =
+        gamma.iter().zip(&variance).map(|(&g, &v)| f64::from(g) / (f64::from(v) + eps).sqrt()).collect();
+    let per_channel = shape[1] * shape[2] * shape[3];
+    let folded: Vec<f32> =
+        weight.iter().enumerate().map(|(index, &w)| (f64::from(w) * scale[index / per_channel]) as f32).collect();
+    let bias: Vec<f32> = (0..out).map(|c| (f64::from(beta[c]) - f64::from(mean[c]) * scale[c]) as f32).collect();
+    (
+        Param::from_tensor(Tensor::from_data(TensorData::new(folded, shape), device)),
+        Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [out]), device))),
+    )
 }
 
 /// `ReLU6(BN(conv(x)))` with BN folded into `conv`.

@@ -36,8 +36,10 @@ pub use error::{MetricsError, ValueProblem};
 pub use io::{read_eval_data, read_scores, read_targets, write_scores, write_targets};
 pub use ranking::{PrCurve, PrPoint, average_precision, precision_recall_curve};
 pub use report::{
-    MetricKind, PedestrianMetrics, PrecisionRecall, Report, best_and_worst_curves, flatten_metrics_json, headline_names,
+    PedestrianMetrics, PrecisionRecall, Report, best_and_worst_curves, flatten_metrics_json, headline_names,
 };
+/// The `[evaluate] kind` of the domain config: one definition, in the (serde-only) config crate.
+pub use sspa_config::MetricKind;
 
 use std::path::Path;
 

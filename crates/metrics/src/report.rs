@@ -1,47 +1,16 @@
 //! The metric report: computed from [`EvalData`], serialised to the JSON the CLI prints.
 
 use std::fmt;
-use std::str::FromStr;
 
 use rayon::prelude::*;
+use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
-use serde::{Deserialize, Serialize};
 
-use crate::EvalOptions;
 use crate::counts::{ClassCounts, class_counts, image_totals};
 use crate::data::EvalData;
 use crate::error::MetricsError;
 use crate::ranking::{PrCurve, ap_of_ranking, precision_recall_curve, rank};
-
-/// Which metrics a domain reports besides the common ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MetricKind {
-    Natural,
-    /// Adds mA and the instance Accuracy, Precision, Recall and F1.
-    Pedestrian,
-}
-
-impl FromStr for MetricKind {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "natural" => Ok(Self::Natural),
-            "pedestrian" => Ok(Self::Pedestrian),
-            other => Err(format!("unknown metric kind `{other}` (expected `natural` or `pedestrian`)")),
-        }
-    }
-}
-
-impl fmt::Display for MetricKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Natural => "natural",
-            Self::Pedestrian => "pedestrian",
-        })
-    }
-}
+use crate::{EvalOptions, MetricKind};
 
 /// Per-class and overall precision, recall and F1, in percent.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

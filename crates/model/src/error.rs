@@ -21,6 +21,18 @@ pub enum ModelError {
         /// The offending width.
         text_width: usize,
     },
+    /// Image features of width `c` that cannot reach `d`: zero, or `c ≠ d` with
+    /// `model.image_projection = "none"`.
+    #[error(
+        "image features have width `{image_width}` but the joint width `model.embed_dim` is `{d_model}`: \
+         set `model.image_projection = \"linear\"` (a learnable Linear({image_width}, {d_model})) or make them equal"
+    )]
+    ImageWidth {
+        /// Width `c` of the image encoder's features.
+        image_width: usize,
+        /// Joint width `d`.
+        d_model: usize,
+    },
     /// A value read from the domain config does not fit the type it configures.
     #[error("config value `{key}` = `{value}` is out of range")]
     OutOfRange {

@@ -15,13 +15,15 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 use sspa_config::{
-    AblationSection, Aggregator as AggregatorKind, Alignment, Branches, GlobalText, ModelSection, Synthesis,
+    AblationSection, Aggregator as AggregatorKind, Alignment, Branches, GlobalText, ImageProjectionKind, ModelSection,
+    Synthesis,
 };
 
 use crate::aggregator::{Aggregator, AggregatorConfig};
 use crate::dsf::{DynamicSemanticFilter, DynamicSemanticFilterConfig};
 use crate::error::ModelError;
 use crate::gdma::{Gdma, GdmaConfig};
+use crate::image_projection::{ImageProjection, ImageProjectionConfig};
 use crate::qsm::{Qsm, QsmConfig};
 use crate::similarity::{LOGIT_SCALE_INIT, l2_normalize, logit_scale, scalar_param};
 
@@ -34,6 +36,9 @@ pub struct SspaHeadConfig {
     /// Width `d_t` of a non-CLIP text encoder; `Some` adds the learnable `Linear(d_t, d)` applied
     /// to both `T_k` and `T_l`. `None`: the text features already have width `d`.
     pub text_width: Option<usize>,
+    /// Width `c` of the image encoder's features; `Some` adds the learnable `Linear(c, d)` applied
+    /// to `f_g` and every `f_i` ([`ImageProjection`]). `None`: the image features already have width `d`.
+    pub image_width: Option<usize>,
     /// Quaternion component width `q` of QSM; `None` means `d/4`.
     pub quaternion_width: Option<usize>,
     /// Dynamic Semantic Filtering on (`T_c = DSF(T_l, F_p)`) or off (`T_c = T_l`).
@@ -70,7 +75,9 @@ pub struct SspaHeadConfig {
 
 impl SspaHeadConfig {
     /// The head described by `[model]` and `[ablation]`; `text_width` is the text encoder's output
-    /// width when it differs from `model.embed_dim` (non-CLIP encoders), else `None`.
+    /// width when it differs from `model.embed_dim` (non-CLIP encoders), else `None`; `image_width`
+    /// is the image encoder's feature width `c` (projected by a learnable `Linear(c, d)` with
+    /// `model.image_projection = "linear"`, required to equal `d` with `"none"`).
     ///
     /// # Errors
     /// [`ModelError`] when the widths are unusable (see [`SspaHeadConfig::validate`]).
@@ -78,10 +85,17 @@ impl SspaHeadConfig {
         model: &ModelSection,
         ablation: &AblationSection,
         text_width: Option<usize>,
+        image_width: usize,
     ) -> Result<Self, ModelError> {
         let d_model = usize::try_from(model.embed_dim)
             .map_err(|_| ModelError::OutOfRange { key: "model.embed_dim", value: model.embed_dim.to_string() })?;
+        let image_width = match model.image_projection {
+            ImageProjectionKind::Linear => Some(image_width),
+            ImageProjectionKind::None if image_width == d_model => None,
+            ImageProjectionKind::None => return Err(ModelError::ImageWidth { image_width, d_model }),
+        };
         let config = Self::new(d_model)
+            .with_image_width(image_width)
             .with_text_width(text_width.filter(|&width| width != d_model))
             .with_dsf(ablation.dsf)
             .with_synthesis(ablation.synthesis)
@@ -109,6 +123,9 @@ impl SspaHeadConfig {
         if self.text_width == Some(0) {
             return Err(ModelError::TextWidth { text_width: 0 });
         }
+        if self.image_width == Some(0) {
+            return Err(ModelError::ImageWidth { image_width: 0, d_model: self.d_model });
+        }
         Ok(())
     }
 
@@ -124,6 +141,7 @@ impl SspaHeadConfig {
         let regional = self.branches != Branches::Global;
         let global = self.branches != Branches::Regional;
         SspaHead {
+            image_projection: self.image_width.map(|width| ImageProjectionConfig::new(width, d).init(device)),
             text_projection: self.text_width.map(|width| LinearConfig::new(width, d).init(device)),
             dsf: (regional && self.dsf)
                 .then(|| DynamicSemanticFilterConfig::new(d).with_layer_norm_eps(self.layer_norm_eps).init(device)),
@@ -157,6 +175,8 @@ impl SspaHeadConfig {
 /// The SSPA head.
 #[derive(Module, Debug)]
 pub struct SspaHead {
+    /// `Linear(c, d)` for image features of another width (non-CLIP backbones).
+    pub image_projection: Option<ImageProjection>,
     /// `Linear(d_t, d)` for non-CLIP text encoders.
     pub text_projection: Option<Linear>,
     /// Dynamic Semantic Filtering (regional branch, `dsf = true`).
@@ -213,15 +233,21 @@ impl SspaHead {
         if context.dims() != [classes, text_width] {
             return Err(shape_error("context", &context.dims(), format!("[{classes}, {text_width}]")));
         }
+        let image_width = self.image_width();
         let [batch, width] = global.dims();
-        if width != self.d_model {
-            return Err(shape_error("global", &global.dims(), format!("[B, {}]", self.d_model)));
+        if width != image_width {
+            return Err(shape_error("global", &global.dims(), format!("[B, {image_width}]")));
         }
         let [patch_batch, _, width] = patches.dims();
-        if patch_batch != batch || width != self.d_model {
-            return Err(shape_error("patches", &patches.dims(), format!("[{batch}, N, {}]", self.d_model)));
+        if patch_batch != batch || width != image_width {
+            return Err(shape_error("patches", &patches.dims(), format!("[{batch}, N, {image_width}]")));
         }
         Ok(self.forward(knowledge, context, global, patches))
+    }
+
+    /// Width `c` of the image features the head takes (`d` without an image projection).
+    pub fn image_width(&self) -> usize {
+        self.image_projection.as_ref().map_or(self.d_model, ImageProjection::input_width)
     }
 
     /// Logits of both branches and the final score.
@@ -229,8 +255,8 @@ impl SspaHead {
     /// # Shapes
     /// - knowledge (`T_k`): `[C, d_t]` (`d_t = d` without a text projection)
     /// - context (`T_l`): `[C, d_t]`
-    /// - global (`f_g`): `[B, d]`
-    /// - patches (`F_p`): `[B, N, d]`
+    /// - global (`f_g`): `[B, c]` (`c = d` without an image projection)
+    /// - patches (`F_p`): `[B, N, c]`
     /// - output: see [`SspaOutput`]
     pub fn forward(
         &self,
@@ -239,6 +265,10 @@ impl SspaHead {
         global: Tensor<2>,
         patches: Tensor<3>,
     ) -> SspaOutput {
+        let (global, patches) = match &self.image_projection {
+            Some(projection) => (projection.forward_global(global), projection.forward_patches(patches)),
+            None => (global, patches),
+        };
         let (knowledge, context) = match &self.text_projection {
             Some(projection) => (projection.forward(knowledge), projection.forward(context)),
             None => (knowledge, context),
@@ -421,19 +451,30 @@ mod tests {
             dsf: false,
             ..AblationSection::default()
         };
-        let config = SspaHeadConfig::from_sections(&model, &ablation, Some(384)).expect("valid");
+        let config = SspaHeadConfig::from_sections(&model, &ablation, Some(384), 1280).expect("valid");
         assert_eq!(config.d_model, 384);
         assert_eq!(config.text_width, None, "same width: no projection");
+        assert_eq!(config.image_width, Some(1280), "`image_projection = linear` projects");
         assert_eq!(
             (config.synthesis, config.aggregator, config.branches, config.dsf),
             (Synthesis::Mlp, AggregatorKind::Mean, Branches::Regional, false)
         );
-        let clip = SspaHeadConfig::from_sections(&model, &ablation, Some(512)).expect("valid");
+        let clip = SspaHeadConfig::from_sections(&model, &ablation, Some(512), 384).expect("valid");
         assert_eq!(clip.text_width, Some(512));
+        assert_eq!(clip.image_width, Some(384), "`linear` projects even at equal widths");
+
+        let joint = ModelSection { image_projection: ImageProjectionKind::None, ..ModelSection::default() };
+        let direct = SspaHeadConfig::from_sections(&joint, &ablation, None, 384).expect("valid");
+        assert_eq!(direct.image_width, None, "`none` takes the features as they are");
+        assert_eq!(
+            SspaHeadConfig::from_sections(&joint, &ablation, None, 1280).err(),
+            Some(ModelError::ImageWidth { image_width: 1280, d_model: 384 }),
+            "`none` with another width is an error"
+        );
 
         let odd = ModelSection { embed_dim: 10, ..ModelSection::default() };
         assert_eq!(
-            SspaHeadConfig::from_sections(&odd, &ablation, None).err(),
+            SspaHeadConfig::from_sections(&odd, &ablation, None, 10).err(),
             Some(ModelError::EmbedWidth { d_model: 10 })
         );
     }

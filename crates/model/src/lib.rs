@@ -12,6 +12,7 @@
 //! - [`gate`]: the GDMA gate (Eq. 11); [`alignment`]: one gated direction (Eq. 12 or 13);
 //!   [`gdma`]: both directions in parallel.
 //! - [`aggregator`]: soft / mean / hard patch aggregation (Eqs. 14–16).
+//! - [`image_projection`]: the learnable `Linear(c, d)` after a non-CLIP image backbone.
 //! - [`head`]: the whole head, global branch and final score (Eq. 18).
 //! - [`asl`]: Asymmetric Loss and the total loss (Eqs. 17, 19).
 //! - [`optim`], [`schedule`], [`ema`]: AdamW parameter groups, warm-up + cosine learning rate,
@@ -29,6 +30,7 @@ pub mod error;
 pub mod gate;
 pub mod gdma;
 pub mod head;
+pub mod image_projection;
 pub mod mlp;
 pub mod optim;
 pub mod qsm;
@@ -48,6 +50,7 @@ pub use error::ModelError;
 pub use gate::{Gate, GateConfig, GateOutput};
 pub use gdma::{Gdma, GdmaConfig, GdmaOutput};
 pub use head::{SspaHead, SspaHeadConfig, SspaOutput};
+pub use image_projection::{ImageProjection, ImageProjectionConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use optim::{AdamWGroupsConfig, clip_grad_norm, decayed_parameter_ids, parameter_snapshot};
 pub use qsm::{Qsm, QsmConfig};

@@ -63,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             model_preset: Some("clip-rn50".into()),
             weights_hash: Some("sha256:def012".into()),
             git_commit: None,
+            files: Vec::new(),
         },
         images: Vec::new(),
     };

@@ -11,7 +11,10 @@ td.number{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4
 .up{color:#067d17}.down{color:#b3261e}.scroll{overflow-x:auto}code{font-size:.9em}\
 svg text{font-family:system-ui,sans-serif}.chart-title{font-size:14px;font-weight:600}\
 .tick,.bar-label{font-size:10px;fill:#444}.axis-label,.legend{font-size:12px}\
-figure{display:inline-block;margin:.5em}figure img{max-width:320px;image-rendering:pixelated}";
+figure{display:inline-block;margin:.5em;vertical-align:top}figure img{width:224px;image-rendering:pixelated}\
+figcaption{max-width:224px;font-size:12px}\
+.colour-scale{display:inline-block;width:120px;height:.8em;vertical-align:middle;\
+background:linear-gradient(to right,#0000ff,#00ffff,#00ff00,#ffff00,#ff0000)}";
 
 pub(crate) fn render(data: &ReportData) -> String {
     let title = escape(&data.title());
@@ -175,6 +178,10 @@ fn images(html: &mut String, data: &ReportData) {
         return;
     }
     html.push_str("<section id=\"maps\">\n<h2>Attention and gate maps</h2>\n");
+    html.push_str(
+        "<p>Each map is drawn over its image as a heat map, upsampled from the patch grid and scaled to its own \
+         range (shown in the caption): <span class=\"colour-scale\"></span> lowest (blue) to highest (red).</p>\n",
+    );
     for image in &data.images {
         let caption = escape(&image.caption);
         let _ = writeln!(
@@ -187,10 +194,32 @@ fn images(html: &mut String, data: &ReportData) {
 }
 
 fn lineage(html: &mut String, data: &ReportData) {
-    html.push_str("<section id=\"lineage\">\n<h2>Lineage</h2>\n<table>\n");
-    for (name, value) in data.lineage.rows() {
+    html.push_str("<section id=\"lineage\">\n<h2>Lineage</h2>\n<table>\n<tr><th>input</th><th>value</th><th>what it is</th></tr>\n");
+    for (name, value, meaning) in data.lineage.rows() {
         let value = value.map_or("—".to_owned(), |value| format!("<code>{}</code>", escape(value)));
-        let _ = writeln!(html, "<tr><th>{name}</th><td>{value}</td></tr>");
+        let _ = writeln!(html, "<tr><th>{name}</th><td>{value}</td><td>{}</td></tr>", code_spans(meaning));
     }
-    html.push_str("</table>\n</section>\n");
+    html.push_str("</table>\n");
+    if !data.lineage.files.is_empty() {
+        html.push_str("<table>\n<tr><th>input file</th><th>BLAKE3</th></tr>\n");
+        for (path, hash) in &data.lineage.files {
+            let _ =
+                writeln!(html, "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>", escape(path), escape(hash));
+        }
+        html.push_str("</table>\n");
+    }
+    html.push_str("</section>\n");
+}
+
+/// Escapes `text` and turns Markdown-style `` `code` `` spans into `<code>`.
+fn code_spans(text: &str) -> String {
+    let mut out = String::new();
+    for (index, part) in text.split('`').enumerate() {
+        if index % 2 == 1 {
+            let _ = write!(out, "<code>{}</code>", escape(part));
+        } else {
+            out.push_str(&escape(part));
+        }
+    }
+    out
 }

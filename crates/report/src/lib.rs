@@ -2,10 +2,13 @@
 //!
 //! Input is plain data ([`ReportData`]) gathered by the report stage; output is two strings.
 //! The HTML needs no network: plots are inline SVG drawn by [`svg`], images are base64 `data:`
-//! URLs, styles are inline. Every label and string from the data is escaped.
+//! URLs, styles are inline. Every label and string from the data is escaped. Attention and gate
+//! maps are drawn as PNG by [`heatmap`] from the evaluate stage's [`maps`] file.
 
 mod base64;
+pub mod heatmap;
 mod html;
+pub mod maps;
 mod markdown;
 pub mod svg;
 
@@ -54,7 +57,8 @@ pub struct PreviousRun {
     pub models: Vec<ModelMetrics>,
 }
 
-/// Where the run's inputs came from; absent values are shown as "—".
+/// Where the run's inputs came from; absent values are shown as "—". What each hash covers is
+/// part of the report ([`Lineage::rows`]), so the producer must compute them as documented there.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Lineage {
     pub config_hash: Option<String>,
@@ -63,17 +67,39 @@ pub struct Lineage {
     pub model_preset: Option<String>,
     pub weights_hash: Option<String>,
     pub git_commit: Option<String>,
+    /// Input files (path as the pipeline names it) and their BLAKE3, for the file table.
+    pub files: Vec<(String, String)>,
 }
 
 impl Lineage {
-    fn rows(&self) -> [(&'static str, Option<&str>); 6] {
+    /// `(name, value, what the value is)` in table order.
+    pub fn rows(&self) -> [(&'static str, Option<&str>, &'static str); 6] {
         [
-            ("config hash", self.config_hash.as_deref()),
-            ("manifest hash", self.manifest_hash.as_deref()),
-            ("description-cache hash", self.description_cache_hash.as_deref()),
-            ("model preset", self.model_preset.as_deref()),
-            ("weights hash", self.weights_hash.as_deref()),
-            ("git commit", self.git_commit.as_deref()),
+            (
+                "config hash",
+                self.config_hash.as_deref(),
+                "BLAKE3 of the canonical JSON (keys sorted, no spaces) of the resolved config values the \
+                 pipeline's stages read (every stage's declared params, merged)",
+            ),
+            (
+                "manifest hash",
+                self.manifest_hash.as_deref(),
+                "BLAKE3 of the canonical JSON map `path → BLAKE3` of the data manifest and the annotation \
+                 files it names (files below)",
+            ),
+            (
+                "description-cache hash",
+                self.description_cache_hash.as_deref(),
+                "BLAKE3 of the describe stage's `descriptions.parquet` (the LLM descriptions used)",
+            ),
+            ("model preset", self.model_preset.as_deref(), "`model.preset` of the config"),
+            (
+                "weights hash",
+                self.weights_hash.as_deref(),
+                "BLAKE3 of the canonical JSON map `path → BLAKE3` of the frozen encoders' weight files \
+                 (files below)",
+            ),
+            ("git commit", self.git_commit.as_deref(), "`git rev-parse HEAD` of the project when the report ran"),
         ]
     }
 }
@@ -82,6 +108,8 @@ impl Lineage {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReportImage {
     pub caption: String,
+    /// Where the PNG is also written, relative to `report.md` (linked from it), if anywhere.
+    pub file: Option<String>,
     #[serde(skip)]
     pub png: Vec<u8>,
 }

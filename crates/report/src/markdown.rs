@@ -97,19 +97,51 @@ pub(crate) fn render(data: &ReportData) -> String {
         }
     }
 
-    let _ = writeln!(md, "\n## Lineage\n\n| input | value |\n|---|---|");
-    for (name, value) in data.lineage.rows() {
+    let _ = writeln!(md, "\n## Lineage\n\n| input | value | what it is |\n|---|---|---|");
+    for (name, value, meaning) in data.lineage.rows() {
         let _ = writeln!(
             md,
-            "| {name} | {} |",
-            value.map_or("—".to_owned(), |value| format!("`{}`", value.replace('`', "'").replace('|', "\\|")))
+            "| {name} | {} | {} |",
+            value.map_or("—".to_owned(), |value| format!("`{}`", value.replace('`', "'").replace('|', "\\|"))),
+            meaning.replace('|', "\\|")
         );
+    }
+    if !data.lineage.files.is_empty() {
+        let _ = writeln!(md, "\n| input file | BLAKE3 |\n|---|---|");
+        for (path, hash) in &data.lineage.files {
+            let _ = writeln!(md, "| {} | `{}` |", cell(path), hash.replace('`', "'").replace('|', "\\|"));
+        }
     }
     if !data.images.is_empty() {
         let _ = writeln!(md, "\n## Maps\n");
+        let _ = writeln!(
+            md,
+            "Heat maps over the test images (blue lowest, red highest, each map scaled to its own range); also \
+             inline in `report.html`.\n"
+        );
         for image in &data.images {
-            let _ = writeln!(md, "- {} (in `report.html`)", cell(&image.caption));
+            match &image.file {
+                Some(file) => {
+                    let _ = writeln!(md, "- [{}]({})", cell(&image.caption), link_target(file));
+                }
+                None => {
+                    let _ = writeln!(md, "- {} (in `report.html`)", cell(&image.caption));
+                }
+            }
         }
     }
     md
+}
+
+/// A relative path as a Markdown link target: percent-encodes what would end or break it.
+fn link_target(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || b"/._-~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

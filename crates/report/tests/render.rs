@@ -61,8 +61,13 @@ fn sample() -> ReportData {
             model_preset: Some("clip-rn50 <448>".into()),
             weights_hash: Some("sha256:0123".into()),
             git_commit: Some("deadbeef".into()),
+            files: vec![("data_manifest/x|y.toml".into(), "0123abcd".into())],
         },
-        images: vec![ReportImage { caption: format!("gate map {HOSTILE}"), png: PNG.to_vec() }],
+        images: vec![ReportImage {
+            caption: format!("gate map {HOSTILE}"),
+            file: Some("maps/0 gate.png".into()),
+            png: PNG.to_vec(),
+        }],
     }
 }
 
@@ -179,4 +184,55 @@ fn a_report_without_optional_parts_renders() {
     assert!(!md.contains("## Training"));
     assert_eq!(html.matches("<svg").count(), 1);
     assert_balanced(&html);
+}
+
+#[test]
+fn markdown_links_the_map_files_and_explains_the_lineage() {
+    let (md, html) = render(&sample());
+    assert!(md.contains("- [gate map &lt;script&gt;alert('x')&lt;/script&gt;](maps/0%20gate.png)"), "{md}");
+    assert!(md.contains("| config hash | `blake3:abc` | BLAKE3 of the canonical JSON"), "{md}");
+    assert!(md.contains("| data\\_manifest/x\\|y.toml | `0123abcd` |"), "{md}");
+    assert!(html.contains("<tr><th>input</th><th>value</th><th>what it is</th></tr>"));
+    assert!(html.contains("BLAKE3 of the describe stage&#39;s <code>descriptions.parquet</code>"), "{html}");
+    assert!(html.contains("<td><code>data_manifest/x|y.toml</code></td><td><code>0123abcd</code></td>"));
+    assert!(html.contains("class=\"colour-scale\""));
+}
+
+#[test]
+fn real_heat_maps_are_inlined_as_decodable_pngs() {
+    let pixels = vec![100u8; 64 * 64 * 3];
+    let values = [0.0, 0.1, 0.2, 0.9];
+    let png = sspa_report::heatmap::overlay_png(
+        &sspa_report::heatmap::RgbImage { width: 64, height: 64, pixels: &pixels },
+        &sspa_report::heatmap::PatchMap { rows: 2, columns: 2, values: &values },
+    )
+    .expect("png");
+    let mut data = sample();
+    data.images = vec![ReportImage { caption: "image 1".into(), file: Some("maps/image1-a.png".into()), png }];
+    let (md, html) = render(&data);
+    assert!(md.contains("- [image 1](maps/image1-a.png)"));
+    let start = html.find("src=\"data:image/png;base64,").expect("inline png") + "src=\"data:image/png;base64,".len();
+    let encoded = &html[start..start + html[start..].find('"').expect("end of src")];
+    let bytes = decode_base64(encoded);
+    let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).expect("decodes").to_rgb8();
+    // 64 px is enlarged to 256; the bottom-right cell holds the peak.
+    assert_eq!(image.dimensions(), (256, 256));
+    let peak = image.get_pixel(192, 192).0;
+    assert!(peak[0] > 150 && peak[2] < 80, "{peak:?}");
+}
+
+/// Standard padded base64, for reading the data URL back.
+fn decode_base64(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let value = |byte: u8| ALPHABET.iter().position(|&c| c == byte).expect("base64 character") as u32;
+    let mut out = Vec::new();
+    for chunk in text.as_bytes().chunks(4) {
+        let digits: Vec<u32> = chunk.iter().filter(|&&c| c != b'=').map(|&c| value(c)).collect();
+        let mut triple = 0u32;
+        for (index, digit) in digits.iter().enumerate() {
+            triple |= digit << (18 - 6 * index);
+        }
+        out.extend(triple.to_be_bytes()[1..digits.len()].iter());
+    }
+    out
 }

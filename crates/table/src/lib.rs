@@ -187,3 +187,258 @@ mod tests {
         assert!(read_embeddings(&path).is_err());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// `sspa-pipe encode` outputs: text embeddings and image features.
+
+/// One encoded line of `sspa-pipe encode text`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextEncoding {
+    /// 0-based line number in the input file.
+    pub index: u32,
+    /// The text as read (without the line break).
+    pub text: String,
+    /// The sentence embedding.
+    pub embedding: Vec<f32>,
+}
+
+/// One encoded image of `sspa-pipe encode image`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageEncoding {
+    /// The image file as given on the command line.
+    pub path: String,
+    /// The global feature.
+    pub global: Vec<f32>,
+    /// Patch features, one vector per patch (row-major over the feature map), when requested.
+    pub patches: Option<Vec<Vec<f32>>>,
+}
+
+fn item_field() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Float32, false))
+}
+
+fn fixed_list_type(width: i32) -> DataType {
+    DataType::FixedSizeList(item_field(), width)
+}
+
+fn width_of(path: &Path, what: &str, width: usize) -> Result<i32, TableError> {
+    i32::try_from(width).map_err(|_| TableError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("{what} width {width} is too large"),
+    })
+}
+
+fn fixed_list<'a>(width: i32, rows: impl Iterator<Item = &'a [f32]>) -> FixedSizeListArray {
+    let mut list = FixedSizeListBuilder::new(Float32Builder::new(), width).with_field(item_field());
+    for row in rows {
+        list.values().append_slice(row);
+        list.append(true);
+    }
+    list.finish()
+}
+
+fn write_batch(path: &Path, batch: &RecordBatch) -> Result<(), TableError> {
+    let parquet_error = |source| TableError::Parquet { path: path.to_path_buf(), source };
+    sspa_fsio::write_atomic_with(
+        path,
+        |file| {
+            let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(parquet_error)?;
+            writer.write(batch).map_err(parquet_error)?;
+            writer.close().map_err(parquet_error)?;
+            Ok(())
+        },
+        |source| TableError::Io { path: path.to_path_buf(), source },
+    )
+}
+
+fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, TableError> {
+    let file = std::fs::File::open(path).map_err(|source| TableError::Io { path: path.to_path_buf(), source })?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })?;
+    reader.map(|batch| batch.map_err(|source| TableError::Arrow { path: path.to_path_buf(), source })).collect()
+}
+
+fn fixed_rows(path: &Path, column: &dyn Array, name: &str) -> Result<Vec<Vec<f32>>, TableError> {
+    let invalid = |message: String| TableError::Invalid { path: path.to_path_buf(), message };
+    let lists = column
+        .as_any()
+        .downcast_ref::<FixedSizeListArray>()
+        .ok_or_else(|| invalid(format!("`{name}` is not a fixed-size list")))?;
+    (0..lists.len())
+        .map(|i| {
+            let item = lists.value(i);
+            let values = item
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .ok_or_else(|| invalid(format!("`{name}` items are not float32")))?;
+            Ok(values.values().to_vec())
+        })
+        .collect()
+}
+
+/// Writes `sspa-pipe encode text` output atomically: `index` (uint32), `text` (utf8),
+/// `embedding` (fixed-size list of float32, the model's width).
+pub fn write_text_encodings(path: &Path, rows: &[TextEncoding]) -> Result<(), TableError> {
+    let dim = rows.first().map_or(0, |r| r.embedding.len());
+    if let Some(bad) = rows.iter().find(|r| r.embedding.len() != dim) {
+        return Err(TableError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("text {} has {} values, expected {dim}", bad.index, bad.embedding.len()),
+        });
+    }
+    let width = width_of(path, "embedding", dim)?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("index", DataType::UInt32, false),
+        Field::new("text", DataType::Utf8, false),
+        Field::new("embedding", fixed_list_type(width), false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.index))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.text.as_str()))),
+            Arc::new(fixed_list(width, rows.iter().map(|r| r.embedding.as_slice()))),
+        ],
+    )
+    .map_err(|source| TableError::Arrow { path: path.to_path_buf(), source })?;
+    write_batch(path, &batch)
+}
+
+/// Reads a file written by [`write_text_encodings`], checking the column types.
+pub fn read_text_encodings(path: &Path) -> Result<Vec<TextEncoding>, TableError> {
+    let invalid = |message: String| TableError::Invalid { path: path.to_path_buf(), message };
+    let mut rows = Vec::new();
+    for batch in read_batches(path)? {
+        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| invalid(format!("no column `{name}`")));
+        let indices = column("index")?
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .cloned()
+            .ok_or_else(|| invalid("`index` is not uint32".into()))?;
+        let texts = column("text")?
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .cloned()
+            .ok_or_else(|| invalid("`text` is not utf8".into()))?;
+        let embeddings = fixed_rows(path, column("embedding")?.as_ref(), "embedding")?;
+        for (i, embedding) in embeddings.into_iter().enumerate() {
+            rows.push(TextEncoding { index: indices.value(i), text: texts.value(i).to_string(), embedding });
+        }
+    }
+    Ok(rows)
+}
+
+/// Writes `sspa-pipe encode image` output atomically: `path` (utf8), `global` (fixed-size list
+/// of float32) and, when `with_patches`, `patches`: a list (one entry per patch, row-major over
+/// the feature map) of fixed-size lists of float32 of the global feature's width.
+pub fn write_image_encodings(path: &Path, rows: &[ImageEncoding], with_patches: bool) -> Result<(), TableError> {
+    let invalid = |message: String| TableError::Invalid { path: path.to_path_buf(), message };
+    let dim = rows.first().map_or(0, |r| r.global.len());
+    for row in rows {
+        if row.global.len() != dim {
+            return Err(invalid(format!("`{}` has {} global values, expected {dim}", row.path, row.global.len())));
+        }
+        if with_patches {
+            let patches = row.patches.as_ref().ok_or_else(|| invalid(format!("`{}` has no patches", row.path)))?;
+            if let Some(bad) = patches.iter().find(|p| p.len() != dim) {
+                return Err(invalid(format!("`{}` has a patch of {} values, expected {dim}", row.path, bad.len())));
+            }
+        }
+    }
+    let width = width_of(path, "global", dim)?;
+    let mut fields =
+        vec![Field::new("path", DataType::Utf8, false), Field::new("global", fixed_list_type(width), false)];
+    let mut columns: Vec<Arc<dyn Array>> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.path.as_str()))),
+        Arc::new(fixed_list(width, rows.iter().map(|r| r.global.as_slice()))),
+    ];
+    if with_patches {
+        let inner = Arc::new(Field::new("item", fixed_list_type(width), false));
+        let mut list = arrow_array::builder::ListBuilder::new(
+            FixedSizeListBuilder::new(Float32Builder::new(), width).with_field(item_field()),
+        )
+        .with_field(inner.clone());
+        for row in rows {
+            for patch in row.patches.iter().flatten() {
+                list.values().values().append_slice(patch);
+                list.values().append(true);
+            }
+            list.append(true);
+        }
+        fields.push(Field::new("patches", DataType::List(inner), false));
+        columns.push(Arc::new(list.finish()));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|source| TableError::Arrow { path: path.to_path_buf(), source })?;
+    write_batch(path, &batch)
+}
+
+/// Reads a file written by [`write_image_encodings`] (`patches` is `None` when the column is
+/// absent), checking the column types.
+pub fn read_image_encodings(path: &Path) -> Result<Vec<ImageEncoding>, TableError> {
+    let invalid = |message: String| TableError::Invalid { path: path.to_path_buf(), message };
+    let mut rows = Vec::new();
+    for batch in read_batches(path)? {
+        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| invalid(format!("no column `{name}`")));
+        let paths = column("path")?
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .cloned()
+            .ok_or_else(|| invalid("`path` is not utf8".into()))?;
+        let globals = fixed_rows(path, column("global")?.as_ref(), "global")?;
+        let patches = match batch.column_by_name("patches") {
+            None => None,
+            Some(column) => {
+                let lists = column
+                    .as_any()
+                    .downcast_ref::<arrow_array::ListArray>()
+                    .ok_or_else(|| invalid("`patches` is not a list".into()))?;
+                let per_row = (0..lists.len())
+                    .map(|i| fixed_rows(path, lists.value(i).as_ref(), "patches"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(per_row)
+            }
+        };
+        for (i, global) in globals.into_iter().enumerate() {
+            let patches = patches.as_ref().map(|all| all[i].clone());
+            rows.push(ImageEncoding { path: paths.value(i).to_string(), global, patches });
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod encoding_tests {
+    use super::*;
+
+    #[test]
+    fn text_and_image_encodings_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text_path = dir.path().join("text.parquet");
+        let texts: Vec<TextEncoding> = (0..3)
+            .map(|i| TextEncoding { index: i, text: format!("text {i}"), embedding: vec![i as f32, -0.5] })
+            .collect();
+        write_text_encodings(&text_path, &texts).expect("write text");
+        assert_eq!(read_text_encodings(&text_path).expect("read text"), texts);
+
+        let image_path = dir.path().join("images.parquet");
+        let images: Vec<ImageEncoding> = (0..2)
+            .map(|i| ImageEncoding {
+                path: format!("{i}.png"),
+                global: vec![i as f32; 3],
+                patches: Some((0..4).map(|p| vec![p as f32 + i as f32; 3]).collect()),
+            })
+            .collect();
+        write_image_encodings(&image_path, &images, true).expect("write images");
+        assert_eq!(read_image_encodings(&image_path).expect("read images"), images);
+        let without: Vec<ImageEncoding> = images.iter().map(|r| ImageEncoding { patches: None, ..r.clone() }).collect();
+        write_image_encodings(&image_path, &without, false).expect("write globals");
+        assert_eq!(read_image_encodings(&image_path).expect("read globals"), without);
+
+        let mut ragged = images.clone();
+        ragged[1].patches.as_mut().expect("patches")[2].push(1.0);
+        let error = write_image_encodings(&image_path, &ragged, true).expect_err("ragged patch");
+        assert!(error.to_string().contains("`1.png` has a patch of 4 values, expected 3"), "{error}");
+    }
+}

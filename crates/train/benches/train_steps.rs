@@ -1,5 +1,6 @@
 //! Training steps per second of the full SSPA head at demo size (d = 384, C = 10, N = 49, B = 64,
-//! CAP with M = 4 prompt tokens through a small frozen encoder) on the CPU `flex` backend.
+//! CAP with M = 4 prompt tokens through a small frozen encoder) on the CPU `flex` backend, and with
+//! `--features tch` also on libtorch (`SSPA_BENCH_DEVICES=flex,libtorch,cuda:0` picks the devices).
 //!
 //! `cargo bench -p sspa-train --bench train_steps` (release). Timing starts after the first two
 //! steps (warm-up) and ends at the last step of the epoch, so validation and checkpoint writing
@@ -48,7 +49,6 @@ fn main() {
     };
     let labels: Vec<String> = (0..CLASSES).map(|c| format!("label-{c}")).collect();
     let text = TextInputs { labels: labels.clone(), knowledge: pseudo_random(CLASSES * WIDTH, 4), width: WIDTH };
-    let encoder = MeanPromptEncoder::new(labels, WIDTH, WIDTH, 5, &Device::flex().autodiff());
     let model = ModelSection { embed_dim: WIDTH as u32, prompt_tokens: 4, ..ModelSection::default() };
     let train_section =
         TrainSection { epochs: 1, batch_size: BATCH as u32, lr: 1e-4, grad_clip: 1.0, ..TrainSection::default() };
@@ -63,8 +63,27 @@ fn main() {
             AblationSection { branches: Branches::Global, ..AblationSection::default() },
         ),
     ];
-    for (name, ablation) in variants {
-        run(name, &model, &ablation, &train_section, &text, &encoder, &features, &empty);
+    let wanted = std::env::var("SSPA_BENCH_DEVICES")
+        .unwrap_or_else(|_| if cfg!(feature = "tch") { "flex,libtorch".into() } else { "flex".into() });
+    for device_name in wanted.split(',').map(str::trim) {
+        let device = device(device_name);
+        let encoder = MeanPromptEncoder::new(labels.clone(), WIDTH, WIDTH, 5, &device.clone().autodiff());
+        for (name, ablation) in &variants {
+            let name = format!("{device_name}: {name}");
+            run(&name, &model, ablation, &train_section, &text, &encoder, &features, &empty, &device);
+        }
+    }
+}
+
+#[allow(deprecated)] // burn-tch is deprecated upstream; it is the libtorch path.
+fn device(name: &str) -> Device {
+    match name {
+        "flex" => Device::flex(),
+        #[cfg(feature = "tch")]
+        "libtorch" => Device::libtorch(),
+        #[cfg(feature = "tch")]
+        cuda if cuda.starts_with("cuda:") => Device::libtorch_cuda(cuda[5..].parse::<usize>().expect("cuda:N")),
+        other => panic!("unknown bench device `{other}` (flex; with --features tch: libtorch, cuda:N)"),
     }
 }
 
@@ -78,9 +97,11 @@ fn run(
     encoder: &MeanPromptEncoder,
     features: &FeatureSet,
     empty: &FeatureSet,
+    device: &Device,
 ) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let options = TrainOptions::new(dir.path().join("checkpoints"), dir.path().join("out"));
+    let mut options = TrainOptions::new(dir.path().join("checkpoints"), dir.path().join("out"));
+    options.device = device.clone();
 
     let marks = Mutex::new(Vec::<(u64, Instant)>::new());
     let progress = |done: u64, _total: u64, _message: &str| {

@@ -16,7 +16,7 @@ use crate::error::TrainError;
 use crate::features::atomic_write_bytes;
 
 /// Version of `config.json` and of the checkpoint layout.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Standard deviation of the prompt tokens' initialisation (SSPA.md: N(0, 0.02²)).
 const PROMPT_INIT_STD: f64 = 0.02;
@@ -198,7 +198,7 @@ mod tests {
         let ablation = AblationSection::default();
         ModelConfig {
             format_version: FORMAT_VERSION,
-            head: SspaHeadConfig::from_sections(&model, &ablation, Some(6)).expect("head"),
+            head: SspaHeadConfig::from_sections(&model, &ablation, Some(6), 8).expect("head"),
             model,
             ablation,
             train: TrainSection::default(),

@@ -142,11 +142,12 @@ impl Predictor {
     /// Targets of `features` are not used (they may be all −1) but must be `[n, C]`.
     ///
     /// # Errors
-    /// [`TrainError::Mismatch`] when the width or class count differs from the trained head's;
+    /// [`TrainError::Mismatch`] when the image feature width or class count differs from the
+    /// trained head's;
     /// validation errors of [`FeatureSet::validate`].
     pub fn predict(&self, features: &FeatureSet) -> Result<Vec<f32>, TrainError> {
         features.validate()?;
-        expect("d", features.width, self.config.head.d_model)?;
+        expect("image feature width c", features.width, self.model.head.image_width())?;
         expect("C", features.classes, self.config.labels.len())?;
         Ok(score_features(&self.model.head, &self.knowledge, &self.context, features, self.batch_size, &self.device))
     }
@@ -154,4 +155,28 @@ impl Predictor {
 
 pub(crate) fn expect(what: &'static str, actual: usize, expected: usize) -> Result<(), TrainError> {
     if actual == expected { Ok(()) } else { Err(TrainError::Mismatch { what, actual, expected }) }
+}
+
+impl Predictor {
+    /// The head's whole output for the feature rows `rows`, in one forward pass: scores and the
+    /// maps behind them (aggregator patch weights `[b, N, C]`, S→V patch gate `[b, N, d]`, V→S
+    /// text gate `[b, C, d]`; `None` where the configured head has no such block). For the
+    /// attention and gate maps of a few images (SSPA Figs. 7–8).
+    ///
+    /// # Errors
+    /// As [`Predictor::predict`]; [`TrainError::Option`] for an empty `rows` or a row outside
+    /// `features`.
+    pub fn explain(&self, features: &FeatureSet, rows: &[usize]) -> Result<sspa_model::SspaOutput, TrainError> {
+        features.validate()?;
+        expect("image feature width c", features.width, self.model.head.image_width())?;
+        expect("C", features.classes, self.config.labels.len())?;
+        if rows.is_empty() {
+            return Err(TrainError::Option { key: "rows", value: "[]".into(), reason: "no feature row to explain" });
+        }
+        if let Some(row) = rows.iter().find(|&&row| row >= features.len()) {
+            return Err(TrainError::Option { key: "rows", value: row.to_string(), reason: "outside the feature set" });
+        }
+        let batch = features.batch(rows, &self.device);
+        Ok(self.model.head.forward(self.knowledge.clone(), self.context.clone(), batch.global, batch.patches))
+    }
 }

@@ -108,7 +108,7 @@ pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<Mode
     let text_width = data.text.width;
     expect("encoder output width d_t", data.encoder.output_width(), text_width)?;
     expect("C (train)", data.train.classes, data.text.classes())?;
-    expect("d (train)", data.train.width, sections.model.embed_dim as usize)?;
+
     if !data.validation.is_empty() {
         data.validation.validate()?;
         expect("C (validation)", data.validation.classes, data.text.classes())?;
@@ -132,7 +132,7 @@ pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<Mode
             reason: "must be in [0, 1]",
         });
     }
-    let head = SspaHeadConfig::from_sections(sections.model, sections.ablation, Some(text_width))?;
+    let head = SspaHeadConfig::from_sections(sections.model, sections.ablation, Some(text_width), data.train.width)?;
     let prompt_tokens = if sections.ablation.cap { sections.model.prompt_tokens as usize } else { 0 };
     if data.encoder.prompt_width() == 0 {
         return Err(TrainError::Option {

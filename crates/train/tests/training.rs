@@ -342,5 +342,8 @@ fn without_cap_a_fixed_context_is_used_and_no_prompts_are_learned() {
     narrow.global.truncate(narrow.len() * 8);
     narrow.patches.truncate(narrow.len() * PATCHES * 8);
     let error = predictor.predict(&narrow).expect_err("width");
-    assert!(matches!(error, TrainError::Mismatch { what: "d", actual: 8, expected: 16 }), "{error}");
+    assert!(
+        matches!(error, TrainError::Mismatch { what: "image feature width c", actual: 8, expected: 16 }),
+        "{error}"
+    );
 }

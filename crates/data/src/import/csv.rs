@@ -13,75 +13,90 @@ struct Record {
     fields: Vec<String>,
 }
 
-/// Splits CSV text into records; quoted fields may hold delimiters, `""` and newlines.
-fn records(text: &str, delimiter: char, path: &Path) -> Result<Vec<Record>, DataError> {
-    let mut out = Vec::new();
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut line = 1;
-    let mut start_line = 1;
-    let mut in_quotes = false;
-    let mut chars = text.trim_start_matches('\u{feff}').chars().peekable();
-    let mut row_has_content = false;
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
+/// Reads CSV records one at a time; quoted fields may hold delimiters, `""` and newlines.
+struct Records<R> {
+    reader: R,
+    delimiter: char,
+    /// Lines read so far.
+    line: usize,
+    buffer: String,
+}
+
+impl<R: std::io::BufRead> Records<R> {
+    fn new(reader: R, delimiter: char) -> Self {
+        Self { reader, delimiter, line: 0, buffer: String::new() }
+    }
+
+    fn next_record(&mut self, path: &Path) -> Result<Option<Record>, DataError> {
+        let mut fields = Vec::new();
+        let mut field = String::new();
+        let mut in_quotes = false;
+        let mut row_has_content = false;
+        let mut start_line = self.line + 1;
+        loop {
+            self.buffer.clear();
+            let read = self.reader.read_line(&mut self.buffer).map_err(|e| DataError::read(path, e))?;
+            if read == 0 {
+                if in_quotes {
+                    return Err(DataError::annotation(path, format!("{start_line}: unterminated quoted field")));
                 }
-                '"' => in_quotes = false,
-                '\n' => {
-                    line += 1;
-                    field.push(c);
-                }
-                _ => field.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' if field.is_empty() => {
-                in_quotes = true;
-                row_has_content = true;
-            }
-            '\r' => {}
-            '\n' => {
                 if row_has_content || !fields.is_empty() {
-                    fields.push(std::mem::take(&mut field));
-                    out.push(Record { line: start_line, fields: std::mem::take(&mut fields) });
+                    fields.push(field);
+                    return Ok(Some(Record { line: start_line, fields }));
                 }
-                row_has_content = false;
-                line += 1;
-                start_line = line;
+                return Ok(None);
             }
-            c if c == delimiter => {
-                fields.push(std::mem::take(&mut field));
-                row_has_content = true;
-            }
-            _ => {
-                field.push(c);
-                row_has_content = true;
+            self.line += 1;
+            let text = if self.line == 1 { self.buffer.trim_start_matches('\u{feff}') } else { self.buffer.as_str() };
+            let mut chars = text.chars().peekable();
+            while let Some(c) = chars.next() {
+                if in_quotes {
+                    match c {
+                        '"' if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            field.push('"');
+                        }
+                        '"' => in_quotes = false,
+                        _ => field.push(c),
+                    }
+                    continue;
+                }
+                match c {
+                    '"' if field.is_empty() => {
+                        in_quotes = true;
+                        row_has_content = true;
+                    }
+                    '\r' => {}
+                    '\n' => {
+                        if row_has_content || !fields.is_empty() {
+                            fields.push(std::mem::take(&mut field));
+                            return Ok(Some(Record { line: start_line, fields }));
+                        }
+                        start_line = self.line + 1;
+                    }
+                    c if c == self.delimiter => {
+                        fields.push(std::mem::take(&mut field));
+                        row_has_content = true;
+                    }
+                    _ => {
+                        field.push(c);
+                        row_has_content = true;
+                    }
+                }
             }
         }
     }
-    if in_quotes {
-        return Err(DataError::annotation(path, format!("{start_line}: unterminated quoted field")));
-    }
-    if row_has_content || !fields.is_empty() {
-        fields.push(field);
-        out.push(Record { line: start_line, fields });
-    }
-    Ok(out)
 }
 
 pub(crate) fn read(
-    text: &str,
     path: &Path,
     source: &SourceSection,
     labels: &LabelIndex,
-) -> Result<Vec<RawEntry>, DataError> {
-    let mut rows = records(text, source.delimiter, path)?.into_iter();
-    let header = rows.next().ok_or_else(|| DataError::annotation(path, "no header row"))?;
+    sink: &mut dyn FnMut(RawEntry) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::read(path, e))?;
+    let mut rows = Records::new(std::io::BufReader::with_capacity(super::stream::READ_BUFFER, file), source.delimiter);
+    let header = rows.next_record(path)?.ok_or_else(|| DataError::annotation(path, "no header row"))?;
     let column = |name: &str| header.fields.iter().position(|f| f.trim() == name);
     let path_column = column(&source.path_column)
         .ok_or_else(|| DataError::annotation(path, format!("1: no `{}` column in the header", source.path_column)))?;
@@ -101,8 +116,7 @@ pub(crate) fn read(
             Layout::OneHot(columns)
         }
     };
-    let mut entries = Vec::new();
-    for row in rows {
+    while let Some(row) = rows.next_record(path)? {
         if row.fields.len() != header.fields.len() {
             return Err(DataError::annotation(
                 path,
@@ -136,14 +150,23 @@ pub(crate) fn read(
                 }
             }
         }
-        entries.push(RawEntry { path: row.fields[path_column].trim().to_string(), line: row.line, targets });
+        sink(RawEntry { path: row.fields[path_column].trim().to_string(), line: row.line, targets })?;
     }
-    Ok(entries)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn records(text: &str, delimiter: char, path: &Path) -> Result<Vec<Record>, DataError> {
+        let mut reader = Records::new(text.as_bytes(), delimiter);
+        let mut out = Vec::new();
+        while let Some(record) = reader.next_record(path)? {
+            out.push(record);
+        }
+        Ok(out)
+    }
 
     #[test]
     fn quoted_fields_and_lines() {

@@ -3,27 +3,14 @@
 //! - mmpretrain: `{"metainfo": {"classes": [...]}, "data_list": [{"img_path", "gt_label"}]}`
 //!   where `gt_label` is a class index or a list of them, into `metainfo.classes`.
 //!
-//! Entries are kept as raw JSON slices first so that errors can name the line they start on.
+//! Both are streamed ([`super::stream`]): entries are handed on one at a time with the line
+//! they start on. mmpretrain takes one extra pass for `metainfo`, which may follow `data_list`.
 
-use super::{LabelIndex, RawEntry, offset_in};
-use crate::error::{DataError, LineCounter};
+use super::stream::{self, Field, Item};
+use super::{LabelIndex, RawEntry};
+use crate::error::DataError;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::path::Path;
-
-#[derive(Deserialize)]
-struct JsonList<'a> {
-    #[serde(borrow)]
-    images: Vec<&'a RawValue>,
-    classes: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-struct Mmpretrain<'a> {
-    metainfo: MmMeta,
-    #[serde(borrow)]
-    data_list: Vec<&'a RawValue>,
-}
 
 #[derive(Deserialize)]
 struct MmMeta {
@@ -43,51 +30,62 @@ enum GtLabel {
     Many(Vec<i64>),
 }
 
-fn parse<'a, T: Deserialize<'a>>(text: &'a str, path: &Path) -> Result<T, DataError> {
-    serde_json::from_str(text).map_err(|e| DataError::annotation(path, format!("{}:{}: {e}", e.line(), e.column())))
+pub(crate) fn json_list_classes(path: &Path) -> Result<Vec<String>, DataError> {
+    let raw = stream::read_value(path, "classes")?.ok_or_else(|| DataError::annotation(path, "no `classes` list"))?;
+    stream::parse_raw(&raw, path, None, "`classes`")
 }
 
-fn line_of(lines: &mut LineCounter<'_>, text: &str, raw: &RawValue) -> usize {
-    lines.line_at(offset_in(text, raw.get()))
+pub(crate) fn mmpretrain_classes(path: &Path) -> Result<Vec<String>, DataError> {
+    let raw = stream::read_value(path, "metainfo")?.ok_or_else(|| DataError::annotation(path, "no `metainfo`"))?;
+    let meta: MmMeta = stream::parse_raw(&raw, path, None, "`metainfo`")?;
+    Ok(meta.classes)
 }
 
-pub(crate) fn json_list_classes(text: &str, path: &Path) -> Result<Vec<String>, DataError> {
-    let list: JsonList<'_> = parse(text, path)?;
-    list.classes.ok_or_else(|| DataError::annotation(path, "no `classes` list"))
+/// Streams the elements of the top-level array `key`; an error when the key is missing.
+fn stream_list(
+    path: &Path,
+    key: &str,
+    each: &mut dyn FnMut(usize, &serde_json::value::RawValue) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let mut found = false;
+    stream::read_object(path, &|k| if k == key { Field::Stream } else { Field::Skip }, &mut |item| match item {
+        Item::Element { line, raw, .. } => {
+            found = true;
+            each(line, raw)
+        }
+        Item::Value { .. } => Ok(()),
+    })?;
+    // An empty list is found too: a missing key is told apart by a second look only then.
+    if !found && stream::read_value(path, key)?.is_none() {
+        return Err(DataError::annotation(path, format!("no `{key}` list")));
+    }
+    Ok(())
 }
 
-pub(crate) fn mmpretrain_classes(text: &str, path: &Path) -> Result<Vec<String>, DataError> {
-    let list: Mmpretrain<'_> = parse(text, path)?;
-    Ok(list.metainfo.classes)
-}
-
-pub(crate) fn read_json_list(text: &str, path: &Path, labels: &LabelIndex) -> Result<Vec<RawEntry>, DataError> {
-    let list: JsonList<'_> = parse(text, path)?;
-    let mut entries = Vec::with_capacity(list.images.len());
-    let mut lines = LineCounter::new(text);
-    for raw in list.images {
-        let line = line_of(&mut lines, text, raw);
-        let (image, names): (String, Vec<String>) = serde_json::from_str(raw.get())
-            .map_err(|e| DataError::annotation(path, format!("{line}: expected [path, [label, ...]]: {e}")))?;
+pub(crate) fn read_json_list(
+    path: &Path,
+    labels: &LabelIndex,
+    sink: &mut dyn FnMut(RawEntry) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    stream_list(path, "images", &mut |line, raw| {
+        let (image, names): (String, Vec<String>) =
+            stream::parse_raw(raw, path, Some(line), "expected [path, [label, ...]]")?;
         let mut targets = vec![0i8; labels.len()];
         for name in &names {
             targets[labels.require(name, path, line)?] = 1;
         }
-        entries.push(RawEntry { path: image, line, targets });
-    }
-    Ok(entries)
+        sink(RawEntry { path: image, line, targets })
+    })
 }
 
-pub(crate) fn read_mmpretrain(text: &str, path: &Path, labels: &LabelIndex) -> Result<Vec<RawEntry>, DataError> {
-    let list: Mmpretrain<'_> = parse(text, path)?;
-    let classes = list.metainfo.classes;
-    let mut entries = Vec::with_capacity(list.data_list.len());
-    let mut lines = LineCounter::new(text);
-    for raw in list.data_list {
-        let line = line_of(&mut lines, text, raw);
-        let entry: MmEntry = serde_json::from_str(raw.get()).map_err(|e| {
-            DataError::annotation(path, format!("{line}: expected {{\"img_path\", \"gt_label\"}}: {e}"))
-        })?;
+pub(crate) fn read_mmpretrain(
+    path: &Path,
+    labels: &LabelIndex,
+    sink: &mut dyn FnMut(RawEntry) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let classes = mmpretrain_classes(path)?;
+    stream_list(path, "data_list", &mut |line, raw| {
+        let entry: MmEntry = stream::parse_raw(raw, path, Some(line), "expected {\"img_path\", \"gt_label\"}")?;
         let indices = match entry.gt_label {
             GtLabel::One(i) => vec![i],
             GtLabel::Many(v) => v,
@@ -102,7 +100,6 @@ pub(crate) fn read_mmpretrain(text: &str, path: &Path, labels: &LabelIndex) -> R
             })?;
             targets[labels.require(name, path, line)?] = 1;
         }
-        entries.push(RawEntry { path: entry.img_path, line, targets });
-    }
-    Ok(entries)
+        sink(RawEntry { path: entry.img_path, line, targets })
+    })
 }

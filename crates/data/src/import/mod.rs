@@ -4,10 +4,18 @@
 //! Checks shared by all formats: the annotation file's `[checksums]` entry, duplicate images
 //! (error naming both lines), empty splits (error) and labels without a positive image in a split
 //! (a warning naming them, kept in [`Split::labels_without_positives`]).
+//!
+//! Splits are read as streams ([`SplitSource`]): a first pass ([`SplitSource::check`]) runs the
+//! checks, a second ([`SplitSource::for_each`]) hands on the entries; neither holds the split in
+//! memory (duplicates are found by an external sort of path hashes, [`duplicates`]). COCO is the
+//! exception that holds a compact per-image table (see [`coco`]). [`import_split`] collects a
+//! whole split for small datasets and tests.
 
 pub mod coco;
 pub mod csv;
+mod duplicates;
 pub mod json;
+mod stream;
 pub mod voc;
 
 use crate::error::DataError;
@@ -97,11 +105,10 @@ pub fn resolve_labels(manifest: &Manifest, data_root: &Path) -> Result<Vec<Strin
         .ok_or_else(|| DataError::annotation(&manifest.file, "the manifest has no split"))?;
     let path = data_root.join(&first.annotations);
     manifest.verify_checksum(data_root, &path)?;
-    let text = std::fs::read_to_string(&path).map_err(|e| DataError::read(&path, e))?;
     let names = match manifest.source.format {
-        Format::Coco => coco::classes(&text, &path)?,
-        Format::JsonList => json::json_list_classes(&text, &path)?,
-        Format::Mmpretrain => json::mmpretrain_classes(&text, &path)?,
+        Format::Coco => coco::classes(&path)?,
+        Format::JsonList => json::json_list_classes(&path)?,
+        Format::Mmpretrain => json::mmpretrain_classes(&path)?,
         Format::Voc | Format::Csv => {
             return Err(DataError::annotation(&path, "this format carries no label list"));
         }
@@ -110,31 +117,148 @@ pub fn resolve_labels(manifest: &Manifest, data_root: &Path) -> Result<Vec<Strin
     Ok(names)
 }
 
-/// Imports one split: reads the annotations, verifies their checksum, runs the shared checks.
-pub fn import_split(manifest: &Manifest, data_root: &Path, split: &str, labels: &[String]) -> Result<Split, DataError> {
-    let section = manifest.split(split)?;
-    let annotations = data_root.join(&section.annotations);
-    manifest.verify_checksum(data_root, &annotations)?;
-    let index = LabelIndex::new(labels);
-    let source = &manifest.source;
-    let raw = match source.format {
-        Format::Coco => coco::read(&read_text(&annotations)?, &annotations, &index)?,
-        Format::JsonList => json::read_json_list(&read_text(&annotations)?, &annotations, &index)?,
-        Format::Mmpretrain => json::read_mmpretrain(&read_text(&annotations)?, &annotations, &index)?,
-        Format::Csv => csv::read(&read_text(&annotations)?, &annotations, source, &index)?,
-        Format::Voc => {
-            let xml_dir = data_root.join(source.xml_dir.as_deref().unwrap_or(Path::new("")));
-            voc::read(&annotations, &xml_dir, &source.image_extension, &index)?
-        }
-    };
-    let image_dir = match &section.images {
-        Some(dir) => data_root.join(dir),
-        None => data_root.to_path_buf(),
-    };
-    finish_split(split, &annotations, &image_dir, raw, labels)
+/// One split's annotations, read as a stream (see the module docs).
+#[derive(Debug, Clone)]
+pub struct SplitSource<'a> {
+    manifest: &'a Manifest,
+    pub name: String,
+    /// The annotation file (VOC: the image-set list).
+    pub annotations: PathBuf,
+    /// Image paths in the annotations are relative to this directory.
+    pub image_dir: PathBuf,
+    labels: &'a [String],
+    index: LabelIndex,
+    data_root: PathBuf,
 }
 
-/// Imports every split of the manifest.
+/// What the checking pass of a split found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SplitCheck {
+    pub images: u64,
+    /// Labels with no image marked 1 in this split (warned about).
+    pub labels_without_positives: Vec<String>,
+}
+
+impl<'a> SplitSource<'a> {
+    /// Opens split `split` of `manifest` and verifies its annotation file's `[checksums]` entry.
+    pub fn open(
+        manifest: &'a Manifest,
+        data_root: &Path,
+        split: &str,
+        labels: &'a [String],
+    ) -> Result<Self, DataError> {
+        let section = manifest.split(split)?;
+        let annotations = data_root.join(&section.annotations);
+        manifest.verify_checksum(data_root, &annotations)?;
+        let image_dir = match &section.images {
+            Some(dir) => data_root.join(dir),
+            None => data_root.to_path_buf(),
+        };
+        Ok(Self {
+            manifest,
+            name: split.to_string(),
+            annotations,
+            image_dir,
+            labels,
+            index: LabelIndex::new(labels),
+            data_root: data_root.to_path_buf(),
+        })
+    }
+
+    /// Every entry as the annotations write it, in file order.
+    fn raw(&self, sink: &mut dyn FnMut(RawEntry) -> Result<(), DataError>) -> Result<(), DataError> {
+        let path = &self.annotations;
+        let source = &self.manifest.source;
+        match source.format {
+            Format::Coco => coco::read(path, &self.index, sink),
+            Format::JsonList => json::read_json_list(path, &self.index, sink),
+            Format::Mmpretrain => json::read_mmpretrain(path, &self.index, sink),
+            Format::Csv => csv::read(path, source, &self.index, sink),
+            Format::Voc => {
+                let xml_dir = self.data_root.join(source.xml_dir.as_deref().unwrap_or(Path::new("")));
+                voc::read(path, &xml_dir, &source.image_extension, &self.index, sink)
+            }
+        }
+    }
+
+    /// The checking pass: parses every entry, and fails on an empty split or on two entries
+    /// naming the same image; warns about labels without a positive image.
+    pub fn check(&self) -> Result<SplitCheck, DataError> {
+        let mut positives = vec![0u64; self.labels.len()];
+        let mut duplicates = duplicates::DuplicateFinder::new();
+        let mut images = 0u64;
+        self.raw(&mut |entry| {
+            for (count, &t) in positives.iter_mut().zip(&entry.targets) {
+                *count += u64::from(t == 1);
+            }
+            images += 1;
+            duplicates.push(&entry.path)
+        })?;
+        if images == 0 {
+            return Err(DataError::EmptySplit { path: self.annotations.clone(), split: self.name.clone() });
+        }
+        if let Some(duplicate) = duplicates.finish()? {
+            return Err(self.duplicate_error(duplicate));
+        }
+        let labels_without_positives: Vec<String> =
+            self.labels.iter().zip(&positives).filter(|(_, c)| **c == 0).map(|(l, _)| l.clone()).collect();
+        if !labels_without_positives.is_empty() {
+            tracing::warn!(
+                split = %self.name,
+                file = %self.annotations.display(),
+                labels = ?labels_without_positives,
+                "labels without a positive image in this split: their AP is undefined"
+            );
+        }
+        Ok(SplitCheck { images, labels_without_positives })
+    }
+
+    /// Reads the two entries of a duplicate again for the message (lines and the path).
+    fn duplicate_error(&self, duplicate: duplicates::Duplicate) -> DataError {
+        let mut ordinal = 0u64;
+        let mut first_line = 0;
+        let mut found = None;
+        let _ = self.raw(&mut |entry| {
+            if ordinal == duplicate.first {
+                first_line = entry.line;
+            }
+            if ordinal == duplicate.second {
+                found = Some(entry);
+                return Err(DataError::annotation("", "found"));
+            }
+            ordinal += 1;
+            Ok(())
+        });
+        match found {
+            Some(entry) => DataError::DuplicateImage {
+                path: self.annotations.clone(),
+                line: entry.line,
+                first_line,
+                image: entry.path,
+            },
+            None => DataError::annotation(&self.annotations, "changed while it was being read"),
+        }
+    }
+
+    /// The reading pass: hands on every entry, its path joined to the image directory.
+    pub fn for_each(&self, each: &mut dyn FnMut(ImageEntry) -> Result<(), DataError>) -> Result<(), DataError> {
+        self.raw(&mut |entry| each(ImageEntry { path: self.image_dir.join(&entry.path), targets: entry.targets }))
+    }
+}
+
+/// Imports one split into memory: checks it, then collects its entries.
+pub fn import_split(manifest: &Manifest, data_root: &Path, split: &str, labels: &[String]) -> Result<Split, DataError> {
+    let source = SplitSource::open(manifest, data_root, split, labels)?;
+    let check = source.check()?;
+    let mut images = Vec::with_capacity(usize::try_from(check.images).unwrap_or_default());
+    source.for_each(&mut |entry| {
+        images.push(entry);
+        Ok(())
+    })?;
+    Ok(Split { name: split.into(), images, labels_without_positives: check.labels_without_positives })
+}
+
+/// Imports every split of the manifest into memory.
 pub fn import(manifest: &Manifest, data_root: &Path) -> Result<Dataset, DataError> {
     let labels = resolve_labels(manifest, data_root)?;
     let splits = manifest
@@ -143,56 +267,4 @@ pub fn import(manifest: &Manifest, data_root: &Path) -> Result<Dataset, DataErro
         .map(|name| import_split(manifest, data_root, name, &labels))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Dataset { labels, splits })
-}
-
-fn read_text(path: &Path) -> Result<String, DataError> {
-    std::fs::read_to_string(path).map_err(|e| DataError::read(path, e))
-}
-
-fn finish_split(
-    name: &str,
-    annotations: &Path,
-    image_dir: &Path,
-    raw: Vec<RawEntry>,
-    labels: &[String],
-) -> Result<Split, DataError> {
-    if raw.is_empty() {
-        return Err(DataError::EmptySplit { path: annotations.to_path_buf(), split: name.into() });
-    }
-    let mut first_line: HashMap<&str, usize> = HashMap::with_capacity(raw.len());
-    for entry in &raw {
-        if let Some(&first) = first_line.get(entry.path.as_str()) {
-            return Err(DataError::DuplicateImage {
-                path: annotations.to_path_buf(),
-                line: entry.line,
-                first_line: first,
-                image: entry.path.clone(),
-            });
-        }
-        first_line.insert(&entry.path, entry.line);
-    }
-    let mut positives = vec![0usize; labels.len()];
-    for entry in &raw {
-        for (count, &t) in positives.iter_mut().zip(&entry.targets) {
-            *count += usize::from(t == 1);
-        }
-    }
-    let labels_without_positives: Vec<String> =
-        labels.iter().zip(&positives).filter(|(_, c)| **c == 0).map(|(l, _)| l.clone()).collect();
-    if !labels_without_positives.is_empty() {
-        tracing::warn!(
-            split = name,
-            file = %annotations.display(),
-            labels = ?labels_without_positives,
-            "labels without a positive image in this split: their AP is undefined"
-        );
-    }
-    let images =
-        raw.into_iter().map(|entry| ImageEntry { path: image_dir.join(&entry.path), targets: entry.targets }).collect();
-    Ok(Split { name: name.into(), images, labels_without_positives })
-}
-
-/// Byte offset of `inner` inside `outer` (both from the same allocation), for line numbers.
-pub(crate) fn offset_in(outer: &str, inner: &str) -> usize {
-    (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
 }

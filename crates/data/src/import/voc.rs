@@ -44,18 +44,39 @@ pub(crate) fn read_xml(xml: &Path, default_name: &str, labels: &LabelIndex) -> R
     Ok((file_name, targets))
 }
 
+/// Ids read from the image-set list and parsed in parallel per chunk, handed on in list order.
+const XML_CHUNK: usize = 256;
+
 pub(crate) fn read(
     image_set: &Path,
     xml_dir: &Path,
     image_extension: &str,
     labels: &LabelIndex,
-) -> Result<Vec<RawEntry>, DataError> {
-    let ids = read_image_set(image_set)?;
-    ids.par_iter()
-        .map(|(id, line)| {
-            let default_name = format!("{id}.{image_extension}");
-            let (path, targets) = read_xml(&xml_dir.join(format!("{id}.xml")), &default_name, labels)?;
-            Ok(RawEntry { path, line: *line, targets })
-        })
-        .collect()
+    sink: &mut dyn FnMut(RawEntry) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let file = std::fs::File::open(image_set).map_err(|e| DataError::read(image_set, e))?;
+    let reader = std::io::BufReader::with_capacity(super::stream::READ_BUFFER, file);
+    let mut ids: Vec<(String, usize)> = Vec::with_capacity(XML_CHUNK);
+    let mut flush = |ids: &mut Vec<(String, usize)>| -> Result<(), DataError> {
+        let entries = ids
+            .par_iter()
+            .map(|(id, line)| {
+                let default_name = format!("{id}.{image_extension}");
+                let (path, targets) = read_xml(&xml_dir.join(format!("{id}.xml")), &default_name, labels)?;
+                Ok(RawEntry { path, line: *line, targets })
+            })
+            .collect::<Result<Vec<_>, DataError>>()?;
+        ids.clear();
+        entries.into_iter().try_for_each(&mut *sink)
+    };
+    for (i, line) in std::io::BufRead::lines(reader).enumerate() {
+        let line = line.map_err(|e| DataError::read(image_set, e))?;
+        if let Some(id) = line.split_whitespace().next() {
+            ids.push((id.to_string(), i + 1));
+        }
+        if ids.len() >= XML_CHUNK {
+            flush(&mut ids)?;
+        }
+    }
+    flush(&mut ids)
 }

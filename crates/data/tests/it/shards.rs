@@ -4,7 +4,7 @@ use crate::{Fixture, no_progress};
 use sspa_config::OnBadImage;
 use sspa_data::import::import;
 use sspa_data::loader::{LoaderConfig, build_batch, epoch_order};
-use sspa_data::shard::{WriteOptions, write_shards};
+use sspa_data::shard::{WriteOptions, shard_manifest, write_shards};
 use sspa_data::{DataError, Geometry, Loader, ShardRequest, open_shards};
 
 const COLOURS: [[u8; 3]; 10] = [
@@ -22,6 +22,10 @@ const COLOURS: [[u8; 3]; 10] = [
 
 /// Ten solid-colour images of various sizes in a train and a test split (same files).
 fn solid_dataset(fixture: &Fixture) -> sspa_data::Dataset {
+    import(&solid_manifest(fixture), fixture.root()).expect("import")
+}
+
+fn solid_manifest(fixture: &Fixture) -> sspa_data::Manifest {
     let mut entries = Vec::new();
     for (i, colour) in COLOURS.iter().enumerate() {
         let (w, h) = (20 + 13 * i as u32, 60 - 3 * i as u32);
@@ -34,7 +38,7 @@ fn solid_dataset(fixture: &Fixture) -> sspa_data::Dataset {
         entries.push(format!("[\"{i}.png\", {}]", serde_json::to_string(&labels).expect("json")));
     }
     fixture.write("list.json", &format!("{{\"images\": [\n{}\n]}}", entries.join(",\n")));
-    let manifest = fixture.manifest(
+    fixture.manifest(
         r#"
 name = "solid"
 domain = "test"
@@ -49,14 +53,11 @@ images = "img"
 annotations = "list.json"
 images = "img"
 "#,
-    );
-    import(&manifest, fixture.root()).expect("import")
+    )
 }
 
-fn write(fixture: &Fixture, out: &std::path::Path) -> sspa_data::ShardSummary {
-    let dataset = solid_dataset(fixture);
-    // Splits come sorted by name: test, train.
-    let options = WriteOptions {
+fn solid_options(fixture: &Fixture) -> WriteOptions {
+    WriteOptions {
         dataset: "solid".into(),
         geometry: Geometry::for_preset("clip-rn50", 32).expect("preset"),
         shard_size: 3,
@@ -64,8 +65,13 @@ fn write(fixture: &Fixture, out: &std::path::Path) -> sspa_data::ShardSummary {
         threads: Some(2),
         data_root: fixture.root().to_path_buf(),
         failure_report_dir: None,
-    };
-    write_shards(&dataset, &[false, true], &options, out, &no_progress).expect("shards")
+    }
+}
+
+fn write(fixture: &Fixture, out: &std::path::Path) -> sspa_data::ShardSummary {
+    let dataset = solid_dataset(fixture);
+    // Splits come sorted by name: test, train.
+    write_shards(&dataset, &[false, true], &solid_options(fixture), out, &no_progress).expect("shards")
 }
 
 const MEAN: [f32; 3] = [0.5, 0.25, 0.75];
@@ -120,6 +126,71 @@ fn shards_round_trip_with_checksums() {
     bytes[5] ^= 1;
     std::fs::write(&shard, bytes).expect("tamper");
     assert!(matches!(set.verify(), Err(DataError::ChecksumMismatch { .. })));
+}
+
+#[test]
+fn streamed_shards_equal_in_memory_shards() {
+    let fixture = Fixture::new();
+    let memory = tempfile::tempdir().expect("out");
+    let streamed = tempfile::tempdir().expect("out");
+    let from_memory = write(&fixture, memory.path());
+    let manifest = solid_manifest(&fixture);
+    let from_stream = shard_manifest(
+        &manifest,
+        fixture.root(),
+        &|split| split == "train",
+        &solid_options(&fixture),
+        streamed.path(),
+        &no_progress,
+    )
+    .expect("streamed shards");
+    assert_eq!(serde_json::to_value(&from_memory).expect("json"), serde_json::to_value(&from_stream).expect("json"));
+    for file in ["shards.json", "index.parquet", "test/shard-00000.bin", "train/shard-00003.bin"] {
+        let a = std::fs::read(memory.path().join(file)).expect("memory file");
+        let b = std::fs::read(streamed.path().join(file)).expect("streamed file");
+        assert!(a == b, "{file} differs");
+    }
+}
+
+#[test]
+fn streamed_sharding_fails_on_bad_annotations_before_writing_shards() {
+    let fixture = Fixture::new();
+    let manifest = solid_manifest(&fixture);
+    let list = std::fs::read_to_string(fixture.root().join("list.json")).expect("list");
+    fixture.write("list.json", &list.replace("[\"7.png\"", "[\"2.png\""));
+    let out = tempfile::tempdir().expect("out");
+    let error =
+        shard_manifest(&manifest, fixture.root(), &|_| false, &solid_options(&fixture), out.path(), &no_progress)
+            .expect_err("duplicate");
+    match error {
+        DataError::DuplicateImage { line, first_line, image, .. } => {
+            assert_eq!((line, first_line, image.as_str()), (9, 4, "2.png"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(out.path()).expect("out").count(), 0, "nothing written");
+}
+
+#[test]
+fn loader_tensors_match_the_batches() {
+    let fixture = Fixture::new();
+    let out = tempfile::tempdir().expect("out");
+    write(&fixture, out.path());
+    let split = open_shards(out.path()).expect("open").split("train").expect("split");
+    let config = LoaderConfig { drop_last: false, ..LoaderConfig::train(4, 24, MEAN, STD, 3) };
+    let device = burn::prelude::Device::default();
+    let batches: Vec<_> = Loader::new(&split, &config, 2).expect("loader").collect::<Result<_, _>>().expect("batches");
+    let tensors: Vec<_> =
+        Loader::new(&split, &config, 2).expect("loader").tensors(&device).collect::<Result<_, _>>().expect("tensors");
+    assert_eq!(tensors.len(), batches.len());
+    for (batch, tensor) in batches.iter().zip(&tensors) {
+        assert_eq!(tensor.images.dims(), batch.shape);
+        assert_eq!(tensor.targets.dims(), [batch.shape[0], 3]);
+        assert_eq!(tensor.rows, batch.rows);
+        assert_eq!(tensor.images.to_data().try_to_vec::<f32>().expect("f32"), batch.images);
+        let targets: Vec<i64> = tensor.targets.to_data().convert::<i64>().try_to_vec().expect("int");
+        assert_eq!(targets, batch.targets.iter().map(|&t| i64::from(t)).collect::<Vec<_>>());
+    }
 }
 
 #[test]

@@ -1,0 +1,84 @@
+//! Small helpers turning checkpoint tensors into burn layers (PyTorch `[out, in]` weights are
+//! transposed to burn's `[in, out]`).
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::prelude::*;
+use sspa_encoders::weights::Checkpoint;
+
+/// A [`Linear`] from a PyTorch `{prefix}.weight` `[out, in]` and `{prefix}.bias` `[out]`.
+pub(crate) fn linear(
+    checkpoint: &mut Checkpoint,
+    prefix: &str,
+    inputs: usize,
+    outputs: usize,
+    device: &Device,
+) -> Linear {
+    let weight = checkpoint.take(&format!("{prefix}.weight"), [outputs, inputs], device);
+    let bias = checkpoint.take(&format!("{prefix}.bias"), [outputs], device);
+    Linear { weight: Param::from_tensor(weight.transpose()), bias: Some(Param::from_tensor(bias)) }
+}
+
+/// A [`Linear`] `inputs → 3 · inputs` from three PyTorch projections (HF `q_proj`, `k_proj`,
+/// `v_proj`), concatenated as PyTorch's fused `in_proj_weight`.
+pub(crate) fn fused_linear(checkpoint: &mut Checkpoint, prefixes: [&str; 3], width: usize, device: &Device) -> Linear {
+    let mut weights = Vec::with_capacity(3);
+    let mut biases = Vec::with_capacity(3);
+    for prefix in prefixes {
+        weights.push(checkpoint.take::<2>(&format!("{prefix}.weight"), [width, width], device));
+        biases.push(checkpoint.take::<1>(&format!("{prefix}.bias"), [width], device));
+    }
+    Linear {
+        weight: Param::from_tensor(Tensor::cat(weights, 0).transpose()),
+        bias: Some(Param::from_tensor(Tensor::cat(biases, 0))),
+    }
+}
+
+/// A [`Linear`] `inputs → 3 · inputs` from PyTorch `nn.MultiheadAttention`'s
+/// `in_proj_weight` `[3W, W]` and `in_proj_bias` `[3W]`.
+pub(crate) fn in_projection(checkpoint: &mut Checkpoint, prefix: &str, width: usize, device: &Device) -> Linear {
+    let weight = checkpoint.take(&format!("{prefix}.in_proj_weight"), [3 * width, width], device);
+    let bias = checkpoint.take(&format!("{prefix}.in_proj_bias"), [3 * width], device);
+    Linear { weight: Param::from_tensor(weight.transpose()), bias: Some(Param::from_tensor(bias)) }
+}
+
+/// A [`LayerNorm`] from `{prefix}.weight` and `{prefix}.bias`.
+pub(crate) fn layer_norm(
+    checkpoint: &mut Checkpoint,
+    prefix: &str,
+    width: usize,
+    epsilon: f64,
+    device: &Device,
+) -> LayerNorm {
+    let mut norm = LayerNormConfig::new(width).with_epsilon(epsilon).init(device);
+    norm.gamma = Param::from_tensor(checkpoint.take(&format!("{prefix}.weight"), [width], device));
+    norm.beta = Some(Param::from_tensor(checkpoint.take(&format!("{prefix}.bias"), [width], device)));
+    norm
+}
+
+/// A projection matrix `[inputs, outputs]` applied as `x · P`: OpenAI stores it so
+/// (`text_projection`, `visual.proj`), HF stores a bias-free `nn.Linear` weight `[outputs, inputs]`.
+pub(crate) fn projection(
+    checkpoint: &mut Checkpoint,
+    key: &str,
+    inputs: usize,
+    outputs: usize,
+    pytorch_linear: bool,
+    device: &Device,
+) -> Param<Tensor<2>> {
+    let matrix = if pytorch_linear {
+        checkpoint.take::<2>(key, [outputs, inputs], device).transpose()
+    } else {
+        checkpoint.take::<2>(key, [inputs, outputs], device)
+    };
+    Param::from_tensor(matrix)
+}
+
+/// The two key layouts the loaders read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLayout {
+    /// OpenAI / OpenCLIP `state_dict` names (`transformer.resblocks.N.attn.in_proj_weight`, …).
+    OpenAi,
+    /// HF `transformers` `CLIPModel` names (`text_model.encoder.layers.N.self_attn.q_proj`, …).
+    Hf,
+}

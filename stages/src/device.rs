@@ -126,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn cpu_is_flex_and_mixed_precision_needs_cuda() {
+    fn cpu_is_flex_and_mixed_precision_needs_libtorch() {
         assert!(select(&section("cpu", "f32")).is_ok());
         assert_eq!(select(&section("cpu", "mixed")).err(), Some(DeviceError::MixedOnFlex { device: "cpu".into() }));
         assert!(matches!(select(&section("cpu", "fp8")), Err(DeviceError::UnknownPrecision { .. })));

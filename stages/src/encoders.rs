@@ -88,17 +88,20 @@ pub fn weight_files(location: &Path, text_minilm: bool) -> Result<Vec<PathBuf>, 
     )))
 }
 
-/// BLAKE3 over the files of a location (names and contents).
+/// BLAKE3 over the files of a location (names and contents), memory-mapped rather than read into
+/// memory (CLIP checkpoints are hundreds of MB).
 pub fn weights_hash(files: &[PathBuf]) -> Result<String, Error> {
+    let unreadable = |file: &Path, e: std::io::Error| {
+        Error::Unsupported(format!("reading encoder weights `{}`: {e}", file.display()))
+    };
     let mut hasher = blake3::Hasher::new();
     for file in files {
-        let bytes = std::fs::read(file)
-            .map_err(|e| Error::Unsupported(format!("reading encoder weights `{}`: {e}", file.display())))?;
         if files.len() > 1 {
+            let length = std::fs::metadata(file).map_err(|e| unreadable(file, e))?.len();
             hasher.update(file.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
-            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(&length.to_le_bytes());
         }
-        hasher.update(&bytes);
+        hasher.update_mmap(file).map_err(|e| unreadable(file, e))?;
     }
     Ok(hasher.finalize().to_hex().to_string())
 }

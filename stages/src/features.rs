@@ -130,6 +130,7 @@ pub fn prepare(
     ctx: &StageContext,
     model: &sspa_config::ModelSection,
     shard_dir: &Path,
+    device: &Device,
 ) -> Result<(FeatureManifest, FeatureSet, FeatureSet), StageError> {
     if !model.freeze_image_encoder {
         return Err(
@@ -162,9 +163,7 @@ pub fn prepare(
     let (train, test) = match cached {
         Some(pair) => pair,
         None => {
-            let train: sspa_config::TrainSection = ctx.section("train")?;
-            let device = crate::device::select(&train)?;
-            let encoder = ImageModel::load(model, &location, &device)?;
+            let encoder = ImageModel::load(model, &location, device)?;
             let shards = open_shards(shard_dir)?;
             let mean_std = sspa_data::mean_std(&model.preset)?;
             let total = shards.split("train")?.len() + shards.split("test")?.len();
@@ -172,8 +171,8 @@ pub fn prepare(
             ctx.progress.set_message(format!("encoding images ({})", encoder.name()));
             let started = std::time::Instant::now();
             let mut done = 0;
-            let train = encode_split(ctx, &encoder, &shards, "train", model.image_size, mean_std, &device, &mut done)?;
-            let test = encode_split(ctx, &encoder, &shards, "test", model.image_size, mean_std, &device, &mut done)?;
+            let train = encode_split(ctx, &encoder, &shards, "train", model.image_size, mean_std, device, &mut done)?;
+            let test = encode_split(ctx, &encoder, &shards, "test", model.image_size, mean_std, device, &mut done)?;
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(
                 "image features: {} train + {} test images, N = {}, c = {} in {seconds:.1} s ({:.1} images/s)",

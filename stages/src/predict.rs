@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use fast_image_resize::Resizer;
+use sspa_data::loader::eval_values;
 use sspa_data::preprocess::{decode, fit};
-use sspa_data::{Geometry, mean_std};
+use sspa_data::{Geometry, LoaderConfig, mean_std};
 use sspa_train::{FeatureSet, Predictor, Weights};
 
 use crate::encoders::{ImageModel, image_location, weight_files, weights_hash};
@@ -89,8 +90,8 @@ pub struct ImagePredictor {
     predictor: Predictor,
     encoder: ImageModel,
     geometry: Geometry,
-    mean: [f32; 3],
-    std: [f32; 3],
+    /// The evaluation loader's settings (size, mean/std).
+    loader: LoaderConfig,
     device: Device,
 }
 
@@ -125,7 +126,8 @@ impl ImagePredictor {
         }
         let geometry = Geometry::for_model(model)?;
         let (mean, std) = mean_std(&model.preset)?;
-        Ok(Self { predictor, encoder, geometry, mean, std, device })
+        let loader = LoaderConfig::eval(BATCH, geometry.image_size, mean, std);
+        Ok(Self { predictor, encoder, geometry, loader, device })
     }
 
     /// Label names in the order of each result's probabilities.
@@ -133,20 +135,12 @@ impl ImagePredictor {
         self.predictor.labels()
     }
 
-    /// Normalised CHW pixels of one image, as the evaluate stage sees a test image.
+    /// Normalised CHW pixels of one image, as the evaluate stage sees a test image: the shard
+    /// stage's evaluation fit, then the evaluation loader's sampling.
     fn prepare(&self, resizer: &mut Resizer, path: &Path) -> Result<Vec<f32>, String> {
         let pixels = decode(path).map_err(|reason| reason.to_string())?;
         let fitted = fit(resizer, pixels, &self.geometry, false).map_err(|reason| reason.to_string())?;
-        let size = self.geometry.image_size as usize;
-        let plane = size * size;
-        let mut chw = vec![0f32; 3 * plane];
-        for (index, rgb) in fitted.pixels.chunks_exact(3).enumerate() {
-            for channel in 0..3 {
-                chw[channel * plane + index] =
-                    (f32::from(rgb[channel]) / 255.0 - self.mean[channel]) / self.std[channel];
-            }
-        }
-        Ok(chw)
+        Ok(eval_values(&fitted, &self.loader))
     }
 
     /// Scores every image of `paths`; `done` is called after each batch with the images done.

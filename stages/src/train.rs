@@ -146,7 +146,9 @@ impl Stage for Train {
         let labels = sspa_data::open_shards(shard_dir)?.labels().to_vec();
         let text = knowledge(&ctx.input("embed")?.join("embeddings.parquet"), &labels)?;
 
-        let (manifest, train_all, _test) = features::prepare(ctx, &model, shard_dir)?;
+        // The backend, chosen once for image features, the text encoder and training.
+        let device = crate::device::select(&train_section)?;
+        let (manifest, train_all, _test) = features::prepare(ctx, &model, shard_dir, &device)?;
 
         // Seeded 10 % validation slice of the train split.
         let order = sspa_train::epoch_permutation(train_section.seed ^ 0x7661_6c69_6461_7465, 0, train_all.len());
@@ -170,12 +172,11 @@ impl Stage for Train {
 
         let encoder: Box<dyn PromptTextEncoder> = if ablation.cap {
             // The prompts live on the autodiff device the loop trains on; so must the encoder.
-            let device = crate::device::select(&train_section)?.autodiff();
+            let device = device.clone().autodiff();
             let prompts = Prompted { encoder: TextModel::load(&model, &ctx.project_root, &device)? };
             prompts.check(model.prompt_tokens as usize, &labels, &device)?;
             Box::new(prompts)
         } else {
-            let device = crate::device::select(&train_section)?;
             let text_model = TextModel::load(&model, &ctx.project_root, &device)?;
             let texts: Vec<String> = labels.iter().map(|label| format!("A photo of a {label}.")).collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -202,7 +203,7 @@ impl Stage for Train {
         };
         let checkpoints = ctx.state_dir.join("checkpoints").join(&run_key[..16]);
         let mut options = TrainOptions::new(&checkpoints, &ctx.out_dir);
-        options.device = crate::device::select(&train_section)?;
+        options.device = device;
         let progress = |done: u64, total: u64, message: &str| {
             ctx.progress.update(done, total);
             ctx.progress.set_message(message.to_owned());

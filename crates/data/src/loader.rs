@@ -276,10 +276,7 @@ pub fn build_batch(split: &SplitReader, config: &LoaderConfig, epoch: u64, rows:
             Some(augment) => {
                 (random_resized_crop(&mut rng, w, h, augment), rng.unit() < f64::from(augment.flip_probability))
             }
-            None => {
-                let side = w.min(h);
-                (((w - side) / 2.0, (h - side) / 2.0, side, side), false)
-            }
+            None => (centre_square(w, h), false),
         };
         let out = &mut images[slot * 3 * plane..(slot + 1) * 3 * plane];
         sample(&pixels, record.width as usize, record.height as usize, crop, flip, size, config, out);
@@ -319,6 +316,27 @@ fn random_resized_crop(rng: &mut SplitMix64, w: f32, h: f32, augment: &Augment) 
         (w, h)
     };
     ((w - cw) / 2.0, (h - ch) / 2.0, cw, ch)
+}
+
+/// The values the evaluation loader (`config.augment = None`) produces for one image already
+/// fitted by the shard stage's policy (`preprocess::fit(.., train = false)`): centre square,
+/// bilinear to `config.image_size`, normalised. For images that never went through a shard
+/// (`sspa-pipe predict`), so they are prepared exactly as test images are.
+///
+/// # Shapes
+/// - output: `[3, S, S]` row-major, `S = config.image_size`
+pub fn eval_values(image: &crate::preprocess::RgbPixels, config: &LoaderConfig) -> Vec<f32> {
+    let size = config.image_size as usize;
+    let mut out = vec![0f32; 3 * size * size];
+    let crop = centre_square(image.width as f32, image.height as f32);
+    sample(&image.pixels, image.width as usize, image.height as usize, crop, false, size, config, &mut out);
+    out
+}
+
+/// The largest centred square `(left, top, width, height)` of a `w × h` image.
+fn centre_square(w: f32, h: f32) -> (f32, f32, f32, f32) {
+    let side = w.min(h);
+    ((w - side) / 2.0, (h - side) / 2.0, side, side)
 }
 
 /// Bilinear sampling of `crop` into an `size²` CHW block, normalised, optionally mirrored.

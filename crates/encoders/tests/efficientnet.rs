@@ -25,13 +25,7 @@ fn features_and_classes_match_the_torch_reference_on_two_photos() {
     assert_eq!(preprocess.std.to_vec(), common::floats(&fixture["normalisation"]["std"]));
 
     let names = ["kafka", "chelsea"];
-    let images: Vec<_> = names
-        .iter()
-        .map(|name| {
-            let file = fixture["images"][name]["file"].as_str().unwrap();
-            image::open(common::fixtures().join(file)).unwrap().to_rgb8()
-        })
-        .collect();
+    let images = common::fixture_photos(&fixture, &names);
     let batch = preprocess.batch_exact(&images, &device).unwrap();
     let features = model.forward(batch);
     assert_eq!(features.patches.dims(), [2, 49, 1280]);

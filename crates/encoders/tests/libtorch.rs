@@ -34,13 +34,7 @@ fn efficientnet_on_libtorch_matches_the_torch_reference() {
     let model = EfficientNetLite0::load(&dir, &device).unwrap();
     let fixture = common::fixture_json("efficientnet_lite0.json");
     let names = ["kafka", "chelsea"];
-    let images: Vec<_> = names
-        .iter()
-        .map(|name| {
-            let file = fixture["images"][name]["file"].as_str().unwrap();
-            image::open(common::fixtures().join(file)).unwrap().to_rgb8()
-        })
-        .collect();
+    let images = common::fixture_photos(&fixture, &names);
     let batch = ImagePreprocess::default().batch_exact(&images, &device).unwrap();
     let global = values(model.forward(batch).global);
     let mut worst = 0.0_f32;

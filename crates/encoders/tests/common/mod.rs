@@ -37,3 +37,14 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// The fixture's 224×224 crops of the named photos (`images.<name>.file` in `fixture`), decoded.
+pub fn fixture_photos(fixture: &serde_json::Value, names: &[&str]) -> Vec<image::RgbImage> {
+    names
+        .iter()
+        .map(|name| {
+            let file = fixture["images"][name]["file"].as_str().unwrap();
+            image::open(fixtures().join(file)).unwrap().to_rgb8()
+        })
+        .collect()
+}

@@ -456,4 +456,59 @@ fn clip_preset_runs_end_to_end_and_predicts() {
     assert_eq!(lines.len(), 3, "header + top 2: {stdout}");
     assert_eq!(lines[0], "image,label,probability");
     assert!(lines[1].starts_with("data/fashion-mosaic/test/000001.png,"), "{stdout}");
+
+    // The same run with the image encoder trained: train and what follows re-run; features come
+    // from the run's own encoder, and predict uses it.
+    assert!(clip.contains("freeze_image_encoder = true"), "the demo's freeze line");
+    std::fs::write(&config, clip.replace("freeze_image_encoder = true", "freeze_image_encoder = false"))
+        .expect("write");
+    let out = bin()
+        .current_dir(dir.path())
+        .env("SSPA_LLM_URL", &llm)
+        .args(["run", "domains/demo.toml", "--json"])
+        .output()
+        .expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(&stdout).expect("run record");
+    let status = |name: &str| {
+        record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == name)).expect("stage")["status"].clone()
+    };
+    assert_eq!((status("shard"), status("train"), status("evaluate")), ("skipped".into(), "ran".into(), "ran".into()));
+    let train_dir = PathBuf::from(
+        record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == "train")).expect("train")["output_dir"]
+            .as_str()
+            .expect("dir"),
+    );
+    let features: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(train_dir.join("features.json")).expect("features")).expect("json");
+    assert_eq!((features["encoder"].as_str(), features["fine_tuned"].as_bool()), (Some("clip-vit"), Some(true)));
+    assert!(features["test"].is_null(), "no feature cache: {features}");
+    let config_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(train_dir.join("config.json")).expect("config")).expect("json");
+    assert_eq!(config_json["backbone"]["kind"], "clip-vit", "config.json records the trained encoder");
+    let run_dir = dir.path().join("work/demo/runs").join(record["run_id"].as_str().expect("run id"));
+    let metrics: serde_json::Value =
+        serde_json::from_slice(
+            &std::fs::read(
+                PathBuf::from(
+                    record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == "evaluate")).expect("eval")
+                        ["output_dir"]
+                        .as_str()
+                        .expect("dir"),
+                )
+                .join("metrics.json"),
+            )
+            .expect("metrics"),
+        )
+        .expect("json");
+    assert!(metrics["raw"]["mAP"].is_number() && metrics["ema"].is_object(), "{metrics}");
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["predict", "--run", run_dir.to_str().expect("utf-8"), "data/fashion-mosaic/test/000001.png"])
+        .output()
+        .expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("000001.png"), "{stdout}");
 }

@@ -1,5 +1,6 @@
-//! `evaluate`: scores the `evaluate.split` features (cached by the train stage) with the raw and
-//! the EMA head → `scores.parquet` (raw), `scores_ema.parquet`, `targets.parquet`,
+//! `evaluate`: scores the `evaluate.split` features (cached by the train stage, or, when the image
+//! encoder was trained, computed here by the run's raw and EMA encoders) with the raw and the EMA
+//! head → `scores.parquet` (raw), `scores_ema.parquet`, `targets.parquet`,
 //! `metrics.json = {"raw": Report, "ema": Report}` (sspa-metrics) and `maps.json`
 //! ([`sspa_report::maps::MapsFile`]): the raw head's aggregator patch weights and S→V gate
 //! magnitudes for a few test images, which the report stage draws (SSPA Figs. 7–8).
@@ -49,10 +50,18 @@ impl Stage for Evaluate {
             }
         };
         ctx.progress.set_length(4);
-        ctx.progress.set_message(format!("loading `{}` features", section.split));
-        let features = FeatureManifest::load(split)?;
+        let cached = if manifest.fine_tuned {
+            None
+        } else {
+            ctx.progress.set_message(format!("loading `{}` features", section.split));
+            let split = split.as_ref().ok_or("features.json names no feature cache (rerun the train stage)")?;
+            Some(FeatureManifest::load(split)?)
+        };
         ctx.progress.inc(1);
-        let device = Device::flex();
+        // A trained encoder runs on the device it was trained on, where this build and machine
+        // have it (the same settings as training, as one process may run both); cached features
+        // are scored on the CPU.
+        let device = if manifest.fine_tuned { training_device(train_dir) } else { Device::flex() };
         let mut reports = serde_json::Map::new();
         let mut targets_written = false;
         let mut raw = None;
@@ -62,10 +71,19 @@ impl Stage for Evaluate {
             if ctx.cancelled() {
                 return Err("cancelled".into());
             }
-            ctx.progress.set_message(format!("scoring with the {name} weights"));
             let predictor = Predictor::load(train_dir, weights, &device)?;
+            let encoded;
+            let features = match &cached {
+                Some(features) => features,
+                None => {
+                    ctx.progress.set_message(format!("encoding `{}` with the {name} image encoder", section.split));
+                    encoded = encode_with_run(ctx, &predictor, &section.split, manifest.image_size, &device)?;
+                    &encoded
+                }
+            };
+            ctx.progress.set_message(format!("scoring with the {name} weights"));
             let labels = predictor.labels().to_vec();
-            let scores = predictor.predict(&features)?;
+            let scores = predictor.predict(features)?;
             let data = EvalData::from_row_major(features.ids.clone(), labels, &scores, &features.targets)?;
             let report = sspa_metrics::evaluate_data(&data, &options)?;
             tracing::info!("evaluate ({name}): mAP {:.2} on {} images", report.mean_average_precision, data.n_images());
@@ -76,15 +94,20 @@ impl Stage for Evaluate {
             }
             reports.insert(name.to_owned(), serde_json::to_value(&report)?);
             if weights == Weights::Raw {
-                raw = Some((predictor, scores));
+                let features = if cached.is_some() { None } else { Some(features.clone()) };
+                raw = Some((predictor, scores, features));
             }
             ctx.progress.inc(1);
         }
         sspa_dag::write_json_atomic(&ctx.out_dir.join(METRICS_FILE), &serde_json::Value::Object(reports))?;
 
         ctx.progress.set_message("attention and gate maps");
-        let (predictor, scores) = raw.ok_or("the raw weights were not scored")?;
-        let maps = attention_maps(&predictor, &features, &scores, &section.split, ctx.input("shard")?)?;
+        let (predictor, scores, encoded) = raw.ok_or("the raw weights were not scored")?;
+        let features = match (&cached, &encoded) {
+            (Some(features), _) | (None, Some(features)) => features,
+            (None, None) => return Err("the raw weights' features were not kept".into()),
+        };
+        let maps = attention_maps(&predictor, features, &scores, &section.split, ctx.input("shard")?)?;
         tracing::info!(
             "evaluate: maps of {} images{}",
             maps.images.len(),
@@ -94,6 +117,37 @@ impl Stage for Evaluate {
         ctx.progress.inc(1);
         Ok(())
     }
+}
+
+/// The device and precision `config.json` records for training, or the CPU where this build or
+/// machine cannot use them.
+fn training_device(train_dir: &std::path::Path) -> Device {
+    let chosen = sspa_train::ModelConfig::load(&train_dir.join(sspa_train::files::CONFIG))
+        .map_err(|e| e.to_string())
+        .and_then(|config| crate::device::select(&config.train).map_err(|e| e.to_string()));
+    chosen.unwrap_or_else(|reason| {
+        tracing::warn!("evaluate: encoding on the CPU ({reason})");
+        Device::flex()
+    })
+}
+
+/// The evaluation split's features under the run's own trained image encoder (raw or EMA, as
+/// `predictor` was loaded), through the evaluation loader at the trained input size.
+fn encode_with_run(
+    ctx: &StageContext,
+    predictor: &Predictor,
+    split: &str,
+    image_size: u32,
+    device: &Device,
+) -> Result<FeatureSet, StageError> {
+    let backbone = predictor
+        .backbone()
+        .ok_or("features.json says the image encoder was trained, but the run's weights hold none")?;
+    let shards = sspa_data::open_shards(ctx.input("shard")?)?;
+    let mean_std = sspa_data::mean_std(&predictor.config().model.preset)?;
+    let forward = |images| backbone.forward(images);
+    let mut done = 0;
+    crate::features::encode_split(ctx, &forward, &shards, split, image_size, mean_std, device, &mut done)
 }
 
 /// A tensor's values as `f32`, row-major.

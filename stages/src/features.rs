@@ -1,4 +1,8 @@
-//! Frozen image features for the train and evaluate stages.
+//! Image features for the train and evaluate stages.
+//!
+//! With `model.freeze_image_encoder = false` nothing is cached: the encoder is trained with the
+//! head ([`crate::finetune`]) and the evaluate stage encodes its split with the run's own (raw and
+//! EMA) encoder through [`encode_split`].
 //!
 //! With `model.freeze_image_encoder = true` the preset's image encoder ([`crate::encoders`]) runs
 //! once over the shard stage's train and test splits (eval loader: no augmentation,
@@ -16,6 +20,7 @@ use crate::encoders::{ImageModel, image_location, weight_files, weights_hash};
 use serde::{Deserialize, Serialize};
 use sspa_dag::{StageContext, StageError};
 use sspa_data::{Loader, LoaderConfig, open_shards};
+use sspa_encoders::ImageFeatures;
 use sspa_train::FeatureSet;
 use std::path::{Path, PathBuf};
 
@@ -41,13 +46,19 @@ pub struct CachedSplit {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeatureManifest {
     pub encoder: String,
+    /// BLAKE3 of the pretrained encoder weights the run started from.
     pub weights_hash: String,
     pub image_size: u32,
     /// Feature width `c` of the encoder.
     pub width: usize,
     pub patches_per_image: usize,
-    pub train: CachedSplit,
-    pub test: CachedSplit,
+    /// The image encoder was trained with the head (`model.freeze_image_encoder = false`): it is
+    /// in the run's weights, and features are computed from them (raw and EMA differ), not cached.
+    #[serde(default)]
+    pub fine_tuned: bool,
+    /// Cached frozen-encoder features (absent when `fine_tuned`).
+    pub train: Option<CachedSplit>,
+    pub test: Option<CachedSplit>,
 }
 
 impl FeatureManifest {
@@ -80,11 +91,12 @@ pub fn efficientnet_weights(model: &sspa_config::ModelSection, project_root: &Pa
     }
 }
 
-/// Runs the encoder over one split: raw global and patch features.
+/// Runs `encoder` over one split (evaluation loader, no augmentation): raw global and patch
+/// features, ids and targets.
 #[allow(clippy::too_many_arguments)]
-fn encode_split(
+pub(crate) fn encode_split(
     ctx: &StageContext,
-    encoder: &ImageModel,
+    encoder: &dyn Fn(Tensor<4>) -> ImageFeatures,
     shards: &sspa_data::ShardSet,
     split_name: &str,
     image_size: u32,
@@ -104,12 +116,25 @@ fn encode_split(
             return Err("cancelled".into());
         }
         let batch = batch?;
-        let features = encoder.forward(batch.to_tensors(device).images);
+        let features = encoder(batch.to_tensors(device).images);
         let [b, n, c] = features.patches.dims();
         (patches_per_image, width) = (n, c);
-        patches
-            .extend(features.patches.into_data().try_to_vec::<f32>().map_err(|e| format!("reading patches: {e:?}"))?);
-        global.extend(features.global.into_data().try_to_vec::<f32>().map_err(|e| format!("reading features: {e:?}"))?);
+        patches.extend(
+            features
+                .patches
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| format!("reading patches: {e:?}"))?,
+        );
+        global.extend(
+            features
+                .global
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| format!("reading features: {e:?}"))?,
+        );
         if batch.label_count != classes {
             return Err(format!("batch has {} labels, split `{split_name}` {classes}", batch.label_count).into());
         }
@@ -124,21 +149,14 @@ fn encode_split(
     Ok(FeatureSet { ids, global, patches, targets, patches_per_image, width, classes })
 }
 
-/// Computes (or finds in `state_dir`) the train and test features and writes `features.json`
-/// into `out_dir`. Returns the manifest and both feature sets.
+/// Computes (or finds in `state_dir`) the frozen encoder's train and test features and writes
+/// `features.json` into `out_dir`. Returns the manifest and both feature sets.
 pub fn prepare(
     ctx: &StageContext,
     model: &sspa_config::ModelSection,
     shard_dir: &Path,
     device: &Device,
 ) -> Result<(FeatureManifest, FeatureSet, FeatureSet), StageError> {
-    if !model.freeze_image_encoder {
-        return Err(
-            "`model.freeze_image_encoder = false` (fine-tuning the image encoder) is not provided by this build yet: \
-             set `model.freeze_image_encoder = true` to train the SSPA head on cached image features"
-                .into(),
-        );
-    }
     let location = image_location(model, &ctx.project_root)?;
     let weights_hash = weights_hash(&weight_files(&location, false)?)?;
     let shard_key = shard_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -171,8 +189,9 @@ pub fn prepare(
             ctx.progress.set_message(format!("encoding images ({})", encoder.name()));
             let started = std::time::Instant::now();
             let mut done = 0;
-            let train = encode_split(ctx, &encoder, &shards, "train", model.image_size, mean_std, device, &mut done)?;
-            let test = encode_split(ctx, &encoder, &shards, "test", model.image_size, mean_std, device, &mut done)?;
+            let forward = |images| encoder.forward(images);
+            let train = encode_split(ctx, &forward, &shards, "train", model.image_size, mean_std, device, &mut done)?;
+            let test = encode_split(ctx, &forward, &shards, "test", model.image_size, mean_std, device, &mut done)?;
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(
                 "image features: {} train + {} test images, N = {}, c = {} in {seconds:.1} s ({:.1} images/s)",
@@ -193,8 +212,9 @@ pub fn prepare(
         image_size: model.image_size,
         width: train.width,
         patches_per_image: train.patches_per_image,
-        train: CachedSplit { path: train_path, key: train_key, images: train.len() },
-        test: CachedSplit { path: test_path, key: test_key, images: test.len() },
+        fine_tuned: false,
+        train: Some(CachedSplit { path: train_path, key: train_key, images: train.len() }),
+        test: Some(CachedSplit { path: test_path, key: test_key, images: test.len() }),
     };
     sspa_dag::write_json_atomic(&ctx.out_dir.join(FEATURES_FILE), &manifest)?;
     Ok((manifest, train, test))

@@ -9,6 +9,7 @@ mod embed;
 pub mod encoders;
 mod evaluate;
 pub mod features;
+pub mod finetune;
 pub mod labels;
 pub mod predict;
 mod report;

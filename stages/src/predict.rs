@@ -88,7 +88,9 @@ pub type ImageResult = Result<Vec<f32>, String>;
 #[derive(Debug)]
 pub struct ImagePredictor {
     predictor: Predictor,
-    encoder: ImageModel,
+    /// The frozen encoder the run's features came from; `None` when the run trained its own
+    /// (it is then in the predictor's weights).
+    encoder: Option<ImageModel>,
     geometry: Geometry,
     /// The evaluation loader's settings (size, mean/std).
     loader: LoaderConfig,
@@ -109,21 +111,17 @@ impl ImagePredictor {
             message: e.to_string(),
         })?;
         let model = &predictor.config().model;
-        let encoder_error = |e: &dyn std::fmt::Display| PredictError::Encoder(e.to_string());
-        let location = image_location(model, project_root).map_err(|e| encoder_error(&e))?;
-        let files = weight_files(&location, false).map_err(|e| encoder_error(&e))?;
-        let found = weights_hash(&files).map_err(|e| encoder_error(&e))?;
-        if found != features.weights_hash {
-            return Err(PredictError::WeightsChanged { path: location, found, expected: features.weights_hash });
-        }
-        let encoder = ImageModel::load(model, &location, &device).map_err(|e| encoder_error(&e))?;
-        if encoder.name() != features.encoder {
-            return Err(PredictError::Encoder(format!(
-                "the run was trained on `{}` features, the config's preset gives `{}`",
-                features.encoder,
-                encoder.name()
-            )));
-        }
+        let encoder = match (features.fine_tuned, predictor.backbone().is_some()) {
+            (true, true) => None,
+            (false, false) => Some(frozen_encoder(model, &features, project_root, &device)?),
+            (fine_tuned, has_backbone) => {
+                return Err(PredictError::Encoder(format!(
+                    "features.json says the image encoder was {}, but the run's weights {} one",
+                    if fine_tuned { "trained" } else { "frozen" },
+                    if has_backbone { "hold" } else { "hold no" }
+                )));
+            }
+        };
         let geometry = Geometry::for_model(model)?;
         let (mean, std) = mean_std(&model.preset)?;
         let loader = LoaderConfig::eval(BATCH, geometry.image_size, mean, std);
@@ -185,7 +183,11 @@ impl ImagePredictor {
     /// Encoder + head over one batch of prepared images.
     fn score(&self, pixels: Vec<f32>, count: usize, size: usize) -> Result<Vec<f32>, String> {
         let images = Tensor::<4>::from_data(TensorData::new(pixels, [count, 3, size, size]), &self.device);
-        let features = self.encoder.forward(images);
+        let features = match (&self.encoder, self.predictor.backbone()) {
+            (Some(encoder), _) => encoder.forward(images),
+            (None, Some(backbone)) => backbone.forward(images),
+            (None, None) => return Err("the run has no image encoder".into()),
+        };
         let [_, n, c] = features.patches.dims();
         let read = |tensor: Tensor<2>| tensor.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"));
         let global = read(features.global)?;
@@ -202,6 +204,32 @@ impl ImagePredictor {
         };
         self.predictor.predict(&set).map_err(|e| e.to_string())
     }
+}
+
+/// The frozen encoder a run's features came from, checked against `features.json`: the same
+/// weights (BLAKE3) and the same encoder kind.
+fn frozen_encoder(
+    model: &sspa_config::ModelSection,
+    features: &FeatureManifest,
+    project_root: &Path,
+    device: &Device,
+) -> Result<ImageModel, PredictError> {
+    let encoder_error = |e: &dyn std::fmt::Display| PredictError::Encoder(e.to_string());
+    let location = image_location(model, project_root).map_err(|e| encoder_error(&e))?;
+    let files = weight_files(&location, false).map_err(|e| encoder_error(&e))?;
+    let found = weights_hash(&files).map_err(|e| encoder_error(&e))?;
+    if found != features.weights_hash {
+        return Err(PredictError::WeightsChanged { path: location, found, expected: features.weights_hash.clone() });
+    }
+    let encoder = ImageModel::load(model, &location, device).map_err(|e| encoder_error(&e))?;
+    if encoder.name() != features.encoder {
+        return Err(PredictError::Encoder(format!(
+            "the run was trained on `{}` features, the config's preset gives `{}`",
+            features.encoder,
+            encoder.name()
+        )));
+    }
+    Ok(encoder)
 }
 
 /// Indices of the labels to report for one image: probabilities `≥ threshold`, highest first, at

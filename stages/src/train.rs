@@ -1,5 +1,6 @@
-//! `train`: the SSPA head (and CAP prompt tokens) on frozen image-encoder features
-//! (sspa-train).
+//! `train`: the SSPA head and CAP prompt tokens (sspa-train), on frozen image-encoder features
+//! (`model.freeze_image_encoder = true`, [`crate::features`]) or with the image encoder trained
+//! alongside ([`crate::finetune`]).
 //!
 //! - `T_k`: the embed stage's description embeddings averaged per label (`[C, d_t]`).
 //! - `T_l`: with `ablation.cap`, the preset's frozen text encoder (MiniLM or CLIP's text tower)
@@ -15,7 +16,10 @@ use crate::features;
 use serde_json::Value;
 use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_dag::{Stage, StageContext, StageError};
-use sspa_train::{FeatureSet, FixedTextEncoder, PromptTextEncoder, Sections, TextInputs, TrainData, TrainOptions};
+use sspa_train::{
+    Examples, FeatureSet, FineTune, FixedTextEncoder, ImageSource, PromptTextEncoder, Sections, TextInputs, TrainData,
+    TrainOptions,
+};
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -94,6 +98,17 @@ fn knowledge(embeddings_path: &Path, labels: &[String]) -> Result<TextInputs, St
     Ok(TextInputs { labels: labels.to_vec(), knowledge, width })
 }
 
+/// The seeded validation slice of `n` train images: `(train rows, validation rows)`, each sorted.
+pub(crate) fn validation_slice(seed: u64, n: usize) -> (Vec<usize>, Vec<usize>) {
+    let order = sspa_train::epoch_permutation(seed ^ 0x7661_6c69_6461_7465, 0, n);
+    let held_out = ((n as f64) * VALIDATION_FRACTION).round() as usize;
+    let held_out = held_out.min(n.saturating_sub(1));
+    let (mut validation, mut train) = (order[..held_out].to_vec(), order[held_out..].to_vec());
+    validation.sort_unstable();
+    train.sort_unstable();
+    (train, validation)
+}
+
 /// The rows of `set` at `indices`.
 pub(crate) fn subset(set: &FeatureSet, indices: &[usize]) -> FeatureSet {
     let (n, d, c) = (set.patches_per_image, set.width, set.classes);
@@ -143,32 +158,78 @@ impl Stage for Train {
         let train_section: TrainSection = ctx.section("train")?;
         let ablation: AblationSection = ctx.section("ablation")?;
         let shard_dir = ctx.input("shard")?;
-        let labels = sspa_data::open_shards(shard_dir)?.labels().to_vec();
+        let shards = sspa_data::open_shards(shard_dir)?;
+        let labels = shards.labels().to_vec();
         let text = knowledge(&ctx.input("embed")?.join("embeddings.parquet"), &labels)?;
 
         // The backend, chosen once for image features, the text encoder and training.
         let device = crate::device::select(&train_section)?;
-        let (manifest, train_all, _test) = features::prepare(ctx, &model, shard_dir, &device)?;
-
-        // Seeded 10 % validation slice of the train split.
-        let order = sspa_train::epoch_permutation(train_section.seed ^ 0x7661_6c69_6461_7465, 0, train_all.len());
-        let held_out = ((train_all.len() as f64) * VALIDATION_FRACTION).round() as usize;
-        let held_out = held_out.min(train_all.len().saturating_sub(1));
-        let (mut validation_rows, mut train_rows) = (order[..held_out].to_vec(), order[held_out..].to_vec());
-        validation_rows.sort_unstable();
-        train_rows.sort_unstable();
-        let train_set = subset(&train_all, &train_rows);
-        let validation_set = subset(&train_all, &validation_rows);
-        drop(train_all);
-        tracing::info!(
-            "train: {} images, validation: {} images (seeded {:.0} % slice of the train split; the test split is not \
-             used), N = {}, c = {}",
-            train_set.len(),
-            validation_set.len(),
-            VALIDATION_FRACTION * 100.0,
-            manifest.patches_per_image,
-            manifest.width
-        );
+        let train_split = shards.split("train")?;
+        let (train_rows, validation_rows) = validation_slice(train_section.seed, train_split.len());
+        let mut images = None;
+        let mut cached = None;
+        if model.freeze_image_encoder {
+            let (manifest, train_all, _test) = features::prepare(ctx, &model, shard_dir, &device)?;
+            if train_all.len() != train_split.len() {
+                return Err(format!(
+                    "the feature cache holds {} train images, the shards {}",
+                    train_all.len(),
+                    train_split.len()
+                )
+                .into());
+            }
+            let train_set = subset(&train_all, &train_rows);
+            let validation_set = subset(&train_all, &validation_rows);
+            drop(train_all);
+            tracing::info!(
+                "train: {} images, validation: {} images (seeded {:.0} % slice of the train split; the test split is \
+                 not used), N = {}, c = {}",
+                train_set.len(),
+                validation_set.len(),
+                VALIDATION_FRACTION * 100.0,
+                manifest.patches_per_image,
+                manifest.width
+            );
+            cached = Some((train_set, validation_set));
+        } else {
+            let location = image_location(&model, &ctx.project_root)?;
+            let weights_hash = crate::encoders::weights_hash(&weight_files(&location, false)?)?;
+            let (backbone, spec) = crate::finetune::pretrained(&model, &location, &device.clone().autodiff())?;
+            let shard_key = shard_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let source = crate::finetune::ShardImages::new(
+                &train_split,
+                &train_rows,
+                &validation_rows,
+                &model,
+                train_section.batch_size as usize,
+                train_section.seed,
+                &shard_key,
+            )?;
+            let manifest = features::FeatureManifest {
+                encoder: spec.name().into(),
+                weights_hash: weights_hash.clone(),
+                image_size: model.image_size,
+                width: spec.width(),
+                patches_per_image: spec.patches_per_image(model.image_size as usize),
+                fine_tuned: true,
+                train: None,
+                test: None,
+            };
+            sspa_dag::write_json_atomic(&ctx.out_dir.join(features::FEATURES_FILE), &manifest)?;
+            tracing::info!(
+                "train: fine-tuning the image encoder ({}) on {} images, validation: {} images (seeded {:.0} % slice \
+                 of the train split), N = {}, c = {}, {} batches of {} per epoch",
+                spec.name(),
+                train_rows.len(),
+                validation_rows.len(),
+                VALIDATION_FRACTION * 100.0,
+                manifest.patches_per_image,
+                manifest.width,
+                source.train_batches(),
+                train_section.batch_size
+            );
+            images = Some((source, backbone, spec, weights_hash));
+        }
 
         let encoder: Box<dyn PromptTextEncoder> = if ablation.cap {
             // The prompts live on the autodiff device the loop trains on; so must the encoder.
@@ -183,14 +244,22 @@ impl Stage for Train {
             let context = text_model
                 .encode(&refs)?
                 .into_data()
-                .try_to_vec::<f32>()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
                 .map_err(|e| format!("reading template embeddings: {e:?}"))?;
             let (width, prompt_width) = (text_model.width(), text_model.prompt_width());
             Box::new(FixedTextEncoder::new(context, labels.len(), width, prompt_width)?)
         };
 
         let sections = Sections { model: &model, ablation: &ablation, train: &train_section };
-        let data = TrainData { text: &text, encoder: encoder.as_ref(), train: &train_set, validation: &validation_set };
+        let examples = match (&cached, &images) {
+            (Some((train, validation)), _) => Examples::Features { train, validation },
+            (None, Some((source, backbone, spec, weights_hash))) => {
+                Examples::Images(FineTune { source, backbone, spec, weights_hash })
+            }
+            (None, None) => return Err("neither features nor images to train on".into()),
+        };
+        let data = TrainData { text: &text, encoder: encoder.as_ref(), examples };
         // One checkpoint directory per run (params + upstream keys), so another configuration
         // neither refuses nor overwrites an interrupted run's checkpoints.
         let run_key = {

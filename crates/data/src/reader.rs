@@ -180,6 +180,24 @@ impl SplitReader {
         &self.records
     }
 
+    /// The same split restricted to `rows` (in that order), e.g. a validation slice; rows of the
+    /// result index into `rows`.
+    ///
+    /// # Errors
+    /// [`DataError::Loader`] naming the first row outside the split.
+    pub fn select(&self, rows: &[usize]) -> Result<SplitReader, DataError> {
+        let records = rows
+            .iter()
+            .map(|&row| {
+                self.records.get(row).cloned().ok_or_else(|| DataError::Loader {
+                    key: "row".into(),
+                    message: format!("`{row}` is outside split `{}` ({} images)", self.name, self.len()),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SplitReader { records: Arc::new(records), ..self.clone() })
+    }
+
     /// The stored RGB pixels of row `row`.
     pub fn read_pixels(&self, row: usize) -> Result<Vec<u8>, DataError> {
         let record = self

@@ -7,6 +7,7 @@
 //! `disable_torch_grad_focal_loss`). Total: `L = L_asl(s^g) + λ · L_asl(s^r)`.
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use burn::tensor::activation::sigmoid;
 use sspa_config::{AslSection, TrainSection};
 
@@ -67,6 +68,9 @@ impl AsymmetricLoss {
     pub fn forward(&self, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
         let config = &self.config;
         let [batch, _] = logits.dims();
+        // The loss is computed in f32 also under bf16 (`train.precision = "mixed"`): its logs,
+        // clamps and powers lose too much in 8 mantissa bits. A no-op for f32 inputs.
+        let (logits, targets) = (logits.cast(FloatDType::F32), targets.cast(FloatDType::F32));
         let positive = targets.clone().equal_elem(1.0).float();
         let negative = targets.equal_elem(0.0).float();
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use sspa_config::{AblationSection, Alignment, Branches, ModelSection, TrainSection};
-use sspa_train::{FeatureSet, MeanPromptEncoder, Sections, TextInputs, TrainData, TrainOptions, train};
+use sspa_train::{Examples, FeatureSet, MeanPromptEncoder, Sections, TextInputs, TrainData, TrainOptions, train};
 
 const WIDTH: usize = 384;
 const CLASSES: usize = 10;
@@ -112,7 +112,7 @@ fn run(
     let started = Instant::now();
     train(
         Sections { model, ablation, train: train_section },
-        TrainData { text, encoder, train: features, validation: empty },
+        TrainData { text, encoder, examples: Examples::Features { train: features, validation: empty } },
         &options,
         &progress,
         &|| false,

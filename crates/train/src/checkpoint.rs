@@ -179,8 +179,8 @@ pub fn load_checkpoint(
         return Err(mismatch("history length differs from the epochs done".into()));
     }
 
-    let model = load_weights(config.init(state.seed, device), &epoch_dir.join("model.safetensors"))?;
-    let ema = load_weights(config.init(state.seed, device), &epoch_dir.join("model_ema.safetensors"))?;
+    let model = load_weights(config.init(state.seed, device)?, &epoch_dir.join("model.safetensors"))?;
+    let ema = load_weights(config.init(state.seed, device)?, &epoch_dir.join("model_ema.safetensors"))?;
     let optimizer_path = epoch_dir.join("optimizer.bpk");
     let optimizer = fresh_optimizer(&model)
         .load(&optimizer_path)

@@ -101,6 +101,12 @@ pub enum TrainError {
         /// burn's message.
         reason: String,
     },
+    /// The image source of a fine-tuning run failed (shards unreadable, loader refused).
+    #[error("training images: {message}")]
+    Data {
+        /// What failed, naming the file or row.
+        message: String,
+    },
     /// The head rejected its configuration or inputs.
     #[error(transparent)]
     Model(#[from] ModelError),

@@ -1,9 +1,12 @@
-//! The train stage's training loop for the SSPA head (SSPA.md, "Training recipe"), in the
-//! frozen-image-encoder mode: global and patch features are computed once upstream and cached
-//! ([`features`]), the head and the CAP prompt tokens are trained on them ([`trainer`]).
+//! The train stage's training loop for SSPA (SSPA.md, "Training recipe"), in two modes:
+//! - frozen image encoder: global and patch features are computed once upstream and cached
+//!   ([`features`]), the head and the CAP prompt tokens are trained on them ([`trainer`]);
+//! - trained image encoder: the pretrained encoder ([`backbone`]) is part of the model and encodes
+//!   every mini-batch of images ([`images`]) on the way to the head.
 //!
 //! - [`features`]: [`FeatureSet`] and its atomic, hash-checked cache file.
 //! - [`text`]: `T_k` inputs and the [`PromptTextEncoder`] hook for CAP.
+//! - [`backbone`]: the image encoder as a trained module; [`images`]: the image source hook.
 //! - [`model`]: the trained module, `config.json`, deterministic init, safetensors weights.
 //! - [`trainer`]: the loop ([`train`]), per-epoch validation mAP of raw and EMA weights.
 //! - [`checkpoint`]: per-epoch checkpoints and exact resume.
@@ -13,24 +16,29 @@
 //! Modules are not generic over a backend: [`TrainOptions::device`] decides it (CPU `flex` by
 //! default).
 
+pub mod backbone;
 pub mod checkpoint;
 pub mod error;
 pub mod features;
 pub mod history;
+pub mod images;
 pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod text;
 pub mod trainer;
 
+pub use backbone::{Backbone, BackboneSpec};
 pub use checkpoint::{CheckpointState, latest_checkpoint};
 pub use error::TrainError;
 pub use features::{Batch, CacheHeader, FeatureSet, feature_cache_path, read_feature_cache, write_feature_cache};
 pub use history::{EpochLog, read_history, write_history};
+pub use images::{Batches, ImageBatch, ImageSource};
 pub use metrics::{average_precision, mean_average_precision};
-pub use model::{ModelConfig, SspaModel, load_weights, save_weights, seeded};
+pub use model::{ModelConfig, SspaModel, load_weights, match_device_float, save_weights, seeded};
 pub use predict::{Predictor, Weights, files};
 pub use text::{FixedTextEncoder, MeanPromptEncoder, PromptTextEncoder, TextInputs};
 pub use trainer::{
-    Cancel, Progress, Sections, TrainData, TrainOptions, TrainOutcome, epoch_permutation, model_config, train,
+    Cancel, Examples, FineTune, Progress, Sections, TrainData, TrainOptions, TrainOutcome, epoch_permutation,
+    model_config, train,
 };

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_model::{SspaHead, SspaHeadConfig, parameter_snapshot};
 
+use crate::backbone::{Backbone, BackboneSpec};
 use crate::error::TrainError;
 use crate::features::atomic_write_bytes;
 
@@ -29,13 +30,16 @@ const PARAM_ID_BASE: u64 = 0x5353_5041_0000_0000;
 /// this lock so that concurrent initialisations in one process stay reproducible.
 static INIT_LOCK: Mutex<()> = Mutex::new(());
 
-/// What is trained: the head and, with CAP, the `M` prompt tokens.
+/// What is trained: the head, with CAP the `M` prompt tokens, and with
+/// `model.freeze_image_encoder = false` the image encoder.
 #[derive(Module, Debug)]
 pub struct SspaModel {
     /// The SSPA head.
     pub head: SspaHead,
     /// CAP prompt tokens `[V]_1 … [V]_M`, `[M, prompt_width]` (absent when `ablation.cap = false`).
     pub prompts: Option<Param<Tensor<2>>>,
+    /// The image encoder when it is trained (absent when it is frozen and its features cached).
+    pub backbone: Option<Backbone>,
 }
 
 /// Everything `config.json` records: enough to rebuild the model and to check that a checkpoint
@@ -62,6 +66,9 @@ pub struct ModelConfig {
     pub prompt_width: usize,
     /// Patches per image `N` the head was trained with.
     pub patches_per_image: usize,
+    /// The trained image encoder's architecture (absent when the encoder is frozen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<BackboneSpec>,
 }
 
 impl ModelConfig {
@@ -100,8 +107,32 @@ impl ModelConfig {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// A model with fresh weights drawn from `seed` (reproducible within and across processes).
-    pub fn init(&self, seed: u64, device: &Device) -> SspaModel {
+    /// A model with fresh weights drawn from `seed` (reproducible within and across processes);
+    /// a backbone, if the config has one, gets random weights too (a skeleton to load into).
+    ///
+    /// # Errors
+    /// [`TrainError::Option`] for an invalid backbone architecture.
+    pub fn init(&self, seed: u64, device: &Device) -> Result<SspaModel, TrainError> {
+        self.assemble(seed, device, None)
+    }
+
+    /// A model with a fresh head and prompts drawn from `seed` and `backbone` (pretrained, on
+    /// `device`) as its image encoder.
+    ///
+    /// # Errors
+    /// [`TrainError::Option`] when the config records no backbone.
+    pub fn init_with_backbone(&self, seed: u64, device: &Device, backbone: Backbone) -> Result<SspaModel, TrainError> {
+        if self.backbone.is_none() {
+            return Err(TrainError::Option {
+                key: "model.freeze_image_encoder",
+                value: "true".into(),
+                reason: "a frozen-encoder model has no image encoder to train",
+            });
+        }
+        self.assemble(seed, device, Some(backbone))
+    }
+
+    fn assemble(&self, seed: u64, device: &Device, backbone: Option<Backbone>) -> Result<SspaModel, TrainError> {
         seeded(device, seed, || {
             let head = self.head.init(device);
             let prompts = (self.prompt_tokens > 0).then(|| {
@@ -112,8 +143,13 @@ impl ModelConfig {
                 );
                 Param::from_tensor(tokens)
             });
+            let backbone = match (backbone, &self.backbone) {
+                (Some(backbone), _) => Some(backbone),
+                (None, Some(spec)) => Some(spec.init(device)?),
+                (None, None) => None,
+            };
             // Renumbering materialises every lazily initialised parameter while the lock is held.
-            renumber(SspaModel { head, prompts })
+            Ok(renumber(SspaModel { head, prompts, backbone }))
         })
     }
 
@@ -122,7 +158,7 @@ impl ModelConfig {
     /// # Errors
     /// [`TrainError::Weights`] when the file is unreadable or its tensors do not match the model.
     pub fn load_model(&self, path: &Path, device: &Device) -> Result<SspaModel, TrainError> {
-        let model = self.init(0, device);
+        let model = self.init(0, device)?;
         load_weights(model, path)
     }
 }
@@ -152,6 +188,28 @@ pub(crate) fn renumber<M: Module>(module: M) -> M {
     // Touch every value so lazy initialisation happens now.
     drop(parameter_snapshot(&module));
     module
+}
+
+/// Casts every float parameter to the default float type of its device (`bf16` on a device
+/// configured for `train.precision = "mixed"`), keeping ids and gradient settings. Weights read
+/// from files arrive as stored (f32); computing with them next to bf16 activations would mix
+/// types. A no-op where the types already agree.
+pub fn match_device_float<M: Module>(module: M) -> M {
+    struct Cast;
+    impl ModuleMapper for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|tensor| {
+                let dtype = tensor.device().settings().float_dtype;
+                if tensor.dtype() == dtype.into() {
+                    return tensor;
+                }
+                // Through the host: a fresh leaf in the device's float type (load time only).
+                let (require_grad, device) = (tensor.is_require_grad(), tensor.device());
+                Tensor::from_data(tensor.into_data(), &device).set_require_grad(require_grad)
+            })
+        }
+    }
+    module.map(&mut Cast)
 }
 
 /// Writes the weights of `model` as safetensors, atomically.
@@ -185,7 +243,7 @@ pub fn load_weights<M: ModuleSnapshot>(mut model: M, path: &Path) -> Result<M, T
             result.unused
         )));
     }
-    Ok(renumber(model))
+    Ok(renumber(match_device_float(model)))
 }
 
 #[cfg(test)]
@@ -207,6 +265,7 @@ mod tests {
             prompt_tokens: 2,
             prompt_width: 5,
             patches_per_image: 4,
+            backbone: None,
         }
     }
 
@@ -240,9 +299,9 @@ mod tests {
     fn same_seed_same_weights_and_ids_and_weights_round_trip() {
         let device = Device::flex();
         let config = small_config();
-        let a = config.init(3, &device);
-        let b = config.init(3, &device);
-        let c = config.init(4, &device);
+        let a = config.init(3, &device).expect("init");
+        let b = config.init(3, &device).expect("init");
+        let c = config.init(4, &device).expect("init");
         assert_eq!(values(&a), values(&b));
         assert_ne!(values(&a), values(&c));
         assert!(a.prompts.is_some());

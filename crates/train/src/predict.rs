@@ -12,6 +12,7 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use sspa_model::SspaHead;
 
+use crate::backbone::Backbone;
 use crate::error::TrainError;
 use crate::features::FeatureSet;
 use crate::model::{ModelConfig, SspaModel, load_weights, save_weights};
@@ -136,6 +137,12 @@ impl Predictor {
     /// The configuration the head was trained with.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The trained image encoder, when the run trained one (`model.freeze_image_encoder =
+    /// false`): the features given to [`Predictor::predict`] must then come from it.
+    pub fn backbone(&self) -> Option<&Backbone> {
+        self.model.backbone.as_ref()
     }
 
     /// Probabilities `p = (σ(s^g) + σ(s^r)) / 2` (or the one branch's), `[n, C]` row-major.

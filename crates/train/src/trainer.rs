@@ -15,10 +15,12 @@ use burn::prelude::*;
 use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_model::{AdamWGroupsConfig, ModelEma, SspaHeadConfig, SspaLoss, WarmupCosine, clip_grad_norm};
 
+use crate::backbone::{Backbone, BackboneSpec};
 use crate::checkpoint::{CheckpointState, latest_checkpoint, load_checkpoint, save_checkpoint};
 use crate::error::TrainError;
 use crate::features::FeatureSet;
 use crate::history::{EpochLog, write_history};
+use crate::images::{ImageBatch, ImageSource};
 use crate::metrics::mean_average_precision;
 use crate::model::{FORMAT_VERSION, ModelConfig, SspaModel, save_weights};
 use crate::predict::{TextFeatures, expect, files, score_features};
@@ -48,10 +50,36 @@ pub struct TrainData<'a> {
     /// The frozen text encoder producing `T_l` from the prompts (with `ablation.cap = false`, a
     /// [`crate::FixedTextEncoder`]; it is then called once, with zero prompts).
     pub encoder: &'a dyn PromptTextEncoder,
-    /// Training features.
-    pub train: &'a FeatureSet,
-    /// Validation features (may be empty: mAP is then not reported).
-    pub validation: &'a FeatureSet,
+    /// Cached features (frozen image encoder) or images (trained image encoder).
+    pub examples: Examples<'a>,
+}
+
+/// The image side of the training data.
+#[derive(Clone, Copy)]
+pub enum Examples<'a> {
+    /// Features of a frozen image encoder, computed once.
+    Features {
+        /// Training features.
+        train: &'a FeatureSet,
+        /// Validation features (may be empty: mAP is then not reported).
+        validation: &'a FeatureSet,
+    },
+    /// Images, encoded every step by an image encoder trained with the head.
+    Images(FineTune<'a>),
+}
+
+/// Fine-tuning inputs: the images and the pretrained image encoder to start from.
+#[derive(Clone, Copy)]
+pub struct FineTune<'a> {
+    /// Training and validation images.
+    pub source: &'a dyn ImageSource,
+    /// The pretrained encoder, on the training device with autodiff
+    /// ([`TrainOptions::device`]`.autodiff()`); the model starts from a copy.
+    pub backbone: &'a Backbone,
+    /// Its architecture (recorded in `config.json`).
+    pub spec: &'a BackboneSpec,
+    /// Identifies the pretrained weights (part of the run's fingerprint).
+    pub weights_hash: &'a str,
 }
 
 /// Where and how to run.
@@ -104,19 +132,40 @@ pub struct TrainOutcome {
 /// [`TrainError`] for inconsistent sizes or out-of-range options.
 pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<ModelConfig, TrainError> {
     data.text.validate()?;
-    data.train.validate()?;
     let text_width = data.text.width;
     expect("encoder output width d_t", data.encoder.output_width(), text_width)?;
-    expect("C (train)", data.train.classes, data.text.classes())?;
-
-    if !data.validation.is_empty() {
-        data.validation.validate()?;
-        expect("C (validation)", data.validation.classes, data.text.classes())?;
-        expect("d (validation)", data.validation.width, data.train.width)?;
-    }
-    if data.train.is_empty() {
-        return Err(TrainError::Option { key: "train", value: "0 images".into(), reason: "nothing to train on" });
-    }
+    let (image_width, patches_per_image, backbone) = match data.examples {
+        Examples::Features { train, validation } => {
+            train.validate()?;
+            expect("C (train)", train.classes, data.text.classes())?;
+            if !validation.is_empty() {
+                validation.validate()?;
+                expect("C (validation)", validation.classes, data.text.classes())?;
+                expect("d (validation)", validation.width, train.width)?;
+            }
+            if train.is_empty() {
+                return Err(TrainError::Option {
+                    key: "train",
+                    value: "0 images".into(),
+                    reason: "nothing to train on",
+                });
+            }
+            (train.width, train.patches_per_image, None)
+        }
+        Examples::Images(fine_tune) => {
+            let source = fine_tune.source;
+            expect("C (images)", source.classes(), data.text.classes())?;
+            if source.train_batches() == 0 {
+                return Err(TrainError::Option {
+                    key: "train",
+                    value: format!("{} images", source.train_len()),
+                    reason: "not one full batch to train on",
+                });
+            }
+            let spec = fine_tune.spec;
+            (spec.width(), spec.patches_per_image(source.image_size()), Some(spec.clone()))
+        }
+    };
     let train = sections.train;
     if train.batch_size == 0 || train.epochs == 0 {
         return Err(TrainError::Option {
@@ -132,7 +181,7 @@ pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<Mode
             reason: "must be in [0, 1]",
         });
     }
-    let head = SspaHeadConfig::from_sections(sections.model, sections.ablation, Some(text_width), data.train.width)?;
+    let head = SspaHeadConfig::from_sections(sections.model, sections.ablation, Some(text_width), image_width)?;
     let prompt_tokens = if sections.ablation.cap { sections.model.prompt_tokens as usize } else { 0 };
     if data.encoder.prompt_width() == 0 {
         return Err(TrainError::Option {
@@ -151,19 +200,29 @@ pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<Mode
         text_width,
         prompt_tokens,
         prompt_width: data.encoder.prompt_width(),
-        patches_per_image: data.train.patches_per_image,
+        patches_per_image,
+        backbone,
     })
 }
 
-/// BLAKE3 over the config, the text inputs and both feature sets.
+/// BLAKE3 over the config, the text inputs and the examples (both feature sets, or the images and
+/// the pretrained encoder's weights).
 fn fingerprint(config: &ModelConfig, data: &TrainData<'_>) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(config.canonical_json().as_bytes());
     crate::features::for_le_bytes(&data.text.knowledge, |bytes| {
         hasher.update(bytes);
     });
-    hasher.update(data.train.content_hash().as_bytes());
-    hasher.update(data.validation.content_hash().as_bytes());
+    match data.examples {
+        Examples::Features { train, validation } => {
+            hasher.update(train.content_hash().as_bytes());
+            hasher.update(validation.content_hash().as_bytes());
+        }
+        Examples::Images(fine_tune) => {
+            hasher.update(fine_tune.source.fingerprint().as_bytes());
+            hasher.update(fine_tune.weights_hash.as_bytes());
+        }
+    }
     hasher.finalize().to_hex().to_string()
 }
 
@@ -209,30 +268,112 @@ fn evaluate(
     knowledge: &Tensor<2>,
     fixed: Option<&Tensor<2>>,
     options: &TrainOptions,
-) -> Evaluation {
-    if data.validation.is_empty() {
-        return Evaluation { map: None, map_ema: None };
-    }
+) -> Result<Evaluation, TrainError> {
     let plain = &options.device;
     let knowledge = knowledge.clone().without_autodiff();
-    let run = |candidate: &SspaModel| {
-        let context = context(candidate, data, fixed).detach().without_autodiff();
-        let head = candidate.head.valid();
-        let scores = score_features(&head, &knowledge, &context, data.validation, options.eval_batch_size, plain);
-        mean_average_precision(&scores, &data.validation.targets, data.validation.classes)
-    };
-    Evaluation { map: run(model), map_ema: run(ema.model()) }
+    match data.examples {
+        Examples::Features { validation, .. } => {
+            if validation.is_empty() {
+                return Ok(Evaluation { map: None, map_ema: None });
+            }
+            let run = |candidate: &SspaModel| {
+                let context = context(candidate, data, fixed).detach().without_autodiff();
+                let head = candidate.head.valid();
+                let scores = score_features(&head, &knowledge, &context, validation, options.eval_batch_size, plain);
+                mean_average_precision(&scores, &validation.targets, validation.classes)
+            };
+            Ok(Evaluation { map: run(model), map_ema: run(ema.model()) })
+        }
+        Examples::Images(fine_tune) => {
+            if fine_tune.source.validation_len() == 0 {
+                return Ok(Evaluation { map: None, map_ema: None });
+            }
+            let run = |candidate: &SspaModel| -> Result<Option<f64>, TrainError> {
+                let context = context(candidate, data, fixed).detach().without_autodiff();
+                let valid = candidate.valid();
+                let (mut scores, mut targets) = (Vec::new(), Vec::new());
+                for batch in fine_tune.source.validation()? {
+                    let batch = batch?;
+                    batch.validate(data.text.classes())?;
+                    targets.extend_from_slice(&batch.targets);
+                    let (images, _) = batch.into_tensors(plain);
+                    let (global, patches) = encode(&valid, images)?;
+                    let output = valid.head.forward(knowledge.clone(), context.clone(), global, patches);
+                    scores.extend(output.scores.into_data().iter::<f32>());
+                }
+                Ok(mean_average_precision(&scores, &targets, data.text.classes()))
+            };
+            Ok(Evaluation { map: run(model)?, map_ema: run(ema.model())? })
+        }
+    }
 }
 
-/// Trains the head, resuming from `options.checkpoint_dir` when it holds a checkpoint of this
+/// The trained image encoder's global and patch features of `images`.
+fn encode(model: &SspaModel, images: Tensor<4>) -> Result<(Tensor<2>, Tensor<3>), TrainError> {
+    let backbone = model.backbone.as_ref().ok_or(TrainError::Option {
+        key: "model.freeze_image_encoder",
+        value: "true".into(),
+        reason: "training on images needs the image encoder in the model",
+    })?;
+    let features = backbone.forward(images);
+    Ok((features.global, features.patches))
+}
+
+/// One epoch's mini-batches: rows of the feature set, or image batches from the source.
+enum EpochBatches<'a> {
+    Rows { set: &'a FeatureSet, chunks: std::vec::IntoIter<Vec<usize>> },
+    Images(crate::images::Batches<'a>),
+}
+
+/// One mini-batch.
+enum StepBatch {
+    Features(crate::features::Batch),
+    Images(ImageBatch),
+}
+
+impl<'a> EpochBatches<'a> {
+    fn new(data: &TrainData<'a>, seed: u64, epoch: u32, batch_size: usize) -> Result<Self, TrainError> {
+        Ok(match data.examples {
+            Examples::Features { train, .. } => {
+                let order = epoch_permutation(seed, epoch, train.len());
+                let chunks = order.chunks(batch_size).map(<[usize]>::to_vec).collect::<Vec<_>>().into_iter();
+                Self::Rows { set: train, chunks }
+            }
+            Examples::Images(fine_tune) => Self::Images(fine_tune.source.train_epoch(epoch)?),
+        })
+    }
+
+    fn next(&mut self, device: &Device) -> Option<Result<StepBatch, TrainError>> {
+        match self {
+            Self::Rows { set, chunks } => chunks.next().map(|rows| Ok(StepBatch::Features(set.batch(&rows, device)))),
+            Self::Images(batches) => batches.next().map(|batch| batch.map(StepBatch::Images)),
+        }
+    }
+}
+
+/// Grouped AdamW for `model`: weight matrices decay, the CAP prompt tokens do not.
+fn optimizer(config: &AdamWGroupsConfig, model: &SspaModel) -> ModuleOptimizer {
+    let prompts: Vec<_> = model.prompts.iter().map(|prompts| prompts.id).collect();
+    config.init_excluding(model, &prompts)
+}
+
+/// Steps in one epoch.
+fn steps_per_epoch(data: &TrainData<'_>, batch_size: usize) -> usize {
+    match data.examples {
+        Examples::Features { train, .. } => train.len().div_ceil(batch_size),
+        Examples::Images(fine_tune) => fine_tune.source.train_batches(),
+    }
+}
+
+/// Trains the model, resuming from `options.checkpoint_dir` when it holds a checkpoint of this
 /// run, and writes the final outputs to `options.output_dir` when the last epoch is done.
 ///
 /// `progress` is called after every step; `cancel` is polled before every step and ends the call
 /// with [`TrainError::Cancelled`] (the epoch in progress is dropped; the last checkpoint stays).
 ///
 /// # Errors
-/// [`TrainError`] for inconsistent inputs, a checkpoint of another run, I/O failures, or a
-/// cancellation.
+/// [`TrainError`] for inconsistent inputs, a checkpoint of another run, I/O failures, unreadable
+/// training images, or a cancellation.
 pub fn train(
     sections: Sections<'_>,
     data: TrainData<'_>,
@@ -245,7 +386,7 @@ pub fn train(
     let fingerprint = fingerprint(&config, &data);
     let device = options.device.clone().autodiff();
     let batch_size = train_section.batch_size as usize;
-    let steps_per_epoch = data.train.len().div_ceil(batch_size);
+    let steps_per_epoch = steps_per_epoch(&data, batch_size);
     let total_steps = steps_per_epoch as u64 * u64::from(train_section.epochs);
     let schedule = WarmupCosine::from_section(train_section, steps_per_epoch);
     let loss_function = SspaLoss::from_section(train_section);
@@ -263,16 +404,26 @@ pub fn train(
     let (mut model, mut ema, mut optimizer, mut state, resumed_from) = match latest_checkpoint(&options.checkpoint_dir)?
     {
         Some(epoch_dir) => {
-            let restored =
-                load_checkpoint(&epoch_dir, &config, &fingerprint, |model| optimizer_config.init(model), &device)?;
+            let restored = load_checkpoint(
+                &epoch_dir,
+                &config,
+                &fingerprint,
+                |model| optimizer(&optimizer_config, model),
+                &device,
+            )?;
             let ema = ModelEma::new(&restored.ema, train_section.ema_decay);
             let epochs = restored.state.epochs_done;
             (restored.model, ema, restored.optimizer, restored.state, Some(epochs))
         }
         None => {
-            let model = config.init(train_section.seed, &device);
+            let model = match data.examples {
+                Examples::Features { .. } => config.init(train_section.seed, &device)?,
+                Examples::Images(fine_tune) => {
+                    config.init_with_backbone(train_section.seed, &device, fine_tune.backbone.clone())?
+                }
+            };
             let ema = ModelEma::new(&model, train_section.ema_decay);
-            let optimizer = optimizer_config.init(&model);
+            let optimizer = optimizer(&optimizer_config, &model);
             let state = CheckpointState {
                 format_version: FORMAT_VERSION,
                 epochs_done: 0,
@@ -292,39 +443,43 @@ pub fn train(
         }
         let started = Instant::now();
         let epoch = state.epochs_done;
-        let order = epoch_permutation(state.seed, epoch, data.train.len());
+        let mut batches = EpochBatches::new(&data, state.seed, epoch, batch_size)?;
         let mut loss_sum = 0.0f64;
         let mut step = state.global_step;
+        let mut steps_this_epoch = 0usize;
         let mut lr = 0.0;
-        for chunk in order.chunks(batch_size) {
+        while let Some(batch) = batches.next(&device) {
             if cancel() {
                 return Err(TrainError::Cancelled { epochs_done: state.epochs_done });
             }
+            let batch = batch?;
             lr = schedule.lr(step as usize);
             (model, optimizer, loss_sum) = train_step(
                 model,
                 optimizer,
-                StepInputs { data: &data, chunk, knowledge: &knowledge, fixed: fixed_context.as_ref(), lr },
+                StepInputs { data: &data, batch, knowledge: &knowledge, fixed: fixed_context.as_ref(), lr },
                 &loss_function,
                 train_section.grad_clip,
                 &device,
                 loss_sum,
-            );
+            )?;
             ema.update(&model);
             step += 1;
+            steps_this_epoch += 1;
             progress(
                 step,
                 total_steps,
                 &format!("epoch {}/{} step {step}/{total_steps}", epoch + 1, train_section.epochs),
             );
         }
-        let evaluation = evaluate(&model, &ema, &data, &knowledge, fixed_context.as_ref(), options);
+        drop(batches);
+        let evaluation = evaluate(&model, &ema, &data, &knowledge, fixed_context.as_ref(), options)?;
         state.global_step = step;
         state.epochs_done += 1;
         state.history.push(EpochLog {
             epoch: state.epochs_done,
             steps: step,
-            train_loss: loss_sum / steps_per_epoch as f64,
+            train_loss: loss_sum / steps_this_epoch.max(1) as f64,
             lr,
             val_map: evaluation.map,
             val_map_ema: evaluation.map_ema,
@@ -361,7 +516,7 @@ pub fn train(
 
 struct StepInputs<'a, 'd> {
     data: &'a TrainData<'d>,
-    chunk: &'a [usize],
+    batch: StepBatch,
     knowledge: &'a Tensor<2>,
     fixed: Option<&'a Tensor<2>>,
     lr: f64,
@@ -376,16 +531,24 @@ fn train_step(
     grad_clip: f64,
     device: &Device,
     loss_sum: f64,
-) -> (SspaModel, ModuleOptimizer, f64) {
-    let batch = inputs.data.train.batch(inputs.chunk, device);
+) -> Result<(SspaModel, ModuleOptimizer, f64), TrainError> {
+    let (global, patches, targets) = match inputs.batch {
+        StepBatch::Features(batch) => (batch.global, batch.patches, batch.targets),
+        StepBatch::Images(batch) => {
+            batch.validate(inputs.data.text.classes())?;
+            let (images, targets) = batch.into_tensors(device);
+            let (global, patches) = encode(&model, images)?;
+            (global, patches, targets)
+        }
+    };
     let context = context(&model, inputs.data, inputs.fixed);
-    let output = model.head.forward(inputs.knowledge.clone(), context, batch.global, batch.patches);
-    let loss = loss_function.forward(&output, batch.targets);
+    let output = model.head.forward(inputs.knowledge.clone(), context, global, patches);
+    let loss = loss_function.forward(&output, targets);
     let value = f64::from(loss.clone().into_scalar::<f32>());
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     let grads = if grad_clip > 0.0 { clip_grad_norm(&model, grads, grad_clip).0 } else { grads };
     let model = optimizer.step(inputs.lr, model, grads);
-    (model, optimizer, loss_sum + value)
+    Ok((model, optimizer, loss_sum + value))
 }
 
 /// Writes `model.safetensors`, `model_ema.safetensors`, `text_features.safetensors`,

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_model::SspaLoss;
 use sspa_train::{
-    FeatureSet, FixedTextEncoder, MeanPromptEncoder, Predictor, Sections, TextInputs, TrainData, TrainError,
+    Examples, FeatureSet, FixedTextEncoder, MeanPromptEncoder, Predictor, Sections, TextInputs, TrainData, TrainError,
     TrainOptions, Weights as Which, files, mean_average_precision, model_config, read_history, train,
 };
 
@@ -125,7 +125,11 @@ fn learns_separable_features_and_reports_ema() {
     let (text, train_set, validation) = (text_inputs(), synthetic(256, 1), synthetic(128, 2));
     let encoder = prompt_encoder(&text);
     let setup = setup(16, 32);
-    let data = TrainData { text: &text, encoder: &encoder, train: &train_set, validation: &validation };
+    let data = TrainData {
+        text: &text,
+        encoder: &encoder,
+        examples: Examples::Features { train: &train_set, validation: &validation },
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let options = TrainOptions::new(dir.path().join("checkpoints"), dir.path().join("out"));
 
@@ -223,7 +227,11 @@ fn interrupted_runs_resume_to_the_same_weights() {
     let (text, train_set, validation) = (text_inputs(), synthetic(48, 3), synthetic(16, 4));
     let encoder = prompt_encoder(&text);
     let run = setup(3, 16);
-    let data = TrainData { text: &text, encoder: &encoder, train: &train_set, validation: &validation };
+    let data = TrainData {
+        text: &text,
+        encoder: &encoder,
+        examples: Examples::Features { train: &train_set, validation: &validation },
+    };
     let dir = tempfile::tempdir().expect("temp dir");
 
     let straight = TrainOptions::new(dir.path().join("a-ckpt"), dir.path().join("a-out"));
@@ -286,10 +294,14 @@ fn prompt_tokens_get_gradients_and_frozen_encoder_weights_do_not() {
     let (text, train_set) = (text_inputs(), synthetic(8, 6));
     let encoder = prompt_encoder(&text);
     let setup = setup(1, 8);
-    let data = TrainData { text: &text, encoder: &encoder, train: &train_set, validation: &train_set };
+    let data = TrainData {
+        text: &text,
+        encoder: &encoder,
+        examples: Examples::Features { train: &train_set, validation: &train_set },
+    };
     let config = model_config(setup.sections(), &data).expect("config");
     let device = Device::flex().autodiff();
-    let model = config.init(1, &device);
+    let model = config.init(1, &device).expect("init");
     let prompts = model.prompts.as_ref().expect("CAP prompts").val();
 
     let batch = train_set.batch(&(0..8).collect::<Vec<_>>(), &device);
@@ -312,7 +324,7 @@ fn prompt_tokens_get_gradients_and_frozen_encoder_weights_do_not() {
     let options = TrainOptions::new(dir.path().join("ckpt"), dir.path().join("out"));
     train(setup.sections(), data, &options, &quiet, &never).expect("train");
     let trained = config.load_model(&options.output_dir.join(files::MODEL), &Device::flex()).expect("load");
-    let initial = config.init(setup.train.seed, &Device::flex());
+    let initial = config.init(setup.train.seed, &Device::flex()).expect("init");
     let values = |model: &sspa_train::SspaModel| {
         model.prompts.as_ref().expect("prompts").val().into_data().iter::<f32>().collect::<Vec<_>>()
     };
@@ -325,7 +337,11 @@ fn without_cap_a_fixed_context_is_used_and_no_prompts_are_learned() {
     let encoder = FixedTextEncoder::knowledge(&text).expect("fixed T_l");
     let mut setup = setup(1, 16);
     setup.ablation.cap = false;
-    let data = TrainData { text: &text, encoder: &encoder, train: &train_set, validation: &validation };
+    let data = TrainData {
+        text: &text,
+        encoder: &encoder,
+        examples: Examples::Features { train: &train_set, validation: &validation },
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let options = TrainOptions::new(dir.path().join("ckpt"), dir.path().join("out"));
     let outcome = train(setup.sections(), data, &options, &quiet, &never).expect("train");

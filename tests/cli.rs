@@ -410,15 +410,19 @@ fn clip_preset_runs_end_to_end_and_predicts() {
         32,
     );
     std::fs::write(&config, &clip).expect("write");
-    let out = bin()
-        .current_dir(dir.path())
-        .env("SSPA_LLM_URL", &llm)
-        .args(["run", "domains/demo.toml", "--json"])
-        .output()
-        .expect("spawn");
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
-    let record: serde_json::Value = serde_json::from_str(&stdout).expect("run record");
+    let run_demo = || -> (String, serde_json::Value) {
+        let out = bin()
+            .current_dir(dir.path())
+            .env("SSPA_LLM_URL", &llm)
+            .args(["run", "domains/demo.toml", "--json"])
+            .output()
+            .expect("spawn");
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        let record = serde_json::from_str(&stdout).expect("run record");
+        (stdout, record)
+    };
+    let (stdout, record) = run_demo();
     let stage = |name: &str| {
         record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == name)).expect("stage").clone()
     };
@@ -462,24 +466,16 @@ fn clip_preset_runs_end_to_end_and_predicts() {
     assert!(clip.contains("freeze_image_encoder = true"), "the demo's freeze line");
     std::fs::write(&config, clip.replace("freeze_image_encoder = true", "freeze_image_encoder = false"))
         .expect("write");
-    let out = bin()
-        .current_dir(dir.path())
-        .env("SSPA_LLM_URL", &llm)
-        .args(["run", "domains/demo.toml", "--json"])
-        .output()
-        .expect("spawn");
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
-    let record: serde_json::Value = serde_json::from_str(&stdout).expect("run record");
-    let status = |name: &str| {
-        record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == name)).expect("stage")["status"].clone()
+    let (_, record) = run_demo();
+    let stage = |name: &str| {
+        record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == name)).expect("stage").clone()
     };
-    assert_eq!((status("shard"), status("train"), status("evaluate")), ("skipped".into(), "ran".into(), "ran".into()));
-    let train_dir = PathBuf::from(
-        record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == "train")).expect("train")["output_dir"]
-            .as_str()
-            .expect("dir"),
+    let output_dir = |name: &str| PathBuf::from(stage(name)["output_dir"].as_str().expect("dir"));
+    assert_eq!(
+        (stage("shard")["status"].clone(), stage("train")["status"].clone(), stage("evaluate")["status"].clone()),
+        ("skipped".into(), "ran".into(), "ran".into())
     );
+    let train_dir = output_dir("train");
     let features: serde_json::Value =
         serde_json::from_slice(&std::fs::read(train_dir.join("features.json")).expect("features")).expect("json");
     assert_eq!((features["encoder"].as_str(), features["fine_tuned"].as_bool()), (Some("clip-vit"), Some(true)));
@@ -489,19 +485,8 @@ fn clip_preset_runs_end_to_end_and_predicts() {
     assert_eq!(config_json["backbone"]["kind"], "clip-vit", "config.json records the trained encoder");
     let run_dir = dir.path().join("work/demo/runs").join(record["run_id"].as_str().expect("run id"));
     let metrics: serde_json::Value =
-        serde_json::from_slice(
-            &std::fs::read(
-                PathBuf::from(
-                    record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == "evaluate")).expect("eval")
-                        ["output_dir"]
-                        .as_str()
-                        .expect("dir"),
-                )
-                .join("metrics.json"),
-            )
-            .expect("metrics"),
-        )
-        .expect("json");
+        serde_json::from_slice(&std::fs::read(output_dir("evaluate").join("metrics.json")).expect("metrics"))
+            .expect("json");
     assert!(metrics["raw"]["mAP"].is_number() && metrics["ema"].is_object(), "{metrics}");
     let out = bin()
         .current_dir(dir.path())

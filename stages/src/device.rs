@@ -152,7 +152,7 @@ mod tests {
             let loss = burn::tensor::activation::sigmoid(w.clone().matmul(w.clone().transpose())).sum();
             let grads = loss.backward();
             let grad = w.grad(&grads).expect("gradient");
-            (grad.dtype(), loss.into_data().convert::<f32>().to_vec::<f32>().expect("loss")[0])
+            (grad.dtype(), loss.into_data().convert::<f32>().try_to_vec::<f32>().expect("loss")[0])
         };
         let (dtype, low) = run(&bf16);
         let (full_dtype, full) = run(&f32_device);

@@ -135,8 +135,9 @@ impl Stage for Train {
         "train"
     }
 
+    /// 2: the image encoder can be trained; CAP prompt tokens take no weight decay.
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     /// The text and image encoders' weight files.
@@ -260,10 +261,12 @@ impl Stage for Train {
             (None, None) => return Err("neither features nor images to train on".into()),
         };
         let data = TrainData { text: &text, encoder: encoder.as_ref(), examples };
-        // One checkpoint directory per run (params + upstream keys), so another configuration
-        // neither refuses nor overwrites an interrupted run's checkpoints.
+        // One checkpoint directory per run (stage version + params + upstream keys), so another
+        // configuration neither refuses nor overwrites an interrupted run's checkpoints, and a new
+        // implementation does not resume an old one's.
         let run_key = {
             let mut hasher = blake3::Hasher::new();
+            hasher.update(&self.version().to_le_bytes());
             hasher.update(ctx.params.to_string().as_bytes());
             for dir in ctx.inputs.values() {
                 hasher.update(dir.as_os_str().as_encoded_bytes());

@@ -118,6 +118,7 @@ pub fn plan(project: &Project, registry: &Registry, options: &RunOptions) -> Res
 
     let mut hashes = HashState::load(&project.workspace.hash_state());
     let mut keys: HashMap<String, String> = HashMap::new();
+    let mut forced: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut stages = Vec::new();
     let mut context = Vec::new();
     for name in order.iter().filter(|n| needed.contains(*n)) {
@@ -156,7 +157,19 @@ pub fn plan(project: &Project, registry: &Registry, options: &RunOptions) -> Res
         };
         let key = parts.key();
         keys.insert(name.clone(), key.clone());
-        let (decision, reasons) = decide(project, def, &key, &parts, options);
+        let (mut decision, mut reasons) = decide(project, def, &key, &parts, options);
+        // A forced stage rewrites its output under the same key, so what reads it re-runs too.
+        let forced_upstream: Vec<&String> = def.spec.needs.iter().filter(|n| forced.contains(*n)).collect();
+        if decision == Decision::Skip && !forced_upstream.is_empty() {
+            decision = Decision::Run;
+            reasons = forced_upstream.iter().map(|n| format!("upstream {n} was forced")).collect();
+        }
+        if decision == Decision::Run
+            && (options.force.contains(name) || !forced_upstream.is_empty())
+            && selected.contains(name)
+        {
+            forced.insert(name.clone());
+        }
         let planned = PlannedStage {
             name: name.clone(),
             kind: def.kind.clone(),

@@ -243,8 +243,11 @@ fn force_until_and_only_select_stages() {
     f.run(&RunOptions::default());
     f.take_ran();
     let (record, _) = f.run(&RunOptions { force: vec!["shard".into()], ..RunOptions::default() });
-    assert_eq!(f.take_ran(), vec!["shard"]);
+    assert_eq!(f.take_ran(), vec!["evaluate", "report", "shard", "train"], "what reads a forced output re-runs");
     assert_eq!(Fixture::reasons(&record, "shard"), vec!["forced"]);
+    assert_eq!(Fixture::reasons(&record, "train"), vec!["upstream shard was forced"]);
+    f.run(&RunOptions { until: vec!["train".into()], force: vec!["train".into()], ..RunOptions::default() });
+    assert_eq!(f.take_ran(), vec!["train"], "--until keeps downstream out");
     f.run(&RunOptions { only: Some("report".into()), force: vec!["report".into()], ..RunOptions::default() });
     assert_eq!(f.take_ran(), vec!["report"]);
 

@@ -21,7 +21,10 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::module::Module;
+mod common;
+
 use burn::prelude::*;
+use common::{device, pseudo_random};
 use sspa_clip::tokenizer::ClipTokens;
 use sspa_clip::{TextTransformer, TextTransformerConfig, VisionTransformerConfig};
 use sspa_config::{AblationSection, ModelSection, TrainSection};
@@ -38,16 +41,6 @@ const PERIOD: i64 = 269;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn pseudo_random(count: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..count)
-        .map(|_| {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 /// Sizes of one run.
@@ -173,18 +166,6 @@ fn label_tokens(classes: usize, vocab: usize) -> ClipTokens {
         eot_positions.push(2 + words);
     }
     ClipTokens { ids, batch: classes, context_length: length, eot_positions }
-}
-
-#[allow(deprecated)] // burn-tch is deprecated upstream; it is the libtorch path.
-fn device(name: &str) -> Device {
-    match name {
-        "flex" => Device::flex(),
-        #[cfg(feature = "tch")]
-        "libtorch" => Device::libtorch(),
-        #[cfg(feature = "tch")]
-        cuda if cuda.starts_with("cuda:") => Device::libtorch_cuda(cuda[5..].parse::<usize>().expect("cuda:N")),
-        other => panic!("unknown bench device `{other}` (flex; with --features tch: libtorch, cuda:N)"),
-    }
 }
 
 fn main() {

@@ -9,7 +9,10 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+mod common;
+
 use burn::prelude::*;
+use common::{device, pseudo_random};
 use sspa_config::{AblationSection, Alignment, Branches, ModelSection, TrainSection};
 use sspa_train::{Examples, FeatureSet, MeanPromptEncoder, Sections, TextInputs, TrainData, TrainOptions, train};
 
@@ -18,16 +21,6 @@ const CLASSES: usize = 10;
 const PATCHES: usize = 49;
 const BATCH: usize = 64;
 const STEPS: usize = 12;
-
-fn pseudo_random(count: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..count)
-        .map(|_| {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn main() {
     let images = BATCH * STEPS;
@@ -72,18 +65,6 @@ fn main() {
             let name = format!("{device_name}: {name}");
             run(&name, &model, ablation, &train_section, &text, &encoder, &features, &empty, &device);
         }
-    }
-}
-
-#[allow(deprecated)] // burn-tch is deprecated upstream; it is the libtorch path.
-fn device(name: &str) -> Device {
-    match name {
-        "flex" => Device::flex(),
-        #[cfg(feature = "tch")]
-        "libtorch" => Device::libtorch(),
-        #[cfg(feature = "tch")]
-        cuda if cuda.starts_with("cuda:") => Device::libtorch_cuda(cuda[5..].parse::<usize>().expect("cuda:N")),
-        other => panic!("unknown bench device `{other}` (flex; with --features tch: libtorch, cuda:N)"),
     }
 }
 

@@ -325,7 +325,8 @@ enum EpochBatches<'a> {
     Images(crate::images::Batches<'a>),
 }
 
-/// One mini-batch.
+/// One mini-batch (one at a time: the size difference of the variants does not matter).
+#[allow(clippy::large_enum_variant)]
 enum StepBatch {
     Features(crate::features::Batch),
     Images(ImageBatch),

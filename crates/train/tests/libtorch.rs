@@ -37,21 +37,7 @@ fn deterministic(shape: &[usize], salt: u32) -> Vec<f32> {
 
 #[test]
 fn libtorch_cpu_scores_and_gradients_match_flex() {
-    let model = ModelSection { embed_dim: 16, prompt_tokens: 2, ..ModelSection::default() };
-    let ablation = AblationSection::default();
-    let config = ModelConfig {
-        format_version: sspa_train::model::FORMAT_VERSION,
-        head: SspaHeadConfig::from_sections(&model, &ablation, Some(12), 20).expect("head"),
-        model,
-        ablation,
-        train: Default::default(),
-        labels: (0..5).map(|c| format!("class-{c}")).collect(),
-        text_width: 12,
-        prompt_tokens: 2,
-        prompt_width: 6,
-        patches_per_image: 9,
-        backbone: None,
-    };
+    let config = model_config(None, 20, 9);
     let dir = tempfile::tempdir().expect("temp dir");
     let weights = dir.path().join("model.safetensors");
     save_weights(&config.init(3, &Device::flex()).expect("init"), &weights).expect("save");
@@ -89,13 +75,23 @@ fn libtorch_cpu_scores_and_gradients_match_flex() {
 /// A model with a tiny CLIP ViT as its trained image encoder (16 px inputs at a 32 px training
 /// grid, so the positional table is resampled on the way), saved once.
 fn fine_tune_config() -> ModelConfig {
-    let model =
-        ModelSection { embed_dim: 16, prompt_tokens: 2, freeze_image_encoder: false, ..ModelSection::default() };
-    let ablation = AblationSection::default();
     let spec = BackboneSpec::ClipVit { config: VisionTransformerConfig::new(32, 8, 16, 2, 2, 32, 12) };
+    let (width, patches) = (spec.width(), spec.patches_per_image(24));
+    model_config(Some(spec), width, patches)
+}
+
+/// d = 16, C = 5, d_t = 12, M = 2 prompt tokens of width 6; image features of width `image_width`.
+fn model_config(backbone: Option<BackboneSpec>, image_width: usize, patches_per_image: usize) -> ModelConfig {
+    let model = ModelSection {
+        embed_dim: 16,
+        prompt_tokens: 2,
+        freeze_image_encoder: backbone.is_none(),
+        ..ModelSection::default()
+    };
+    let ablation = AblationSection::default();
     ModelConfig {
         format_version: sspa_train::model::FORMAT_VERSION,
-        head: SspaHeadConfig::from_sections(&model, &ablation, Some(12), spec.width()).expect("head"),
+        head: SspaHeadConfig::from_sections(&model, &ablation, Some(12), image_width).expect("head"),
         model,
         ablation,
         train: Default::default(),
@@ -103,8 +99,8 @@ fn fine_tune_config() -> ModelConfig {
         text_width: 12,
         prompt_tokens: 2,
         prompt_width: 6,
-        patches_per_image: spec.patches_per_image(24),
-        backbone: Some(spec),
+        patches_per_image,
+        backbone,
     }
 }
 

@@ -48,18 +48,22 @@ pub enum BackboneSpec {
 
 impl BackboneSpec {
     /// A backbone of this architecture with random weights (the skeleton trained weights are
-    /// loaded into).
+    /// loaded into), every parameter drawn before returning.
     ///
     /// # Errors
     /// [`TrainError::Option`] for an invalid ResNet configuration.
     pub fn init(&self, device: &Device) -> Result<Backbone, TrainError> {
-        Ok(match self {
+        let backbone = match self {
             Self::EfficientnetLite0 => Backbone::EfficientNet(EfficientNetLite0Config::new().init(device)),
             Self::ClipVit { config } => Backbone::ClipVit(config.init(device)),
             Self::ClipResnet { config } => Backbone::ClipResNet(config.init(device).map_err(|error| {
                 TrainError::Option { key: "backbone", value: error.to_string(), reason: "invalid ModifiedResNet" }
             })?),
-        })
+        };
+        // burn initialises parameters lazily, at first use: draw them now, so that a caller holding
+        // a seed (`crate::seeded`) gets the same weights whatever other threads draw later.
+        drop(sspa_model::parameter_snapshot(&backbone));
+        Ok(backbone)
     }
 
     /// Short name for logs and records.

@@ -112,7 +112,7 @@ fn sections() -> (ModelSection, AblationSection, TrainSection) {
         ..ModelSection::default()
     };
     let train = TrainSection {
-        epochs: 4,
+        epochs: 6,
         batch_size: 16,
         lr: 3e-3,
         warmup_epochs: 0.5,
@@ -178,7 +178,12 @@ fn the_image_encoder_trains_with_the_head_and_resumes_exactly() {
     let last = outcome.history.last().expect("history");
     assert!(last.train_loss < first.train_loss * 0.8, "loss {} → {}", first.train_loss, last.train_loss);
     let map = last.val_map.expect("validation mAP");
-    assert!(map > 90.0, "validation mAP {map} (history {:?})", outcome.history);
+    eprintln!(
+        "fine-tuned tiny ViT: loss {:.3} → {:.3}, validation mAP {:?} → {map:.2}",
+        first.train_loss, last.train_loss, first.val_map
+    );
+    let first_map = first.val_map.expect("validation mAP");
+    assert!(map > 85.0 && map > first_map + 10.0, "validation mAP {first_map} → {map} (history {:?})", outcome.history);
     assert_eq!(bits(&start), start_bits, "the pretrained encoder passed in is not modified");
 
     // The outputs hold the trained encoder; config.json rebuilds it.
@@ -213,16 +218,53 @@ fn the_image_encoder_trains_with_the_head_and_resumes_exactly() {
     let predicted = sspa_train::mean_average_precision(&scores, &images.targets, CLASSES).expect("mAP");
     assert!((predicted - map).abs() < 1e-3, "predictor mAP {predicted} vs the loop's {map}");
 
-    // Two epochs, stop, then the rest: the same final weights, bit for bit.
+    // Three epochs, stop, then the rest: the same final weights, bit for bit.
     let resumed = tempfile::tempdir().expect("temp dir");
-    let partial = run(resumed.path(), &start, Some(2));
+    let partial = run(resumed.path(), &start, Some(3));
     assert!(!partial.finished);
     let rest = run(resumed.path(), &start, None);
-    assert_eq!(rest.resumed_from, Some(2));
+    assert_eq!(rest.resumed_from, Some(3));
     for name in [files::MODEL, files::MODEL_EMA] {
         let read = |dir: &std::path::Path| {
             bits(&config.load_model(&dir.join("out").join(name), &Device::flex()).expect("weights"))
         };
         assert!(read(dir.path()) == read(resumed.path()), "{name}: resumed run differs");
+    }
+}
+
+/// Every backbone kind trains: gradients reach its first layer, and its spec predicts the width
+/// and patch count the forward pass produces.
+#[test]
+fn every_backbone_kind_passes_gradients_and_matches_its_spec() {
+    use sspa_clip::resnet::ModifiedResNetConfig;
+    let device = Device::flex().autodiff();
+    let specs = [
+        BackboneSpec::EfficientnetLite0,
+        tiny_vit(),
+        BackboneSpec::ClipResnet {
+            config: ModifiedResNetConfig::new([1, 1, 1, 1])
+                .with_width(4)
+                .with_heads(2)
+                .with_output_dim(8)
+                .with_image_size(64),
+        },
+    ];
+    for spec in specs {
+        let size = 64;
+        let backbone = sspa_train::seeded(&device, 3, || spec.init(&device)).expect("init");
+        let pixels: Vec<f32> = (0..2 * 3 * size * size).map(|i| (i as f32 * 0.37).sin()).collect();
+        let images = Tensor::<4>::from_data(TensorData::new(pixels, [2, 3, size, size]), &device);
+        let features = backbone.forward(images);
+        assert_eq!(features.global.dims(), [2, spec.width()], "{}", spec.name());
+        assert_eq!(features.patches.dims(), [2, spec.patches_per_image(size), spec.width()], "{}", spec.name());
+        let grads = (features.global.sum() + features.patches.powf_scalar(2.0).sum()).backward();
+        let first = match &backbone {
+            Backbone::EfficientNet(encoder) => encoder.stem.conv.weight.grad(&grads),
+            Backbone::ClipVit(tower) => tower.conv1.weight.grad(&grads),
+            Backbone::ClipResNet(tower) => tower.stem.conv1.conv.weight.grad(&grads),
+        };
+        let first = first.unwrap_or_else(|| panic!("{}: no gradient at the first layer", spec.name()));
+        let norm: f32 = first.powf_scalar(2.0).sum().into_scalar();
+        assert!(norm > 0.0 && norm.is_finite(), "{}: gradient norm² {norm}", spec.name());
     }
 }

@@ -1,6 +1,6 @@
 //! `sspa-pipe encode`: texts or images → Parquet, with a pretrained encoder.
 //!
-//! Models (`--model`), resolved in this order:
+//! Models (`--model`), resolved by [`sspa_stages::encoders::resolve_model`] in this order:
 //! - the presets `minilm` and `efficientnet-lite0`: the installed defaults of
 //!   `scripts/install-encoders` (`sspa_encoders::paths`);
 //! - a directory with a `config.json` of `model_type` `bert` and a `tokenizer.json`: a MiniLM/BERT
@@ -18,7 +18,6 @@
 //! returns them: MiniLM embeddings are L2-normalised, CLIP features are not (normalise before
 //! taking cosines); EfficientNet-Lite0's `global` is the mean of its patches.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -27,19 +26,11 @@ use burn::tensor::TensorData;
 use clap::Subcommand;
 use sspa_clip::{Clip, ClipPreprocess};
 use sspa_encoders::weights::Checkpoint;
-use sspa_encoders::{EfficientNetLite0, EfficientNetLite0Config, ImageFeatures, ImagePreprocess, MiniLm, paths};
+use sspa_encoders::{EfficientNetLite0, EfficientNetLite0Config, ImageFeatures, ImagePreprocess, MiniLm};
+use sspa_stages::encoders::{ModelKind, ModelSpecError, resolve_model};
 use sspa_table::{ImageEncoding, TextEncoding};
 
 use crate::exit::{self, UsageError};
-
-/// Preset name of the installed MiniLM.
-const MINILM: &str = "minilm";
-/// Preset name of the installed EfficientNet-Lite0.
-const EFFICIENTNET_LITE0: &str = "efficientnet-lite0";
-/// Key that marks an EfficientNet-Lite0 checkpoint.
-const EFFICIENTNET_KEY: &str = "_conv_stem.weight";
-/// Key prefix of the image tower in an OpenAI / OpenCLIP state dict.
-const OPENAI_VISUAL_PREFIX: &str = "visual.";
 
 #[derive(Debug, Subcommand)]
 pub enum EncodeCommand {
@@ -88,85 +79,16 @@ pub fn encode(command: &EncodeCommand) -> anyhow::Result<u8> {
     }
 }
 
-/// What `--model` names.
-#[derive(Debug, PartialEq)]
-enum ModelKind {
-    /// A MiniLM/BERT directory.
-    MiniLm(PathBuf),
-    /// An EfficientNet-Lite0 safetensors file.
-    EfficientNet(PathBuf),
-    /// A CLIP HF directory or OpenAI/OpenCLIP safetensors file.
-    Clip(PathBuf),
-}
-
 fn usage(message: String) -> anyhow::Error {
     UsageError(message).into()
 }
 
-/// The tensor names in a safetensors file's header (the tensors are not read).
-fn safetensors_keys(file: &Path) -> anyhow::Result<Vec<String>> {
-    let not_safetensors = || usage(format!("`{}` is not a safetensors file", file.display()));
-    let mut reader = std::fs::File::open(file).with_context(|| format!("cannot open `{}`", file.display()))?;
-    let mut length = [0_u8; 8];
-    reader.read_exact(&mut length).map_err(|_| not_safetensors())?;
-    let length = usize::try_from(u64::from_le_bytes(length)).map_err(|_| not_safetensors())?;
-    let size = reader.metadata().map(|m| m.len()).unwrap_or(0);
-    if length as u64 > size {
-        return Err(not_safetensors());
-    }
-    let mut header = vec![0_u8; length];
-    reader.read_exact(&mut header).map_err(|_| not_safetensors())?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|_| not_safetensors())?;
-    Ok(header.into_iter().map(|(key, _)| key).filter(|key| key != "__metadata__").collect())
-}
-
-/// Resolves a preset name or a path (see the module documentation).
+/// Resolves `--model` ([`sspa_stages::encoders::resolve_model`]); a wrong argument is a usage error.
 fn resolve(spec: &str) -> anyhow::Result<ModelKind> {
-    let (path, preset) = match spec {
-        MINILM => (paths::minilm_dir(), true),
-        EFFICIENTNET_LITE0 => (paths::efficientnet_dir(), true),
-        _ => (PathBuf::from(spec), false),
-    };
-    if !path.exists() {
-        return Err(usage(if preset {
-            format!("preset `{spec}` is not installed at `{}`: run scripts/install-encoders", path.display())
-        } else {
-            format!("model `{spec}` is neither a preset ({MINILM}, {EFFICIENTNET_LITE0}) nor an existing path")
-        }));
-    }
-    let config_path = path.join("config.json");
-    if path.is_dir() && config_path.is_file() {
-        let text = std::fs::read_to_string(&config_path)
-            .with_context(|| format!("cannot read `{}`", config_path.display()))?;
-        let config: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("`{}` is not JSON", config_path.display()))?;
-        match config.get("model_type").and_then(serde_json::Value::as_str) {
-            Some("bert") if path.join("tokenizer.json").is_file() => return Ok(ModelKind::MiniLm(path)),
-            Some("bert") => return Err(usage(format!("`{}` has no `tokenizer.json`", path.display()))),
-            Some("clip") => return Ok(ModelKind::Clip(path)),
-            _ => {}
-        }
-    }
-    let file = if path.is_dir() { path.join("model.safetensors") } else { path.clone() };
-    if file.is_file() {
-        let keys = safetensors_keys(&file)?;
-        if keys.iter().any(|key| key == EFFICIENTNET_KEY) {
-            return Ok(ModelKind::EfficientNet(file));
-        }
-        if keys.iter().any(|key| key.starts_with(OPENAI_VISUAL_PREFIX)) {
-            return Ok(ModelKind::Clip(file));
-        }
-        return Err(usage(format!(
-            "`{}` is not a supported model: neither EfficientNet-Lite0 (`{EFFICIENTNET_KEY}`) nor an OpenAI CLIP \
-             state dict (`{OPENAI_VISUAL_PREFIX}*`)",
-            file.display()
-        )));
-    }
-    Err(usage(format!(
-        "`{}` is not a supported model: expected a BERT or CLIP `config.json`, or `model.safetensors`",
-        path.display()
-    )))
+    resolve_model(spec).map_err(|error| match error {
+        ModelSpecError::Usage(message) => usage(message),
+        other => anyhow::Error::new(other),
+    })
 }
 
 fn load_clip(path: &Path, device: &Device) -> anyhow::Result<Clip> {

@@ -17,6 +17,117 @@ use sspa_encoders::{EfficientNetLite0, ImageFeatures, MiniLm};
 
 use crate::Error;
 
+/// Preset name of the installed MiniLM (for `--model`).
+pub const MINILM: &str = "minilm";
+/// Preset name of the installed EfficientNet-Lite0 (for `--model`).
+pub const EFFICIENTNET_LITE0: &str = "efficientnet-lite0";
+/// Key that marks an EfficientNet-Lite0 checkpoint.
+const EFFICIENTNET_KEY: &str = "_conv_stem.weight";
+/// Key prefix of the image tower in an OpenAI / OpenCLIP state dict.
+const OPENAI_VISUAL_PREFIX: &str = "visual.";
+
+/// What a model argument (a preset name or a path) names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    /// A MiniLM/BERT directory.
+    MiniLm(PathBuf),
+    /// An EfficientNet-Lite0 safetensors file.
+    EfficientNet(PathBuf),
+    /// A CLIP HF directory or OpenAI/OpenCLIP safetensors file.
+    Clip(PathBuf),
+}
+
+/// Why a model argument names no usable model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelSpecError {
+    /// The argument is wrong (not installed, not a model, another kind of file): a usage error.
+    #[error("{0}")]
+    Usage(String),
+    /// A file that should be readable is not.
+    #[error("reading `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The tensor names in a safetensors file's header (the tensors are not read).
+fn safetensors_keys(file: &Path) -> Result<Vec<String>, ModelSpecError> {
+    use std::io::Read;
+    let not_safetensors = || ModelSpecError::Usage(format!("`{}` is not a safetensors file", file.display()));
+    let io = |source| ModelSpecError::Io { path: file.to_owned(), source };
+    let mut reader = std::fs::File::open(file).map_err(io)?;
+    let mut length = [0_u8; 8];
+    reader.read_exact(&mut length).map_err(|_| not_safetensors())?;
+    let length = usize::try_from(u64::from_le_bytes(length)).map_err(|_| not_safetensors())?;
+    let size = reader.metadata().map(|m| m.len()).unwrap_or(0);
+    if length as u64 > size {
+        return Err(not_safetensors());
+    }
+    let mut header = vec![0_u8; length];
+    reader.read_exact(&mut header).map_err(|_| not_safetensors())?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|_| not_safetensors())?;
+    Ok(header.into_iter().map(|(key, _)| key).filter(|key| key != "__metadata__").collect())
+}
+
+/// Resolves a model argument, in this order: the presets [`MINILM`] and [`EFFICIENTNET_LITE0`]
+/// (the installed defaults of `scripts/install-encoders`); a directory whose `config.json` has
+/// `model_type` `bert` (with a `tokenizer.json`) or `clip`; a directory with `model.safetensors`,
+/// or a safetensors file, that holds `_conv_stem.weight` (EfficientNet-Lite0) or `visual.*`
+/// tensors (an OpenAI/OpenCLIP CLIP state dict).
+///
+/// # Errors
+/// [`ModelSpecError::Usage`] naming what is missing or unsupported; [`ModelSpecError::Io`].
+pub fn resolve_model(spec: &str) -> Result<ModelKind, ModelSpecError> {
+    let usage = ModelSpecError::Usage;
+    let (path, preset) = match spec {
+        MINILM => (sspa_encoders::paths::minilm_dir(), true),
+        EFFICIENTNET_LITE0 => (sspa_encoders::paths::efficientnet_dir(), true),
+        _ => (PathBuf::from(spec), false),
+    };
+    if !path.exists() {
+        return Err(usage(if preset {
+            format!("preset `{spec}` is not installed at `{}`: run scripts/install-encoders", path.display())
+        } else {
+            format!("model `{spec}` is neither a preset ({MINILM}, {EFFICIENTNET_LITE0}) nor an existing path")
+        }));
+    }
+    let config_path = path.join("config.json");
+    if path.is_dir() && config_path.is_file() {
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|source| ModelSpecError::Io { path: config_path.clone(), source })?;
+        let config: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| usage(format!("`{}` is not JSON: {e}", config_path.display())))?;
+        match config.get("model_type").and_then(serde_json::Value::as_str) {
+            Some("bert") if path.join("tokenizer.json").is_file() => return Ok(ModelKind::MiniLm(path)),
+            Some("bert") => return Err(usage(format!("`{}` has no `tokenizer.json`", path.display()))),
+            Some("clip") => return Ok(ModelKind::Clip(path)),
+            _ => {}
+        }
+    }
+    let file = if path.is_dir() { path.join("model.safetensors") } else { path.clone() };
+    if file.is_file() {
+        let keys = safetensors_keys(&file)?;
+        if keys.iter().any(|key| key == EFFICIENTNET_KEY) {
+            return Ok(ModelKind::EfficientNet(file));
+        }
+        if keys.iter().any(|key| key.starts_with(OPENAI_VISUAL_PREFIX)) {
+            return Ok(ModelKind::Clip(file));
+        }
+        return Err(usage(format!(
+            "`{}` is not a supported model: neither EfficientNet-Lite0 (`{EFFICIENTNET_KEY}`) nor an OpenAI CLIP \
+             state dict (`{OPENAI_VISUAL_PREFIX}*`)",
+            file.display()
+        )));
+    }
+    Err(usage(format!(
+        "`{}` is not a supported model: expected a BERT or CLIP `config.json`, or `model.safetensors`",
+        path.display()
+    )))
+}
+
 /// MiniLM files that decide its output.
 const MINILM_FILES: &[&str] = &["config.json", "model.safetensors", "tokenizer.json"];
 /// Files of an HF `CLIPModel` directory that decide its output (those present are hashed).

@@ -2,22 +2,10 @@
 //! transposed to burn's `[in, out]`).
 
 use burn::module::Param;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::Linear;
 use burn::prelude::*;
 use sspa_encoders::weights::Checkpoint;
-
-/// A [`Linear`] from a PyTorch `{prefix}.weight` `[out, in]` and `{prefix}.bias` `[out]`.
-pub(crate) fn linear(
-    checkpoint: &mut Checkpoint,
-    prefix: &str,
-    inputs: usize,
-    outputs: usize,
-    device: &Device,
-) -> Linear {
-    let weight = checkpoint.take(&format!("{prefix}.weight"), [outputs, inputs], device);
-    let bias = checkpoint.take(&format!("{prefix}.bias"), [outputs], device);
-    Linear { weight: Param::from_tensor(weight.transpose()), bias: Some(Param::from_tensor(bias)) }
-}
+pub(crate) use sspa_encoders::weights::{layer_norm, linear};
 
 /// A [`Linear`] `inputs → 3 · inputs` from three PyTorch projections (HF `q_proj`, `k_proj`,
 /// `v_proj`), concatenated as PyTorch's fused `in_proj_weight`.
@@ -40,20 +28,6 @@ pub(crate) fn in_projection(checkpoint: &mut Checkpoint, prefix: &str, width: us
     let weight = checkpoint.take(&format!("{prefix}.in_proj_weight"), [3 * width, width], device);
     let bias = checkpoint.take(&format!("{prefix}.in_proj_bias"), [3 * width], device);
     Linear { weight: Param::from_tensor(weight.transpose()), bias: Some(Param::from_tensor(bias)) }
-}
-
-/// A [`LayerNorm`] from `{prefix}.weight` and `{prefix}.bias`.
-pub(crate) fn layer_norm(
-    checkpoint: &mut Checkpoint,
-    prefix: &str,
-    width: usize,
-    epsilon: f64,
-    device: &Device,
-) -> LayerNorm {
-    let mut norm = LayerNormConfig::new(width).with_epsilon(epsilon).init(device);
-    norm.gamma = Param::from_tensor(checkpoint.take(&format!("{prefix}.weight"), [width], device));
-    norm.beta = Some(Param::from_tensor(checkpoint.take(&format!("{prefix}.bias"), [width], device)));
-    norm
 }
 
 /// A projection matrix `[inputs, outputs]` applied as `x · P`: OpenAI stores it so

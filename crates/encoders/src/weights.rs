@@ -160,7 +160,7 @@ impl Checkpoint {
 }
 
 /// Builds a [`burn::nn::Linear`] from a PyTorch `nn.Linear` weight `[out, in]` and bias `[out]`.
-pub(crate) fn linear(
+pub fn linear(
     checkpoint: &mut Checkpoint,
     prefix: &str,
     d_input: usize,
@@ -174,7 +174,7 @@ pub(crate) fn linear(
 }
 
 /// Builds a [`burn::nn::LayerNorm`] from PyTorch `weight`/`bias` keys.
-pub(crate) fn layer_norm(
+pub fn layer_norm(
     checkpoint: &mut Checkpoint,
     prefix: &str,
     width: usize,

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use sspa_clip::Clip;
 use sspa_config::ModelSection;
-use sspa_encoders::{EfficientNetLite0, ImageFeatures, MiniLm};
+use sspa_encoders::MiniLm;
+use sspa_train::{Backbone, BackboneSpec};
 
 use crate::Error;
 
@@ -291,46 +292,28 @@ impl TextModel {
     }
 }
 
-/// The frozen image encoder of a preset.
-#[derive(Debug)]
-pub enum ImageModel {
-    EfficientNet(Box<EfficientNetLite0>),
-    Clip(Box<Clip>),
+/// What `features.json` calls the frozen image encoder of `model.preset` (also part of the
+/// feature-cache key).
+pub fn frozen_encoder_name(model: &ModelSection) -> &'static str {
+    if is_clip(&model.preset) { "clip-image" } else { "efficientnet-lite0" }
 }
 
-impl ImageModel {
-    /// Loads the image encoder of `model` on `device` from `location` ([`image_location`]).
-    ///
-    /// # Errors
-    /// Missing or mismatched weights.
-    pub fn load(model: &ModelSection, location: &Path, device: &Device) -> Result<Self, sspa_dag::StageError> {
-        Ok(if is_clip(&model.preset) {
-            Self::Clip(Box::new(Clip::load(location, device)?))
-        } else {
-            use burn::module::Module;
-            let encoder = sspa_encoders::EfficientNetLite0Config::new().load(location, device)?;
-            Self::EfficientNet(Box::new(encoder.set_require_grad(false)))
-        })
-    }
-
-    /// Name recorded in `features.json`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::EfficientNet(_) => "efficientnet-lite0",
-            Self::Clip(_) => "clip-image",
-        }
-    }
-
-    /// Global and patch features (EfficientNet: raw last feature map and its mean; CLIP: the
-    /// joint-space class/pooled token and projected patch tokens).
-    ///
-    /// # Shapes
-    /// - images: `[B, 3, S, S]`, normalised with the preset's mean/std
-    /// - output: global `[B, c]`, patches `[B, N, c]`
-    pub fn forward(&self, images: Tensor<4>) -> ImageFeatures {
-        match self {
-            Self::EfficientNet(e) => e.forward(images),
-            Self::Clip(c) => c.encode_image(images),
-        }
-    }
+/// The preset's pretrained image encoder at `location` ([`image_location`]) on `device`: on a
+/// plain device the frozen feature extractor, on an autodiff device the encoder the train stage
+/// trains (its parameters require gradients). CLIP keeps only its image tower. Parameters take
+/// the device's float type (bf16 under `train.precision = "mixed"`).
+///
+/// # Errors
+/// Missing or mismatched weights.
+pub fn image_encoder(
+    model: &ModelSection,
+    location: &Path,
+    device: &Device,
+) -> Result<(Backbone, BackboneSpec), sspa_dag::StageError> {
+    let (backbone, spec) = if is_clip(&model.preset) {
+        Backbone::clip(&Clip::load(location, device)?)?
+    } else {
+        Backbone::efficientnet(sspa_encoders::EfficientNetLite0Config::new().load(location, device)?)
+    };
+    Ok((sspa_train::match_device_float(backbone), spec))
 }

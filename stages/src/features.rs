@@ -16,7 +16,7 @@
 //! projection; `features.json` in the train stage's output names the cache files and keys so the
 //! evaluate stage reads the same features.
 
-use crate::encoders::{ImageModel, image_location, weight_files, weights_hash};
+use crate::encoders::{frozen_encoder_name, image_encoder, image_location, weight_files, weights_hash};
 use serde::{Deserialize, Serialize};
 use sspa_dag::{StageContext, StageError};
 use sspa_data::{Loader, LoaderConfig, open_shards};
@@ -160,7 +160,7 @@ pub fn prepare(
     let location = image_location(model, &ctx.project_root)?;
     let weights_hash = weights_hash(&weight_files(&location, false)?)?;
     let shard_key = shard_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let encoder_kind = if crate::encoders::is_clip(&model.preset) { "clip-image" } else { "efficientnet-lite0" };
+    let encoder_kind = frozen_encoder_name(model);
     let base_key =
         format!("v{FEATURE_VERSION}/shard={shard_key}/{encoder_kind}@{weights_hash}/size={}", model.image_size);
     let cache_dir = ctx.state_dir.join("features");
@@ -181,12 +181,12 @@ pub fn prepare(
     let (train, test) = match cached {
         Some(pair) => pair,
         None => {
-            let encoder = ImageModel::load(model, &location, device)?;
+            let (encoder, _) = image_encoder(model, &location, device)?;
             let shards = open_shards(shard_dir)?;
             let mean_std = sspa_data::mean_std(&model.preset)?;
             let total = shards.split("train")?.len() + shards.split("test")?.len();
             ctx.progress.set_length(total as u64);
-            ctx.progress.set_message(format!("encoding images ({})", encoder.name()));
+            ctx.progress.set_message(format!("encoding images ({encoder_kind})"));
             let started = std::time::Instant::now();
             let mut done = 0;
             let forward = |images| encoder.forward(images);

@@ -4,21 +4,16 @@
 //! - [`ShardImages`]: the shard stage's train split as an [`ImageSource`]: the seeded 10 %
 //!   validation slice through the evaluation loader, the rest through the training loader
 //!   (seeded per-epoch shuffle, random resized crop + flip, `drop_last`).
-//! - [`pretrained`]: the preset's pretrained image encoder as a trainable [`Backbone`] on the
-//!   training device.
+//! - the preset's pretrained image encoder, trainable on the autodiff training device, comes from
+//!   [`crate::encoders::image_encoder`].
 //!
 //! Nothing is cached: the evaluate stage and `predict` encode images with the run's own encoder
 //! (raw or EMA), read from its `model*.safetensors`.
 
-use std::path::Path;
-
-use burn::prelude::*;
 use sspa_config::ModelSection;
 use sspa_dag::StageError;
 use sspa_data::{Loader, LoaderConfig, SplitReader};
-use sspa_train::{Backbone, BackboneSpec, Batches, ImageBatch, ImageSource, TrainError};
-
-use crate::encoders::is_clip;
+use sspa_train::{Batches, ImageBatch, ImageSource, TrainError};
 
 /// Images per validation forward pass.
 const VALIDATION_BATCH: usize = 32;
@@ -113,25 +108,4 @@ impl ImageSource for ShardImages {
     fn validation(&self) -> Result<Batches<'_>, TrainError> {
         batches(&self.validation, &self.eval_config, 0)
     }
-}
-
-/// The preset's pretrained image encoder at `location` ([`crate::encoders::image_location`]),
-/// trainable, on `device` (the training device with autodiff).
-///
-/// # Errors
-/// Missing or mismatched weights.
-pub fn pretrained(
-    model: &ModelSection,
-    location: &Path,
-    device: &Device,
-) -> Result<(Backbone, BackboneSpec), StageError> {
-    let (backbone, spec) = if is_clip(&model.preset) {
-        let clip = sspa_clip::Clip::load(location, device)?;
-        Backbone::clip(&clip)?
-    } else {
-        let encoder = sspa_encoders::EfficientNetLite0Config::new().load(location, device)?;
-        Backbone::efficientnet(encoder)
-    };
-    // bf16 on a device configured for `train.precision = "mixed"`.
-    Ok((sspa_train::match_device_float(backbone), spec))
 }

@@ -13,9 +13,9 @@ use fast_image_resize::Resizer;
 use sspa_data::loader::eval_values;
 use sspa_data::preprocess::{decode, fit};
 use sspa_data::{Geometry, LoaderConfig, mean_std};
-use sspa_train::{FeatureSet, Predictor, Weights};
+use sspa_train::{Backbone, FeatureSet, Predictor, Weights};
 
-use crate::encoders::{ImageModel, image_location, weight_files, weights_hash};
+use crate::encoders::{frozen_encoder_name, image_encoder, image_location, weight_files, weights_hash};
 use crate::features::FeatureManifest;
 
 /// Images per encoder forward pass.
@@ -90,7 +90,7 @@ pub struct ImagePredictor {
     predictor: Predictor,
     /// The frozen encoder the run's features came from; `None` when the run trained its own
     /// (it is then in the predictor's weights).
-    encoder: Option<ImageModel>,
+    encoder: Option<Backbone>,
     geometry: Geometry,
     /// The evaluation loader's settings (size, mean/std).
     loader: LoaderConfig,
@@ -183,11 +183,8 @@ impl ImagePredictor {
     /// Encoder + head over one batch of prepared images.
     fn score(&self, pixels: Vec<f32>, count: usize, size: usize) -> Result<Vec<f32>, String> {
         let images = Tensor::<4>::from_data(TensorData::new(pixels, [count, 3, size, size]), &self.device);
-        let features = match (&self.encoder, self.predictor.backbone()) {
-            (Some(encoder), _) => encoder.forward(images),
-            (None, Some(backbone)) => backbone.forward(images),
-            (None, None) => return Err("the run has no image encoder".into()),
-        };
+        let encoder = self.encoder.as_ref().or(self.predictor.backbone()).ok_or("the run has no image encoder")?;
+        let features = encoder.forward(images);
         let [_, n, c] = features.patches.dims();
         let read = |tensor: Tensor<2>| tensor.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"));
         let global = read(features.global)?;
@@ -213,7 +210,7 @@ fn frozen_encoder(
     features: &FeatureManifest,
     project_root: &Path,
     device: &Device,
-) -> Result<ImageModel, PredictError> {
+) -> Result<Backbone, PredictError> {
     let encoder_error = |e: &dyn std::fmt::Display| PredictError::Encoder(e.to_string());
     let location = image_location(model, project_root).map_err(|e| encoder_error(&e))?;
     let files = weight_files(&location, false).map_err(|e| encoder_error(&e))?;
@@ -221,14 +218,14 @@ fn frozen_encoder(
     if found != features.weights_hash {
         return Err(PredictError::WeightsChanged { path: location, found, expected: features.weights_hash.clone() });
     }
-    let encoder = ImageModel::load(model, &location, device).map_err(|e| encoder_error(&e))?;
-    if encoder.name() != features.encoder {
+    if frozen_encoder_name(model) != features.encoder {
         return Err(PredictError::Encoder(format!(
             "the run was trained on `{}` features, the config's preset gives `{}`",
             features.encoder,
-            encoder.name()
+            frozen_encoder_name(model)
         )));
     }
+    let (encoder, _) = image_encoder(model, &location, device).map_err(|e| encoder_error(&e))?;
     Ok(encoder)
 }
 

@@ -195,7 +195,7 @@ impl Stage for Train {
         } else {
             let location = image_location(&model, &ctx.project_root)?;
             let weights_hash = crate::encoders::weights_hash(&weight_files(&location, false)?)?;
-            let (backbone, spec) = crate::finetune::pretrained(&model, &location, &device.clone().autodiff())?;
+            let (backbone, spec) = crate::encoders::image_encoder(&model, &location, &device.clone().autodiff())?;
             let shard_key = shard_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let source = crate::finetune::ShardImages::new(
                 &train_split,

@@ -72,15 +72,13 @@ impl Stage for Evaluate {
                 return Err("cancelled".into());
             }
             let predictor = Predictor::load(train_dir, weights, &device)?;
-            let encoded;
-            let features = match &cached {
-                Some(features) => features,
-                None => {
-                    ctx.progress.set_message(format!("encoding `{}` with the {name} image encoder", section.split));
-                    encoded = encode_with_run(ctx, &predictor, &section.split, manifest.image_size, &device)?;
-                    &encoded
-                }
+            let encoded = if cached.is_some() {
+                None
+            } else {
+                ctx.progress.set_message(format!("encoding `{}` with the {name} image encoder", section.split));
+                Some(encode_with_run(ctx, &predictor, &section.split, manifest.image_size, &device)?)
             };
+            let features = cached.as_ref().or(encoded.as_ref()).ok_or("no features to score")?;
             ctx.progress.set_message(format!("scoring with the {name} weights"));
             let labels = predictor.labels().to_vec();
             let scores = predictor.predict(features)?;
@@ -94,8 +92,8 @@ impl Stage for Evaluate {
             }
             reports.insert(name.to_owned(), serde_json::to_value(&report)?);
             if weights == Weights::Raw {
-                let features = if cached.is_some() { None } else { Some(features.clone()) };
-                raw = Some((predictor, scores, features));
+                // The raw encoder's features stay for the maps (moved, not copied: they can be GBs).
+                raw = Some((predictor, scores, encoded));
             }
             ctx.progress.inc(1);
         }
@@ -103,10 +101,7 @@ impl Stage for Evaluate {
 
         ctx.progress.set_message("attention and gate maps");
         let (predictor, scores, encoded) = raw.ok_or("the raw weights were not scored")?;
-        let features = match (&cached, &encoded) {
-            (Some(features), _) | (None, Some(features)) => features,
-            (None, None) => return Err("the raw weights' features were not kept".into()),
-        };
+        let features = cached.as_ref().or(encoded.as_ref()).ok_or("the raw weights' features were not kept")?;
         let maps = attention_maps(&predictor, features, &scores, &section.split, ctx.input("shard")?)?;
         tracing::info!(
             "evaluate: maps of {} images{}",
@@ -145,9 +140,8 @@ fn encode_with_run(
         .ok_or("features.json says the image encoder was trained, but the run's weights hold none")?;
     let shards = sspa_data::open_shards(ctx.input("shard")?)?;
     let mean_std = sspa_data::mean_std(&predictor.config().model.preset)?;
-    let forward = |images| backbone.forward(images);
     let mut done = 0;
-    crate::features::encode_split(ctx, &forward, &shards, split, image_size, mean_std, device, &mut done)
+    crate::features::encode_split(ctx, backbone, &shards, split, image_size, mean_std, device, &mut done)
 }
 
 /// A tensor's values as `f32`, row-major.

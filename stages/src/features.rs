@@ -20,7 +20,7 @@ use crate::encoders::{frozen_encoder_name, image_encoder, image_location, weight
 use serde::{Deserialize, Serialize};
 use sspa_dag::{StageContext, StageError};
 use sspa_data::{Loader, LoaderConfig, open_shards};
-use sspa_encoders::ImageFeatures;
+use sspa_train::Backbone;
 use sspa_train::FeatureSet;
 use std::path::{Path, PathBuf};
 
@@ -96,7 +96,7 @@ pub fn efficientnet_weights(model: &sspa_config::ModelSection, project_root: &Pa
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn encode_split(
     ctx: &StageContext,
-    encoder: &dyn Fn(Tensor<4>) -> ImageFeatures,
+    encoder: &Backbone,
     shards: &sspa_data::ShardSet,
     split_name: &str,
     image_size: u32,
@@ -116,7 +116,7 @@ pub(crate) fn encode_split(
             return Err("cancelled".into());
         }
         let batch = batch?;
-        let features = encoder(batch.to_tensors(device).images);
+        let features = encoder.forward(batch.to_tensors(device).images);
         let [b, n, c] = features.patches.dims();
         (patches_per_image, width) = (n, c);
         patches.extend(
@@ -189,9 +189,8 @@ pub fn prepare(
             ctx.progress.set_message(format!("encoding images ({encoder_kind})"));
             let started = std::time::Instant::now();
             let mut done = 0;
-            let forward = |images| encoder.forward(images);
-            let train = encode_split(ctx, &forward, &shards, "train", model.image_size, mean_std, device, &mut done)?;
-            let test = encode_split(ctx, &forward, &shards, "test", model.image_size, mean_std, device, &mut done)?;
+            let train = encode_split(ctx, &encoder, &shards, "train", model.image_size, mean_std, device, &mut done)?;
+            let test = encode_split(ctx, &encoder, &shards, "test", model.image_size, mean_std, device, &mut done)?;
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(
                 "image features: {} train + {} test images, N = {}, c = {} in {seconds:.1} s ({:.1} images/s)",

@@ -78,9 +78,7 @@ impl FeatureSet {
         }
         let n = self.len();
         let (count, patches, width, classes) = (n, self.patches_per_image, self.width, self.classes);
-        let check = |name: &'static str, actual: usize, expected: usize, shape: String| {
-            if actual == expected { Ok(()) } else { Err(TrainError::FeatureShape { name, actual, expected, shape }) }
-        };
+        let check = check_buffer;
         check("global", self.global.len(), count * width, format!("[{count}, {width}]"))?;
         check("patches", self.patches.len(), count * patches * width, format!("[{count}, {patches}, {width}]"))?;
         check("targets", self.targets.len(), count * classes, format!("[{count}, {classes}]"))?;
@@ -133,6 +131,16 @@ impl FeatureSet {
         }
         hasher.finalize().to_hex().to_string()
     }
+}
+
+/// [`TrainError::FeatureShape`] unless buffer `name` holds the `expected` number of values.
+pub(crate) fn check_buffer(
+    name: &'static str,
+    actual: usize,
+    expected: usize,
+    shape: String,
+) -> Result<(), TrainError> {
+    if actual == expected { Ok(()) } else { Err(TrainError::FeatureShape { name, actual, expected, shape }) }
 }
 
 /// The JSON header of a feature cache file.

@@ -34,9 +34,7 @@ impl ImageBatch {
     /// [`TrainError::FeatureShape`] naming the buffer.
     pub fn validate(&self, classes: usize) -> Result<(), TrainError> {
         let [b, channels, height, width] = self.shape;
-        let check = |name: &'static str, actual: usize, expected: usize, shape: String| {
-            if actual == expected { Ok(()) } else { Err(TrainError::FeatureShape { name, actual, expected, shape }) }
-        };
+        let check = crate::features::check_buffer;
         check("images", self.images.len(), b * channels * height * width, format!("{:?}", self.shape))?;
         check("targets", self.targets.len(), b * classes, format!("[{b}, {classes}]"))
     }

@@ -142,6 +142,9 @@ pub enum Command {
         /// Image files (JPEG or PNG).
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<PathBuf>,
+        /// `cpu`, `libtorch` or `cuda:N` (libtorch needs a `--features tch` build).
+        #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+        device: sspa_config::ComputeDevice,
     },
     /// Encode texts or images with a pretrained encoder into a Parquet table.
     Encode {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Loads and validates the config (every error at once), then the pipeline file.
 pub fn load(config: &Path, pipeline: Option<&Path>) -> anyhow::Result<(LoadedConfig, Project)> {
-    let loaded = sspa_config::load(config)?;
+    let loaded = sspa_config::load(config, &sspa_stages::config_checks())?;
     let pipeline_path = match pipeline {
         Some(p) => p.to_path_buf(),
         None => loaded.project_root.join(sspa_config::PIPELINE_FILE),

@@ -12,7 +12,7 @@ pub fn describe(config: &ConfigArgs, labels: Option<&Path>, output: &Path, json:
     let c = &loaded.config;
     let list = match labels {
         Some(file) => sspa_describe::read_label_file(file)?,
-        None => sspa_stages::labels::resolve(&c.labels, &c.data, &project.root)?,
+        None => sspa_stages::resolve_labels(&c.labels, &sspa_stages::DataLocation::of(&c.data), &project.root)?,
     };
     for warning in list.warnings() {
         tracing::warn!("{warning}");

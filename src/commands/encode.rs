@@ -1,6 +1,6 @@
 //! `sspa-pipe encode`: texts or images → Parquet, with a pretrained encoder.
 //!
-//! Models (`--model`), resolved by [`sspa_stages::encoders::resolve_model`] in this order:
+//! Models (`--model`), resolved by [`sspa_infer::encoders::resolve_model`] in this order:
 //! - the presets `minilm` and `efficientnet-lite0`: the installed defaults of
 //!   `scripts/install-encoders` (`sspa_encoders::paths`);
 //! - a directory with a `config.json` of `model_type` `bert` and a `tokenizer.json`: a MiniLM/BERT
@@ -20,15 +20,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use clap::Subcommand;
-use sspa_clip::{Clip, ClipPreprocess};
-use sspa_encoders::weights::Checkpoint;
-use sspa_encoders::{EfficientNetLite0, EfficientNetLite0Config, ImageFeatures, ImagePreprocess, MiniLm};
-use sspa_stages::encoders::{ModelKind, ModelSpecError, resolve_model};
-use sspa_table::{ImageEncoding, TextEncoding};
+use sspa_config::{ComputeDevice, Precision};
+use sspa_infer::encode::{EncodeError, ImageModel, encode_texts};
+use sspa_infer::{DeviceSettings, device::select};
 
 use crate::exit::{self, UsageError};
 
@@ -46,6 +42,9 @@ pub enum EncodeCommand {
         /// Parquet file to write.
         #[arg(long, value_name = "FILE")]
         output: PathBuf,
+        /// `cpu`, `libtorch` or `cuda:N` (libtorch needs a `--features tch` build).
+        #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+        device: ComputeDevice,
     },
     /// Images → `path`, `global` (and `patches`); unreadable images are reported and skipped.
     Image {
@@ -65,34 +64,40 @@ pub enum EncodeCommand {
         /// Images encoded at once.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
         batch_size: u16,
+        /// `cpu`, `libtorch` or `cuda:N` (libtorch needs a `--features tch` build).
+        #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+        device: ComputeDevice,
     },
 }
 
 /// Runs `encode text` or `encode image`.
 pub fn encode(command: &EncodeCommand) -> anyhow::Result<u8> {
-    let device = Device::flex();
     match command {
-        EncodeCommand::Text { model, input, output } => encode_text(model, input, output, &device),
-        EncodeCommand::Image { model, input, output, patches, batch_size } => {
-            encode_images(model, input, output, *patches, usize::from(*batch_size), &device)
+        EncodeCommand::Text { model, input, output, device } => {
+            encode_text(model, input, output, &self::device(*device)?)
+        }
+        EncodeCommand::Image { model, input, output, patches, batch_size, device } => {
+            encode_images(model, input, output, *patches, usize::from(*batch_size), &self::device(*device)?)
         }
     }
+}
+
+/// The device a `--device` flag names, through the one device selection (f32).
+pub(crate) fn device(device: ComputeDevice) -> anyhow::Result<Device> {
+    select(DeviceSettings { device, precision: Precision::F32 })
+        .map_err(|e| UsageError(format!("--device: {e}")).into())
 }
 
 fn usage(message: String) -> anyhow::Error {
     UsageError(message).into()
 }
 
-/// Resolves `--model` ([`sspa_stages::encoders::resolve_model`]); a wrong argument is a usage error.
-fn resolve(spec: &str) -> anyhow::Result<ModelKind> {
-    resolve_model(spec).map_err(|error| match error {
-        ModelSpecError::Usage(message) => usage(message),
+/// A wrong model argument is a usage error (exit 2); anything else fails the command.
+fn encode_error(error: EncodeError) -> anyhow::Error {
+    match error {
+        EncodeError::Usage(message) => usage(message),
         other => anyhow::Error::new(other),
-    })
-}
-
-fn load_clip(path: &Path, device: &Device) -> anyhow::Result<Clip> {
-    Clip::load(path, device).with_context(|| format!("loading CLIP `{}`", path.display()))
+    }
 }
 
 /// The texts of a file, one per line; a blank line is an error naming it.
@@ -113,87 +118,11 @@ fn read_lines(input: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 fn encode_text(spec: &str, input: &Path, output: &Path, device: &Device) -> anyhow::Result<u8> {
-    let lines = read_lines(input)?;
-    let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let embeddings = match resolve(spec)? {
-        ModelKind::MiniLm(dir) => {
-            let encoder = MiniLm::load(&dir, device).with_context(|| format!("loading `{}`", dir.display()))?;
-            encoder.encode(&texts).with_context(|| format!("encoding `{}`", input.display()))?
-        }
-        ModelKind::Clip(path) => {
-            load_clip(&path, device)?.encode_text(&texts).with_context(|| format!("encoding `{}`", input.display()))?
-        }
-        ModelKind::EfficientNet(file) => {
-            return Err(usage(format!(
-                "`{}` is EfficientNet-Lite0, an image model: use `encode image`",
-                file.display()
-            )));
-        }
-    };
-    let [count, width] = embeddings.dims();
-    let values = embeddings.into_data().convert::<f32>().try_into_vec::<f32>().context("reading the embeddings")?;
-    let rows: Vec<TextEncoding> = lines
-        .into_iter()
-        .zip(values.chunks_exact(width))
-        .enumerate()
-        .map(|(index, (text, embedding))| TextEncoding { index: index as u32, text, embedding: embedding.to_vec() })
-        .collect();
+    let rows = encode_texts(spec, read_lines(input)?, device).map_err(encode_error)?;
     sspa_table::write_text_encodings(output, &rows)?;
-    tracing::info!("encoded {count} texts ({width}-d) into `{}`", output.display());
+    let width = rows.first().map_or(0, |row| row.embedding.len());
+    tracing::info!("encoded {} texts ({width}-d) into `{}`", rows.len(), output.display());
     Ok(exit::OK)
-}
-
-/// An image encoder with its preprocessing.
-enum ImageModel {
-    EfficientNet(Box<EfficientNetLite0>, ImagePreprocess),
-    Clip(Box<Clip>, ClipPreprocess),
-}
-
-impl ImageModel {
-    fn load(spec: &str, device: &Device) -> anyhow::Result<Self> {
-        match resolve(spec)? {
-            ModelKind::EfficientNet(file) => {
-                let checkpoint = Checkpoint::open(&file, "EfficientNet-Lite0")?;
-                let model = EfficientNetLite0Config::new()
-                    .load_checkpoint(checkpoint, device)
-                    .with_context(|| format!("loading `{}`", file.display()))?;
-                Ok(Self::EfficientNet(Box::new(model), ImagePreprocess::default()))
-            }
-            ModelKind::Clip(path) => {
-                let clip = load_clip(&path, device)?;
-                let size = u32::try_from(clip.image_size()).context("CLIP image size")?;
-                Ok(Self::Clip(Box::new(clip), ClipPreprocess::with_size(size)))
-            }
-            ModelKind::MiniLm(dir) => {
-                Err(usage(format!("`{}` is a text model (BERT): use `encode text`", dir.display())))
-            }
-        }
-    }
-
-    /// Side of the square inputs.
-    fn side(&self) -> usize {
-        match self {
-            Self::EfficientNet(_, preprocess) => preprocess.crop as usize,
-            Self::Clip(_, preprocess) => preprocess.size as usize,
-        }
-    }
-
-    /// Decodes, resizes, crops and normalises one file: `[3, side, side]` values.
-    fn prepare(&self, path: &Path) -> anyhow::Result<Vec<f32>> {
-        Ok(match self {
-            Self::EfficientNet(_, preprocess) => {
-                preprocess.normalise(&preprocess.resize_crop(&ImagePreprocess::open(path)?)?)
-            }
-            Self::Clip(_, preprocess) => preprocess.pixels(&ClipPreprocess::open(path)?)?,
-        })
-    }
-
-    fn forward(&self, images: Tensor<4>) -> ImageFeatures {
-        match self {
-            Self::EfficientNet(model, _) => model.forward(images),
-            Self::Clip(model, _) => model.encode_image(images),
-        }
-    }
 }
 
 fn encode_images(
@@ -204,29 +133,22 @@ fn encode_images(
     batch_size: usize,
     device: &Device,
 ) -> anyhow::Result<u8> {
-    let model = ImageModel::load(spec, device)?;
+    let model = ImageModel::load(spec, device).map_err(encode_error)?;
     let mut prepared = Vec::new();
     let mut failed = 0_usize;
     for input in inputs {
         match model.prepare(input) {
             Ok(values) => prepared.push((input.display().to_string(), values)),
-            Err(error) => {
+            Err(reason) => {
                 failed += 1;
-                tracing::error!("skipping `{}`: {error:#}", input.display());
+                tracing::error!("skipping {reason}");
             }
         }
     }
     if prepared.is_empty() {
         anyhow::bail!("none of the {} images could be read", inputs.len());
     }
-    let side = model.side();
-    let mut rows = Vec::with_capacity(prepared.len());
-    for chunk in prepared.chunks(batch_size) {
-        let values: Vec<f32> = chunk.iter().flat_map(|(_, values)| values.iter().copied()).collect();
-        let batch = Tensor::from_data(TensorData::new(values, [chunk.len(), 3, side, side]), device);
-        let features = model.forward(batch);
-        rows.extend(split_features(features, chunk.iter().map(|(path, _)| path.clone()), with_patches)?);
-    }
+    let rows = model.encode(&prepared, batch_size, with_patches, device).map_err(encode_error)?;
     sspa_table::write_image_encodings(output, &rows, with_patches)?;
     tracing::info!("encoded {} of {} images into `{}`", rows.len(), inputs.len(), output.display());
     if failed > 0 {
@@ -234,33 +156,4 @@ fn encode_images(
         return Ok(exit::STAGE_FAILED);
     }
     Ok(exit::OK)
-}
-
-/// One row per image of a batch's features.
-fn split_features(
-    features: ImageFeatures,
-    paths: impl Iterator<Item = String>,
-    with_patches: bool,
-) -> anyhow::Result<Vec<ImageEncoding>> {
-    let [_, width] = features.global.dims();
-    let [_, count, _] = features.patches.dims();
-    let global = features.global.into_data().convert::<f32>().try_into_vec::<f32>().context("reading features")?;
-    let patches = if with_patches {
-        Some(features.patches.into_data().convert::<f32>().try_into_vec::<f32>().context("reading patches")?)
-    } else {
-        None
-    };
-    Ok(paths
-        .enumerate()
-        .map(|(row, path)| ImageEncoding {
-            path,
-            global: global[row * width..(row + 1) * width].to_vec(),
-            patches: patches.as_ref().map(|values| {
-                values[row * count * width..(row + 1) * count * width]
-                    .chunks_exact(width)
-                    .map(<[f32]>::to_vec)
-                    .collect()
-            }),
-        })
-        .collect())
 }

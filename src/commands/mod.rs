@@ -28,8 +28,8 @@ pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
         Command::Describe { config, labels, output, json } => {
             describe::describe(&config, labels.as_deref(), &output, json)
         }
-        Command::Predict { run, ema, top_k, threshold, format, images } => {
-            predict::predict(&run, ema, top_k, threshold, format, &images, progress)
+        Command::Predict { run, ema, top_k, threshold, format, images, device } => {
+            predict::predict(&run, ema, top_k, threshold, format, &images, device, progress)
         }
         Command::Encode { command } => encode::encode(&command),
         Command::Manifest { command } => manifest::manifest(&command),

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use sspa_stages::predict::{ImagePredictor, select, train_dir};
+use sspa_infer::predict::{ImagePredictor, select, train_dir};
 use sspa_train::Weights;
 
 use crate::exit::{self, UsageError};
@@ -27,6 +27,7 @@ pub fn predict(
     threshold: Option<f32>,
     format: PredictFormat,
     images: &[PathBuf],
+    device: sspa_config::ComputeDevice,
     progress: bool,
 ) -> anyhow::Result<u8> {
     let threshold = threshold.unwrap_or(if top_k.is_some() { 0.0 } else { 0.5 });
@@ -39,7 +40,8 @@ pub fn predict(
     let dir = train_dir(run).map_err(|e| UsageError(e.to_string()))?;
     let weights = if ema { Weights::Ema } else { Weights::Raw };
     let project_root = std::env::current_dir().context("reading the current directory")?;
-    let predictor = ImagePredictor::load(&dir, weights, &project_root)
+    let device = crate::commands::encode::device(device)?;
+    let predictor = ImagePredictor::load(&dir, weights, &project_root, &device)
         .with_context(|| format!("loading the trained run in `{}`", dir.display()))?;
 
     let bar =

@@ -2,35 +2,37 @@
 //! state directory so an interrupted or repeated run asks the LLM only for missing answers.
 
 use crate::Error;
-use sspa_config::{DataSection, DomainSection, LabelsSection, LlmSection, PromptSection};
-use sspa_dag::{Stage, StageContext, StageError};
+use crate::labels::DataLocation;
+use crate::params::TypedStage;
+use serde::{Deserialize, Serialize};
+use sspa_config::{DomainSection, LabelsSection, LlmSection, PromptSection};
+use sspa_dag::{StageContext, StageError};
 use sspa_describe::{DESCRIPTIONS_FILE, DescribeRequest};
 
 pub struct Describe;
 
-impl Stage for Describe {
-    fn kind(&self) -> &str {
-        "describe"
-    }
+/// `domain`, `labels`, `llm`, `prompt`, `data.manifest`, `data.root`, `data.root_env`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DescribeParams {
+    pub domain: DomainSection,
+    pub labels: LabelsSection,
+    pub llm: LlmSection,
+    pub prompt: PromptSection,
+    /// Where the label list comes from when `labels.from_manifest`.
+    pub data: DataLocation,
+}
 
-    fn version(&self) -> u32 {
-        1
-    }
+impl TypedStage for Describe {
+    type Params = DescribeParams;
+    const KIND: &'static str = "describe";
+    const VERSION: u32 = 1;
 
-    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
-        let labels: LabelsSection = ctx.section("labels")?;
-        let data: DataSection = ctx.section("data")?;
-        let list = crate::labels::resolve(&labels, &data, &ctx.project_root)?;
+    fn run(&self, params: DescribeParams, ctx: &StageContext) -> Result<(), StageError> {
+        let list = crate::labels::resolve(&params.labels, &params.data, &ctx.project_root)?;
         for warning in list.warnings() {
             tracing::warn!("{warning}");
         }
-        let request = DescribeRequest::new(
-            ctx.section::<DomainSection>("domain")?,
-            ctx.section::<LlmSection>("llm")?,
-            ctx.section::<PromptSection>("prompt")?,
-            &ctx.project_root,
-            list,
-        );
+        let request = DescribeRequest::new(params.domain, params.llm, params.prompt, &ctx.project_root, list);
         let progress = |done: u64, total: u64| ctx.progress.update(done, total);
         let out_file = ctx.out_dir.join(DESCRIPTIONS_FILE);
         let summary = ctx.runtime.block_on(sspa_describe::describe(&request, &ctx.state_dir, &out_file, &progress))?;
@@ -52,6 +54,8 @@ impl Stage for Describe {
             ))
             .into());
         }
+        // Published results name their files relative to themselves.
+        let summary = sspa_describe::DescribeSummary { out_file: DESCRIPTIONS_FILE.into(), ..summary };
         crate::write_summary(&ctx.out_dir, &summary)?;
         Ok(())
     }

@@ -1,49 +1,56 @@
 //! `embed`: KAP descriptions → frozen text-encoder embeddings (`embeddings.parquet`).
 //!
 //! With `ablation.kap = false` the text is the template alone, `"A photo of a {label}."`. The
-//! text encoder is the preset's ([`crate::encoders`]: MiniLM, L2-normalised; CLIP's text tower,
-//! projected). Its weight files are stage inputs, so new weights re-embed.
+//! text encoder is the preset's ([`sspa_infer::encoders`]: MiniLM, L2-normalised; CLIP's text
+//! tower, projected), on the device `train.device` names. Its weight files are stage inputs, so
+//! new weights re-embed.
 
-use crate::Error;
-use crate::encoders::{TextModel, is_clip, text_location, weight_files, weights_hash};
-use serde_json::Value;
-use sspa_config::ModelSection;
-use sspa_dag::{Stage, StageContext, StageError};
+use crate::params::TypedStage;
+use serde::{Deserialize, Serialize};
+use sspa_dag::{StageContext, StageError};
+use sspa_infer::encoders::{TextModel, text_files, weights_hash};
+use sspa_infer::{DeviceSettings, EncoderChoice};
 use sspa_table::EmbeddingRow;
 use std::path::{Path, PathBuf};
 
 pub struct Embed;
 
-fn model_section(params: &Value) -> Result<ModelSection, Error> {
-    serde_json::from_value(params.get("model").cloned().unwrap_or(Value::Null))
-        .map_err(|e| Error::Unsupported(format!("config `model`: {e}")))
+/// `model.preset`, `model.text_weights`, `model.image_weights`, `ablation.kap`, `train.device`,
+/// `train.precision`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EmbedParams {
+    pub model: EncoderChoice,
+    pub ablation: KapSwitch,
+    pub train: DeviceSettings,
 }
 
-impl Stage for Embed {
-    fn kind(&self) -> &str {
-        "embed"
+/// `ablation.kap`: LLM descriptions (true) or the template alone.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KapSwitch {
+    pub kap: bool,
+}
+
+/// The text a label is embedded from.
+fn text_of(kap: bool, label: &str, description: &str) -> String {
+    if kap { description.to_owned() } else { format!("A photo of a {label}.") }
+}
+
+impl TypedStage for Embed {
+    type Params = EmbedParams;
+    const KIND: &'static str = "embed";
+    const VERSION: u32 = 2;
+
+    fn inputs(&self, params: &EmbedParams, project_root: &Path) -> Result<Vec<PathBuf>, StageError> {
+        Ok(text_files(&params.model, project_root)?)
     }
 
-    fn version(&self) -> u32 {
-        2
-    }
-
-    fn inputs(&self, params: &Value, project_root: &Path) -> Result<Vec<PathBuf>, StageError> {
-        let model = model_section(params)?;
-        Ok(weight_files(&text_location(&model, project_root)?, !is_clip(&model.preset))?)
-    }
-
-    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
-        let model = model_section(&ctx.params)?;
-        let files = weight_files(&text_location(&model, &ctx.project_root)?, !is_clip(&model.preset))?;
-        let kap = ctx.params.pointer("/ablation/kap").and_then(Value::as_bool).unwrap_or(true);
+    fn run(&self, params: EmbedParams, ctx: &StageContext) -> Result<(), StageError> {
+        let files = text_files(&params.model, &ctx.project_root)?;
         let descriptions = sspa_describe::read_parquet(&ctx.input("describe")?.join(sspa_describe::DESCRIPTIONS_FILE))?;
-        let texts: Vec<String> = descriptions
-            .iter()
-            .map(|row| if kap { row.description.clone() } else { format!("A photo of a {}.", row.label) })
-            .collect();
-        let device = burn::tensor::Device::flex();
-        let encoder = TextModel::load(&model, &ctx.project_root, &device)?;
+        let texts: Vec<String> =
+            descriptions.iter().map(|row| text_of(params.ablation.kap, &row.label, &row.description)).collect();
+        let device = sspa_infer::device::select(params.train)?;
+        let encoder = TextModel::load(&params.model, &ctx.project_root, &device)?;
         let weights_id = weights_hash(&files)?;
         let encoder_name = format!("{}@{}", encoder.name(), &weights_id[..16]);
         ctx.progress.set_length(texts.len() as u64);
@@ -55,7 +62,11 @@ impl Stage for Embed {
             let refs: Vec<&str> = chunk_texts.iter().map(String::as_str).collect();
             let encoded = encoder.encode(&refs)?;
             let [n, dim] = encoded.dims();
-            let values = encoded.into_data().try_to_vec::<f32>().map_err(|e| format!("reading embeddings: {e:?}"))?;
+            let values = encoded
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| format!("reading embeddings: {e:?}"))?;
             for (i, (row, text)) in chunk_rows.iter().zip(chunk_texts).enumerate().take(n) {
                 rows.push(EmbeddingRow {
                     label_id: row.label_id,
@@ -70,5 +81,14 @@ impl Stage for Embed {
         }
         sspa_table::write_embeddings(&ctx.out_dir.join("embeddings.parquet"), &rows)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kap_off_embeds_the_template() {
+        assert_eq!(super::text_of(true, "shoe", "A sturdy shoe."), "A sturdy shoe.");
+        assert_eq!(super::text_of(false, "shoe", "A sturdy shoe."), "A photo of a shoe.");
     }
 }

@@ -1,13 +1,16 @@
-//! `evaluate`: scores the `evaluate.split` features (cached by the train stage, or, when the image
-//! encoder was trained, computed here by the run's raw and EMA encoders) with the raw and the EMA
-//! head → `scores.parquet` (raw), `scores_ema.parquet`, `targets.parquet`,
+//! `evaluate`: scores the `evaluate.split` features (the features stage's, or, when the image
+//! encoder was trained, computed here by the run's raw and EMA encoders on the `train.device`)
+//! with the raw and the EMA head → `scores.parquet` (raw), `scores_ema.parquet`, `targets.parquet`,
 //! `metrics.json = {"raw": Report, "ema": Report}` (sspa-metrics) and `maps.json`
 //! ([`sspa_report::maps::MapsFile`]): the raw head's aggregator patch weights and S→V gate
 //! magnitudes for a few test images, which the report stage draws (SSPA Figs. 7–8).
 
-use crate::features::FeatureManifest;
+use crate::params::TypedStage;
+use serde::{Deserialize, Serialize};
 use sspa_config::EvaluateSection;
-use sspa_dag::{Stage, StageContext, StageError};
+use sspa_dag::{StageContext, StageError};
+use sspa_infer::DeviceSettings;
+use sspa_infer::features::{FeatureManifest, encode_split};
 use sspa_metrics::{EvalData, EvalOptions};
 use sspa_report::maps::{self, ImageMaps, LabelMap, MapsFile};
 use sspa_train::{FeatureSet, Predictor, Weights};
@@ -23,45 +26,39 @@ const MAP_LABELS: usize = 3;
 
 pub struct Evaluate;
 
+/// `evaluate`, `train.device`, `train.precision`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EvaluateParams {
+    pub evaluate: EvaluateSection,
+    pub train: DeviceSettings,
+}
+
 /// `[evaluate]` as the metrics crate's options.
 pub(crate) fn eval_options(section: &EvaluateSection) -> EvalOptions {
     EvalOptions { kind: section.kind, threshold: section.threshold as f32, top_k: section.top_k as usize }
 }
 
-impl Stage for Evaluate {
-    fn kind(&self) -> &str {
-        "evaluate"
-    }
+impl TypedStage for Evaluate {
+    type Params = EvaluateParams;
+    const KIND: &'static str = "evaluate";
+    /// 3: features come from the features stage.
+    const VERSION: u32 = 3;
 
-    fn version(&self) -> u32 {
-        2
-    }
-
-    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
-        let section: EvaluateSection = ctx.section("evaluate")?;
+    fn run(&self, params: EvaluateParams, ctx: &StageContext) -> Result<(), StageError> {
+        let section = params.evaluate;
         let options = eval_options(&section);
         let train_dir = ctx.input("train")?;
-        let manifest = FeatureManifest::read(train_dir)?;
-        let split = match section.split.as_str() {
-            "test" => &manifest.test,
-            "train" => &manifest.train,
-            other => {
-                return Err(format!("`evaluate.split = \"{other}\"`: the train stage cached `train` and `test`").into());
-            }
-        };
+        let run_features = FeatureManifest::read(train_dir)?;
         ctx.progress.set_length(4);
-        let cached = if manifest.fine_tuned {
+        let cached = if run_features.fine_tuned {
             None
         } else {
             ctx.progress.set_message(format!("loading `{}` features", section.split));
-            let split = split.as_ref().ok_or("features.json names no feature cache (rerun the train stage)")?;
-            Some(FeatureManifest::load(split)?)
+            let features_dir = ctx.input("features")?;
+            Some(FeatureManifest::read(features_dir)?.load(features_dir, &section.split)?)
         };
         ctx.progress.inc(1);
-        // A trained encoder runs on the device it was trained on, where this build and machine
-        // have it (the same settings as training, as one process may run both); cached features
-        // are scored on the CPU.
-        let device = if manifest.fine_tuned { training_device(train_dir) } else { Device::flex() };
+        let device = sspa_infer::device::select(params.train)?;
         let mut reports = serde_json::Map::new();
         let mut targets_written = false;
         let mut raw = None;
@@ -76,7 +73,7 @@ impl Stage for Evaluate {
                 None
             } else {
                 ctx.progress.set_message(format!("encoding `{}` with the {name} image encoder", section.split));
-                Some(encode_with_run(ctx, &predictor, &section.split, manifest.image_size, &device)?)
+                Some(encode_with_run(ctx, &predictor, &section.split, run_features.image_size, &device)?)
             };
             let features = cached.as_ref().or(encoded.as_ref()).ok_or("no features to score")?;
             ctx.progress.set_message(format!("scoring with the {name} weights"));
@@ -114,18 +111,6 @@ impl Stage for Evaluate {
     }
 }
 
-/// The device and precision `config.json` records for training, or the CPU where this build or
-/// machine cannot use them.
-fn training_device(train_dir: &std::path::Path) -> Device {
-    let chosen = sspa_train::ModelConfig::load(&train_dir.join(sspa_train::files::CONFIG))
-        .map_err(|e| e.to_string())
-        .and_then(|config| crate::device::select(&config.train).map_err(|e| e.to_string()));
-    chosen.unwrap_or_else(|reason| {
-        tracing::warn!("evaluate: encoding on the CPU ({reason})");
-        Device::flex()
-    })
-}
-
 /// The evaluation split's features under the run's own trained image encoder (raw or EMA, as
 /// `predictor` was loaded), through the evaluation loader at the trained input size.
 fn encode_with_run(
@@ -139,9 +124,25 @@ fn encode_with_run(
         .backbone()
         .ok_or("features.json says the image encoder was trained, but the run's weights hold none")?;
     let shards = sspa_data::open_shards(ctx.input("shard")?)?;
-    let mean_std = sspa_data::mean_std(&predictor.config().model.preset)?;
+    let info = predictor.config().model.preset.info();
     let mut done = 0;
-    crate::features::encode_split(ctx, backbone, &shards, split, image_size, mean_std, device, &mut done)
+    let cancelled = || ctx.cancelled();
+    let mut progress = |images: u64| {
+        done += images;
+        ctx.progress.set_message(format!("encoded {done} images"));
+    };
+    Ok(encode_split(backbone, &shards, split, image_size, (info.mean, info.std), device, &cancelled, &mut progress)?)
+}
+
+/// One label's weights over the patches of batch item `item`, from row-major `[b, N, C]` values
+/// (patch `p` at `(item · N + p) · C + class`).
+fn patch_column(weights: &[f32], item: usize, class: usize, patches: usize, classes: usize) -> Vec<f32> {
+    (0..patches).map(|patch| weights[(item * patches + patch) * classes + class]).collect()
+}
+
+/// Batch item `item`'s row of row-major `[b, N]` gate magnitudes.
+fn gate_row(gate: &[f32], item: usize, patches: usize) -> Vec<f32> {
+    gate[item * patches..(item + 1) * patches].to_vec()
 }
 
 /// A tensor's values as `f32`, row-major.
@@ -211,14 +212,27 @@ fn attention_maps(
                 label: labels[class].clone(),
                 score: scores[choice.image * classes + class],
                 target: features.targets[choice.image * classes + class],
-                weights: weights.as_ref().map(|weights| {
-                    // `[b, N, C]`: patch `p` of batch item `index` at `(index · N + p) · C + class`.
-                    (0..patches).map(|patch| weights[(index * patches + patch) * classes + class]).collect()
-                }),
+                weights: weights.as_ref().map(|weights| patch_column(weights, index, class, patches, classes)),
             })
             .collect();
-        let gate = gate.as_ref().map(|gate| gate[index * patches..(index + 1) * patches].to_vec());
+        let gate = gate.as_ref().map(|gate| gate_row(gate, index, patches));
         file.images.push(ImageMaps { image: image.clone(), row, labels: label_maps, gate });
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_rows_and_columns_follow_the_tensor_layout() {
+        // [b = 2, N = 3, C = 2] with value = 100·b + 10·p + c.
+        let weights: Vec<f32> =
+            (0..2).flat_map(|b| (0..3).flat_map(move |p| (0..2).map(move |c| (100 * b + 10 * p + c) as f32))).collect();
+        assert_eq!(patch_column(&weights, 1, 0, 3, 2), [100.0, 110.0, 120.0]);
+        assert_eq!(patch_column(&weights, 0, 1, 3, 2), [1.0, 11.0, 21.0]);
+        let gate: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        assert_eq!(gate_row(&gate, 1, 3), [3.0, 4.0, 5.0]);
+    }
 }

@@ -1,220 +1,182 @@
-//! Image features for the train and evaluate stages.
+//! `features`: the frozen image encoder over every split of the shards, once.
 //!
-//! With `model.freeze_image_encoder = false` nothing is cached: the encoder is trained with the
-//! head ([`crate::finetune`]) and the evaluate stage encodes its split with the run's own (raw and
-//! EMA) encoder through [`encode_split`].
+//! With `model.freeze_image_encoder = true` the preset's image encoder
+//! ([`sspa_infer::encoders::image_encoder`]) runs over each shard split (evaluation loader: no
+//! augmentation, `model.image_size` input) on the `train.device`, and its raw features are
+//! published as `<split>.safetensors` (tensors `global [n, c]`, `patches [n, N, c]`, `targets
+//! [n, C]`; image ids in the metadata) with `features.json` naming them by relative path. For
+//! EfficientNet-Lite0 the last feature map (`c = 1280`) gives the patch tokens and their mean the
+//! global feature; for CLIP the joint-space global feature and projected patch tokens. Every
+//! variant whose `train`/`ablation` keys differ reuses this result.
 //!
-//! With `model.freeze_image_encoder = true` the preset's image encoder ([`crate::encoders`]) runs
-//! once over the shard stage's train and test splits (eval loader: no augmentation,
-//! `model.image_size` input) and its raw features are kept: for EfficientNet-Lite0 the last feature
-//! map (`c = 1280` channels) as patch tokens and their mean as the global feature; for CLIP the
-//! joint-space global feature and projected patch tokens. The SSPA head maps them to the joint
-//! width `d` with its own learnable image projection (`model.image_projection`).
+//! With `model.freeze_image_encoder = false` nothing is encoded: the image encoder is trained with
+//! the head, and `features.json` says so (`fine_tuned`).
 //!
-//! The result is cached in the train stage's `state_dir` with [`sspa_train::write_feature_cache`],
-//! keyed by the shard output (= shard cache key), the weights hash, the image size and the
-//! projection; `features.json` in the train stage's output names the cache files and keys so the
-//! evaluate stage reads the same features.
+//! A split encoded before an interruption is kept in the stage's state directory and reused.
 
-use crate::encoders::{frozen_encoder_name, image_encoder, image_location, weight_files, weights_hash};
+use crate::params::TypedStage;
 use serde::{Deserialize, Serialize};
+use sspa_config::Preset;
 use sspa_dag::{StageContext, StageError};
-use sspa_data::{Loader, LoaderConfig, open_shards};
-use sspa_train::Backbone;
-use sspa_train::FeatureSet;
+use sspa_infer::DeviceSettings;
+use sspa_infer::encoders::{EncoderChoice, image_encoder, image_files, image_location, weights_hash};
+use sspa_infer::features::{FEATURES_FILE, FeatureManifest, SplitFeatures, encode_split};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::prelude::*;
+pub struct Features;
 
-/// Bump when the features computed for the same key change.
-const FEATURE_VERSION: u32 = 2;
-/// Images per encoder forward pass.
-const ENCODE_BATCH: usize = 32;
-
-/// `features.json` in the train stage's output directory.
-pub const FEATURES_FILE: &str = "features.json";
-
-/// One cached split.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CachedSplit {
-    pub path: PathBuf,
-    pub key: String,
-    pub images: usize,
+/// `model.preset`, `model.image_weights`, `model.image_size`, `model.freeze_image_encoder`,
+/// `train.device`, `train.precision`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FeaturesParams {
+    pub model: FeatureModel,
+    pub train: DeviceSettings,
 }
 
-/// What `features.json` records.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FeatureManifest {
-    pub encoder: String,
-    /// BLAKE3 of the pretrained encoder weights the run started from.
-    pub weights_hash: String,
+/// The `[model]` keys that decide the image features.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FeatureModel {
+    pub preset: Preset,
+    pub image_weights: Option<PathBuf>,
     pub image_size: u32,
-    /// Feature width `c` of the encoder.
-    pub width: usize,
-    pub patches_per_image: usize,
-    /// The image encoder was trained with the head (`model.freeze_image_encoder = false`): it is
-    /// in the run's weights, and features are computed from them (raw and EMA differ), not cached.
-    #[serde(default)]
-    pub fine_tuned: bool,
-    /// Cached frozen-encoder features (absent when `fine_tuned`).
-    pub train: Option<CachedSplit>,
-    pub test: Option<CachedSplit>,
+    pub freeze_image_encoder: bool,
 }
 
-impl FeatureManifest {
-    pub fn read(train_dir: &Path) -> Result<Self, StageError> {
-        let path = train_dir.join(FEATURES_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("reading `{}`: {e}", path.display()))?;
-        Ok(serde_json::from_str(&text).map_err(|e| format!("parsing `{}`: {e}", path.display()))?)
-    }
-
-    /// Reads one split's cached features.
-    pub fn load(split: &CachedSplit) -> Result<FeatureSet, StageError> {
-        sspa_train::read_feature_cache(&split.path, &split.key).map_err(|e| {
-            format!(
-                "feature cache `{}`: {e} (rerun the train stage with `--force` to rebuild it)",
-                split.path.display()
-            )
-            .into()
-        })
+impl FeatureModel {
+    fn encoders(&self) -> EncoderChoice {
+        EncoderChoice { preset: self.preset, text_weights: None, image_weights: self.image_weights.clone() }
     }
 }
 
-/// The EfficientNet-Lite0 weights file of `model.image_weights` or the installed default.
-pub fn efficientnet_weights(model: &sspa_config::ModelSection, project_root: &Path) -> PathBuf {
-    match &model.image_weights {
-        Some(path) => {
-            let path = project_root.join(path);
-            if path.is_dir() { path.join("model.safetensors") } else { path }
+/// The file a split's features are published in.
+pub(crate) fn split_file(split: &str) -> String {
+    format!("{split}.safetensors")
+}
+
+impl TypedStage for Features {
+    type Params = FeaturesParams;
+    const KIND: &'static str = "features";
+    const VERSION: u32 = 1;
+
+    /// The image encoder's weight files.
+    fn inputs(&self, params: &FeaturesParams, project_root: &Path) -> Result<Vec<PathBuf>, StageError> {
+        Ok(image_files(&params.model.encoders(), project_root)?)
+    }
+
+    fn run(&self, params: FeaturesParams, ctx: &StageContext) -> Result<(), StageError> {
+        let model = &params.model;
+        let info = model.preset.info();
+        let encoders = model.encoders();
+        let location = image_location(&encoders, &ctx.project_root)?;
+        let weights_hash = weights_hash(&image_files(&encoders, &ctx.project_root)?)?;
+        let mut manifest = FeatureManifest {
+            encoder: info.image_encoder.into(),
+            weights_hash,
+            image_size: model.image_size,
+            width: info.image_width,
+            patches_per_image: model.preset.patches_per_image(model.image_size),
+            fine_tuned: !model.freeze_image_encoder,
+            splits: BTreeMap::new(),
+        };
+        if model.freeze_image_encoder {
+            encode_all(ctx, model, &location, params.train, &mut manifest)?;
+        } else {
+            tracing::info!("features: the image encoder is trained with the head; nothing to encode");
         }
-        None => sspa_encoders::paths::efficientnet_dir().join("model.safetensors"),
+        sspa_dag::write_json_atomic(&ctx.out_dir.join(FEATURES_FILE), &manifest)?;
+        Ok(())
     }
 }
 
-/// Runs `encoder` over one split (evaluation loader, no augmentation): raw global and patch
-/// features, ids and targets.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn encode_split(
+/// Encodes every shard split (or reuses a split encoded before an interruption) into `ctx.out_dir`.
+fn encode_all(
     ctx: &StageContext,
-    encoder: &Backbone,
-    shards: &sspa_data::ShardSet,
-    split_name: &str,
-    image_size: u32,
-    mean_std: ([f32; 3], [f32; 3]),
-    device: &Device,
-    done: &mut u64,
-) -> Result<FeatureSet, StageError> {
-    let split = shards.split(split_name)?;
-    let config = LoaderConfig::eval(ENCODE_BATCH, image_size, mean_std.0, mean_std.1);
-    let loader = Loader::new(&split, &config, 0)?;
-    let classes = split.label_count;
-    let mut width = 0;
-    let (mut ids, mut global, mut patches, mut targets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut patches_per_image = 0;
-    for batch in loader {
-        if ctx.cancelled() {
-            return Err("cancelled".into());
-        }
-        let batch = batch?;
-        let features = encoder.forward(batch.to_tensors(device).images);
-        let [b, n, c] = features.patches.dims();
-        (patches_per_image, width) = (n, c);
-        patches.extend(
-            features
-                .patches
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| format!("reading patches: {e:?}"))?,
-        );
-        global.extend(
-            features
-                .global
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| format!("reading features: {e:?}"))?,
-        );
-        if batch.label_count != classes {
-            return Err(format!("batch has {} labels, split `{split_name}` {classes}", batch.label_count).into());
-        }
-        targets.extend_from_slice(&batch.targets);
-        for &row in &batch.rows {
-            let record = split.records().get(row).ok_or_else(|| format!("row {row} outside split `{split_name}`"))?;
-            ids.push(record.path.clone());
-        }
-        *done += b as u64;
-        ctx.progress.set_position(*done);
+    model: &FeatureModel,
+    location: &Path,
+    settings: DeviceSettings,
+    manifest: &mut FeatureManifest,
+) -> Result<(), StageError> {
+    let shards = sspa_data::open_shards(ctx.input("shard")?)?;
+    let names: Vec<String> = shards.meta.splits.keys().cloned().collect();
+    let total: u64 = names.iter().map(|name| shards.meta.splits[name].images).sum();
+    // Work in progress is keyed by everything the features depend on.
+    let scratch = ctx.state_dir.join(resume_key(ctx, Features::VERSION));
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("creating `{}`: {e}", scratch.display()))?;
+    let device = sspa_infer::device::select(settings)?;
+    let mut encoder = None;
+    let mut done = 0_u64;
+    ctx.progress.set_length(total);
+    let started = std::time::Instant::now();
+    for name in &names {
+        let file = split_file(name);
+        let partial = scratch.join(&file);
+        let set = match sspa_train::read_features(&partial) {
+            Ok((set, _)) => {
+                tracing::info!("features: reusing split `{name}` encoded before an interruption");
+                set
+            }
+            Err(_) => {
+                if encoder.is_none() {
+                    encoder = Some(image_encoder(model.preset, location, &device)?.0);
+                }
+                let encoder = encoder.as_ref().ok_or("the image encoder did not load")?;
+                ctx.progress.set_message(format!("encoding `{name}` ({})", manifest.encoder));
+                let info = model.preset.info();
+                let cancelled = || ctx.cancelled();
+                let mut progress = |images: u64| {
+                    done += images;
+                    ctx.progress.set_position(done);
+                };
+                let set = encode_split(
+                    encoder,
+                    &shards,
+                    name,
+                    model.image_size,
+                    (info.mean, info.std),
+                    &device,
+                    &cancelled,
+                    &mut progress,
+                )?;
+                let metadata = BTreeMap::from([
+                    ("encoder".to_string(), manifest.encoder.clone()),
+                    ("weights_hash".to_string(), manifest.weights_hash.clone()),
+                    ("split".to_string(), name.clone()),
+                ]);
+                sspa_train::write_features(&partial, &set, &metadata)?;
+                set
+            }
+        };
+        (manifest.width, manifest.patches_per_image) = (set.width, set.patches_per_image);
+        manifest.splits.insert(name.clone(), SplitFeatures { file: file.clone(), images: set.len() });
+        publish(&partial, &ctx.out_dir.join(&file))?;
     }
-    Ok(FeatureSet { ids, global, patches, targets, patches_per_image, width, classes })
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "features: {} images in {} split(s), N = {}, c = {}, in {seconds:.1} s",
+        total,
+        names.len(),
+        manifest.patches_per_image,
+        manifest.width
+    );
+    Ok(())
 }
 
-/// Computes (or finds in `state_dir`) the frozen encoder's train and test features and writes
-/// `features.json` into `out_dir`. Returns the manifest and both feature sets.
-pub fn prepare(
-    ctx: &StageContext,
-    model: &sspa_config::ModelSection,
-    shard_dir: &Path,
-    device: &Device,
-) -> Result<(FeatureManifest, FeatureSet, FeatureSet), StageError> {
-    let location = image_location(model, &ctx.project_root)?;
-    let weights_hash = weights_hash(&weight_files(&location, false)?)?;
-    let shard_key = shard_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let encoder_kind = frozen_encoder_name(model);
-    let base_key =
-        format!("v{FEATURE_VERSION}/shard={shard_key}/{encoder_kind}@{weights_hash}/size={}", model.image_size);
-    let cache_dir = ctx.state_dir.join("features");
-    let train_key = format!("{base_key}/split=train");
-    let test_key = format!("{base_key}/split=test");
-    let train_path = sspa_train::feature_cache_path(&cache_dir, &train_key);
-    let test_path = sspa_train::feature_cache_path(&cache_dir, &test_key);
-    let cached = match (
-        sspa_train::read_feature_cache(&train_path, &train_key),
-        sspa_train::read_feature_cache(&test_path, &test_key),
-    ) {
-        (Ok(train), Ok(test)) => {
-            tracing::info!("image features: reusing the cache in `{}`", cache_dir.display());
-            Some((train, test))
-        }
-        _ => None,
-    };
-    let (train, test) = match cached {
-        Some(pair) => pair,
-        None => {
-            let (encoder, _) = image_encoder(model, &location, device)?;
-            let shards = open_shards(shard_dir)?;
-            let mean_std = sspa_data::mean_std(&model.preset)?;
-            let total = shards.split("train")?.len() + shards.split("test")?.len();
-            ctx.progress.set_length(total as u64);
-            ctx.progress.set_message(format!("encoding images ({encoder_kind})"));
-            let started = std::time::Instant::now();
-            let mut done = 0;
-            let train = encode_split(ctx, &encoder, &shards, "train", model.image_size, mean_std, device, &mut done)?;
-            let test = encode_split(ctx, &encoder, &shards, "test", model.image_size, mean_std, device, &mut done)?;
-            let seconds = started.elapsed().as_secs_f64();
-            tracing::info!(
-                "image features: {} train + {} test images, N = {}, c = {} in {seconds:.1} s ({:.1} images/s)",
-                train.len(),
-                test.len(),
-                train.patches_per_image,
-                train.width,
-                done as f64 / seconds.max(1e-9)
-            );
-            sspa_train::write_feature_cache(&train_path, &train_key, &train)?;
-            sspa_train::write_feature_cache(&test_path, &test_key, &test)?;
-            (train, test)
-        }
-    };
-    let manifest = FeatureManifest {
-        encoder: encoder_kind.into(),
-        weights_hash,
-        image_size: model.image_size,
-        width: train.width,
-        patches_per_image: train.patches_per_image,
-        fine_tuned: false,
-        train: Some(CachedSplit { path: train_path, key: train_key, images: train.len() }),
-        test: Some(CachedSplit { path: test_path, key: test_key, images: test.len() }),
-    };
-    sspa_dag::write_json_atomic(&ctx.out_dir.join(FEATURES_FILE), &manifest)?;
-    Ok((manifest, train, test))
+/// Moves a finished file into the output directory (a rename: both live in the workspace).
+fn publish(from: &Path, to: &Path) -> Result<(), StageError> {
+    std::fs::rename(from, to)
+        .or_else(|_| std::fs::copy(from, to).map(|_| ()))
+        .map_err(|e| format!("moving `{}` to `{}`: {e}", from.display(), to.display()).into())
+}
+
+/// A short hash of the stage version, its params and its inputs' output directories: the name of
+/// the resumable state of one computation.
+pub(crate) fn resume_key(ctx: &StageContext, version: u32) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&version.to_le_bytes());
+    hasher.update(ctx.params.to_string().as_bytes());
+    for dir in ctx.inputs.values() {
+        hasher.update(dir.file_name().map(|name| name.as_encoded_bytes()).unwrap_or_default());
+    }
+    hasher.finalize().to_hex()[..16].to_string()
 }

@@ -5,7 +5,7 @@
 //!   validation slice through the evaluation loader, the rest through the training loader
 //!   (seeded per-epoch shuffle, random resized crop + flip, `drop_last`).
 //! - the preset's pretrained image encoder, trainable on the autodiff training device, comes from
-//!   [`crate::encoders::image_encoder`].
+//!   [`sspa_infer::encoders::image_encoder`].
 //!
 //! Nothing is cached: the evaluate stage and `predict` encode images with the run's own encoder
 //! (raw or EMA), read from its `model*.safetensors`.
@@ -42,7 +42,8 @@ impl ShardImages {
         seed: u64,
         shard_key: &str,
     ) -> Result<Self, StageError> {
-        let (mean, std) = sspa_data::mean_std(&model.preset)?;
+        let info = model.preset.info();
+        let (mean, std) = (info.mean, info.std);
         let train_config = LoaderConfig::train(batch_size, model.image_size, mean, std, seed);
         let eval_config = LoaderConfig::eval(VALIDATION_BATCH, model.image_size, mean, std);
         let mut hasher = blake3::Hasher::new();

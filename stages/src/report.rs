@@ -2,20 +2,21 @@
 //! stage's scores and metrics and the train stage's history, plus `maps/*.png`: the evaluate
 //! stage's attention and gate maps (`maps.json`) drawn over the images from the shards.
 //!
-//! The delta is taken against the previous run: the metrics of the last report are kept in
-//! this stage's `state_dir` (`last.json`) and replaced after rendering.
+//! The report depends on its inputs alone (nothing from the stage's state directory, no git
+//! commit: run records keep those), so its cache key covers everything it shows.
 //!
 //! Lineage comes from the upstream results' `.sspa-done.json` (the runner's record of every
 //! declared param and input-file hash that went into their cache keys): the stage itself sees
 //! only its own params, but its upstream stages together read the whole resolved config.
 
+use crate::params::TypedStage;
 use serde::{Deserialize, Serialize};
 use sspa_config::{DomainSection, EvaluateSection};
 use sspa_dag::store::{DONE_MARKER, ResultInfo};
-use sspa_dag::{Stage, StageContext, StageError};
+use sspa_dag::{StageContext, StageError};
 use sspa_report::heatmap::{PatchMap, RgbImage, overlay_png};
 use sspa_report::maps::{MAPS_FILE, MapsFile};
-use sspa_report::{EpochRecord, Lineage, ModelMetrics, PreviousRun, ReportData, ReportImage};
+use sspa_report::{EpochRecord, Lineage, ModelMetrics, ReportData, ReportImage};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -24,51 +25,29 @@ const MAPS_DIR: &str = "maps";
 
 pub struct Report;
 
-/// `state_dir/last.json`: the metrics of the last rendered run and of the one before it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct LastRun {
-    run_id: String,
-    metrics: serde_json::Value,
-    #[serde(default)]
-    previous: Option<Box<LastRun>>,
+/// `domain`, `evaluate`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReportParams {
+    pub domain: DomainSection,
+    pub evaluate: EvaluateSection,
 }
 
 fn dir_name(dir: &Path) -> Option<String> {
     dir.file_name().map(|name| name.to_string_lossy().into_owned())
 }
 
-fn previous_models(last: &LastRun) -> PreviousRun {
-    let mut models = Vec::new();
-    for (key, name) in [("raw", "raw"), ("ema", "EMA")] {
-        if let Some(json) = last.metrics.get(key) {
-            models.push(ModelMetrics::from_json(name, json));
-        }
-    }
-    PreviousRun { run_id: last.run_id.clone(), models }
-}
+impl TypedStage for Report {
+    type Params = ReportParams;
+    const KIND: &'static str = "report";
+    /// 3: no delta against a previous run's state, no git commit (neither is in the key).
+    const VERSION: u32 = 3;
 
-impl Stage for Report {
-    fn kind(&self) -> &str {
-        "report"
-    }
-
-    fn version(&self) -> u32 {
-        2
-    }
-
-    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
-        let domain: DomainSection = ctx.section("domain")?;
-        let section: EvaluateSection = ctx.section("evaluate")?;
+    fn run(&self, params: ReportParams, ctx: &StageContext) -> Result<(), StageError> {
+        let ReportParams { domain, evaluate: section } = params;
         let options = crate::evaluate::eval_options(&section);
         let evaluate_dir = ctx.input("evaluate")?;
         let train_dir = ctx.input("train")?;
         let run_id = dir_name(evaluate_dir).map(|key| key.chars().take(16).collect::<String>()).unwrap_or_default();
-
-        let metrics_path = evaluate_dir.join(crate::evaluate::METRICS_FILE);
-        let metrics_json: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&metrics_path)
-                .map_err(|e| format!("reading `{}`: {e}", metrics_path.display()))?,
-        )?;
 
         // Current metrics (and the chart data) from the scores themselves.
         let targets = evaluate_dir.join("targets.parquet");
@@ -96,18 +75,8 @@ impl Stage for Report {
 
         let config = sspa_train::ModelConfig::load(&train_dir.join(sspa_train::files::CONFIG))?;
         let mut lineage = lineage(ctx)?;
-        lineage.model_preset = Some(config.model.preset.clone());
+        lineage.model_preset = Some(config.model.preset.name().to_owned());
         let images = map_images(ctx, evaluate_dir)?;
-
-        let last_path = ctx.state_dir.join("last.json");
-        let last: Option<LastRun> =
-            std::fs::read_to_string(&last_path).ok().and_then(|text| serde_json::from_str(&text).ok());
-        // A rerun of the same evaluation compares with the run before it.
-        let before = match last {
-            Some(last) if last.run_id == run_id => last.previous.map(|boxed| *boxed),
-            other => other,
-        };
-        let previous = before.as_ref().map(previous_models);
 
         let data = ReportData {
             domain: domain.name.clone(),
@@ -118,7 +87,7 @@ impl Stage for Report {
             classes_without_positives: raw.classes_without_positives.clone(),
             pr_curves,
             training,
-            previous,
+            previous: None,
             lineage,
             images,
         };
@@ -126,16 +95,6 @@ impl Stage for Report {
         sspa_dag::write_atomic(&ctx.out_dir.join("report.md"), markdown.as_bytes())?;
         sspa_dag::write_atomic(&ctx.out_dir.join("report.html"), html.as_bytes())?;
 
-        let record = LastRun {
-            run_id,
-            metrics: metrics_json,
-            previous: before.map(|mut b| {
-                b.previous = None;
-                Box::new(b)
-            }),
-        };
-        std::fs::create_dir_all(&ctx.state_dir)?;
-        sspa_dag::write_json_atomic(&last_path, &record)?;
         Ok(())
     }
 }
@@ -177,7 +136,7 @@ fn nest(flat: &BTreeMap<String, serde_json::Value>) -> serde_json::Value {
 
 /// The hashes of [`Lineage`], as its rows document them.
 fn lineage(ctx: &StageContext) -> Result<Lineage, StageError> {
-    lineage_of(&ctx.inputs, &ctx.params, &ctx.project_root)
+    lineage_of(&ctx.inputs, &ctx.params)
 }
 
 /// [`lineage`] from the upstream output directories (`describe`, `shard`, `train`, ...) and this
@@ -185,7 +144,6 @@ fn lineage(ctx: &StageContext) -> Result<Lineage, StageError> {
 fn lineage_of(
     inputs: &BTreeMap<String, std::path::PathBuf>,
     own_params: &serde_json::Value,
-    project_root: &Path,
 ) -> Result<Lineage, StageError> {
     let mut infos = BTreeMap::new();
     for (stage, dir) in inputs {
@@ -221,7 +179,7 @@ fn lineage_of(
         description_cache_hash,
         model_preset: None,
         weights_hash,
-        git_commit: sspa_dag::record::git_commit(project_root),
+        git_commit: None,
         files,
     })
 }
@@ -372,7 +330,7 @@ mod tests {
                 .map(|(name, dir)| (name.to_owned(), dir.clone()))
                 .collect();
         let own = json!({"domain": {"name": "d"}, "evaluate": {"kind": "natural"}});
-        let lineage = lineage_of(&inputs, &own, &root).expect("lineage");
+        let lineage = lineage_of(&inputs, &own).expect("lineage");
         let hash = |value: serde_json::Value| blake3::hash(value.to_string().as_bytes()).to_hex().to_string();
         // Canonical JSON: keys sorted, no spaces (serde_json's `to_string` of sorted maps).
         let config = json!({"data": {"manifest": "m.toml"}, "domain": {"name": "d"}, "evaluate": {"kind": "natural"},
@@ -384,7 +342,7 @@ mod tests {
         assert_eq!(lineage.files.len(), 3);
         // Another config value changes the config hash.
         let other = json!({"domain": {"name": "e"}, "evaluate": {"kind": "natural"}});
-        assert_ne!(lineage_of(&inputs, &other, &root).expect("lineage").config_hash, lineage.config_hash);
+        assert_ne!(lineage_of(&inputs, &other).expect("lineage").config_hash, lineage.config_hash);
         std::fs::remove_dir_all(&root).expect("clean up");
     }
 }

@@ -1,36 +1,42 @@
 //! `shard`: decode, resize and pack the dataset named by `data.manifest` into shards (sspa-data).
 
-use sspa_config::{DataSection, ModelSection};
-use sspa_dag::{Stage, StageContext, StageError};
-use sspa_data::ShardRequest;
+use crate::params::TypedStage;
+use serde::{Deserialize, Serialize};
+use sspa_config::{DataSection, Preset};
+use sspa_dag::{StageContext, StageError};
+use sspa_data::{Geometry, ShardRequest};
+use std::path::{Path, PathBuf};
 
 pub struct Shard;
 
-impl Stage for Shard {
-    fn kind(&self) -> &str {
-        "shard"
-    }
+/// `data`, `model.preset`, `model.image_size`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ShardParams {
+    pub data: DataSection,
+    pub model: ShardModel,
+}
 
-    fn version(&self) -> u32 {
-        1
-    }
+/// The `[model]` keys that decide the stored geometry.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ShardModel {
+    pub preset: Preset,
+    pub image_size: u32,
+}
+
+impl TypedStage for Shard {
+    type Params = ShardParams;
+    const KIND: &'static str = "shard";
+    const VERSION: u32 = 1;
 
     /// The manifest's annotation files (for the demo, the Fashion-MNIST IDX files).
-    fn inputs(
-        &self,
-        params: &serde_json::Value,
-        project_root: &std::path::Path,
-    ) -> Result<Vec<std::path::PathBuf>, StageError> {
-        let data: DataSection = serde_json::from_value(params["data"].clone())?;
-        Ok(sspa_data::stage_inputs(&data, project_root)?)
+    fn inputs(&self, params: &ShardParams, project_root: &Path) -> Result<Vec<PathBuf>, StageError> {
+        Ok(sspa_data::stage_inputs(&params.data, project_root)?)
     }
 
-    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
-        let data: DataSection = ctx.section("data")?;
-        let model: ModelSection = ctx.section("model")?;
+    fn run(&self, params: ShardParams, ctx: &StageContext) -> Result<(), StageError> {
         let request = ShardRequest {
-            data: &data,
-            model: &model,
+            data: &params.data,
+            geometry: Geometry::for_preset(params.model.preset.name(), params.model.image_size)?,
             project_root: &ctx.project_root,
             state_dir: &ctx.state_dir,
             threads: None,

@@ -1,5 +1,5 @@
-//! `train`: the SSPA head and CAP prompt tokens (sspa-train), on frozen image-encoder features
-//! (`model.freeze_image_encoder = true`, [`crate::features`]) or with the image encoder trained
+//! `train`: the SSPA head and CAP prompt tokens (sspa-train), on the features stage's frozen
+//! image-encoder features (`model.freeze_image_encoder = true`) or with the image encoder trained
 //! alongside ([`crate::finetune`]).
 //!
 //! - `T_k`: the embed stage's description embeddings averaged per label (`[C, d_t]`).
@@ -7,15 +7,18 @@
 //!   with `model.prompt_tokens` learnable prompt tokens (`forward_with_prompts`); otherwise the
 //!   fixed embeddings of `"A photo of a {label}."`.
 //! - Validation: a seeded 10 % slice of the train split (the test split stays unseen).
-//! - Checkpoints live in `state_dir/checkpoints`, so an interrupted run resumes.
+//! - Checkpoints live in `state_dir/checkpoints`, so an interrupted run resumes; a forced run
+//!   (`--force`) discards them first and trains from scratch.
 //!
 //! The encoders' weight files are stage inputs, so new weights retrain.
 
-use crate::encoders::{TextModel, image_location, text_location, weight_files};
-use crate::features;
-use serde_json::Value;
+use crate::params::TypedStage;
+use serde::{Deserialize, Serialize};
 use sspa_config::{AblationSection, ModelSection, TrainSection};
-use sspa_dag::{Stage, StageContext, StageError};
+use sspa_dag::{StageContext, StageError};
+use sspa_infer::DeviceSettings;
+use sspa_infer::encoders::{EncoderChoice, TextModel, image_files, image_location, text_files, weights_hash};
+use sspa_infer::features::{FEATURES_FILE, FeatureManifest};
 use sspa_train::{
     Examples, FeatureSet, FineTune, FixedTextEncoder, ImageSource, PromptTextEncoder, Sections, TextInputs, TrainData,
     TrainOptions,
@@ -28,6 +31,14 @@ use burn::prelude::*;
 const VALIDATION_FRACTION: f64 = 0.1;
 
 pub struct Train;
+
+/// `model`, `train`, `ablation`: the whole recipe.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TrainParams {
+    pub model: ModelSection,
+    pub train: TrainSection,
+    pub ablation: AblationSection,
+}
 
 /// The frozen text encoder with CAP's prompt hook.
 struct Prompted {
@@ -130,23 +141,17 @@ pub(crate) fn subset(set: &FeatureSet, indices: &[usize]) -> FeatureSet {
     out
 }
 
-impl Stage for Train {
-    fn kind(&self) -> &str {
-        "train"
-    }
-
-    /// 2: the image encoder can be trained; CAP prompt tokens take no weight decay.
-    fn version(&self) -> u32 {
-        2
-    }
+impl TypedStage for Train {
+    type Params = TrainParams;
+    const KIND: &'static str = "train";
+    /// 3: features come from the features stage.
+    const VERSION: u32 = 3;
 
     /// The text and image encoders' weight files.
-    fn inputs(&self, params: &Value, project_root: &Path) -> Result<Vec<PathBuf>, StageError> {
-        let model: ModelSection = serde_json::from_value(params.get("model").cloned().unwrap_or(Value::Null))
-            .map_err(|e| format!("config `model`: {e}"))?;
-        let clip = crate::encoders::is_clip(&model.preset);
-        let mut files = weight_files(&text_location(&model, project_root)?, !clip)?;
-        for file in weight_files(&image_location(&model, project_root)?, false)? {
+    fn inputs(&self, params: &TrainParams, project_root: &Path) -> Result<Vec<PathBuf>, StageError> {
+        let encoders = EncoderChoice::of(&params.model);
+        let mut files = text_files(&encoders, project_root)?;
+        for file in image_files(&encoders, project_root)? {
             if !files.contains(&file) {
                 files.push(file);
             }
@@ -154,26 +159,29 @@ impl Stage for Train {
         Ok(files)
     }
 
-    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
-        let model: ModelSection = ctx.section("model")?;
-        let train_section: TrainSection = ctx.section("train")?;
-        let ablation: AblationSection = ctx.section("ablation")?;
+    fn run(&self, params: TrainParams, ctx: &StageContext) -> Result<(), StageError> {
+        let TrainParams { model, train: train_section, ablation } = params;
         let shard_dir = ctx.input("shard")?;
         let shards = sspa_data::open_shards(shard_dir)?;
         let labels = shards.labels().to_vec();
         let text = knowledge(&ctx.input("embed")?.join("embeddings.parquet"), &labels)?;
 
-        // The backend, chosen once for image features, the text encoder and training.
-        let device = crate::device::select(&train_section)?;
+        // The backend, chosen once for the text encoder and training.
+        let device = sspa_infer::device::select(DeviceSettings::of(&train_section))?;
         let train_split = shards.split("train")?;
         let (train_rows, validation_rows) = validation_slice(train_section.seed, train_split.len());
+        let features_dir = ctx.input("features")?;
+        let features = FeatureManifest::read(features_dir)?;
         let mut images = None;
         let mut cached = None;
         if model.freeze_image_encoder {
-            let (manifest, train_all, _test) = features::prepare(ctx, &model, shard_dir, &device)?;
+            if features.fine_tuned {
+                return Err("the features stage encoded nothing (its `model.freeze_image_encoder` is false)".into());
+            }
+            let train_all = features.load(features_dir, "train")?;
             if train_all.len() != train_split.len() {
                 return Err(format!(
-                    "the feature cache holds {} train images, the shards {}",
+                    "the features hold {} train images, the shards {}",
                     train_all.len(),
                     train_split.len()
                 )
@@ -188,14 +196,17 @@ impl Stage for Train {
                 train_set.len(),
                 validation_set.len(),
                 VALIDATION_FRACTION * 100.0,
-                manifest.patches_per_image,
-                manifest.width
+                features.patches_per_image,
+                features.width
             );
+            sspa_dag::write_json_atomic(&ctx.out_dir.join(FEATURES_FILE), &features.without_splits())?;
             cached = Some((train_set, validation_set));
         } else {
-            let location = image_location(&model, &ctx.project_root)?;
-            let weights_hash = crate::encoders::weights_hash(&weight_files(&location, false)?)?;
-            let (backbone, spec) = crate::encoders::image_encoder(&model, &location, &device.clone().autodiff())?;
+            let encoders = EncoderChoice::of(&model);
+            let location = image_location(&encoders, &ctx.project_root)?;
+            let weights_hash = weights_hash(&image_files(&encoders, &ctx.project_root)?)?;
+            let (backbone, spec) =
+                sspa_infer::encoders::image_encoder(model.preset, &location, &device.clone().autodiff())?;
             let shard_key = shard_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let source = crate::finetune::ShardImages::new(
                 &train_split,
@@ -206,17 +217,16 @@ impl Stage for Train {
                 train_section.seed,
                 &shard_key,
             )?;
-            let manifest = features::FeatureManifest {
+            let manifest = FeatureManifest {
                 encoder: spec.name().into(),
                 weights_hash: weights_hash.clone(),
                 image_size: model.image_size,
                 width: spec.width(),
                 patches_per_image: spec.patches_per_image(model.image_size as usize),
                 fine_tuned: true,
-                train: None,
-                test: None,
+                splits: Default::default(),
             };
-            sspa_dag::write_json_atomic(&ctx.out_dir.join(features::FEATURES_FILE), &manifest)?;
+            sspa_dag::write_json_atomic(&ctx.out_dir.join(FEATURES_FILE), &manifest)?;
             tracing::info!(
                 "train: fine-tuning the image encoder ({}) on {} images, validation: {} images (seeded {:.0} % slice \
                  of the train split), N = {}, c = {}, {} batches of {} per epoch",
@@ -232,14 +242,15 @@ impl Stage for Train {
             images = Some((source, backbone, spec, weights_hash));
         }
 
+        let encoders = EncoderChoice::of(&model);
         let encoder: Box<dyn PromptTextEncoder> = if ablation.cap {
             // The prompts live on the autodiff device the loop trains on; so must the encoder.
             let device = device.clone().autodiff();
-            let prompts = Prompted { encoder: TextModel::load(&model, &ctx.project_root, &device)? };
+            let prompts = Prompted { encoder: TextModel::load(&encoders, &ctx.project_root, &device)? };
             prompts.check(model.prompt_tokens as usize, &labels, &device)?;
             Box::new(prompts)
         } else {
-            let text_model = TextModel::load(&model, &ctx.project_root, &device)?;
+            let text_model = TextModel::load(&encoders, &ctx.project_root, &device)?;
             let texts: Vec<String> = labels.iter().map(|label| format!("A photo of a {label}.")).collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let context = text_model
@@ -261,19 +272,15 @@ impl Stage for Train {
             (None, None) => return Err("neither features nor images to train on".into()),
         };
         let data = TrainData { text: &text, encoder: encoder.as_ref(), examples };
-        // One checkpoint directory per run (stage version + params + upstream keys), so another
-        // configuration neither refuses nor overwrites an interrupted run's checkpoints, and a new
-        // implementation does not resume an old one's.
-        let run_key = {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update(&self.version().to_le_bytes());
-            hasher.update(ctx.params.to_string().as_bytes());
-            for dir in ctx.inputs.values() {
-                hasher.update(dir.as_os_str().as_encoded_bytes());
-            }
-            hasher.finalize().to_hex().to_string()
-        };
-        let checkpoints = ctx.state_dir.join("checkpoints").join(&run_key[..16]);
+        // One checkpoint directory per computation (stage version + params + upstream keys), so
+        // another configuration neither refuses nor overwrites an interrupted run's checkpoints,
+        // and a new implementation does not resume an old one's.
+        let checkpoints = ctx.state_dir.join("checkpoints").join(crate::features::resume_key(ctx, Self::VERSION));
+        if ctx.forced && checkpoints.exists() {
+            tracing::info!("train: forced, so the checkpoints of this configuration are discarded");
+            std::fs::remove_dir_all(&checkpoints)
+                .map_err(|e| format!("removing checkpoints `{}`: {e}", checkpoints.display()))?;
+        }
         let mut options = TrainOptions::new(&checkpoints, &ctx.out_dir);
         options.device = device;
         let progress = |done: u64, total: u64, message: &str| {
@@ -299,5 +306,45 @@ impl Stage for Train {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_validation_slice_is_seeded_disjoint_and_a_tenth() {
+        let (train, validation) = validation_slice(7, 200);
+        assert_eq!((train.len(), validation.len()), (180, 20));
+        let mut all: Vec<usize> = train.iter().chain(&validation).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..200).collect::<Vec<_>>(), "every row exactly once");
+        assert!(train.windows(2).all(|w| w[0] < w[1]) && validation.windows(2).all(|w| w[0] < w[1]), "sorted");
+        assert_eq!(validation_slice(7, 200), (train, validation.clone()), "same seed, same slice");
+        assert_ne!(validation_slice(8, 200).1, validation, "another seed, another slice");
+        assert_eq!(validation_slice(0, 1), (vec![0], vec![]), "one image stays for training");
+    }
+
+    #[test]
+    fn subset_takes_whole_rows_of_every_array() {
+        let (n, d, c) = (2, 3, 2);
+        let images = 4;
+        let set = FeatureSet {
+            ids: (0..images).map(|i| format!("img{i}")).collect(),
+            global: (0..images * d).map(|v| v as f32).collect(),
+            patches: (0..images * n * d).map(|v| 100.0 + v as f32).collect(),
+            targets: (0..images * c).map(|v| (v % 3) as i8 - 1).collect(),
+            patches_per_image: n,
+            width: d,
+            classes: c,
+        };
+        let picked = subset(&set, &[3, 1]);
+        assert_eq!(picked.ids, ["img3", "img1"]);
+        assert_eq!(picked.global, [9.0, 10.0, 11.0, 3.0, 4.0, 5.0]);
+        let patches_of = |i: usize| (0..n * d).map(move |k| 100.0 + (i * n * d + k) as f32);
+        assert_eq!(picked.patches, patches_of(3).chain(patches_of(1)).collect::<Vec<_>>());
+        assert_eq!(picked.targets, [set.targets[6], set.targets[7], set.targets[2], set.targets[3]]);
+        assert_eq!((picked.patches_per_image, picked.width, picked.classes), (n, d, c));
     }
 }

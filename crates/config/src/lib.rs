@@ -5,10 +5,12 @@
 
 mod errors;
 mod locate;
+mod preset;
 mod schema;
-pub mod validate;
+mod validate;
 
 pub use errors::{ConfigError, ConfigErrors};
+pub use preset::{ComputeDevice, PRESETS, Precision, Preset, PresetInfo, Resampling};
 pub use schema::*;
 
 use serde::de::DeserializeOwned;
@@ -52,8 +54,22 @@ impl LoadedConfig {
     }
 }
 
+/// A check that needs more than the config text, e.g. the data manifest's splits: returns
+/// `(dotted key path, message)` for each problem, reported with the key's line like any other.
+pub type ExternalCheck = dyn Fn(&DomainConfig, &Path) -> Vec<(String, String)> + Sync;
+
+/// What validation knows beyond the file: the build's capabilities and checks of other crates.
+#[derive(Clone, Copy, Default)]
+pub struct Checks<'a> {
+    /// This build has the libtorch backend (`--features tch`); without it `train.device =
+    /// "libtorch"` / `"cuda:N"` is an error naming the feature.
+    pub libtorch: bool,
+    /// Runs after the built-in checks, on a config that parsed (given the project root).
+    pub external: Option<&'a ExternalCheck>,
+}
+
 /// Reads, parses and validates a domain file.
-pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+pub fn load(path: &Path, checks: &Checks<'_>) -> Result<LoadedConfig, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors::single(path, format!("cannot read the config: {e}")))?;
     let project_root = find_project_root(path).ok_or_else(|| {
@@ -62,7 +78,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
             format!("no `{PIPELINE_FILE}` in any directory above this config: run from a project checkout"),
         )
     })?;
-    let config = parse(path, &text, &project_root)?;
+    let config = parse(path, &text, &project_root, checks)?;
     let json = serde_json::to_value(&config)
         .map_err(|e| ConfigErrors::single(path, format!("config does not serialise: {e}")))?;
     let workspace_dir = project_root
@@ -71,7 +87,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 }
 
 /// Parses and validates config text; `file` is used in messages, `project_root` to check paths.
-pub fn parse(file: &Path, text: &str, project_root: &Path) -> Result<DomainConfig, ConfigErrors> {
+pub fn parse(file: &Path, text: &str, project_root: &Path, checks: &Checks<'_>) -> Result<DomainConfig, ConfigErrors> {
     let locator = locate::Locator::new(text);
     let mut errors = ConfigErrors::new(file);
 
@@ -119,7 +135,7 @@ pub fn parse(file: &Path, text: &str, project_root: &Path) -> Result<DomainConfi
             return Err(errors);
         }
     };
-    for (path, message) in validate::validate(&config, project_root) {
+    for (path, message) in validate::validate(&config, project_root, checks) {
         let keys: Vec<&str> = path.split('.').collect();
         errors.push(locator.key_or_parent(&keys), format!("`{path}`: {message}"));
     }

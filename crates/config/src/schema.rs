@@ -4,6 +4,7 @@
 //! column), not by serde, so that one typo does not hide the next. Defaults follow `shared/design/SSPA.md` (training recipe) and
 //! the issues' wording. Paths are relative to the project root (the directory holding `pipeline/`).
 
+use crate::preset::{ComputeDevice, Precision, Preset};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -171,8 +172,9 @@ fn default_shard_size() -> u32 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ModelSection {
-    /// One of `minilm-efficientnet-lite0`, `clip-rn50`, `clip-rn101`, `clip-vit-b32`, `clip-vit-b16`.
-    pub preset: String,
+    /// One of `minilm-efficientnet-lite0`, `clip-rn50`, `clip-rn101`, `clip-vit-b32`, `clip-vit-b16`
+    /// (see [`crate::PRESETS`]).
+    pub preset: Preset,
     /// Directory of text-encoder weights (HF layout); empty means the preset's installed default.
     pub text_weights: Option<PathBuf>,
     /// Directory or file of image-encoder weights; empty means the preset's installed default.
@@ -192,7 +194,7 @@ pub struct ModelSection {
 impl Default for ModelSection {
     fn default() -> Self {
         Self {
-            preset: "minilm-efficientnet-lite0".into(),
+            preset: Preset::MinilmEfficientnetLite0,
             text_weights: None,
             image_weights: None,
             image_size: 224,
@@ -238,10 +240,11 @@ pub struct TrainSection {
     /// Weight `λ` of the regional loss.
     pub lambda_regional: f64,
     pub seed: u64,
-    /// `cpu` (burn flex), `libtorch` or `cuda:N` (libtorch; builds with the `tch` feature).
-    pub device: String,
-    /// `f32` or `mixed` (bf16 on CUDA).
-    pub precision: String,
+    /// `cpu` (burn flex), `libtorch` or `cuda:N` (libtorch; builds with the `tch` feature): the
+    /// device of every stage that computes.
+    pub device: ComputeDevice,
+    /// `f32` or `mixed` (bf16 on a libtorch device).
+    pub precision: Precision,
     pub asl: AslSection,
 }
 
@@ -257,8 +260,8 @@ impl Default for TrainSection {
             grad_clip: 0.0,
             lambda_regional: 1.0,
             seed: 0,
-            device: "cpu".into(),
-            precision: "f32".into(),
+            device: ComputeDevice::Cpu,
+            precision: Precision::F32,
             asl: AslSection::default(),
         }
     }

@@ -31,7 +31,7 @@ lr = 1e-3
 #[test]
 fn good_config_loads_with_defaults() {
     let dir = project();
-    let c = parse(Path::new("demo.toml"), GOOD, dir.path()).expect("valid");
+    let c = parse(Path::new("demo.toml"), GOOD, dir.path(), &Checks::default()).expect("valid");
     assert_eq!(c.train.lr, 1e-3);
     assert_eq!(c.train.batch_size, 32);
     assert_eq!(c.train.asl.gamma_neg, 4.0);
@@ -43,7 +43,7 @@ fn every_error_is_reported_with_line_and_column() {
     let dir = project();
     let text = GOOD.replace("lr = 1e-3", "lrr = 1e-3\nbatch_size = \"big\"\nepochs = -3")
         + "\n[llm]\ntemperature = 9.0\nfoo = 1\n[extra]\nx = 1\n";
-    let err = parse(Path::new("demo.toml"), &text, dir.path()).expect_err("invalid");
+    let err = parse(Path::new("demo.toml"), &text, dir.path(), &Checks::default()).expect_err("invalid");
     let shown = err.to_string();
     assert!(shown.contains("demo.toml:16:1: unknown key `train.lrr`"), "{shown}");
     assert!(shown.contains("demo.toml:17:14: `train.batch_size`: invalid type"), "{shown}");
@@ -61,7 +61,7 @@ fn semantic_checks_point_at_the_key() {
     let text = GOOD
         .replace("lr = 1e-3", "lr = -1.0\nema_decay = 1.5")
         .replace("templates/kap/demo.j2", "templates/kap/missing.j2");
-    let err = parse(Path::new("d.toml"), &text, dir.path()).expect_err("invalid");
+    let err = parse(Path::new("d.toml"), &text, dir.path(), &Checks::default()).expect_err("invalid");
     let shown = err.to_string();
     assert!(shown.contains("d.toml:10:1: `prompt.template`: `templates/kap/missing.j2` does not exist"), "{shown}");
     assert!(shown.contains("d.toml:16:1: `train.lr`: -1 must be positive"), "{shown}");
@@ -72,22 +72,75 @@ fn semantic_checks_point_at_the_key() {
 fn duplicate_label_names_its_position() {
     let dir = project();
     let text = GOOD.replace(r#"["shirt", "shoe"]"#, r#"["shirt", "shirt"]"#);
-    let err = parse(Path::new("d.toml"), &text, dir.path()).expect_err("invalid");
+    let err = parse(Path::new("d.toml"), &text, dir.path(), &Checks::default()).expect_err("invalid");
     assert!(err.to_string().contains("d.toml:7:19: `labels.names.1`: duplicate label `shirt`"), "{err}");
 }
 
 #[test]
 fn syntax_errors_carry_position() {
     let dir = project();
-    let err = parse(Path::new("d.toml"), "[domain\nname = 1\n", dir.path()).expect_err("invalid");
+    let err = parse(Path::new("d.toml"), "[domain\nname = 1\n", dir.path(), &Checks::default()).expect_err("invalid");
     assert_eq!(err.errors[0].line, 1, "{err}");
 }
 
 #[test]
 fn missing_sections_are_named() {
     let dir = project();
-    let err = parse(Path::new("d.toml"), "[domain]\nname='x'\ndescription='y'\n", dir.path()).expect_err("invalid");
+    let err = parse(Path::new("d.toml"), "[domain]\nname='x'\ndescription='y'\n", dir.path(), &Checks::default())
+        .expect_err("invalid");
     let shown = err.to_string();
     assert!(shown.contains("missing required section `[prompt]`"), "{shown}");
     assert!(shown.contains("missing required section `[data]`"), "{shown}");
+}
+
+fn with_sections(extra: &str) -> String {
+    format!("{GOOD}{extra}").replace("[train]\nlr = 1e-3\n", "")
+}
+
+#[test]
+fn cross_field_rules_are_reported_together() {
+    let dir = project();
+    let text = with_sections("[model]\npreset = \"clip-vit-b16\"\n[train]\ndevice = \"cpu\"\nprecision = \"mixed\"\n");
+    let err = parse(Path::new("d.toml"), &text, dir.path(), &Checks::default()).expect_err("invalid");
+    let text = err.to_string();
+    assert!(text.contains("`clip-vit-b16` needs CLIP weights"), "{text}");
+    assert!(text.contains("`train.precision`: `mixed` (bf16) needs a libtorch device"), "{text}");
+    assert_eq!(err.errors.len(), 2, "{text}");
+}
+
+#[test]
+fn libtorch_devices_need_the_feature() {
+    let dir = project();
+    let text = with_sections("[train]\ndevice = \"cuda:0\"\nprecision = \"mixed\"\n");
+    let err = parse(Path::new("d.toml"), &text, dir.path(), &Checks::default()).expect_err("no tch");
+    assert!(err.to_string().contains("--features tch"), "{err}");
+    let with_tch = Checks { libtorch: true, external: None };
+    let config = parse(Path::new("d.toml"), &text, dir.path(), &with_tch).expect("tch build");
+    assert_eq!(config.train.device, ComputeDevice::Cuda(0));
+    assert_eq!(config.train.precision, Precision::Mixed);
+}
+
+#[test]
+fn closed_sets_are_enums() {
+    let dir = project();
+    let text = with_sections("[model]\npreset = \"vit-huge\"\n[train]\ndevice = \"gpu\"\n");
+    let err = parse(Path::new("d.toml"), &text, dir.path(), &Checks::default()).expect_err("invalid");
+    let text = err.to_string();
+    assert!(text.contains("`model.preset`") && text.contains("vit-huge"), "{text}");
+    assert!(text.contains("`train.device`: `gpu` must be `cpu`, `libtorch` or `cuda:N`"), "{text}");
+}
+
+#[test]
+fn external_checks_are_located_like_the_others() {
+    let dir = project();
+    let text = with_sections("[evaluate]\nsplit = \"validation\"\n");
+    let external = |config: &DomainConfig, _: &Path| {
+        vec![("evaluate.split".to_string(), format!("`{}` is not a split of the manifest", config.evaluate.split))]
+    };
+    let checks = Checks { libtorch: false, external: Some(&external) };
+    let err = parse(Path::new("d.toml"), &text, dir.path(), &checks).expect_err("invalid");
+    let line = text.lines().position(|l| l.starts_with("split")).expect("line") + 1;
+    assert_eq!(err.errors.len(), 1);
+    assert_eq!(err.errors[0].line, line, "{err}");
+    assert!(err.to_string().contains("`evaluate.split`: `validation` is not a split of the manifest"), "{err}");
 }

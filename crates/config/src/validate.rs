@@ -1,13 +1,13 @@
-//! Checks that serde cannot express: ranges, exclusive options, files that must exist.
+//! Checks that serde cannot express: ranges, exclusive options, files that must exist, rules
+//! between fields, and what the build offers.
 
+use crate::Checks;
+use crate::preset::{ComputeDevice, Precision};
 use crate::schema::*;
 use std::path::Path;
 
-/// Model presets the encoders know.
-pub const PRESETS: &[&str] = &["minilm-efficientnet-lite0", "clip-rn50", "clip-rn101", "clip-vit-b32", "clip-vit-b16"];
-
 /// Returns `(key path, message)` for every failed check.
-pub(crate) fn validate(c: &DomainConfig, root: &Path) -> Vec<(String, String)> {
+pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut fail = |path: &str, message: String| out.push((path.to_string(), message));
 
@@ -74,8 +74,26 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path) -> Vec<(String, String)> {
     positive(&mut fail, "data.shard_size", c.data.shard_size as f64);
 
     let m = &c.model;
-    if !PRESETS.contains(&m.preset.as_str()) {
-        fail("model.preset", format!("unknown preset `{}`; expected one of {}", m.preset, PRESETS.join(", ")));
+    let preset = m.preset.info();
+    if preset.clip && m.image_weights.is_none() {
+        fail(
+            "model.preset",
+            format!(
+                "`{}` needs CLIP weights, which are not shipped: set `model.image_weights` (and optionally \
+                 `model.text_weights`) to an HF CLIPModel directory or an OpenAI/OpenCLIP safetensors file",
+                preset.name
+            ),
+        );
+    }
+    if !preset.clip && m.image_projection == ImageProjectionKind::None && m.embed_dim as usize != preset.image_width {
+        fail(
+            "model.image_projection",
+            format!(
+                "`none` uses the image features as they are, but `{}` gives c = {} and `model.embed_dim` is {}: \
+                 use `linear` or set `embed_dim = {}`",
+                preset.name, preset.image_width, m.embed_dim, preset.image_width
+            ),
+        );
     }
     if m.embed_dim == 0 || !m.embed_dim.is_multiple_of(4) {
         fail("model.embed_dim", format!("{} must be a positive multiple of 4 (quaternion split)", m.embed_dim));
@@ -98,14 +116,24 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path) -> Vec<(String, String)> {
     if !(0.0..1.0).contains(&t.ema_decay) {
         fail("train.ema_decay", format!("{} is outside [0, 1)", t.ema_decay));
     }
-    let device_ok = t.device == "cpu"
-        || t.device == "libtorch"
-        || t.device.strip_prefix("cuda:").is_some_and(|n| !n.is_empty() && n.chars().all(|ch| ch.is_ascii_digit()));
-    if !device_ok {
-        fail("train.device", format!("`{}` must be `cpu`, `libtorch` or `cuda:N`", t.device));
+    if t.device.is_libtorch() && !checks.libtorch {
+        fail(
+            "train.device",
+            format!(
+                "`{}` needs the libtorch backend, which this build lacks: rebuild with `cargo build --release \
+                 --features tch` (LIBTORCH_USE_PYTORCH=1 with PyTorch 2.9.0 in the active venv; see README, \
+                 \"GPU training\")",
+                t.device
+            ),
+        );
     }
-    if !["f32", "mixed"].contains(&t.precision.as_str()) {
-        fail("train.precision", format!("`{}` must be `f32` or `mixed`", t.precision));
+    if t.precision == Precision::Mixed && t.device == ComputeDevice::Cpu {
+        fail(
+            "train.precision",
+            "`mixed` (bf16) needs a libtorch device (`train.device = \"cuda:N\"` or `\"libtorch\"`); `cpu` \
+             computes in f32"
+                .into(),
+        );
     }
     non_negative(&mut fail, "train.asl.gamma_pos", t.asl.gamma_pos);
     non_negative(&mut fail, "train.asl.gamma_neg", t.asl.gamma_neg);
@@ -121,6 +149,9 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path) -> Vec<(String, String)> {
     positive(&mut fail, "evaluate.top_k", e.top_k as f64);
     if e.split.trim().is_empty() {
         fail("evaluate.split", "must name a split".into());
+    }
+    if let Some(external) = checks.external {
+        out.extend(external(c, root));
     }
     out
 }

@@ -130,7 +130,11 @@ pub fn plan(project: &Project, registry: &Registry, options: &RunOptions) -> Res
             kind: def.kind.clone(),
             known: registry.kinds().join(", "),
         })?;
-        let (params, nested) = declared_params(project, def)?;
+        let (params, nested) = stage_params(&project.config, def)?;
+        implementation.check_params(&nested).map_err(|message| DagError::Input {
+            stage: def.name.clone(),
+            message: format!("`{}` and the stage disagree: {message}", project.spec.path.display()),
+        })?;
         let (mut deps, mut dep_hashes) = hash_deps(project, def, &mut hashes)?;
         let extra = implementation.inputs(&nested, &project.root).map_err(|e| DagError::Input {
             stage: def.name.clone(),
@@ -186,12 +190,12 @@ pub fn plan(project: &Project, registry: &Registry, options: &RunOptions) -> Res
     Ok(Plan { stages, context })
 }
 
-/// The declared params: flat `path → value` for the key, nested for the stage.
-fn declared_params(project: &Project, def: &StageDef) -> Result<(BTreeMap<String, Value>, Value), DagError> {
+/// The declared params of `def` in `config`: flat `path → value` for the key, nested for the stage.
+pub fn stage_params(config: &Value, def: &StageDef) -> Result<(BTreeMap<String, Value>, Value), DagError> {
     let mut flat = BTreeMap::new();
     let mut nested = Value::Object(serde_json::Map::new());
     for path in &def.spec.params {
-        let value = lookup(&project.config, path).cloned().ok_or_else(|| DagError::Input {
+        let value = lookup(config, path).cloned().ok_or_else(|| DagError::Input {
             stage: def.name.clone(),
             message: format!("reads param `{path}`, which the config does not have"),
         })?;
@@ -447,6 +451,10 @@ async fn execute(
                 state_dir,
                 runtime: tokio::runtime::Handle::current(),
                 progress: Progress::new(bar),
+                forced: planned
+                    .reasons
+                    .iter()
+                    .any(|r| r == "forced" || r.starts_with("upstream ") && r.ends_with(" was forced")),
                 cancel: cancel.clone(),
             };
             tracing::info!(stage = %planned.name, reasons = %planned.reasons.join("; "), "running");

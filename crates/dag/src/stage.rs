@@ -23,6 +23,13 @@ pub trait Stage: Send + Sync {
         let _ = (params, project_root);
         Ok(Vec::new())
     }
+    /// Checks the declared params (nested JSON, exactly as `run` receives them in `ctx.params`)
+    /// against what the stage reads; a mismatch means `pipeline.toml` and the stage's params type
+    /// disagree.
+    fn check_params(&self, params: &Value) -> Result<(), String> {
+        let _ = params;
+        Ok(())
+    }
     /// Does the work, blocking, writing every output into `ctx.out_dir`.
     fn run(&self, ctx: &StageContext) -> Result<(), StageError>;
 }
@@ -47,6 +54,9 @@ pub struct StageContext {
     /// The runner's tokio runtime, for stages that do async I/O (`runtime.block_on(..)`).
     pub runtime: tokio::runtime::Handle,
     pub progress: Progress,
+    /// The stage runs because it, or a stage it reads, was forced (`--force`): a resumable stage
+    /// discards its saved progress for this computation first.
+    pub forced: bool,
     pub(crate) cancel: Arc<AtomicBool>,
 }
 

@@ -11,7 +11,7 @@
 //! # For the DAG runner
 //! - inputs to hash: [`stage_inputs`]`(data, project_root)` (manifest, label file, annotation
 //!   files; for the demo the Fashion-MNIST IDX files);
-//! - the stage: [`shard()`]`(&ShardRequest { data, model, project_root, state_dir, threads },
+//! - the stage: [`shard()`]`(&ShardRequest { data, geometry, project_root, state_dir, threads },
 //!   out_dir, progress)` → [`ShardSummary`] (serde); it builds the demo set first when the
 //!   manifest has a `[demo]` section and `<data root>/fashion-mosaic` lacks a current build
 //!   (data root: `$SSPA_DATA_ROOT`, else `data.root`, else `<project_root>/data`);
@@ -33,7 +33,7 @@ pub mod tensors;
 pub use error::DataError;
 pub use import::{Dataset, ImageEntry, Split, SplitCheck, SplitSource};
 pub use loader::{Augment, Batch, Loader, LoaderConfig, ShardSet, SplitReader, open_shards};
-pub use manifest::{Manifest, data_root};
+pub use manifest::{Manifest, data_root, data_root_at};
 pub use preprocess::{BadImageReason, Geometry, Resample, mean_std};
 pub use shard::{BadImage, ShardRequest, ShardSummary, prepare, shard, shard_manifest, stage_inputs};
 pub use tensors::TensorBatch;

@@ -178,9 +178,13 @@ impl Default for DemoSection {
 /// The data root for a `[data]` section: `$<root_env>` when set and non-empty, else `root`, else
 /// `<project_root>/data`. Relative values start at `project_root`.
 pub fn data_root(data: &sspa_config::DataSection, project_root: &Path) -> PathBuf {
-    let from_env =
-        data.root_env.as_deref().and_then(std::env::var_os).filter(|value| !value.is_empty()).map(PathBuf::from);
-    match from_env.or_else(|| data.root.clone()) {
+    data_root_at(data.root.as_deref(), data.root_env.as_deref(), project_root)
+}
+
+/// [`data_root`] from its two keys alone (`data.root`, `data.root_env`).
+pub fn data_root_at(root: Option<&Path>, root_env: Option<&str>, project_root: &Path) -> PathBuf {
+    let from_env = root_env.and_then(std::env::var_os).filter(|value| !value.is_empty()).map(PathBuf::from);
+    match from_env.or_else(|| root.map(Path::to_path_buf)) {
         Some(root) => project_root.join(root),
         None => project_root.join("data"),
     }

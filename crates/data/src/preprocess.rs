@@ -13,15 +13,6 @@ use fast_image_resize::{self as fir, PixelType, ResizeAlg, ResizeOptions, Resize
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Known presets, their centre-crop fraction for evaluation and their resampling filter.
-const PRESETS: [(&str, f64, Resample); 5] = [
-    ("minilm-efficientnet-lite0", 0.875, Resample::Bilinear),
-    ("clip-rn50", 1.0, Resample::Bicubic),
-    ("clip-rn101", 1.0, Resample::Bicubic),
-    ("clip-vit-b32", 1.0, Resample::Bicubic),
-    ("clip-vit-b16", 1.0, Resample::Bicubic),
-];
-
 /// Resampling filter of the stored-image resize (antialiased when shrinking, as PIL's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,15 +38,17 @@ pub struct Geometry {
 impl Geometry {
     /// The geometry of a `[model]` section.
     pub fn for_model(model: &sspa_config::ModelSection) -> Result<Self, DataError> {
-        Self::for_preset(&model.preset, model.image_size)
+        Self::for_preset(model.preset.name(), model.image_size)
     }
 
+    /// The geometry of a preset (by its config name, see [`sspa_config::PRESETS`]) at a size.
     pub fn for_preset(preset: &str, image_size: u32) -> Result<Self, DataError> {
-        let (_, crop_fraction, resample) =
-            *PRESETS.iter().find(|p| p.0 == preset).ok_or_else(|| DataError::UnknownPreset {
-                preset: preset.into(),
-                known: PRESETS.iter().map(|p| format!("`{}`", p.0)).collect::<Vec<_>>().join(", "),
-            })?;
+        let info = preset_info(preset)?;
+        let crop_fraction = info.crop_fraction;
+        let resample = match info.resampling {
+            sspa_config::Resampling::Bicubic => Resample::Bicubic,
+            sspa_config::Resampling::Bilinear => Resample::Bilinear,
+        };
         if image_size == 0 {
             return Err(DataError::Loader { key: "model.image_size".into(), message: "must be positive".into() });
         }
@@ -63,20 +56,19 @@ impl Geometry {
     }
 }
 
-/// Normalisation constants of a preset's encoder (for the loader).
+/// A preset's row of the one preset table.
+fn preset_info(preset: &str) -> Result<&'static sspa_config::PresetInfo, DataError> {
+    let parsed: sspa_config::Preset = preset.parse().map_err(|_| DataError::UnknownPreset {
+        preset: preset.into(),
+        known: sspa_config::PRESETS.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", "),
+    })?;
+    Ok(parsed.info())
+}
+
+/// Normalisation constants of a preset's encoder (for the loader), from the preset table.
 pub fn mean_std(preset: &str) -> Result<([f32; 3], [f32; 3]), DataError> {
-    match preset {
-        p if p.starts_with("clip-") => {
-            // OpenAI CLIP's values, rounded to f32.
-            Ok(([0.481_454_66, 0.457_827_5, 0.408_210_73], [0.268_629_5, 0.261_302_6, 0.275_777_1]))
-        }
-        // TensorFlow EfficientNet-Lite's 127 / 128 on [0, 255] pixels (see `sspa-encoders`).
-        "minilm-efficientnet-lite0" => Ok(([127.0 / 255.0; 3], [128.0 / 255.0; 3])),
-        other => Err(DataError::UnknownPreset {
-            preset: other.into(),
-            known: PRESETS.iter().map(|p| format!("`{}`", p.0)).collect::<Vec<_>>().join(", "),
-        }),
-    }
+    let info = preset_info(preset)?;
+    Ok((info.mean, info.std))
 }
 
 /// Why an image could not be used.

@@ -26,7 +26,7 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sspa_config::{DataSection, ModelSection, OnBadImage};
+use sspa_config::{DataSection, OnBadImage};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,7 +45,8 @@ pub const BAD_IMAGES_FILE: &str = "bad_images.json";
 #[derive(Debug, Clone, Copy)]
 pub struct ShardRequest<'a> {
     pub data: &'a DataSection,
-    pub model: &'a ModelSection,
+    /// The preset's resize/crop policy at `model.image_size` ([`Geometry::for_model`]).
+    pub geometry: Geometry,
     /// Directory config paths (e.g. `data.manifest`) are relative to.
     pub project_root: &'a Path,
     /// Persistent scratch directory; on failure the full bad-image report is left here.
@@ -157,7 +158,7 @@ pub fn shard(
     let prepared = prepare(request.data, request.project_root, progress)?;
     let options = WriteOptions {
         dataset: prepared.manifest.name.clone(),
-        geometry: Geometry::for_model(request.model)?,
+        geometry: request.geometry,
         shard_size: request.data.shard_size.max(1) as usize,
         on_bad_image: request.data.on_bad_image,
         threads: request.threads,

@@ -304,7 +304,7 @@ fn shard_stage_runs_end_to_end_on_a_small_demo_set() {
     let out = tempfile::tempdir().expect("out");
     let request = ShardRequest {
         data: &data,
-        model: &model,
+        geometry: sspa_data::Geometry::for_model(&model).expect("geometry"),
         project_root: project.root(),
         state_dir: state.path(),
         threads: Some(2),

@@ -12,11 +12,11 @@ use burn::prelude::*;
 use fast_image_resize::Resizer;
 use sspa_data::loader::eval_values;
 use sspa_data::preprocess::{decode, fit};
-use sspa_data::{Geometry, LoaderConfig, mean_std};
+use sspa_data::{Geometry, LoaderConfig};
 use sspa_train::{Backbone, FeatureSet, Predictor, Weights};
 
-use crate::encoders::{frozen_encoder_name, image_encoder, image_location, weight_files, weights_hash};
-use crate::features::FeatureManifest;
+use crate::encoders::{EncoderChoice, image_encoder, image_location, weight_files, weights_hash};
+use crate::features::{FEATURES_FILE, FeatureManifest};
 
 /// Images per encoder forward pass.
 const BATCH: usize = 16;
@@ -103,17 +103,20 @@ impl ImagePredictor {
     ///
     /// # Errors
     /// [`PredictError`] for missing or mismatched files.
-    pub fn load(train_dir: &Path, weights: Weights, project_root: &Path) -> Result<Self, PredictError> {
-        let device = Device::flex();
+    pub fn load(
+        train_dir: &Path,
+        weights: Weights,
+        project_root: &Path,
+        device: &Device,
+    ) -> Result<Self, PredictError> {
+        let device = device.clone();
         let predictor = Predictor::load(train_dir, weights, &device)?;
-        let features = FeatureManifest::read(train_dir).map_err(|e| PredictError::Read {
-            path: train_dir.join(crate::features::FEATURES_FILE),
-            message: e.to_string(),
-        })?;
+        let features = FeatureManifest::read(train_dir)
+            .map_err(|e| PredictError::Read { path: train_dir.join(FEATURES_FILE), message: e.to_string() })?;
         let model = &predictor.config().model;
         let encoder = match (features.fine_tuned, predictor.backbone().is_some()) {
             (true, true) => None,
-            (false, false) => Some(frozen_encoder(model, &features, project_root, &device)?),
+            (false, false) => Some(frozen_encoder(&EncoderChoice::of(model), &features, project_root, &device)?),
             (fine_tuned, has_backbone) => {
                 return Err(PredictError::Encoder(format!(
                     "features.json says the image encoder was {}, but the run's weights {} one",
@@ -123,7 +126,8 @@ impl ImagePredictor {
             }
         };
         let geometry = Geometry::for_model(model)?;
-        let (mean, std) = mean_std(&model.preset)?;
+        let info = model.preset.info();
+        let (mean, std) = (info.mean, info.std);
         let loader = LoaderConfig::eval(BATCH, geometry.image_size, mean, std);
         Ok(Self { predictor, encoder, geometry, loader, device })
     }
@@ -206,7 +210,7 @@ impl ImagePredictor {
 /// The frozen encoder a run's features came from, checked against `features.json`: the same
 /// weights (BLAKE3) and the same encoder kind.
 fn frozen_encoder(
-    model: &sspa_config::ModelSection,
+    model: &EncoderChoice,
     features: &FeatureManifest,
     project_root: &Path,
     device: &Device,
@@ -218,14 +222,14 @@ fn frozen_encoder(
     if found != features.weights_hash {
         return Err(PredictError::WeightsChanged { path: location, found, expected: features.weights_hash.clone() });
     }
-    if frozen_encoder_name(model) != features.encoder {
+    let name = model.preset.info().image_encoder;
+    if name != features.encoder {
         return Err(PredictError::Encoder(format!(
-            "the run was trained on `{}` features, the config's preset gives `{}`",
-            features.encoder,
-            frozen_encoder_name(model)
+            "the run was trained on `{}` features, the config's preset gives `{name}`",
+            features.encoder
         )));
     }
-    let (encoder, _) = image_encoder(model, &location, device).map_err(|e| encoder_error(&e))?;
+    let (encoder, _) = image_encoder(model.preset, &location, device).map_err(|e| encoder_error(&e))?;
     Ok(encoder)
 }
 

@@ -11,12 +11,54 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
 use sspa_clip::Clip;
-use sspa_config::ModelSection;
+use sspa_config::{ModelSection, Preset};
 use sspa_encoders::MiniLm;
 use sspa_train::{Backbone, BackboneSpec};
 
-use crate::Error;
+/// The `[model]` keys that decide which pretrained encoders are loaded: a stage that loads one
+/// declares exactly these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncoderChoice {
+    pub preset: Preset,
+    /// Text-encoder weights; `None` = the preset's installed default (CLIP: `image_weights`).
+    pub text_weights: Option<PathBuf>,
+    /// Image-encoder weights; `None` = the preset's installed default.
+    pub image_weights: Option<PathBuf>,
+}
+
+impl EncoderChoice {
+    /// The choice a `[model]` section makes.
+    pub fn of(model: &ModelSection) -> Self {
+        Self {
+            preset: model.preset,
+            text_weights: model.text_weights.clone(),
+            image_weights: model.image_weights.clone(),
+        }
+    }
+}
+
+/// Why an encoder could not be found or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    /// The choice or argument names nothing usable (not installed, not a model, wrong kind).
+    #[error("{0}")]
+    Usage(String),
+    /// A file that should be readable is not.
+    #[error("reading `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Encoder(#[from] sspa_encoders::EncoderError),
+    #[error(transparent)]
+    Clip(#[from] sspa_clip::ClipError),
+    #[error(transparent)]
+    Train(#[from] sspa_train::TrainError),
+}
 
 /// Preset name of the installed MiniLM (for `--model`).
 pub const MINILM: &str = "minilm";
@@ -38,26 +80,11 @@ pub enum ModelKind {
     Clip(PathBuf),
 }
 
-/// Why a model argument names no usable model.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelSpecError {
-    /// The argument is wrong (not installed, not a model, another kind of file): a usage error.
-    #[error("{0}")]
-    Usage(String),
-    /// A file that should be readable is not.
-    #[error("reading `{path}`: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 /// The tensor names in a safetensors file's header (the tensors are not read).
-fn safetensors_keys(file: &Path) -> Result<Vec<String>, ModelSpecError> {
+fn safetensors_keys(file: &Path) -> Result<Vec<String>, EncoderError> {
     use std::io::Read;
-    let not_safetensors = || ModelSpecError::Usage(format!("`{}` is not a safetensors file", file.display()));
-    let io = |source| ModelSpecError::Io { path: file.to_owned(), source };
+    let not_safetensors = || EncoderError::Usage(format!("`{}` is not a safetensors file", file.display()));
+    let io = |source| EncoderError::Io { path: file.to_owned(), source };
     let mut reader = std::fs::File::open(file).map_err(io)?;
     let mut length = [0_u8; 8];
     reader.read_exact(&mut length).map_err(|_| not_safetensors())?;
@@ -80,9 +107,9 @@ fn safetensors_keys(file: &Path) -> Result<Vec<String>, ModelSpecError> {
 /// tensors (an OpenAI/OpenCLIP CLIP state dict).
 ///
 /// # Errors
-/// [`ModelSpecError::Usage`] naming what is missing or unsupported; [`ModelSpecError::Io`].
-pub fn resolve_model(spec: &str) -> Result<ModelKind, ModelSpecError> {
-    let usage = ModelSpecError::Usage;
+/// [`EncoderError::Usage`] naming what is missing or unsupported; [`EncoderError::Io`].
+pub fn resolve_model(spec: &str) -> Result<ModelKind, EncoderError> {
+    let usage = EncoderError::Usage;
     let (path, preset) = match spec {
         MINILM => (sspa_encoders::paths::minilm_dir(), true),
         EFFICIENTNET_LITE0 => (sspa_encoders::paths::efficientnet_dir(), true),
@@ -98,7 +125,7 @@ pub fn resolve_model(spec: &str) -> Result<ModelKind, ModelSpecError> {
     let config_path = path.join("config.json");
     if path.is_dir() && config_path.is_file() {
         let text = std::fs::read_to_string(&config_path)
-            .map_err(|source| ModelSpecError::Io { path: config_path.clone(), source })?;
+            .map_err(|source| EncoderError::Io { path: config_path.clone(), source })?;
         let config: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| usage(format!("`{}` is not JSON: {e}", config_path.display())))?;
         match config.get("model_type").and_then(serde_json::Value::as_str) {
@@ -135,18 +162,13 @@ const MINILM_FILES: &[&str] = &["config.json", "model.safetensors", "tokenizer.j
 const CLIP_HF_FILES: &[&str] =
     &["config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt", "bpe_simple_vocab_16e6.txt.gz"];
 
-/// Whether `preset` is a CLIP preset.
-pub fn is_clip(preset: &str) -> bool {
-    preset.starts_with("clip-")
-}
-
 /// Where the CLIP weights of `model` are: `image_weights` for the image tower, `text_weights`
 /// (default: the same) for the text tower.
-fn clip_path(model: &ModelSection, project_root: &Path, text: bool) -> Result<PathBuf, Error> {
+fn clip_path(model: &EncoderChoice, project_root: &Path, text: bool) -> Result<PathBuf, EncoderError> {
     let chosen =
         if text { model.text_weights.as_ref().or(model.image_weights.as_ref()) } else { model.image_weights.as_ref() };
     let Some(path) = chosen else {
-        return Err(Error::Unsupported(format!(
+        return Err(EncoderError::Usage(format!(
             "`model.preset = \"{}\"`: CLIP weights are not shipped; set `model.image_weights` (and optionally \
              `model.text_weights`) to an HF CLIPModel directory or an OpenAI/OpenCLIP safetensors file",
             model.preset
@@ -156,8 +178,8 @@ fn clip_path(model: &ModelSection, project_root: &Path, text: bool) -> Result<Pa
 }
 
 /// The text encoder's location: a MiniLM directory or a CLIP directory/file.
-pub fn text_location(model: &ModelSection, project_root: &Path) -> Result<PathBuf, Error> {
-    if is_clip(&model.preset) {
+pub fn text_location(model: &EncoderChoice, project_root: &Path) -> Result<PathBuf, EncoderError> {
+    if model.preset.is_clip() {
         return clip_path(model, project_root, true);
     }
     Ok(match &model.text_weights {
@@ -167,21 +189,43 @@ pub fn text_location(model: &ModelSection, project_root: &Path) -> Result<PathBu
 }
 
 /// The image encoder's weights: the EfficientNet-Lite0 safetensors file, or a CLIP directory/file.
-pub fn image_location(model: &ModelSection, project_root: &Path) -> Result<PathBuf, Error> {
-    if is_clip(&model.preset) {
+pub fn image_location(model: &EncoderChoice, project_root: &Path) -> Result<PathBuf, EncoderError> {
+    if model.preset.is_clip() {
         return clip_path(model, project_root, false);
     }
-    Ok(crate::features::efficientnet_weights(model, project_root))
+    Ok(match &model.image_weights {
+        Some(path) => {
+            let path = project_root.join(path);
+            if path.is_dir() { path.join("model.safetensors") } else { path }
+        }
+        None => sspa_encoders::paths::efficientnet_dir().join("model.safetensors"),
+    })
+}
+
+/// The files the text encoder of `model` reads (stage inputs).
+///
+/// # Errors
+/// A missing or incomplete location.
+pub fn text_files(model: &EncoderChoice, project_root: &Path) -> Result<Vec<PathBuf>, EncoderError> {
+    weight_files(&text_location(model, project_root)?, !model.preset.is_clip())
+}
+
+/// The files the image encoder of `model` reads (stage inputs).
+///
+/// # Errors
+/// A missing location.
+pub fn image_files(model: &EncoderChoice, project_root: &Path) -> Result<Vec<PathBuf>, EncoderError> {
+    weight_files(&image_location(model, project_root)?, false)
 }
 
 /// The files behind a location, for stage inputs and hashes: the known files of a directory that
 /// exist, or the file itself. A missing location is an error naming it.
-pub fn weight_files(location: &Path, text_minilm: bool) -> Result<Vec<PathBuf>, Error> {
+pub fn weight_files(location: &Path, text_minilm: bool) -> Result<Vec<PathBuf>, EncoderError> {
     if location.is_dir() {
         let names = if text_minilm { MINILM_FILES } else { CLIP_HF_FILES };
         let files: Vec<PathBuf> = names.iter().map(|name| location.join(name)).filter(|p| p.is_file()).collect();
         if text_minilm && files.len() != MINILM_FILES.len() {
-            return Err(Error::Unsupported(format!(
+            return Err(EncoderError::Usage(format!(
                 "text-encoder weights incomplete in `{}` (needs {}): run `scripts/install-encoders` or fix \
                  `model.text_weights`",
                 location.display(),
@@ -193,7 +237,7 @@ pub fn weight_files(location: &Path, text_minilm: bool) -> Result<Vec<PathBuf>, 
     if location.is_file() {
         return Ok(vec![location.to_owned()]);
     }
-    Err(Error::Unsupported(format!(
+    Err(EncoderError::Usage(format!(
         "encoder weights not found at `{}`: run `scripts/install-encoders` or set `model.text_weights` / \
          `model.image_weights`",
         location.display()
@@ -202,10 +246,8 @@ pub fn weight_files(location: &Path, text_minilm: bool) -> Result<Vec<PathBuf>, 
 
 /// BLAKE3 over the files of a location (names and contents), memory-mapped rather than read into
 /// memory (CLIP checkpoints are hundreds of MB).
-pub fn weights_hash(files: &[PathBuf]) -> Result<String, Error> {
-    let unreadable = |file: &Path, e: std::io::Error| {
-        Error::Unsupported(format!("reading encoder weights `{}`: {e}", file.display()))
-    };
+pub fn weights_hash(files: &[PathBuf]) -> Result<String, EncoderError> {
+    let unreadable = |file: &Path, source: std::io::Error| EncoderError::Io { path: file.to_owned(), source };
     let mut hasher = blake3::Hasher::new();
     for file in files {
         if files.len() > 1 {
@@ -230,20 +272,20 @@ impl TextModel {
     ///
     /// # Errors
     /// Missing or mismatched weights.
-    pub fn load(model: &ModelSection, project_root: &Path, device: &Device) -> Result<Self, sspa_dag::StageError> {
+    pub fn load(model: &EncoderChoice, project_root: &Path, device: &Device) -> Result<Self, EncoderError> {
         let location = text_location(model, project_root)?;
-        Ok(if is_clip(&model.preset) {
+        Ok(if model.preset.is_clip() {
             Self::Clip(Box::new(Clip::load(&location, device)?))
         } else {
             Self::MiniLm(Box::new(MiniLm::load(&location, device)?))
         })
     }
 
-    /// Short name for records, e.g. `minilm-l6` or `clip-text`.
+    /// Short name for records, e.g. `minilm-l6` or `clip-text` (the preset table's).
     pub fn name(&self) -> &'static str {
         match self {
-            Self::MiniLm(_) => "minilm-l6",
-            Self::Clip(_) => "clip-text",
+            Self::MiniLm(_) => Preset::MinilmEfficientnetLite0.info().text_encoder,
+            Self::Clip(_) => Preset::ClipVitB16.info().text_encoder,
         }
     }
 
@@ -267,7 +309,7 @@ impl TextModel {
     ///
     /// # Shapes
     /// - output: `[texts.len(), d_t]`
-    pub fn encode(&self, texts: &[&str]) -> Result<Tensor<2>, sspa_dag::StageError> {
+    pub fn encode(&self, texts: &[&str]) -> Result<Tensor<2>, EncoderError> {
         Ok(match self {
             Self::MiniLm(m) => m.encode(texts)?,
             Self::Clip(c) => c.encode_text(texts)?,
@@ -280,7 +322,7 @@ impl TextModel {
     /// # Shapes
     /// - prompts: `[M, prompt_width]`
     /// - output: `[labels.len(), d_t]`
-    pub fn forward_with_prompts(&self, prompts: Tensor<2>, labels: &[&str]) -> Result<Tensor<2>, sspa_dag::StageError> {
+    pub fn forward_with_prompts(&self, prompts: Tensor<2>, labels: &[&str]) -> Result<Tensor<2>, EncoderError> {
         Ok(match self {
             Self::MiniLm(m) => m.forward_with_prompts(prompts, labels)?,
             Self::Clip(c) => {
@@ -292,12 +334,6 @@ impl TextModel {
     }
 }
 
-/// What `features.json` calls the frozen image encoder of `model.preset` (also part of the
-/// feature-cache key).
-pub fn frozen_encoder_name(model: &ModelSection) -> &'static str {
-    if is_clip(&model.preset) { "clip-image" } else { "efficientnet-lite0" }
-}
-
 /// The preset's pretrained image encoder at `location` ([`image_location`]) on `device`: on a
 /// plain device the frozen feature extractor, on an autodiff device the encoder the train stage
 /// trains (its parameters require gradients). CLIP keeps only its image tower. Parameters take
@@ -306,11 +342,11 @@ pub fn frozen_encoder_name(model: &ModelSection) -> &'static str {
 /// # Errors
 /// Missing or mismatched weights.
 pub fn image_encoder(
-    model: &ModelSection,
+    preset: Preset,
     location: &Path,
     device: &Device,
-) -> Result<(Backbone, BackboneSpec), sspa_dag::StageError> {
-    let (backbone, spec) = if is_clip(&model.preset) {
+) -> Result<(Backbone, BackboneSpec), EncoderError> {
+    let (backbone, spec) = if preset.is_clip() {
         Backbone::clip(&Clip::load(location, device)?)?
     } else {
         Backbone::efficientnet(sspa_encoders::EfficientNetLite0Config::new().load(location, device)?)

@@ -42,12 +42,27 @@ fn text(output: &Output) -> (String, String) {
 #[test]
 fn every_shipped_domain_config_is_valid() {
     let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // The production domains train on CUDA: check them as a `--features tch` build would.
+    let checks = sspa_config::Checks { libtorch: true, ..sspa_stages::config_checks() };
     for domain in ["demo", "natural", "pedestrian", "remote_sensing"] {
         let path = source.join("domains").join(format!("{domain}.toml"));
-        if let Err(e) = sspa_config::load(&path, &sspa_stages::config_checks()) {
+        if let Err(e) = sspa_config::load(&path, &checks) {
             panic!("{domain}: {e}");
         }
     }
+}
+
+#[test]
+fn a_gpu_domain_in_a_cpu_build_fails_at_load_naming_the_feature() {
+    let dir = project();
+    let out = run(dir.path(), &["plan", "domains/natural.toml"]);
+    let (_, stderr) = text(&out);
+    if sspa_infer::device::LIBTORCH {
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`train.device`: `cuda:0` needs the libtorch backend"), "{stderr}");
+    assert!(stderr.contains("--features tch"), "{stderr}");
 }
 
 #[test]
@@ -375,6 +390,23 @@ fn whole_pipeline_runs_then_reruns_only_what_a_param_change_touches() {
 
     let second = run_json(&["run", "domains/demo.toml", "--json"]);
     assert!(statuses(&second).iter().all(|(_, s)| s == "skipped"), "{:?}", statuses(&second));
+
+    // `--force train` trains again (the finished checkpoints of this configuration are discarded,
+    // not republished), and what reads its output re-runs.
+    let out = bin()
+        .current_dir(dir.path())
+        .env("SSPA_LLM_URL", &llm)
+        .args(["run", "domains/demo.toml", "--force", "train", "--json"])
+        .output()
+        .expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let forced: serde_json::Value = serde_json::from_str(&stdout).expect("run record");
+    let ran: Vec<String> = statuses(&forced).into_iter().filter(|(_, s)| s == "ran").map(|(n, _)| n).collect();
+    assert_eq!(ran, ["train", "evaluate", "report"]);
+    assert!(stderr.contains("checkpoints of this configuration are discarded"), "{stderr}");
+    assert!(!stderr.contains("resumed from the checkpoint"), "{stderr}");
+    assert!(stderr.contains("epoch 1: loss"), "trained an epoch: {stderr}");
 
     std::fs::write(&config, small.replace("lr = 1e-3", "lr = 2e-3")).expect("write");
     let third = run_json(&["run", "domains/demo.toml", "--json"]);

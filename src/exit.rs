@@ -24,6 +24,8 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                 | DagError::UnknownStage { .. }
                 | DagError::UnknownKind { .. }
                 | DagError::Input { .. }
+                | DagError::Inputs(..)
+                | DagError::Params { .. }
                 | DagError::MissingUpstream { .. } => USAGE,
             };
         }

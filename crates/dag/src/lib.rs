@@ -17,11 +17,11 @@ pub mod spec;
 pub mod stage;
 pub mod store;
 
-pub use error::DagError;
+pub use error::{DagError, StageProblem};
 pub use fsutil::{write_atomic, write_json_atomic};
 pub use lock::WorkspaceLock;
 pub use record::{RunRecord, RunStatus, StageRecord, StageStatus};
-pub use runner::{Decision, Outcome, Plan, PlannedStage, Project, RunOptions, plan, run};
+pub use runner::{Decision, Outcome, Plan, PlannedStage, Project, RunOptions, plan, run, stage_params};
 pub use spec::{PipelineSpec, StageDef};
 pub use stage::{Progress, Registry, Stage, StageContext, StageError};
 pub use store::Workspace;

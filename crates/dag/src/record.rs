@@ -55,6 +55,10 @@ pub struct RunRecord {
     pub git_commit: Option<String>,
     pub jobs: usize,
     pub stages: Vec<StageRecord>,
+    /// Why the runner itself stopped (e.g. publishing a result failed); a stage's own failure is
+    /// in its [`StageRecord::error`] instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl RunRecord {

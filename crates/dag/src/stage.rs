@@ -23,14 +23,16 @@ pub trait Stage: Send + Sync {
         let _ = (params, project_root);
         Ok(Vec::new())
     }
-    /// Checks the declared params (nested JSON, exactly as `run` receives them in `ctx.params`)
-    /// against what the stage reads; a mismatch means `pipeline.toml` and the stage's params type
-    /// disagree.
+    /// Checks the declared params — nested JSON exactly as `run` will receive them in
+    /// `ctx.params` — against what the stage reads; a mismatch means `pipeline.toml` and the
+    /// stage's params type disagree. `plan` calls it for every stage of the pipeline and reports
+    /// every mismatch at once, naming the pipeline file and the stage.
     fn check_params(&self, params: &Value) -> Result<(), String> {
         let _ = params;
         Ok(())
     }
-    /// Does the work, blocking, writing every output into `ctx.out_dir`.
+    /// Does the work, blocking, writing every output into `ctx.out_dir`. A panic is caught by the
+    /// runner and recorded as the stage's failure (`panicked: <message>`).
     fn run(&self, ctx: &StageContext) -> Result<(), StageError>;
 }
 
@@ -54,8 +56,10 @@ pub struct StageContext {
     /// The runner's tokio runtime, for stages that do async I/O (`runtime.block_on(..)`).
     pub runtime: tokio::runtime::Handle,
     pub progress: Progress,
-    /// The stage runs because it, or a stage it reads, was forced (`--force`): a resumable stage
-    /// discards its saved progress for this computation first.
+    /// True when the stage runs because it, or a stage upstream of it, was forced (`--force`).
+    /// A resumable stage then discards the checkpoints it keeps in `state_dir` for this key
+    /// before starting, so that the result is recomputed; otherwise (after an interruption, a
+    /// failure or a kill) it resumes from them.
     pub forced: bool,
     pub(crate) cancel: Arc<AtomicBool>,
 }

@@ -1,0 +1,308 @@
+//! Execution: stages start in plan order as their needs finish (up to `jobs` at once), each in a
+//! blocking task whose panic is caught and recorded as the stage's failure; a finished stage is
+//! settled (outputs checked, published, recorded); Ctrl-C interrupts every running stage.
+
+use super::error_chain;
+use super::plan::{Plan, PlannedStage};
+use super::{Outcome, Project, RunOptions};
+use crate::error::DagError;
+use crate::record::{RunRecord, StageStatus};
+use crate::stage::{Progress, Registry, StageContext};
+use crate::store::ResultInfo;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+struct Finished {
+    index: usize,
+    result: Result<(), String>,
+    duration_s: f64,
+}
+
+/// Whether a pending stage can start.
+enum Readiness {
+    Ready,
+    Waiting,
+    /// A stage it needs did not finish: it never will run.
+    Blocked(String),
+}
+
+struct Execution<'a> {
+    project: &'a Project,
+    registry: &'a Registry,
+    plan: &'a Plan,
+    record: &'a mut RunRecord,
+    jobs: usize,
+    cancel: Arc<AtomicBool>,
+    bars: indicatif::MultiProgress,
+    style: indicatif::ProgressStyle,
+    index_of: HashMap<&'a str, usize>,
+    join: tokio::task::JoinSet<Finished>,
+    /// Stage index of each task, for a task that ends without handing back its [`Finished`].
+    tasks: HashMap<tokio::task::Id, usize>,
+    /// Running stage index → its temporary output directory.
+    running: HashMap<usize, PathBuf>,
+}
+
+/// Runs the plan's pending stages, updating `record` as they finish. On an error of the runner
+/// itself every running stage is marked interrupted and every pending one not run before the
+/// error is returned (the caller then closes the record).
+pub(super) async fn execute(
+    project: &Project,
+    registry: &Registry,
+    options: &RunOptions,
+    plan: &Plan,
+    record: &mut RunRecord,
+) -> Result<Outcome, DagError> {
+    let bars = if options.progress {
+        indicatif::MultiProgress::new()
+    } else {
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    };
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix:>10.bold} {spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let mut execution = Execution {
+        project,
+        registry,
+        plan,
+        record,
+        jobs: options.jobs.max(1),
+        cancel: Arc::new(AtomicBool::new(false)),
+        bars,
+        style,
+        index_of: plan.stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect(),
+        join: tokio::task::JoinSet::new(),
+        tasks: HashMap::new(),
+        running: HashMap::new(),
+    };
+    let result = execution.drive().await;
+    if let Err(error) = &result {
+        execution.abort(error);
+    }
+    result
+}
+
+impl Execution<'_> {
+    async fn drive(&mut self) -> Result<Outcome, DagError> {
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            self.start_ready()?;
+            if self.running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = self.join.join_next_with_id() => match joined {
+                    Some(Ok((id, finished))) => {
+                        self.tasks.remove(&id);
+                        self.settle(finished)?;
+                    }
+                    Some(Err(error)) => self.lost(error)?,
+                    None => break,
+                },
+                _ = &mut ctrl_c => {
+                    self.interrupt();
+                    return Ok(Outcome::Interrupted);
+                }
+            }
+        }
+        Ok(if self.record.failed() { Outcome::StageFailed } else { Outcome::Succeeded })
+    }
+
+    /// Marks stages whose needs failed as not run and starts every ready stage while slots are free.
+    fn start_ready(&mut self) -> Result<(), DagError> {
+        for i in 0..self.plan.stages.len() {
+            if self.record.stages[i].status != StageStatus::Pending || self.running.contains_key(&i) {
+                continue;
+            }
+            match self.readiness(i)? {
+                Readiness::Blocked(need) => {
+                    self.record.stages[i].status = StageStatus::NotRun;
+                    self.record.stages[i].reasons.push(format!("upstream {need} did not finish"));
+                }
+                Readiness::Ready if self.running.len() < self.jobs => self.start(i)?,
+                Readiness::Ready | Readiness::Waiting => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn readiness(&self, i: usize) -> Result<Readiness, DagError> {
+        let mut readiness = Readiness::Ready;
+        for need in &self.definition(&self.plan.stages[i])?.spec.needs {
+            let Some(&j) = self.index_of.get(need.as_str()) else { continue };
+            match self.record.stages[j].status {
+                StageStatus::Ran | StageStatus::Skipped => {}
+                StageStatus::Failed | StageStatus::NotRun | StageStatus::Interrupted => {
+                    return Ok(Readiness::Blocked(need.clone()));
+                }
+                StageStatus::Pending => readiness = Readiness::Waiting,
+            }
+        }
+        Ok(readiness)
+    }
+
+    fn definition(&self, planned: &PlannedStage) -> Result<&crate::spec::StageDef, DagError> {
+        self.project.spec.stage(&planned.name).ok_or_else(|| DagError::UnknownStage {
+            name: planned.name.clone(),
+            known: self.project.spec.names().join(", "),
+        })
+    }
+
+    /// Prepares the stage's directories and context and runs it in a blocking task.
+    fn start(&mut self, i: usize) -> Result<(), DagError> {
+        let (project, plan) = (self.project, self.plan);
+        let planned = &plan.stages[i];
+        let stage = self.registry.get(&planned.kind).ok_or_else(|| DagError::UnknownKind {
+            stage: planned.name.clone(),
+            kind: planned.kind.clone(),
+            known: self.registry.kinds().join(", "),
+        })?;
+        let temp = project.workspace.temp_dir(&planned.name, &planned.key);
+        let _ = std::fs::remove_dir_all(&temp);
+        std::fs::create_dir_all(&temp).map_err(DagError::io(&temp))?;
+        let state_dir = project.workspace.state_dir(&planned.name);
+        std::fs::create_dir_all(&state_dir).map_err(DagError::io(&state_dir))?;
+        let inputs = self
+            .definition(planned)?
+            .spec
+            .needs
+            .iter()
+            .map(|n| {
+                let key = plan.get(n).map(|p| p.key.clone()).unwrap_or_default();
+                (n.clone(), project.workspace.result_dir(n, &key))
+            })
+            .collect();
+        let bar = self
+            .bars
+            .add(indicatif::ProgressBar::new(0).with_style(self.style.clone()).with_prefix(planned.name.clone()));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let ctx = StageContext {
+            name: planned.name.clone(),
+            params: planned.params.clone(),
+            project_root: project.root.clone(),
+            deps: planned.deps.clone(),
+            inputs,
+            out_dir: temp.clone(),
+            state_dir,
+            runtime: tokio::runtime::Handle::current(),
+            progress: Progress::new(bar),
+            forced: planned.forced,
+            cancel: self.cancel.clone(),
+        };
+        tracing::info!(stage = %planned.name, reasons = %planned.reasons.join("; "), "running");
+        self.running.insert(i, temp);
+        let task = self.join.spawn_blocking(move || {
+            let started = Instant::now();
+            let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.run(&ctx))) {
+                Ok(result) => result.map_err(|e| error_chain(e.as_ref())),
+                Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
+            };
+            ctx.progress.bar().finish_and_clear();
+            Finished { index: i, result, duration_s: started.elapsed().as_secs_f64() }
+        });
+        self.tasks.insert(task.id(), i);
+        Ok(())
+    }
+
+    /// Checks a finished stage's declared outputs and publishes them, or records its failure.
+    fn settle(&mut self, finished: Finished) -> Result<(), DagError> {
+        let i = finished.index;
+        let temp = self.running.remove(&i).unwrap_or_default();
+        let plan = self.plan;
+        let planned = &plan.stages[i];
+        self.record.stages[i].duration_s = finished.duration_s;
+        let outs = self.definition(planned)?.spec.outs.clone();
+        let result = finished.result.and_then(|()| {
+            let missing: Vec<&str> = outs.iter().filter(|o| !temp.join(o).exists()).map(String::as_str).collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("finished without writing declared output(s): {}", missing.join(", ")))
+            }
+        });
+        match result {
+            Ok(()) => {
+                let info = ResultInfo {
+                    key: planned.key.clone(),
+                    parts: planned.parts.clone(),
+                    outs,
+                    finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    duration_s: finished.duration_s,
+                };
+                let published = self
+                    .project
+                    .workspace
+                    .publish(&planned.name, &temp, &info)
+                    .and_then(|_| self.project.workspace.set_last(&planned.name, &info));
+                if let Err(error) = published {
+                    let _ = std::fs::remove_dir_all(&temp);
+                    self.fail(i, format!("cannot publish its result: {error}"));
+                    return Err(error);
+                }
+                self.record.stages[i].status = StageStatus::Ran;
+                tracing::info!(stage = %planned.name, seconds = format!("{:.2}", finished.duration_s), "done");
+            }
+            Err(message) => {
+                let _ = std::fs::remove_dir_all(&temp);
+                self.fail(i, message);
+            }
+        }
+        self.record.save(&self.project.workspace.runs_dir())
+    }
+
+    /// A task that ended without handing back its result (its stage's panic is caught inside
+    /// the task, so this is only a task the runtime cancelled).
+    fn lost(&mut self, error: tokio::task::JoinError) -> Result<(), DagError> {
+        let Some(i) = self.tasks.remove(&error.id()) else { return Ok(()) };
+        if let Some(temp) = self.running.remove(&i) {
+            let _ = std::fs::remove_dir_all(&temp);
+        }
+        self.fail(i, format!("stage task ended abnormally: {error}"));
+        self.record.save(&self.project.workspace.runs_dir())
+    }
+
+    fn fail(&mut self, i: usize, message: String) {
+        tracing::error!(stage = %self.plan.stages[i].name, "failed: {message}");
+        let stage = &mut self.record.stages[i];
+        stage.status = StageStatus::Failed;
+        stage.error = Some(message);
+    }
+
+    /// Ctrl-C: asks running stages to stop and discards their partial outputs.
+    fn interrupt(&mut self) {
+        self.stop("run interrupted");
+        tracing::warn!("interrupted: discarded the partial outputs of the running stage(s)");
+    }
+
+    /// An error of the runner itself: the same as an interruption, with the error as the reason.
+    fn abort(&mut self, error: &DagError) {
+        self.stop(&format!("run stopped: {error}"));
+    }
+
+    fn stop(&mut self, reason: &str) {
+        self.cancel.store(true, Ordering::Relaxed);
+        for (i, temp) in self.running.drain() {
+            let _ = std::fs::remove_dir_all(&temp);
+            self.record.stages[i].status = StageStatus::Interrupted;
+            self.record.stages[i].reasons.push(reason.to_string());
+        }
+        for stage in self.record.stages.iter_mut().filter(|s| s.status == StageStatus::Pending) {
+            stage.status = StageStatus::NotRun;
+            stage.reasons.push(reason.to_string());
+        }
+    }
+}
+
+/// The message of a panic payload (`panic!("...")` gives a `&str`, `panic!("{x}")` a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_string(),
+        (None, Some(text)) => text.clone(),
+        (None, None) => "a panic payload that is not a string".to_string(),
+    }
+}

@@ -1,0 +1,162 @@
+//! Planning (which stages run, and why: [`plan()`]) and execution (topological, independent
+//! stages in parallel, each result published atomically: [`run`]). Every way a run can end —
+//! success, a stage's failure or panic, Ctrl-C, an error of the runner itself — leaves its record
+//! closed (never `running`).
+
+mod execute;
+mod plan;
+
+use plan::error_chain;
+pub use plan::{Decision, Plan, PlannedStage, plan, stage_params};
+
+use crate::error::DagError;
+use crate::key::canonical_json;
+use crate::lock::WorkspaceLock;
+use crate::record::{RunRecord, RunStatus, StageRecord, StageStatus, git_commit, new_run_id};
+use crate::spec::PipelineSpec;
+use crate::stage::Registry;
+use crate::store::Workspace;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// A pipeline bound to one config and workspace.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// Relative paths (deps, config values) start here.
+    pub root: PathBuf,
+    pub config_path: PathBuf,
+    /// The whole validated config as JSON; stages see only the parts they declare.
+    pub config: Value,
+    pub workspace: Workspace,
+    pub spec: PipelineSpec,
+    /// Written into run records.
+    pub tool_version: String,
+}
+
+impl Project {
+    pub fn config_hash(&self) -> String {
+        blake3::hash(canonical_json(&self.config).as_bytes()).to_hex().to_string()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stages running at once.
+    pub jobs: usize,
+    /// Stages to run even when cached.
+    pub force: Vec<String>,
+    /// Run these stages and what they need, nothing after them (empty: every stage).
+    pub until: Vec<String>,
+    /// Run this stage alone; what it needs must already be cached.
+    pub only: Option<String>,
+    /// Draw progress bars (stderr is a terminal and not `--quiet`).
+    pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { jobs: 1, force: Vec::new(), until: Vec::new(), only: None, progress: false }
+    }
+}
+
+/// How a run ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    StageFailed,
+    Interrupted,
+}
+
+/// Plans and executes under the workspace lock; returns the saved run record.
+///
+/// Nothing is written before the plan holds (inputs present, params agreeing, `--only`'s
+/// upstream results cached). From then on the record is closed whatever happens: a stage that
+/// fails or panics is recorded `failed` ([`Outcome::StageFailed`]); an error of the runner
+/// itself (e.g. publishing fails) closes the record `failed` with the error in
+/// [`RunRecord::error`], and is then returned.
+pub async fn run(
+    project: &Project,
+    registry: &Registry,
+    options: &RunOptions,
+) -> Result<(RunRecord, Outcome), DagError> {
+    let lock = WorkspaceLock::acquire(&project.workspace.root, "run")?;
+    let plan = plan(project, registry, options)?;
+    let swept = project.workspace.sweep_temp();
+    if swept > 0 {
+        tracing::info!(
+            "removed {swept} partial output director{} left by an interrupted run",
+            if swept == 1 { "y" } else { "ies" }
+        );
+    }
+    // Holding the lock, any record still marked running belongs to a process that died.
+    for mut stale in
+        RunRecord::list(&project.workspace.runs_dir()).into_iter().filter(|r| r.status == RunStatus::Running)
+    {
+        tracing::warn!("run {} ended without finishing (killed); marking it interrupted", stale.run_id);
+        stale.status = RunStatus::Interrupted;
+        stale.save(&project.workspace.runs_dir())?;
+    }
+    let started = Instant::now();
+    let mut record = new_record(project, options, &plan);
+    let runs_dir = project.workspace.runs_dir();
+    record.save(&runs_dir)?;
+
+    let executed = execute::execute(project, registry, options, &plan, &mut record).await;
+    record.status = match &executed {
+        Ok(Outcome::Succeeded) => RunStatus::Succeeded,
+        Ok(Outcome::StageFailed) | Err(_) => RunStatus::Failed,
+        Ok(Outcome::Interrupted) => RunStatus::Interrupted,
+    };
+    record.error = executed.as_ref().err().map(|e| error_chain(e));
+    record.finished_at = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    record.duration_s = started.elapsed().as_secs_f64();
+    let saved = record.save(&runs_dir);
+    drop(lock);
+    let outcome = match executed {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            if let Err(save_error) = saved {
+                tracing::error!("cannot close run record {}: {save_error}", record.run_id);
+            }
+            return Err(error);
+        }
+    };
+    saved?;
+    Ok((record, outcome))
+}
+
+/// The record of a run about to start: every stage pending or skipped, as planned.
+fn new_record(project: &Project, options: &RunOptions, plan: &Plan) -> RunRecord {
+    RunRecord {
+        run_id: new_run_id(),
+        status: RunStatus::Running,
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        finished_at: None,
+        duration_s: 0.0,
+        config: project.config_path.clone(),
+        config_hash: project.config_hash(),
+        tool_version: project.tool_version.clone(),
+        git_commit: git_commit(&project.root),
+        jobs: options.jobs.max(1),
+        stages: plan
+            .stages
+            .iter()
+            .map(|s| StageRecord {
+                name: s.name.clone(),
+                kind: s.kind.clone(),
+                key: s.key.clone(),
+                status: match s.decision {
+                    Decision::Run => StageStatus::Pending,
+                    Decision::Skip => StageStatus::Skipped,
+                },
+                reasons: s.reasons.clone(),
+                duration_s: 0.0,
+                output_dir: project.workspace.result_dir(&s.name, &s.key),
+                outputs: project.spec.stage(&s.name).map(|d| d.spec.outs.clone()).unwrap_or_default(),
+                error: None,
+            })
+            .collect(),
+        error: None,
+    }
+}

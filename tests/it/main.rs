@@ -1,0 +1,5 @@
+//! End-to-end tests of the `sspa-pipe` binary, in one test binary (one link).
+
+mod cli;
+mod encode;
+mod manifest;

@@ -169,99 +169,15 @@ impl TypedStage for Train {
         // The backend, chosen once for the text encoder and training.
         let device = sspa_infer::device::select(DeviceSettings::of(&train_section))?;
         let train_split = shards.split("train")?;
-        let (train_rows, validation_rows) = validation_slice(train_section.seed, train_split.len());
-        let features_dir = ctx.input("features")?;
-        let features = FeatureManifest::read(features_dir)?;
-        let mut images = None;
+        let rows = validation_slice(train_section.seed, train_split.len());
         let mut cached = None;
+        let mut images = None;
         if model.freeze_image_encoder {
-            if features.fine_tuned {
-                return Err("the features stage encoded nothing (its `model.freeze_image_encoder` is false)".into());
-            }
-            let train_all = features.load(features_dir, "train")?;
-            if train_all.len() != train_split.len() {
-                return Err(format!(
-                    "the features hold {} train images, the shards {}",
-                    train_all.len(),
-                    train_split.len()
-                )
-                .into());
-            }
-            let train_set = subset(&train_all, &train_rows);
-            let validation_set = subset(&train_all, &validation_rows);
-            drop(train_all);
-            tracing::info!(
-                "train: {} images, validation: {} images (seeded {:.0} % slice of the train split; the test split is \
-                 not used), N = {}, c = {}",
-                train_set.len(),
-                validation_set.len(),
-                VALIDATION_FRACTION * 100.0,
-                features.patches_per_image,
-                features.width
-            );
-            sspa_dag::write_json_atomic(&ctx.out_dir.join(FEATURES_FILE), &features.without_splits())?;
-            cached = Some((train_set, validation_set));
+            cached = Some(frozen_features(ctx, train_split.len(), &rows)?);
         } else {
-            let encoders = EncoderChoice::of(&model);
-            let location = image_location(&encoders, &ctx.project_root)?;
-            let weights_hash = weights_hash(&image_files(&encoders, &ctx.project_root)?)?;
-            let (backbone, spec) =
-                sspa_infer::encoders::image_encoder(model.preset, &location, &device.clone().autodiff())?;
-            let shard_key = shard_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let source = crate::finetune::ShardImages::new(
-                &train_split,
-                &train_rows,
-                &validation_rows,
-                &model,
-                train_section.batch_size as usize,
-                train_section.seed,
-                &shard_key,
-            )?;
-            let manifest = FeatureManifest {
-                encoder: spec.name().into(),
-                weights_hash: weights_hash.clone(),
-                image_size: model.image_size,
-                width: spec.width(),
-                patches_per_image: spec.patches_per_image(model.image_size as usize),
-                fine_tuned: true,
-                splits: Default::default(),
-            };
-            sspa_dag::write_json_atomic(&ctx.out_dir.join(FEATURES_FILE), &manifest)?;
-            tracing::info!(
-                "train: fine-tuning the image encoder ({}) on {} images, validation: {} images (seeded {:.0} % slice \
-                 of the train split), N = {}, c = {}, {} batches of {} per epoch",
-                spec.name(),
-                train_rows.len(),
-                validation_rows.len(),
-                VALIDATION_FRACTION * 100.0,
-                manifest.patches_per_image,
-                manifest.width,
-                source.train_batches(),
-                train_section.batch_size
-            );
-            images = Some((source, backbone, spec, weights_hash));
+            images = Some(fine_tuning(ctx, &model, &train_section, &train_split, &rows, &device)?);
         }
-
-        let encoders = EncoderChoice::of(&model);
-        let encoder: Box<dyn PromptTextEncoder> = if ablation.cap {
-            // The prompts live on the autodiff device the loop trains on; so must the encoder.
-            let device = device.clone().autodiff();
-            let prompts = Prompted { encoder: TextModel::load(&encoders, &ctx.project_root, &device)? };
-            prompts.check(model.prompt_tokens as usize, &labels, &device)?;
-            Box::new(prompts)
-        } else {
-            let text_model = TextModel::load(&encoders, &ctx.project_root, &device)?;
-            let texts: Vec<String> = labels.iter().map(|label| format!("A photo of a {label}.")).collect();
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let context = text_model
-                .encode(&refs)?
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| format!("reading template embeddings: {e:?}"))?;
-            let (width, prompt_width) = (text_model.width(), text_model.prompt_width());
-            Box::new(FixedTextEncoder::new(context, labels.len(), width, prompt_width)?)
-        };
+        let encoder = text_encoder(&model, &ablation, &labels, &ctx.project_root, &device)?;
 
         let sections = Sections { model: &model, ablation: &ablation, train: &train_section };
         let examples = match (&cached, &images) {
@@ -272,16 +188,7 @@ impl TypedStage for Train {
             (None, None) => return Err("neither features nor images to train on".into()),
         };
         let data = TrainData { text: &text, encoder: encoder.as_ref(), examples };
-        // One checkpoint directory per computation (stage version + params + upstream keys), so
-        // another configuration neither refuses nor overwrites an interrupted run's checkpoints,
-        // and a new implementation does not resume an old one's.
-        let checkpoints = ctx.state_dir.join("checkpoints").join(crate::features::resume_key(ctx, Self::VERSION));
-        if ctx.forced && checkpoints.exists() {
-            tracing::info!("train: forced, so the checkpoints of this configuration are discarded");
-            std::fs::remove_dir_all(&checkpoints)
-                .map_err(|e| format!("removing checkpoints `{}`: {e}", checkpoints.display()))?;
-        }
-        let mut options = TrainOptions::new(&checkpoints, &ctx.out_dir);
+        let mut options = TrainOptions::new(&checkpoints(ctx)?, &ctx.out_dir);
         options.device = device;
         let progress = |done: u64, total: u64, message: &str| {
             ctx.progress.update(done, total);
@@ -307,6 +214,127 @@ impl TypedStage for Train {
         }
         Ok(())
     }
+}
+
+/// `(train rows, validation rows)` of the shard train split.
+type Rows = (Vec<usize>, Vec<usize>);
+
+/// The features stage's train-split features, cut into the training and validation slices; the
+/// features' record (without its files) is published as the run's `features.json`.
+fn frozen_features(ctx: &StageContext, train_images: usize, rows: &Rows) -> Result<(FeatureSet, FeatureSet), StageError> {
+    let features_dir = ctx.input("features")?;
+    let features = FeatureManifest::read(features_dir)?;
+    if features.fine_tuned {
+        return Err("the features stage encoded nothing (its `model.freeze_image_encoder` is false)".into());
+    }
+    let train_all = features.load(features_dir, "train")?;
+    if train_all.len() != train_images {
+        return Err(format!("the features hold {} train images, the shards {train_images}", train_all.len()).into());
+    }
+    let (train_set, validation_set) = (subset(&train_all, &rows.0), subset(&train_all, &rows.1));
+    tracing::info!(
+        "train: {} images, validation: {} images (seeded {:.0} % slice of the train split; the test split is not \
+         used), N = {}, c = {}",
+        train_set.len(),
+        validation_set.len(),
+        VALIDATION_FRACTION * 100.0,
+        features.patches_per_image,
+        features.width
+    );
+    sspa_dag::write_json_atomic(&ctx.out_dir.join(FEATURES_FILE), &features.without_splits())?;
+    Ok((train_set, validation_set))
+}
+
+/// What training the image encoder needs: the shard images, the pretrained encoder (trainable, on
+/// the autodiff device), its spec and the hash of its weights. Publishes the run's `features.json`.
+fn fine_tuning(
+    ctx: &StageContext,
+    model: &ModelSection,
+    train: &TrainSection,
+    train_split: &sspa_data::SplitReader,
+    rows: &Rows,
+    device: &Device,
+) -> Result<(crate::finetune::ShardImages, sspa_train::Backbone, sspa_train::BackboneSpec, String), StageError> {
+    let encoders = EncoderChoice::of(model);
+    let location = image_location(&encoders, &ctx.project_root)?;
+    let weights_hash = weights_hash(&image_files(&encoders, &ctx.project_root)?)?;
+    let (backbone, spec) = sspa_infer::encoders::image_encoder(model.preset, &location, &device.clone().autodiff())?;
+    let shard_dir = ctx.input("shard")?;
+    let shard_key = shard_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let source = crate::finetune::ShardImages::new(
+        train_split,
+        &rows.0,
+        &rows.1,
+        model,
+        train.batch_size as usize,
+        train.seed,
+        &shard_key,
+    )?;
+    let manifest = FeatureManifest {
+        encoder: spec.name().into(),
+        weights_hash: weights_hash.clone(),
+        image_size: model.image_size,
+        width: spec.width(),
+        patches_per_image: spec.patches_per_image(model.image_size as usize),
+        fine_tuned: true,
+        splits: Default::default(),
+    };
+    sspa_dag::write_json_atomic(&ctx.out_dir.join(FEATURES_FILE), &manifest)?;
+    tracing::info!(
+        "train: fine-tuning the image encoder ({}) on {} images, validation: {} images (seeded {:.0} % slice of the \
+         train split), N = {}, c = {}, {} batches of {} per epoch",
+        spec.name(),
+        rows.0.len(),
+        rows.1.len(),
+        VALIDATION_FRACTION * 100.0,
+        manifest.patches_per_image,
+        manifest.width,
+        source.train_batches(),
+        train.batch_size
+    );
+    Ok((source, backbone, spec, weights_hash))
+}
+
+/// `T_l`: the frozen text encoder with CAP's learnable prompts, or (without CAP) the fixed
+/// embeddings of `"A photo of a {label}."`.
+fn text_encoder(
+    model: &ModelSection,
+    ablation: &AblationSection,
+    labels: &[String],
+    project_root: &Path,
+    device: &Device,
+) -> Result<Box<dyn PromptTextEncoder>, StageError> {
+    let encoders = EncoderChoice::of(model);
+    if ablation.cap {
+        // The prompts live on the autodiff device the loop trains on; so must the encoder.
+        let device = device.clone().autodiff();
+        let prompts = Prompted { encoder: TextModel::load(&encoders, project_root, &device)? };
+        prompts.check(model.prompt_tokens as usize, labels, &device)?;
+        return Ok(Box::new(prompts));
+    }
+    let text_model = TextModel::load(&encoders, project_root, device)?;
+    let texts: Vec<String> = labels.iter().map(|label| format!("A photo of a {label}.")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let context = text_model
+        .encode(&refs)?
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| format!("reading template embeddings: {e:?}"))?;
+    let (width, prompt_width) = (text_model.width(), text_model.prompt_width());
+    Ok(Box::new(FixedTextEncoder::new(context, labels.len(), width, prompt_width)?))
+}
+
+/// One checkpoint directory per computation (stage version + params + upstream keys), so another
+/// configuration neither refuses nor overwrites an interrupted run's checkpoints, and a new
+/// implementation does not resume an old one's. A forced run discards it first.
+fn checkpoints(ctx: &StageContext) -> Result<PathBuf, StageError> {
+    let dir = ctx.state_dir.join("checkpoints").join(crate::features::resume_key(ctx, Train::VERSION));
+    if ctx.forced && dir.exists() {
+        tracing::info!("train: forced, so the checkpoints of this configuration are discarded");
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("removing checkpoints `{}`: {e}", dir.display()))?;
+    }
+    Ok(dir)
 }
 
 #[cfg(test)]

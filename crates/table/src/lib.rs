@@ -1,5 +1,7 @@
-//! table: Parquet schemas shared between stages: `embeddings.parquet` (one row per description,
-//! the embedding as a fixed-size list of f32).
+//! table: Parquet schemas shared between stages — `embeddings.parquet` (one row per description,
+//! the embedding as a fixed-size list of f32), `sspa-pipe encode`'s tables — and the Parquet
+//! helpers the crates that write whole tables share: [`write_batch`] (atomic), [`read_batches`]
+//! and [`column`] (a typed column, or an error naming the file and the column).
 
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{Array, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt32Array};
@@ -89,69 +91,27 @@ pub fn write_embeddings(path: &Path, rows: &[EmbeddingRow]) -> Result<(), TableE
         ],
     )
     .map_err(|source| TableError::Arrow { path: path.to_path_buf(), source })?;
-    let parquet_error = |source| TableError::Parquet { path: path.to_path_buf(), source };
-    sspa_fsio::write_atomic_with(
-        path,
-        |file| {
-            let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(parquet_error)?;
-            writer.write(&batch).map_err(parquet_error)?;
-            writer.close().map_err(parquet_error)?;
-            Ok(())
-        },
-        |source| TableError::Io { path: path.to_path_buf(), source },
-    )
+    write_batch(path, &batch)
 }
 
 /// Reads `embeddings.parquet`, checking every column's type.
 pub fn read_embeddings(path: &Path) -> Result<Vec<EmbeddingRow>, TableError> {
-    let invalid = |message: String| TableError::Invalid { path: path.to_path_buf(), message };
-    let file = std::fs::File::open(path).map_err(|source| TableError::Io { path: path.to_path_buf(), source })?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })?;
     let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|source| TableError::Arrow { path: path.to_path_buf(), source })?;
-        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| invalid(format!("no column `{name}`")));
-        let u32s = |name: &str| {
-            column(name)?
-                .as_any()
-                .downcast_ref::<UInt32Array>()
-                .cloned()
-                .ok_or_else(|| invalid(format!("`{name}` is not uint32")))
-        };
-        let strings = |name: &str| {
-            column(name)?
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .cloned()
-                .ok_or_else(|| invalid(format!("`{name}` is not utf8")))
-        };
-        let (ids, labels, samples, hashes, encoders) = (
-            u32s("label_id")?,
-            strings("label")?,
-            u32s("sample")?,
-            strings("description_sha256")?,
-            strings("encoder")?,
-        );
-        let lists = column("embedding")?
-            .as_any()
-            .downcast_ref::<FixedSizeListArray>()
-            .cloned()
-            .ok_or_else(|| invalid("`embedding` is not a fixed-size list".into()))?;
-        for i in 0..batch.num_rows() {
-            let item = lists.value(i);
-            let values = item
-                .as_any()
-                .downcast_ref::<Float32Array>()
-                .ok_or_else(|| invalid("`embedding` items are not float32".into()))?;
+    for batch in read_batches(path)? {
+        let ids = column::<UInt32Array>(&batch, "label_id", path)?;
+        let labels = column::<StringArray>(&batch, "label", path)?;
+        let samples = column::<UInt32Array>(&batch, "sample", path)?;
+        let hashes = column::<StringArray>(&batch, "description_sha256", path)?;
+        let encoders = column::<StringArray>(&batch, "encoder", path)?;
+        let embeddings = fixed_rows(path, column::<FixedSizeListArray>(&batch, "embedding", path)?, "embedding")?;
+        for (i, embedding) in embeddings.into_iter().enumerate() {
             rows.push(EmbeddingRow {
                 label_id: ids.value(i),
                 label: labels.value(i).to_string(),
                 sample: samples.value(i),
                 description_sha256: hashes.value(i).to_string(),
                 encoder: encoders.value(i).to_string(),
-                embedding: values.values().to_vec(),
+                embedding,
             });
         }
     }
@@ -237,7 +197,11 @@ fn fixed_list<'a>(width: i32, rows: impl Iterator<Item = &'a [f32]>) -> FixedSiz
     list.finish()
 }
 
-fn write_batch(path: &Path, batch: &RecordBatch) -> Result<(), TableError> {
+/// Writes one record batch as a Parquet file, atomically (temp file + rename).
+///
+/// # Errors
+/// [`TableError`] naming `path`.
+pub fn write_batch(path: &Path, batch: &RecordBatch) -> Result<(), TableError> {
     let parquet_error = |source| TableError::Parquet { path: path.to_path_buf(), source };
     sspa_fsio::write_atomic_with(
         path,
@@ -251,12 +215,47 @@ fn write_batch(path: &Path, batch: &RecordBatch) -> Result<(), TableError> {
     )
 }
 
-fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, TableError> {
+/// Every record batch of a Parquet file.
+///
+/// # Errors
+/// [`TableError`] naming `path`.
+pub fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, TableError> {
     let file = std::fs::File::open(path).map_err(|source| TableError::Io { path: path.to_path_buf(), source })?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
         .map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })?;
     reader.map(|batch| batch.map_err(|source| TableError::Arrow { path: path.to_path_buf(), source })).collect()
+}
+
+/// Column `name` of `batch` as the array type `A`.
+///
+/// # Errors
+/// [`TableError::Invalid`] naming the file and the column when it is absent or of another type.
+pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a A, TableError> {
+    let invalid = |message: String| TableError::Invalid { path: path.to_path_buf(), message };
+    let array = batch.column_by_name(name).ok_or_else(|| invalid(format!("no column `{name}`")))?;
+    array
+        .as_any()
+        .downcast_ref::<A>()
+        .ok_or_else(|| invalid(format!("column `{name}` is {}, not {}", array.data_type(), short_type_name::<A>())))
+}
+
+/// `PrimitiveArray<UInt32Type>` for `arrow_array::array::PrimitiveArray<arrow_array::types::UInt32Type>`.
+fn short_type_name<T>() -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    for character in std::any::type_name::<T>().chars().chain(std::iter::once(' ')) {
+        if character.is_alphanumeric() || character == '_' || character == ':' {
+            word.push(character);
+        } else {
+            out.push_str(word.rsplit("::").next().unwrap_or(&word));
+            word.clear();
+            if character != ' ' {
+                out.push(character);
+            }
+        }
+    }
+    out
 }
 
 fn fixed_rows(path: &Path, column: &dyn Array, name: &str) -> Result<Vec<Vec<f32>>, TableError> {
@@ -307,21 +306,11 @@ pub fn write_text_encodings(path: &Path, rows: &[TextEncoding]) -> Result<(), Ta
 
 /// Reads a file written by [`write_text_encodings`], checking the column types.
 pub fn read_text_encodings(path: &Path) -> Result<Vec<TextEncoding>, TableError> {
-    let invalid = |message: String| TableError::Invalid { path: path.to_path_buf(), message };
     let mut rows = Vec::new();
     for batch in read_batches(path)? {
-        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| invalid(format!("no column `{name}`")));
-        let indices = column("index")?
-            .as_any()
-            .downcast_ref::<UInt32Array>()
-            .cloned()
-            .ok_or_else(|| invalid("`index` is not uint32".into()))?;
-        let texts = column("text")?
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .cloned()
-            .ok_or_else(|| invalid("`text` is not utf8".into()))?;
-        let embeddings = fixed_rows(path, column("embedding")?.as_ref(), "embedding")?;
+        let indices = column::<UInt32Array>(&batch, "index", path)?;
+        let texts = column::<StringArray>(&batch, "text", path)?;
+        let embeddings = fixed_rows(path, column::<FixedSizeListArray>(&batch, "embedding", path)?, "embedding")?;
         for (i, embedding) in embeddings.into_iter().enumerate() {
             rows.push(TextEncoding { index: indices.value(i), text: texts.value(i).to_string(), embedding });
         }
@@ -377,23 +366,14 @@ pub fn write_image_encodings(path: &Path, rows: &[ImageEncoding], with_patches: 
 /// Reads a file written by [`write_image_encodings`] (`patches` is `None` when the column is
 /// absent), checking the column types.
 pub fn read_image_encodings(path: &Path) -> Result<Vec<ImageEncoding>, TableError> {
-    let invalid = |message: String| TableError::Invalid { path: path.to_path_buf(), message };
     let mut rows = Vec::new();
     for batch in read_batches(path)? {
-        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| invalid(format!("no column `{name}`")));
-        let paths = column("path")?
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .cloned()
-            .ok_or_else(|| invalid("`path` is not utf8".into()))?;
-        let globals = fixed_rows(path, column("global")?.as_ref(), "global")?;
+        let paths = column::<StringArray>(&batch, "path", path)?;
+        let globals = fixed_rows(path, column::<FixedSizeListArray>(&batch, "global", path)?, "global")?;
         let patches = match batch.column_by_name("patches") {
             None => None,
-            Some(column) => {
-                let lists = column
-                    .as_any()
-                    .downcast_ref::<arrow_array::ListArray>()
-                    .ok_or_else(|| invalid("`patches` is not a list".into()))?;
+            Some(_) => {
+                let lists = column::<arrow_array::ListArray>(&batch, "patches", path)?;
                 let per_row = (0..lists.len())
                     .map(|i| fixed_rows(path, lists.value(i).as_ref(), "patches"))
                     .collect::<Result<Vec<_>, _>>()?;
@@ -411,6 +391,19 @@ pub fn read_image_encodings(path: &Path) -> Result<Vec<ImageEncoding>, TableErro
 #[cfg(test)]
 mod encoding_tests {
     use super::*;
+
+    #[test]
+    fn a_wrong_table_names_the_file_and_the_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("texts.parquet");
+        let row = TextEncoding { index: 0, text: "a".into(), embedding: vec![1.0, 2.0] };
+        write_text_encodings(&path, &[row]).expect("write");
+        let error = read_embeddings(&path).expect_err("not an embeddings table").to_string();
+        assert!(error.contains("texts.parquet") && error.contains("no column `label_id`"), "{error}");
+        let batch = read_batches(&path).expect("read").remove(0);
+        let error = column::<UInt32Array>(&batch, "text", &path).expect_err("utf8, not uint32").to_string();
+        assert!(error.contains("column `text` is Utf8, not PrimitiveArray<UInt32Type>"), "{error}");
+    }
 
     #[test]
     fn text_and_image_encodings_round_trip() {

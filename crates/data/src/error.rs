@@ -52,6 +52,13 @@ pub enum DataError {
     UnknownLabel { path: PathBuf, line: usize, label: String },
     #[error("`{}`:{line}: image `{image}` already listed on line {first_line}", path.display())]
     DuplicateImage { path: PathBuf, line: usize, first_line: usize, image: String },
+    #[error("`{}`:{line}: image `{image}` does not exist (looked at `{}`)", path.display(), looked_at.display())]
+    MissingImage { path: PathBuf, line: usize, image: String, looked_at: PathBuf },
+    /// Several problems in one annotation file, found in one pass: the first
+    /// [`PROBLEMS_LISTED`] in file order (duplicates after the rows), each naming its file and
+    /// line (or item), and how many there are in all.
+    #[error("`{}`: {count} problems in the annotations:\n{}", path.display(), listing(problems, *count))]
+    Annotations { path: PathBuf, count: usize, problems: Vec<DataError> },
     #[error("split `{split}` of `{}` has no images", path.display())]
     EmptySplit { path: PathBuf, split: String },
     #[error("split `{split}` is not in the manifest (it has {available})")]
@@ -84,6 +91,29 @@ pub enum DataError {
     UnknownPreset { preset: String, known: String },
     #[error("invalid loader setting `{key}`: {message}")]
     Loader { key: String, message: String },
+}
+
+/// How many problems of one annotation file [`DataError::Annotations`] lists (the rest are counted).
+pub const PROBLEMS_LISTED: usize = 50;
+
+/// One problem a line, with its causes (`cannot read `x.xml`: No such file or directory`).
+fn listing(problems: &[DataError], count: usize) -> String {
+    let mut lines: Vec<String> = problems
+        .iter()
+        .map(|problem| {
+            let mut line = format!("  {problem}");
+            let mut source = std::error::Error::source(problem);
+            while let Some(cause) = source {
+                line.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            line
+        })
+        .collect();
+    if count > problems.len() {
+        lines.push(format!("  … and {} more", count - problems.len()));
+    }
+    lines.join("\n")
 }
 
 impl DataError {

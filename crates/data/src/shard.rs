@@ -179,7 +179,8 @@ pub fn shard(
 }
 
 /// Streams every split of `manifest` into shards: all splits are checked first (so bad
-/// annotations fail before any image is decoded), then read again and written.
+/// annotations fail before any image is decoded; with `on_bad_image = "fail"` missing image
+/// files too, all in one error per annotation file), then read again and written.
 /// `train(split)` says whether a split is stored for training.
 pub fn shard_manifest(
     manifest: &Manifest,
@@ -194,7 +195,12 @@ pub fn shard_manifest(
         .splits
         .keys()
         .map(|name| {
-            let source = SplitSource::open(manifest, data_root, name, &labels)?;
+            let mut source = SplitSource::open(manifest, data_root, name, &labels)?;
+            // Failing on bad images anyway: a missing file fails now, with the other
+            // annotation problems, before any image is decoded.
+            if options.on_bad_image == OnBadImage::Fail {
+                source = source.checking_image_files();
+            }
             let check = source.check()?;
             Ok(CheckedSplit { source, check })
         })

@@ -8,7 +8,7 @@
 //! ids (about 60 bytes per image for COCO 2014), never the JSON text (330 MB for train2014).
 
 use super::stream::{self, Field, Item};
-use super::{LabelIndex, RawEntry};
+use super::{LabelIndex, RawEntry, Row, Sink};
 use crate::error::DataError;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -35,11 +35,22 @@ struct Category {
 #[derive(Default)]
 struct Parsed {
     images: Vec<(u64, String, usize)>,
+    /// `(image id, category id)` per element of `annotations`, in order, so that an element's
+    /// index names it in messages; an element that did not parse holds [`UNPARSED`].
     annotations: Vec<(u64, u64)>,
     categories: Vec<(u64, String, usize)>,
 }
 
-fn parse(path: &Path, with_images: bool) -> Result<Parsed, DataError> {
+/// Stands for an annotation that did not parse (its problem is already reported).
+const UNPARSED: (u64, u64) = (u64::MAX, u64::MAX);
+
+/// Reads the top-level lists; an element that does not parse goes to `problem` (which may stop
+/// the reading by returning an error).
+fn parse(
+    path: &Path,
+    with_images: bool,
+    problem: &mut dyn FnMut(DataError) -> Result<(), DataError>,
+) -> Result<Parsed, DataError> {
     let mut parsed = Parsed::default();
     stream::read_object(
         path,
@@ -51,18 +62,21 @@ fn parse(path: &Path, with_images: bool) -> Result<Parsed, DataError> {
         &mut |item| {
             let Item::Element { key, line, raw } = item else { return Ok(()) };
             match key {
-                "categories" => {
-                    let category: Category = stream::parse_raw(raw, path, Some(line), "bad category")?;
-                    parsed.categories.push((category.id, category.name, line));
-                }
-                "images" => {
-                    let image: Image = stream::parse_raw(raw, path, Some(line), "bad image entry")?;
-                    parsed.images.push((image.id, image.file_name, line));
-                }
-                _ => {
-                    let annotation: Annotation = stream::parse_raw(raw, path, Some(line), "bad annotation")?;
-                    parsed.annotations.push((annotation.image_id, annotation.category_id));
-                }
+                "categories" => match stream::parse_raw::<Category>(raw, path, Some(line), "bad category") {
+                    Ok(category) => parsed.categories.push((category.id, category.name, line)),
+                    Err(error) => problem(error)?,
+                },
+                "images" => match stream::parse_raw::<Image>(raw, path, Some(line), "bad image entry") {
+                    Ok(image) => parsed.images.push((image.id, image.file_name, line)),
+                    Err(error) => problem(error)?,
+                },
+                _ => match stream::parse_raw::<Annotation>(raw, path, Some(line), "bad annotation") {
+                    Ok(annotation) => parsed.annotations.push((annotation.image_id, annotation.category_id)),
+                    Err(error) => {
+                        parsed.annotations.push(UNPARSED);
+                        problem(error)?;
+                    }
+                },
             }
             Ok(())
         },
@@ -72,36 +86,57 @@ fn parse(path: &Path, with_images: bool) -> Result<Parsed, DataError> {
 
 /// Category names ordered by category id (COCO's usual class order).
 pub(crate) fn classes(path: &Path) -> Result<Vec<String>, DataError> {
-    let mut categories = parse(path, false)?.categories;
+    let mut categories = parse(path, false, &mut |error| Err(error))?.categories;
     categories.sort_by_key(|c| c.0);
     Ok(categories.into_iter().map(|c| c.1).collect())
 }
 
-pub(crate) fn read(
-    path: &Path,
-    labels: &LabelIndex,
-    sink: &mut dyn FnMut(RawEntry) -> Result<(), DataError>,
-) -> Result<(), DataError> {
-    let parsed = parse(path, true)?;
+/// Hands on every image with its targets. Problems (an element that does not parse, a category
+/// that is not a manifest label, an image id listed twice, an annotation naming an image or a
+/// category that is not listed) are handed on first and the reading goes on; annotations have
+/// no line kept, so they are named by their index (`annotations[12]`).
+pub(crate) fn read(path: &Path, labels: &LabelIndex, sink: &mut Sink<'_>) -> Result<(), DataError> {
+    let parsed = parse(path, true, &mut |problem| sink(Row::Problem(problem)))?;
+    // `None`: the category's name is not a label (reported once, here).
     let mut label_of_category = HashMap::new();
     for (id, name, line) in &parsed.categories {
-        label_of_category.insert(*id, labels.require(name, path, *line)?);
+        let label = match labels.require(name, path, *line) {
+            Ok(label) => Some(label),
+            Err(problem) => {
+                sink(Row::Problem(problem))?;
+                None
+            }
+        };
+        label_of_category.insert(*id, label);
     }
     let mut row_of_image = HashMap::with_capacity(parsed.images.len());
     for (row, (id, _, line)) in parsed.images.iter().enumerate() {
-        if row_of_image.insert(*id, row).is_some() {
-            return Err(DataError::annotation(path, format!("{line}: image id `{id}` appears twice")));
+        if row_of_image.contains_key(id) {
+            sink(Row::Problem(DataError::annotation(path, format!("{line}: image id `{id}` appears twice"))))?;
+        } else {
+            row_of_image.insert(*id, row);
         }
     }
     let mut positives: Vec<(usize, usize)> = Vec::with_capacity(parsed.annotations.len());
-    for (image_id, category_id) in &parsed.annotations {
-        let row = row_of_image.get(image_id).ok_or_else(|| {
-            DataError::annotation(path, format!("an annotation names image id `{image_id}`, which is not listed"))
-        })?;
-        let label = label_of_category.get(category_id).ok_or_else(|| {
-            DataError::annotation(path, format!("an annotation names category id `{category_id}`, which is not listed"))
-        })?;
-        positives.push((*row, *label));
+    for (index, &(image_id, category_id)) in parsed.annotations.iter().enumerate() {
+        if (image_id, category_id) == UNPARSED {
+            continue;
+        }
+        let Some(row) = row_of_image.get(&image_id) else {
+            sink(Row::Problem(DataError::annotation(
+                path,
+                format!("`annotations[{index}]` names image id `{image_id}`, which is not listed"),
+            )))?;
+            continue;
+        };
+        match label_of_category.get(&category_id) {
+            Some(Some(label)) => positives.push((*row, *label)),
+            Some(None) => {}
+            None => sink(Row::Problem(DataError::annotation(
+                path,
+                format!("`annotations[{index}]` names category id `{category_id}`, which is not listed"),
+            )))?,
+        }
     }
     drop(row_of_image);
     positives.sort_unstable();
@@ -111,7 +146,7 @@ pub(crate) fn read(
         while let Some((_, label)) = positives.next_if(|(r, _)| *r == row) {
             targets[label] = 1;
         }
-        sink(RawEntry { path: file_name, line, targets })?;
+        sink(Row::Entry(RawEntry { path: file_name, line, targets }))?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! - one column per label holding `1`, `0` or `-1` (every other column must be a label name), or
 //! - a `labels_column` holding the positive labels joined by `label_separator`.
 
-use super::{LabelIndex, RawEntry};
+use super::{LabelIndex, RawEntry, Row, Sink};
 use crate::error::DataError;
 use crate::manifest::SourceSection;
 use std::path::Path;
@@ -88,11 +88,14 @@ impl<R: std::io::BufRead> Records<R> {
     }
 }
 
+/// Hands on every row; a row's problems (wrong field count, unknown label, bad cell) are handed
+/// on as they are found and the reading goes on. A header without the path or labels column, an
+/// unterminated quote and I/O errors stop it.
 pub(crate) fn read(
     path: &Path,
     source: &SourceSection,
     labels: &LabelIndex,
-    sink: &mut dyn FnMut(RawEntry) -> Result<(), DataError>,
+    sink: &mut Sink<'_>,
 ) -> Result<(), DataError> {
     let file = std::fs::File::open(path).map_err(|e| DataError::read(path, e))?;
     let mut rows = Records::new(std::io::BufReader::with_capacity(super::stream::READ_BUFFER, file), source.delimiter);
@@ -111,24 +114,31 @@ pub(crate) fn read(
         None => {
             let mut columns = Vec::new();
             for (i, name) in header.fields.iter().enumerate().filter(|(i, _)| *i != path_column) {
-                columns.push((i, labels.require(name.trim(), path, header.line)?));
+                match labels.require(name.trim(), path, header.line) {
+                    Ok(label) => columns.push((i, label)),
+                    Err(problem) => sink(Row::Problem(problem))?,
+                }
             }
             Layout::OneHot(columns)
         }
     };
     while let Some(row) = rows.next_record(path)? {
         if row.fields.len() != header.fields.len() {
-            return Err(DataError::annotation(
+            sink(Row::Problem(DataError::annotation(
                 path,
                 format!("{}: {} fields, the header has {}", row.line, row.fields.len(), header.fields.len()),
-            ));
+            )))?;
+            continue;
         }
         let mut targets = vec![0i8; labels.len()];
         match &layout {
             Layout::List(column) => {
                 let cell = row.fields[*column].trim();
                 for name in cell.split(source.label_separator.as_str()).map(str::trim).filter(|n| !n.is_empty()) {
-                    targets[labels.require(name, path, row.line)?] = 1;
+                    match labels.require(name, path, row.line) {
+                        Ok(label) => targets[label] = 1,
+                        Err(problem) => sink(Row::Problem(problem))?,
+                    }
                 }
             }
             Layout::OneHot(columns) => {
@@ -138,19 +148,20 @@ pub(crate) fn read(
                         "0" | "" => 0,
                         "-1" => -1,
                         other => {
-                            return Err(DataError::annotation(
+                            sink(Row::Problem(DataError::annotation(
                                 path,
                                 format!(
                                     "{}: column `{}` holds `{other}`, expected 1, 0 or -1",
                                     row.line, header.fields[column]
                                 ),
-                            ));
+                            )))?;
+                            0
                         }
                     };
                 }
             }
         }
-        sink(RawEntry { path: row.fields[path_column].trim().to_string(), line: row.line, targets })?;
+        sink(Row::Entry(RawEntry { path: row.fields[path_column].trim().to_string(), line: row.line, targets }))?;
     }
     Ok(())
 }

@@ -4,8 +4,9 @@
 //! ordinal in the annotations). Keys are sorted in runs of [`RUN`] in memory; once there is more
 //! than one run they are spilled to an anonymous temporary file and merged with [`MERGE_BUFFER`]
 //! keys buffered per run. Memory: one run (192 KiB) plus 3 KiB per 8,192 images while merging.
-//! Equal hashes are reported as the pair whose second occurrence comes first, as a scan that
-//! remembered every path would.
+//! Every repeat of a path is a duplicate (paired with the path's first occurrence); they are all
+//! counted, and the `limit` whose repeat comes first are kept, in file order, as a scan that
+//! remembered every path would report them.
 
 use crate::error::DataError;
 use std::cmp::Reverse;
@@ -41,7 +42,7 @@ impl Key {
     }
 }
 
-/// Collects path hashes; [`DuplicateFinder::finish`] says whether two entries share a path.
+/// Collects path hashes; [`DuplicateFinder::finish`] says which entries repeat a path.
 pub(crate) struct DuplicateFinder {
     run: Vec<Key>,
     spill: Option<std::io::BufWriter<std::fs::File>>,
@@ -55,6 +56,15 @@ pub(crate) struct DuplicateFinder {
 pub(crate) struct Duplicate {
     pub first: u64,
     pub second: u64,
+}
+
+/// What [`DuplicateFinder::finish`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Duplicates {
+    /// The earliest repeats, ordered by their second ordinal.
+    pub listed: Vec<Duplicate>,
+    /// All repeats, listed or not.
+    pub count: usize,
 }
 
 fn spill_error(error: std::io::Error) -> DataError {
@@ -101,16 +111,16 @@ impl DuplicateFinder {
         Ok(())
     }
 
-    /// The duplicate whose second occurrence comes first, if any.
-    pub(crate) fn finish(mut self) -> Result<Option<Duplicate>, DataError> {
+    /// Every repeated path: the `limit` repeats that come first, and how many there are.
+    pub(crate) fn finish(mut self, limit: usize) -> Result<Duplicates, DataError> {
         let Some(_) = self.spill else {
             self.run.sort_unstable();
-            return Ok(first_duplicate(self.run.iter().copied()));
+            return Ok(duplicates(self.run.iter().copied(), limit));
         };
         self.spill_run()?;
         let file = match self.spill.take() {
             Some(spill) => spill.into_inner().map_err(|e| spill_error(e.into_error()))?,
-            None => return Ok(None),
+            None => return Ok(Duplicates { listed: Vec::new(), count: 0 }),
         };
         let mut readers = Vec::with_capacity(self.runs.len());
         let mut start = 0u64;
@@ -135,32 +145,35 @@ impl DuplicateFinder {
         });
         let mut error = None;
         let keys = merged.map_while(|key| key.map_err(|e| error = Some(e)).ok());
-        let duplicate = first_duplicate(keys);
+        let found = duplicates(keys, limit);
         match error {
             Some(error) => Err(error),
-            None => Ok(duplicate),
+            None => Ok(found),
         }
     }
 }
 
-/// Over keys sorted by (hash, ordinal): the duplicate pair with the smallest second ordinal.
-fn first_duplicate(keys: impl Iterator<Item = Key>) -> Option<Duplicate> {
-    let mut best: Option<Duplicate> = None;
-    let mut previous: Option<Key> = None;
+/// Over keys sorted by (hash, ordinal): every repeat paired with its group's first occurrence;
+/// the `limit` with the smallest second ordinal are kept (a bounded max-heap), all are counted.
+fn duplicates(keys: impl Iterator<Item = Key>, limit: usize) -> Duplicates {
+    let mut earliest: BinaryHeap<(u64, u64)> = BinaryHeap::with_capacity(limit + 1);
+    let mut count = 0;
+    let mut previous: Option<[u8; 16]> = None;
     let mut group_first = 0;
     for key in keys {
-        match previous {
-            Some(p) if p.hash == key.hash => {
-                // The second key of a group is its earliest repeat.
-                if p.ordinal == group_first && best.is_none_or(|b| key.ordinal < b.second) {
-                    best = Some(Duplicate { first: group_first, second: key.ordinal });
-                }
+        if previous == Some(key.hash) {
+            count += 1;
+            earliest.push((key.ordinal, group_first));
+            if earliest.len() > limit {
+                earliest.pop();
             }
-            _ => group_first = key.ordinal,
+        } else {
+            group_first = key.ordinal;
         }
-        previous = Some(key);
+        previous = Some(key.hash);
     }
-    best
+    let listed = earliest.into_sorted_vec().into_iter().map(|(second, first)| Duplicate { first, second }).collect();
+    Duplicates { listed, count }
 }
 
 struct RunReader {
@@ -196,30 +209,39 @@ impl RunReader {
 mod tests {
     use super::*;
 
-    fn find(paths: &[String]) -> Option<Duplicate> {
+    fn find(paths: &[String], limit: usize) -> Duplicates {
         let mut finder = DuplicateFinder::new();
         for path in paths {
             finder.push(path).expect("push");
         }
-        finder.finish().expect("finish")
+        finder.finish(limit).expect("finish")
+    }
+
+    fn pair(first: usize, second: usize) -> Duplicate {
+        Duplicate { first: first as u64, second: second as u64 }
     }
 
     #[test]
     fn no_duplicates_in_memory_or_spilled() {
-        assert_eq!(find(&["a".into(), "b".into()]), None);
+        assert_eq!(find(&["a".into(), "b".into()], 50).count, 0);
         let many: Vec<String> = (0..RUN * 3 + 17).map(|i| format!("img/{i}.png")).collect();
-        assert_eq!(find(&many), None);
+        assert_eq!(find(&many, 50), Duplicates { listed: Vec::new(), count: 0 });
     }
 
     #[test]
-    fn the_earliest_repeat_is_reported_across_runs() {
+    fn every_repeat_is_found_across_runs_earliest_first() {
         let mut many: Vec<String> = (0..RUN * 3 + 17).map(|i| format!("img/{i}.png")).collect();
-        // A repeat late in the last run and an earlier one spanning the first and second runs.
+        // A repeat late in the last run and two repeats of one path spanning the first three runs.
         many[RUN * 3 + 10] = "img/5.png".into();
         many[RUN + 100] = "img/7.png".into();
         many[RUN * 2 + 1] = "img/7.png".into();
-        assert_eq!(find(&many), Some(Duplicate { first: 7, second: (RUN + 100) as u64 }));
+        let found = find(&many, 50);
+        assert_eq!(found.count, 3);
+        assert_eq!(found.listed, vec![pair(7, RUN + 100), pair(7, RUN * 2 + 1), pair(5, RUN * 3 + 10)]);
+        let first_two = find(&many, 2);
+        assert_eq!((first_two.count, first_two.listed), (3, vec![pair(7, RUN + 100), pair(7, RUN * 2 + 1)]));
+        assert_eq!(find(&many, 0), Duplicates { listed: Vec::new(), count: 3 });
         let small: Vec<String> = ["a", "b", "c", "b", "a"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(find(&small), Some(Duplicate { first: 1, second: 3 }));
+        assert_eq!(find(&small, 50).listed, vec![pair(1, 3), pair(0, 4)]);
     }
 }

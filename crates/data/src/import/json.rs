@@ -7,7 +7,7 @@
 //! they start on. mmpretrain takes one extra pass for `metainfo`, which may follow `data_list`.
 
 use super::stream::{self, Field, Item};
-use super::{LabelIndex, RawEntry};
+use super::{LabelIndex, RawEntry, Row, Sink};
 use crate::error::DataError;
 use serde::Deserialize;
 use std::path::Path;
@@ -62,44 +62,53 @@ fn stream_list(
     Ok(())
 }
 
-pub(crate) fn read_json_list(
-    path: &Path,
-    labels: &LabelIndex,
-    sink: &mut dyn FnMut(RawEntry) -> Result<(), DataError>,
-) -> Result<(), DataError> {
+/// Hands on every element of `images`; an unparsable element or an unknown label is handed on
+/// as a problem and the reading goes on.
+pub(crate) fn read_json_list(path: &Path, labels: &LabelIndex, sink: &mut Sink<'_>) -> Result<(), DataError> {
     stream_list(path, "images", &mut |line, raw| {
         let (image, names): (String, Vec<String>) =
-            stream::parse_raw(raw, path, Some(line), "expected [path, [label, ...]]")?;
+            match stream::parse_raw(raw, path, Some(line), "expected [path, [label, ...]]") {
+                Ok(parsed) => parsed,
+                Err(problem) => return sink(Row::Problem(problem)),
+            };
         let mut targets = vec![0i8; labels.len()];
         for name in &names {
-            targets[labels.require(name, path, line)?] = 1;
+            match labels.require(name, path, line) {
+                Ok(label) => targets[label] = 1,
+                Err(problem) => sink(Row::Problem(problem))?,
+            }
         }
-        sink(RawEntry { path: image, line, targets })
+        sink(Row::Entry(RawEntry { path: image, line, targets }))
     })
 }
 
-pub(crate) fn read_mmpretrain(
-    path: &Path,
-    labels: &LabelIndex,
-    sink: &mut dyn FnMut(RawEntry) -> Result<(), DataError>,
-) -> Result<(), DataError> {
+/// Hands on every element of `data_list`, like [`read_json_list`]; a `gt_label` outside
+/// `metainfo.classes` is a problem too.
+pub(crate) fn read_mmpretrain(path: &Path, labels: &LabelIndex, sink: &mut Sink<'_>) -> Result<(), DataError> {
     let classes = mmpretrain_classes(path)?;
     stream_list(path, "data_list", &mut |line, raw| {
-        let entry: MmEntry = stream::parse_raw(raw, path, Some(line), "expected {\"img_path\", \"gt_label\"}")?;
+        let entry: MmEntry = match stream::parse_raw(raw, path, Some(line), "expected {\"img_path\", \"gt_label\"}") {
+            Ok(entry) => entry,
+            Err(problem) => return sink(Row::Problem(problem)),
+        };
         let indices = match entry.gt_label {
             GtLabel::One(i) => vec![i],
             GtLabel::Many(v) => v,
         };
         let mut targets = vec![0i8; labels.len()];
         for i in indices {
-            let name = usize::try_from(i).ok().and_then(|i| classes.get(i)).ok_or_else(|| {
-                DataError::annotation(
+            let Some(name) = usize::try_from(i).ok().and_then(|i| classes.get(i)) else {
+                sink(Row::Problem(DataError::annotation(
                     path,
                     format!("{line}: `gt_label` `{i}` is outside `metainfo.classes` ({} classes)", classes.len()),
-                )
-            })?;
-            targets[labels.require(name, path, line)?] = 1;
+                )))?;
+                continue;
+            };
+            match labels.require(name, path, line) {
+                Ok(label) => targets[label] = 1,
+                Err(problem) => sink(Row::Problem(problem))?,
+            }
         }
-        sink(RawEntry { path: entry.img_path, line, targets })
+        sink(Row::Entry(RawEntry { path: entry.img_path, line, targets }))
     })
 }

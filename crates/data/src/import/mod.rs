@@ -2,8 +2,16 @@
 //! label order, 1 = present, 0 = absent, −1 = ignored (e.g. VOC objects marked `difficult` only).
 //!
 //! Checks shared by all formats: the annotation file's `[checksums]` entry, duplicate images
-//! (error naming both lines), empty splits (error) and labels without a positive image in a split
-//! (a warning naming them, kept in [`Split::labels_without_positives`]).
+//! (error naming both lines), optionally image files that do not exist, empty splits (error) and
+//! labels without a positive image in a split (a warning naming them, kept in
+//! [`Split::labels_without_positives`]).
+//!
+//! A bad row does not stop the checking pass: the importers hand on every problem (unknown
+//! label, unparsable entry, duplicate, missing image file) and the pass reports them all in one
+//! error, the first [`PROBLEMS_LISTED`](crate::error::PROBLEMS_LISTED) with file and line
+//! ([`DataError::Annotations`]; a single problem is returned as itself). Only what makes the
+//! rest of the file unreadable (a JSON syntax error, an unterminated CSV quote, an I/O error)
+//! stops it, and is reported after what was found before.
 //!
 //! Splits are read as streams ([`SplitSource`]): a first pass ([`SplitSource::check`]) runs the
 //! checks, a second ([`SplitSource::for_each`]) hands on the entries; neither holds the split in
@@ -15,13 +23,14 @@ pub mod coco;
 pub mod csv;
 mod duplicates;
 pub mod json;
+mod problems;
 mod stream;
 pub mod voc;
 
 use crate::error::DataError;
 use crate::manifest::{Format, Manifest};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// One image and its targets, in manifest label order.
@@ -56,6 +65,17 @@ pub(crate) struct RawEntry {
     pub line: usize,
     pub targets: Vec<i8>,
 }
+
+/// What an importer hands on: an entry, or a problem of a row (the importer then goes on with the
+/// next row). A row with a problem may still be handed on as an entry when its path is known, so
+/// that duplicates and missing files are found too.
+pub(crate) enum Row {
+    Entry(RawEntry),
+    Problem(DataError),
+}
+
+/// Where an importer sends its rows; an error it returns stops the reading.
+pub(crate) type Sink<'a> = dyn FnMut(Row) -> Result<(), DataError> + 'a;
 
 /// Label name → index, for the importers.
 #[derive(Debug, Clone)]
@@ -129,6 +149,8 @@ pub struct SplitSource<'a> {
     labels: &'a [String],
     index: LabelIndex,
     data_root: PathBuf,
+    /// Whether the checking pass also reports image files that do not exist.
+    check_image_files: bool,
 }
 
 /// What the checking pass of a split found.
@@ -162,11 +184,20 @@ impl<'a> SplitSource<'a> {
             labels,
             index: LabelIndex::new(labels),
             data_root: data_root.to_path_buf(),
+            check_image_files: false,
         })
     }
 
-    /// Every entry as the annotations write it, in file order.
-    fn raw(&self, sink: &mut dyn FnMut(RawEntry) -> Result<(), DataError>) -> Result<(), DataError> {
+    /// Makes the checking pass report every listed image file that does not exist, with the
+    /// other problems of the annotations (one `stat` per image). Leave it off where missing
+    /// images are to be skipped later instead (`data.on_bad_image = "skip"`).
+    pub fn checking_image_files(mut self) -> Self {
+        self.check_image_files = true;
+        self
+    }
+
+    /// Every row as the annotations write it, in file order.
+    fn raw(&self, sink: &mut Sink<'_>) -> Result<(), DataError> {
         let path = &self.annotations;
         let source = &self.manifest.source;
         match source.format {
@@ -181,24 +212,48 @@ impl<'a> SplitSource<'a> {
         }
     }
 
-    /// The checking pass: parses every entry, and fails on an empty split or on two entries
-    /// naming the same image; warns about labels without a positive image.
+    /// The checking pass: parses every entry and reports every problem of the split at once
+    /// (see the module docs), or an empty split; warns about labels without a positive image.
     pub fn check(&self) -> Result<SplitCheck, DataError> {
+        let mut problems = problems::Problems::new(&self.annotations);
         let mut positives = vec![0u64; self.labels.len()];
         let mut duplicates = duplicates::DuplicateFinder::new();
         let mut images = 0u64;
-        self.raw(&mut |entry| {
+        let read = self.raw(&mut |row| {
+            let entry = match row {
+                Row::Problem(problem) => {
+                    problems.push(problem);
+                    return Ok(());
+                }
+                Row::Entry(entry) => entry,
+            };
             for (count, &t) in positives.iter_mut().zip(&entry.targets) {
                 *count += u64::from(t == 1);
             }
             images += 1;
+            if self.check_image_files {
+                let looked_at = self.image_dir.join(&entry.path);
+                if !looked_at.is_file() {
+                    problems.push(DataError::MissingImage {
+                        path: self.annotations.clone(),
+                        line: entry.line,
+                        image: entry.path.clone(),
+                        looked_at,
+                    });
+                }
+            }
             duplicates.push(&entry.path)
-        })?;
+        });
+        if let Err(error) = read {
+            return Err(problems.stopped_by(error));
+        }
+        match duplicates.finish(problems.room()) {
+            Ok(found) => self.add_duplicates(found, &mut problems),
+            Err(error) => return Err(problems.stopped_by(error)),
+        }
+        problems.into_result()?;
         if images == 0 {
             return Err(DataError::EmptySplit { path: self.annotations.clone(), split: self.name.clone() });
-        }
-        if let Some(duplicate) = duplicates.finish()? {
-            return Err(self.duplicate_error(duplicate));
         }
         let labels_without_positives: Vec<String> =
             self.labels.iter().zip(&positives).filter(|(_, c)| **c == 0).map(|(l, _)| l.clone()).collect();
@@ -213,36 +268,46 @@ impl<'a> SplitSource<'a> {
         Ok(SplitCheck { images, labels_without_positives })
     }
 
-    /// Reads the two entries of a duplicate again for the message (lines and the path).
-    fn duplicate_error(&self, duplicate: duplicates::Duplicate) -> DataError {
+    /// Adds the duplicates found: those listed are described by reading the entries again for
+    /// their lines and path (one more pass, stopped after the last one needed).
+    fn add_duplicates(&self, found: duplicates::Duplicates, problems: &mut problems::Problems) {
+        problems.add_unlisted(found.count - found.listed.len());
+        if found.listed.is_empty() {
+            return;
+        }
+        let wanted: HashSet<u64> = found.listed.iter().flat_map(|d| [d.first, d.second]).collect();
+        let last = found.listed.iter().map(|d| d.second).max().unwrap_or_default();
+        let mut seen: HashMap<u64, (usize, String)> = HashMap::with_capacity(wanted.len());
         let mut ordinal = 0u64;
-        let mut first_line = 0;
-        let mut found = None;
-        let _ = self.raw(&mut |entry| {
-            if ordinal == duplicate.first {
-                first_line = entry.line;
-            }
-            if ordinal == duplicate.second {
-                found = Some(entry);
-                return Err(DataError::annotation("", "found"));
+        let _ = self.raw(&mut |row| {
+            let Row::Entry(entry) = row else { return Ok(()) };
+            if wanted.contains(&ordinal) {
+                seen.insert(ordinal, (entry.line, entry.path));
             }
             ordinal += 1;
-            Ok(())
+            // Stops the reading early; the marker is never reported.
+            if ordinal > last { Err(DataError::annotation("", "all duplicates found")) } else { Ok(()) }
         });
-        match found {
-            Some(entry) => DataError::DuplicateImage {
-                path: self.annotations.clone(),
-                line: entry.line,
-                first_line,
-                image: entry.path,
-            },
-            None => DataError::annotation(&self.annotations, "changed while it was being read"),
+        for duplicate in &found.listed {
+            problems.push(match (seen.get(&duplicate.first), seen.get(&duplicate.second)) {
+                (Some((first_line, _)), Some((line, image))) => DataError::DuplicateImage {
+                    path: self.annotations.clone(),
+                    line: *line,
+                    first_line: *first_line,
+                    image: image.clone(),
+                },
+                _ => DataError::annotation(&self.annotations, "changed while it was being read"),
+            });
         }
     }
 
-    /// The reading pass: hands on every entry, its path joined to the image directory.
+    /// The reading pass: hands on every entry, its path joined to the image directory. A row
+    /// problem (there is none after a successful [`SplitSource::check`]) stops it.
     pub fn for_each(&self, each: &mut dyn FnMut(ImageEntry) -> Result<(), DataError>) -> Result<(), DataError> {
-        self.raw(&mut |entry| each(ImageEntry { path: self.image_dir.join(&entry.path), targets: entry.targets }))
+        self.raw(&mut |row| match row {
+            Row::Entry(entry) => each(ImageEntry { path: self.image_dir.join(&entry.path), targets: entry.targets }),
+            Row::Problem(problem) => Err(problem),
+        })
     }
 }
 

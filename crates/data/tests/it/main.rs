@@ -1,6 +1,7 @@
 //! Integration tests of sspa-data: importers on hand-written annotation files, bad input, the
 //! Fashion-MNIST demo build, and the shard → loader round trip.
 
+mod all_problems;
 mod bad_input;
 mod demo;
 mod importers;

@@ -53,6 +53,29 @@ fn every_shipped_domain_config_is_valid() {
 }
 
 #[test]
+fn plan_reports_every_missing_input_of_every_stage_at_once() {
+    let dir = project();
+    let config = dir.path().join("domains/remote_sensing.toml");
+    let text_in = std::fs::read_to_string(&config).expect("read");
+    let on_cpu = text_in.replace("device = \"cuda:0\"", "device = \"cpu\"").replace("precision = \"mixed\"", "");
+    std::fs::write(&config, on_cpu).expect("write");
+    let empty = dir.path().join("no-data");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let out = bin()
+        .current_dir(dir.path())
+        .env("SSPA_DATA_ROOT", &empty)
+        .args(["plan", "domains/remote_sensing.toml"])
+        .output()
+        .expect("spawn");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // The CLIP weights (embed, features, train) and the annotation files (shard), in one report.
+    for needle in ["weights/clip", "multiscene/train.csv", "embed", "shard"] {
+        assert!(stderr.contains(needle), "`{needle}` missing from: {stderr}");
+    }
+}
+
+#[test]
 fn a_gpu_domain_in_a_cpu_build_fails_at_load_naming_the_feature() {
     let dir = project();
     let out = run(dir.path(), &["plan", "domains/natural.toml"]);

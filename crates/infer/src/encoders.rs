@@ -238,8 +238,9 @@ pub fn weight_files(location: &Path, text_minilm: bool) -> Result<Vec<PathBuf>, 
         return Ok(vec![location.to_owned()]);
     }
     Err(EncoderError::Usage(format!(
-        "encoder weights not found at `{}`: run `scripts/install-encoders` or set `model.text_weights` / \
-         `model.image_weights`",
+        "encoder weights not found at `{}`: point `model.image_weights` / `model.text_weights` at them (the \
+         MiniLM and EfficientNet-Lite0 defaults are installed by `scripts/install-encoders`; CLIP weights are \
+         user-provided)",
         location.display()
     )))
 }

@@ -2,7 +2,7 @@ use super::print_json;
 use crate::cli::ConfigArgs;
 use crate::exit;
 use serde::Serialize;
-use sspa_dag::{Decision, RunOptions, RunRecord, StageStatus, WorkspaceLock};
+use sspa_dag::{Decision, RunEntry, RunOptions, StageStatus, WorkspaceLock};
 
 #[derive(Serialize)]
 struct StageState {
@@ -29,15 +29,17 @@ struct RunSummary {
     ran: usize,
     skipped: usize,
     failed: usize,
+    /// The run index's metrics (`evaluate.raw.mAP`, ...).
+    metrics: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 pub fn status(config: &ConfigArgs, runs: usize, json: bool) -> anyhow::Result<u8> {
     let (_, project) = crate::project::load(&config.config, config.pipeline.as_deref())?;
     let registry = sspa_stages::registry();
     let holder = WorkspaceLock::holder(&project.workspace.root);
-    let records = RunRecord::list(&project.workspace.runs_dir());
-    let count = |r: &RunRecord, s: StageStatus| r.stages.iter().filter(|x| x.status == s).count();
-    let summaries: Vec<RunSummary> = records
+    let index = sspa_dag::run_index(&project.workspace, &project.spec);
+    let count = |r: &RunEntry, s: StageStatus| r.stages.iter().filter(|x| x.status == s).count();
+    let summaries: Vec<RunSummary> = index
         .iter()
         .rev()
         .take(runs)
@@ -52,6 +54,7 @@ pub fn status(config: &ConfigArgs, runs: usize, json: bool) -> anyhow::Result<u8
             ran: count(r, StageStatus::Ran),
             skipped: count(r, StageStatus::Skipped),
             failed: count(r, StageStatus::Failed),
+            metrics: r.metrics.clone(),
         })
         .collect();
     let mut stages = Vec::new();
@@ -87,8 +90,18 @@ pub fn status(config: &ConfigArgs, runs: usize, json: bool) -> anyhow::Result<u8
         println!("  (none)");
     }
     for r in &status.runs {
+        // The headline metric of each scored model, e.g. `mAP raw 81.85 ema 82.54`.
+        let maps: Vec<String> = r
+            .metrics
+            .iter()
+            .filter_map(|(name, value)| {
+                let model = name.strip_prefix("evaluate.")?.strip_suffix(".mAP")?;
+                Some(format!("{model} {:.2}", value.as_f64()?))
+            })
+            .collect();
+        let maps = if maps.is_empty() { String::new() } else { format!("  mAP {}", maps.join(" ")) };
         println!(
-            "  {}  {:<10} {:>8.2}s  ran {} skipped {} failed {}",
+            "  {}  {:<10} {:>8.2}s  ran {} skipped {} failed {}{maps}",
             r.run_id, r.status, r.duration_s, r.ran, r.skipped, r.failed
         );
     }

@@ -1,9 +1,8 @@
 //! The cache-key property over the shipped demo config: for every stage, changing any config leaf
 //! its params type reads changes its key, and changing any other leaf does not.
 
-use crate::params::leaves;
 use serde_json::Value;
-use sspa_dag::key::{KEY_FORMAT, KeyParts};
+use sspa_dag::key::{KEY_FORMAT, KeyParts, leaves};
 use sspa_dag::{PipelineSpec, StageDef};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,16 +70,14 @@ fn a_stage_key_covers_exactly_the_leaves_its_params_type_reads() {
     let config = demo();
     let spec = pipeline();
     let registry = crate::registry();
-    let mut all = BTreeMap::new();
-    leaves("", &config, &mut all);
+    let all = leaves(&config);
     assert!(all.len() > 60, "the demo config has {} leaves", all.len());
     for def in &spec.stages {
         let stage = registry.get(&def.kind).unwrap_or_else(|| panic!("no stage kind `{}`", def.kind));
         // The type reads exactly the declared values (leaf for leaf) ...
         let (_, nested) = sspa_dag::runner::stage_params(&config, def).expect("params");
         stage.check_params(&nested).unwrap_or_else(|e| panic!("stage `{}`: {e}", def.name));
-        let mut read = BTreeMap::new();
-        leaves("", &nested, &mut read);
+        let read = leaves(&nested);
         let base = key(&config, def);
         // ... so every leaf of the type, and no other config leaf, moves the key.
         for leaf in all.keys() {

@@ -12,8 +12,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use sspa_dag::key::leaves;
 use sspa_dag::{Stage, StageContext, StageError};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A stage kind with a typed view of its params.
@@ -86,9 +86,7 @@ pub fn parse<P: Serialize + DeserializeOwned>(declared: &Value) -> Result<P, Str
         }
     })?;
     let read = serde_json::to_value(&params).map_err(|e| format!("params type `{name}` does not serialise: {e}"))?;
-    let (mut have, mut want) = (BTreeMap::new(), BTreeMap::new());
-    leaves("", declared, &mut have);
-    leaves("", &read, &mut want);
+    let (have, want) = (leaves(declared), leaves(&read));
     let mut problems = Vec::new();
     for (key, value) in &want {
         match have.get(key) {
@@ -103,21 +101,6 @@ pub fn parse<P: Serialize + DeserializeOwned>(declared: &Value) -> Result<P, Str
         problems.push(format!("does not read `{key}`, which `params` declares"));
     }
     if problems.is_empty() { Ok(params) } else { Err(format!("params type `{name}` {}", problems.join("; "))) }
-}
-
-/// Dotted path → leaf value (arrays count as leaves: they are replaced whole).
-pub fn leaves(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
-    match value {
-        Value::Object(map) if !map.is_empty() => {
-            for (key, inner) in map {
-                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-                leaves(&path, inner, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_owned(), other.clone());
-        }
-    }
 }
 
 #[cfg(test)]

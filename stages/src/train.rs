@@ -221,7 +221,11 @@ type Rows = (Vec<usize>, Vec<usize>);
 
 /// The features stage's train-split features, cut into the training and validation slices; the
 /// features' record (without its files) is published as the run's `features.json`.
-fn frozen_features(ctx: &StageContext, train_images: usize, rows: &Rows) -> Result<(FeatureSet, FeatureSet), StageError> {
+fn frozen_features(
+    ctx: &StageContext,
+    train_images: usize,
+    rows: &Rows,
+) -> Result<(FeatureSet, FeatureSet), StageError> {
     let features_dir = ctx.input("features")?;
     let features = FeatureManifest::read(features_dir)?;
     if features.fine_tuned {

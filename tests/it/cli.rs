@@ -363,6 +363,13 @@ fn whole_pipeline_runs_then_reruns_only_what_a_param_change_touches() {
         let map = metrics[model]["mAP"].as_f64().expect("mAP");
         assert!((0.0..=100.0).contains(&map), "{model} mAP {map}");
     }
+    // The run index carries the evaluate stage's metrics into the run's status.
+    let out = bin().current_dir(dir.path()).args(["status", "domains/demo.toml", "--json"]).output().expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).expect("status JSON");
+    assert_eq!(status["runs"][0]["metrics"]["evaluate.raw.mAP"], metrics["raw"]["mAP"], "{stdout}");
+    assert_eq!(status["runs"][0]["metrics"]["evaluate.ema.CF1"], metrics["ema"]["CF1"], "{stdout}");
     let html = std::fs::read_to_string(output("report").join("report.html")).expect("report");
     assert!(html.contains("<svg") && !html.contains("http://") && !html.contains("https://"));
     // 64 px → a 2×2 patch grid: attention and gate maps are drawn as PNGs and inlined.

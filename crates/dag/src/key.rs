@@ -94,6 +94,27 @@ fn diff_values(path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<S
     }
 }
 
+/// Dotted path → leaf value of a JSON tree (`{"train": {"lr": 1}}` → `train.lr = 1`). Arrays and
+/// empty objects are leaves: they are compared and replaced whole.
+pub fn leaves(value: &Value) -> BTreeMap<String, Value> {
+    fn walk(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (key, inner) in map {
+                    let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    walk(&path, inner, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_owned(), other.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", value, &mut out);
+    out
+}
+
 /// JSON text with object keys sorted at every level and no insignificant whitespace.
 pub fn canonical_json(value: &Value) -> String {
     fn sort(value: &Value) -> Value {

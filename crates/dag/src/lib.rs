@@ -9,6 +9,7 @@ mod fsutil;
 pub mod gc;
 pub mod graph;
 pub mod hash;
+pub mod index;
 pub mod key;
 pub mod lock;
 pub mod record;
@@ -19,6 +20,7 @@ pub mod store;
 
 pub use error::{DagError, StageProblem};
 pub use fsutil::{write_atomic, write_json_atomic};
+pub use index::{RunEntry, StageEntry, run_index};
 pub use lock::WorkspaceLock;
 pub use record::{RunRecord, RunStatus, StageRecord, StageStatus};
 pub use runner::{Decision, Outcome, Plan, PlannedStage, Project, RunOptions, plan, run, stage_params};

@@ -54,6 +54,9 @@ pub struct RunRecord {
     pub tool_version: String,
     pub git_commit: Option<String>,
     pub jobs: usize,
+    /// The whole resolved config of the run (defaults filled in), for the run index.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub params: serde_json::Value,
     pub stages: Vec<StageRecord>,
     /// Why the runner itself stopped (e.g. publishing a result failed); a stage's own failure is
     /// in its [`StageRecord::error`] instead.

@@ -38,6 +38,10 @@ pub struct StageSpec {
     pub deps: Vec<String>,
     #[serde(default)]
     pub outs: Vec<String>,
+    /// JSON files among `outs` that hold the stage's metrics (like DVC's `metrics`): the run
+    /// index ([`crate::index`]) reads them into every run that produced or reused the result.
+    #[serde(default)]
+    pub metrics: Vec<String>,
     /// One line for `graph` and `plan`.
     pub description: Option<String>,
 }
@@ -82,6 +86,7 @@ impl PipelineSpec {
         }
         let spec = Self { path: path.to_path_buf(), stages };
         spec.check_needs()?;
+        spec.check_metrics()?;
         crate::graph::topological_order(&spec)?;
         Ok(spec)
     }
@@ -92,6 +97,21 @@ impl PipelineSpec {
 
     pub fn names(&self) -> Vec<&str> {
         self.stages.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    fn check_metrics(&self) -> Result<(), DagError> {
+        for stage in &self.stages {
+            if let Some(metric) = stage.spec.metrics.iter().find(|m| !stage.spec.outs.contains(m)) {
+                return Err(DagError::Pipeline {
+                    path: self.path.clone(),
+                    message: format!(
+                        "stage `{}` declares metrics `{metric}`, which is not one of its `outs`",
+                        stage.name
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn check_needs(&self) -> Result<(), DagError> {
@@ -159,6 +179,16 @@ mod tests {
         let text = "version = 1\n[stages.a]\nneeds = [\"b\"]\n";
         let err = PipelineSpec::parse(Path::new("p.toml"), text).expect_err("bad");
         assert!(err.to_string().contains("stage `a` needs `b`, which is not a stage"), "{err}");
+    }
+
+    #[test]
+    fn metrics_must_be_outputs() {
+        let text = "version = 1\n[stages.a]\nouts = [\"m.json\"]\nmetrics = [\"n.json\"]\n";
+        let err = PipelineSpec::parse(Path::new("p.toml"), text).expect_err("bad");
+        assert!(
+            err.to_string().contains("stage `a` declares metrics `n.json`, which is not one of its `outs`"),
+            "{err}"
+        );
     }
 
     #[test]

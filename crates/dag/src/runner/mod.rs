@@ -139,6 +139,7 @@ fn new_record(project: &Project, options: &RunOptions, plan: &Plan) -> RunRecord
         tool_version: project.tool_version.clone(),
         git_commit: git_commit(&project.root),
         jobs: options.jobs.max(1),
+        params: project.config.clone(),
         stages: plan
             .stages
             .iter()

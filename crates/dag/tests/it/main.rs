@@ -1,6 +1,7 @@
 //! The runner against fake stages that record how often, when and with what they ran.
 
 mod failures;
+mod index;
 mod runner;
 
 use serde_json::{Value, json};
@@ -28,6 +29,8 @@ pub struct Fake {
     pub kind: &'static str,
     pub log: RunLog,
     pub sleep: Duration,
+    /// The evaluate stage also writes its params as JSON to this file.
+    pub metrics_file: Option<&'static str>,
 }
 
 impl Fake {
@@ -72,6 +75,11 @@ impl Stage for Fake {
             std::fs::create_dir_all(ctx.out_dir.join(sspa_dag::store::DONE_MARKER).join("in-the-way"))?;
         }
         std::fs::write(ctx.out_dir.join("out.txt"), text)?;
+        if ctx.name == "evaluate" {
+            if let Some(file) = self.metrics_file {
+                std::fs::write(ctx.out_dir.join(file), ctx.params.to_string())?;
+            }
+        }
         self.log.lock().map_err(|_| "poisoned")?.push(Ran {
             name: ctx.name.clone(),
             start,
@@ -129,7 +137,7 @@ impl Fixture {
         std::fs::write(dir.path().join("templates/kap.j2"), "Describe {{ label }}").expect("write");
         let log: RunLog = Arc::default();
         let mut registry = Registry::new();
-        registry.register(Fake { kind: "fake", log: log.clone(), sleep });
+        registry.register(Fake { kind: "fake", log: log.clone(), sleep, metrics_file: None });
         let config = json!({
             "llm": {"model": "m", "temperature": 0.0},
             "prompt": {"template": "templates/kap.j2"},

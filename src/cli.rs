@@ -32,6 +32,10 @@ pub struct ConfigArgs {
     /// Pipeline definition to use instead of `<project>/pipeline/pipeline.toml`.
     #[arg(long, value_name = "FILE")]
     pub pipeline: Option<PathBuf>,
+    /// Override a config value, `-S train.lr=2e-3` (a TOML value; a bare word is a string),
+    /// validated like the file (repeatable).
+    #[arg(short = 'S', long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<sspa_config::Override>,
 }
 
 /// Stage selection shared by `run` and `plan`.

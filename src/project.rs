@@ -1,14 +1,15 @@
 //! Binds a domain config to the pipeline definition and its workspace.
 
+use crate::cli::ConfigArgs;
 use anyhow::Context;
 use sspa_config::LoadedConfig;
 use sspa_dag::{PipelineSpec, Project, Workspace};
-use std::path::Path;
 
-/// Loads and validates the config (every error at once), then the pipeline file.
-pub fn load(config: &Path, pipeline: Option<&Path>) -> anyhow::Result<(LoadedConfig, Project)> {
-    let loaded = sspa_config::load(config, &sspa_stages::config_checks())?;
-    let pipeline_path = match pipeline {
+/// Loads and validates the config with its `-S` overrides (every error at once), then the
+/// pipeline file.
+pub fn load(args: &ConfigArgs) -> anyhow::Result<(LoadedConfig, Project)> {
+    let loaded = sspa_config::load_with_overrides(&args.config, &sspa_stages::config_checks(), &args.set)?;
+    let pipeline_path = match args.pipeline.as_deref() {
         Some(p) => p.to_path_buf(),
         None => loaded.project_root.join(sspa_config::PIPELINE_FILE),
     };

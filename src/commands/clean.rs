@@ -3,7 +3,7 @@ use crate::exit;
 use sspa_dag::WorkspaceLock;
 
 pub fn clean(config: &ConfigArgs, keep_last: usize) -> anyhow::Result<u8> {
-    let (_, project) = crate::project::load(&config.config, config.pipeline.as_deref())?;
+    let (_, project) = crate::project::load(config)?;
     let _lock = WorkspaceLock::acquire(&project.workspace.root, "clean")?;
     let s = sspa_dag::gc::clean(&project.workspace, &project.spec.names(), keep_last)?;
     println!(

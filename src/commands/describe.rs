@@ -8,7 +8,7 @@ use std::path::Path;
 /// Describes a label set (a file, or the config's labels) into `output`, sharing the pipeline's
 /// answer cache so that no answer is ever paid for twice.
 pub fn describe(config: &ConfigArgs, labels: Option<&Path>, output: &Path, json: bool) -> anyhow::Result<u8> {
-    let (loaded, project) = crate::project::load(&config.config, config.pipeline.as_deref())?;
+    let (loaded, project) = crate::project::load(config)?;
     let c = &loaded.config;
     let list = match labels {
         Some(file) => sspa_describe::read_label_file(file)?,

@@ -4,7 +4,7 @@ use crate::exit;
 use sspa_dag::Decision;
 
 pub fn plan(config: &ConfigArgs, select: &SelectArgs, json: bool) -> anyhow::Result<u8> {
-    let (_, project) = crate::project::load(&config.config, config.pipeline.as_deref())?;
+    let (_, project) = crate::project::load(config)?;
     let registry = sspa_stages::registry();
     let plan = sspa_dag::plan(&project, &registry, &run_options(select, 1, false))?;
     if json {

@@ -4,7 +4,7 @@ use crate::exit;
 use sspa_dag::{Outcome, StageStatus};
 
 pub fn run(config: &ConfigArgs, select: &SelectArgs, jobs: usize, json: bool, progress: bool) -> anyhow::Result<u8> {
-    let (_, project) = crate::project::load(&config.config, config.pipeline.as_deref())?;
+    let (_, project) = crate::project::load(config)?;
     let registry = sspa_stages::registry();
     let options = run_options(select, jobs, progress);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;

@@ -34,7 +34,7 @@ struct RunSummary {
 }
 
 pub fn status(config: &ConfigArgs, runs: usize, json: bool) -> anyhow::Result<u8> {
-    let (_, project) = crate::project::load(&config.config, config.pipeline.as_deref())?;
+    let (_, project) = crate::project::load(config)?;
     let registry = sspa_stages::registry();
     let holder = WorkspaceLock::holder(&project.workspace.root);
     let index = sspa_dag::run_index(&project.workspace, &project.spec);

@@ -421,6 +421,18 @@ fn whole_pipeline_runs_then_reruns_only_what_a_param_change_touches() {
     let second = run_json(&["run", "domains/demo.toml", "--json"]);
     assert!(statuses(&second).iter().all(|(_, s)| s == "skipped"), "{:?}", statuses(&second));
 
+    // `-S` overrides a value for one invocation, validated like the file.
+    let out = run(dir.path(), &["plan", "domains/demo.toml", "-S", "train.lr=5e-3"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stage_line(&stdout, "train").contains("param train.lr changed"), "{stdout}");
+    assert!(stage_line(&stdout, "features").contains("skip"), "{stdout}");
+    let out = run(dir.path(), &["plan", "domains/demo.toml", "-S", "train.lr=fast", "-S", "train.lr_typo=1"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`-S train.lr=fast`: `train.lr`: invalid type"), "{stderr}");
+    assert!(stderr.contains("`-S train.lr_typo=1`: unknown key `train.lr_typo`"), "{stderr}");
+
     // `--force train` trains again (the finished checkpoints of this configuration are discarded,
     // not republished), and what reads its output re-runs.
     let out = bin()

@@ -1,12 +1,14 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// One problem in a config file, at a 1-based line and column.
+/// One problem in a config file, at a 1-based line and column — or in a command-line override.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub line: usize,
     pub column: usize,
     pub message: String,
+    /// The `-S key=value` argument the problem comes from (then `line` and `column` are 0).
+    pub argument: Option<String>,
 }
 
 /// Every problem found in one config file.
@@ -14,11 +16,40 @@ pub struct ConfigError {
 pub struct ConfigErrors {
     pub file: PathBuf,
     pub errors: Vec<ConfigError>,
+    /// Overridden key → its `-S` argument, to attribute problems of those keys to the argument.
+    overrides: Vec<(String, String)>,
 }
 
 impl ConfigErrors {
     pub(crate) fn new(file: &Path) -> Self {
-        Self { file: file.to_path_buf(), errors: Vec::new() }
+        Self { file: file.to_path_buf(), errors: Vec::new(), overrides: Vec::new() }
+    }
+
+    pub(crate) fn with_overrides(mut self, overrides: Vec<(String, String)>) -> Self {
+        self.overrides = overrides;
+        self
+    }
+
+    /// A problem of the value at `key` (dotted): attributed to its `-S` argument when an override
+    /// set it (or a value inside it), else to `at` in the file.
+    pub(crate) fn push_key(&mut self, key: &str, at: (usize, usize), message: String) {
+        let from = self.overrides.iter().find(|(overridden, _)| {
+            key == overridden
+                || key.starts_with(&format!("{overridden}."))
+                || overridden.starts_with(&format!("{key}."))
+        });
+        match from {
+            Some((_, argument)) => {
+                let argument = Some(argument.clone());
+                self.errors.push(ConfigError { line: 0, column: 0, message, argument });
+            }
+            None => self.push(at, message),
+        }
+    }
+
+    /// A problem of an override itself (its syntax, or a key that cannot hold it).
+    pub(crate) fn push_argument(&mut self, argument: &str, message: String) {
+        self.errors.push(ConfigError { line: 0, column: 0, message, argument: Some(argument.to_owned()) });
     }
 
     pub(crate) fn single(file: &Path, message: String) -> Self {
@@ -28,7 +59,7 @@ impl ConfigErrors {
     }
 
     pub(crate) fn push(&mut self, (line, column): (usize, usize), message: String) {
-        self.errors.push(ConfigError { line, column, message });
+        self.errors.push(ConfigError { line, column, message, argument: None });
     }
 
     /// Orders problems by position in the file.
@@ -46,7 +77,10 @@ impl fmt::Display for ConfigErrors {
         let count = self.errors.len();
         write!(f, "{} error{} in `{}`", count, if count == 1 { "" } else { "s" }, self.file.display())?;
         for e in &self.errors {
-            write!(f, "\n  {}:{}:{}: {}", self.file.display(), e.line, e.column, e.message)?;
+            match &e.argument {
+                Some(argument) => write!(f, "\n  `-S {argument}`: {}", e.message)?,
+                None => write!(f, "\n  {}:{}:{}: {}", self.file.display(), e.line, e.column, e.message)?,
+            }
         }
         Ok(())
     }

@@ -5,11 +5,13 @@
 
 mod errors;
 mod locate;
+mod overrides;
 mod preset;
 mod schema;
 mod validate;
 
 pub use errors::{ConfigError, ConfigErrors};
+pub use overrides::Override;
 pub use preset::{ComputeDevice, PRESETS, Precision, Preset, PresetInfo, Resampling};
 pub use schema::*;
 
@@ -70,6 +72,16 @@ pub struct Checks<'a> {
 
 /// Reads, parses and validates a domain file.
 pub fn load(path: &Path, checks: &Checks<'_>) -> Result<LoadedConfig, ConfigErrors> {
+    load_with_overrides(path, checks, &[])
+}
+
+/// [`load`] with `-S key=value` overrides applied before validation, which treats them exactly
+/// like values of the file (problems with them name the argument).
+pub fn load_with_overrides(
+    path: &Path,
+    checks: &Checks<'_>,
+    overrides: &[Override],
+) -> Result<LoadedConfig, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors::single(path, format!("cannot read the config: {e}")))?;
     let project_root = find_project_root(path).ok_or_else(|| {
@@ -78,7 +90,7 @@ pub fn load(path: &Path, checks: &Checks<'_>) -> Result<LoadedConfig, ConfigErro
             format!("no `{PIPELINE_FILE}` in any directory above this config: run from a project checkout"),
         )
     })?;
-    let config = parse(path, &text, &project_root, checks)?;
+    let config = parse_with_overrides(path, &text, &project_root, checks, overrides)?;
     let json = serde_json::to_value(&config)
         .map_err(|e| ConfigErrors::single(path, format!("config does not serialise: {e}")))?;
     let workspace_dir = project_root
@@ -88,8 +100,20 @@ pub fn load(path: &Path, checks: &Checks<'_>) -> Result<LoadedConfig, ConfigErro
 
 /// Parses and validates config text; `file` is used in messages, `project_root` to check paths.
 pub fn parse(file: &Path, text: &str, project_root: &Path, checks: &Checks<'_>) -> Result<DomainConfig, ConfigErrors> {
+    parse_with_overrides(file, text, project_root, checks, &[])
+}
+
+/// [`parse`] with overrides applied to the parsed table before any check.
+pub fn parse_with_overrides(
+    file: &Path,
+    text: &str,
+    project_root: &Path,
+    checks: &Checks<'_>,
+    overrides: &[Override],
+) -> Result<DomainConfig, ConfigErrors> {
     let locator = locate::Locator::new(text);
-    let mut errors = ConfigErrors::new(file);
+    let mut errors =
+        ConfigErrors::new(file).with_overrides(overrides.iter().map(|o| (o.key.clone(), o.argument.clone())).collect());
 
     let (_, syntax) = toml::de::DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
@@ -99,7 +123,7 @@ pub fn parse(file: &Path, text: &str, project_root: &Path, checks: &Checks<'_>) 
         }
         return Err(errors);
     }
-    let root: toml::Table = match toml::from_str(text) {
+    let mut root: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
         Err(e) => {
             let at = e.span().map(|s| locator.position(s.start)).unwrap_or((1, 1));
@@ -107,11 +131,20 @@ pub fn parse(file: &Path, text: &str, project_root: &Path, checks: &Checks<'_>) 
             return Err(errors);
         }
     };
+    for item in overrides {
+        if let Err(message) = item.apply(&mut root) {
+            errors.push_argument(&item.argument, message);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
 
     for key in root.keys() {
         if !SECTIONS.iter().any(|(name, _)| name == key) {
             let names: Vec<_> = SECTIONS.iter().map(|(n, _)| format!("[{n}]")).collect();
-            errors.push(
+            errors.push_key(
+                key,
                 locator.key(&[key.as_str()]),
                 format!("unknown section `[{key}]`; expected one of {}", names.join(", ")),
             );
@@ -137,7 +170,7 @@ pub fn parse(file: &Path, text: &str, project_root: &Path, checks: &Checks<'_>) 
     };
     for (path, message) in validate::validate(&config, project_root, checks) {
         let keys: Vec<&str> = path.split('.').collect();
-        errors.push(locator.key_or_parent(&keys), format!("`{path}`: {message}"));
+        errors.push_key(&path, locator.key_or_parent(&keys), format!("`{path}`: {message}"));
     }
     if errors.is_empty() {
         Ok(config)
@@ -188,7 +221,7 @@ fn check<T: DeserializeOwned>(
         let keys: Vec<&str> = full.split('.').collect();
         let message = e.into_inner().to_string();
         let message = message.lines().next().unwrap_or_default();
-        errors.push(locator.value_or_parent(&keys), format!("`{full}`: {message}"));
+        errors.push_key(&full, locator.value_or_parent(&keys), format!("`{full}`: {message}"));
         let removed = remove_path(&mut value, &keys[1..]);
         reported.push(full);
         if !removed {
@@ -198,7 +231,7 @@ fn check<T: DeserializeOwned>(
     for path in unknown {
         let full = format!("{section}.{}", normalise(&path));
         let keys: Vec<&str> = full.split('.').collect();
-        errors.push(locator.key_or_parent(&keys), format!("unknown key `{full}`"));
+        errors.push_key(&full, locator.key_or_parent(&keys), format!("unknown key `{full}`"));
     }
 }
 

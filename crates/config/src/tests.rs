@@ -144,3 +144,32 @@ fn external_checks_are_located_like_the_others() {
     assert_eq!(err.errors[0].line, line, "{err}");
     assert!(err.to_string().contains("`evaluate.split`: `validation` is not a split of the manifest"), "{err}");
 }
+
+fn overrides(arguments: &[&str]) -> Vec<Override> {
+    arguments.iter().map(|a| a.parse().expect("override")).collect()
+}
+
+#[test]
+fn overrides_are_validated_like_the_file_and_name_their_argument() {
+    let dir = project();
+    let checks = Checks::default();
+    let good = overrides(&["train.lr=2e-3", "ablation.gate=false", "model.preset=minilm-efficientnet-lite0"]);
+    let config = parse_with_overrides(Path::new("d.toml"), GOOD, dir.path(), &checks, &good).expect("valid");
+    assert_eq!(config.train.lr, 2e-3);
+    assert!(!config.ablation.gate, "a section the file lacks is created");
+
+    let bad = overrides(&["train.lr=\"fast\"", "train.learning_rate=1", "model.preset=vit-huge"]);
+    let err = parse_with_overrides(Path::new("d.toml"), GOOD, dir.path(), &checks, &bad).expect_err("invalid");
+    let text = err.to_string();
+    assert!(text.contains("`-S train.lr=\"fast\"`: `train.lr`: invalid type"), "{text}");
+    assert!(text.contains("`-S train.learning_rate=1`: unknown key `train.learning_rate`"), "{text}");
+    assert!(text.contains("`-S model.preset=vit-huge`: `model.preset`"), "{text}");
+    assert_eq!(err.errors.len(), 3, "{text}");
+
+    // Rules between values, too, once every value has its type.
+    let bad = overrides(&["train.epochs=0", "train.precision=mixed"]);
+    let err = parse_with_overrides(Path::new("d.toml"), GOOD, dir.path(), &checks, &bad).expect_err("invalid");
+    let text = err.to_string();
+    assert!(text.contains("`-S train.epochs=0`: `train.epochs`: 0 must be positive"), "{text}");
+    assert!(text.contains("`-S train.precision=mixed`: `train.precision`: `mixed` (bf16) needs a libtorch"), "{text}");
+}

@@ -67,6 +67,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Experiments: grids of overrides over the pipeline.
+    Exp {
+        #[command(subcommand)]
+        command: crate::commands::ExpCommand,
+    },
     /// Dry run: each stage, whether it would run, and why.
     Plan {
         #[command(flatten)]

@@ -4,6 +4,7 @@ mod clean;
 mod describe;
 mod encode;
 mod eval;
+mod exp;
 mod graph;
 mod manifest;
 mod plan;
@@ -12,15 +13,25 @@ mod run;
 mod status;
 
 pub use encode::EncodeCommand;
+pub use exp::ExpRunArgs;
 pub use manifest::ManifestCommand;
 pub use predict::PredictFormat;
 
 use crate::cli::{Command, SelectArgs};
+
+/// `sspa-pipe exp ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ExpCommand {
+    /// Run every variant of a grid of `-S` overrides (× `--seeds`) through the pipeline; results
+    /// that a variant does not change are computed once and shared.
+    Run(ExpRunArgs),
+}
 use sspa_dag::RunOptions;
 
 pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
     match command {
         Command::Run { config, select, jobs, json } => run::run(&config, &select, jobs.into(), json, progress),
+        Command::Exp { command: ExpCommand::Run(args) } => exp::run(&args, progress),
         Command::Plan { config, select, json } => plan::plan(&config, &select, json),
         Command::Graph { config } => graph::graph(&config),
         Command::Status { config, runs, json } => status::status(&config, runs, json),

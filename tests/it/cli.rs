@@ -3,14 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sspa-pipe"));
     command.env_remove("SSPA_LLM_URL").env_remove("RUST_LOG");
     command
 }
 
 /// A temp project with the repository's pipeline, domains, templates and manifests.
-fn project() -> tempfile::TempDir {
+pub(crate) fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let source = Path::new(env!("CARGO_MANIFEST_DIR"));
     for sub in ["pipeline", "domains", "templates", "data_manifest"] {
@@ -35,7 +35,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
     bin().current_dir(dir).args(args).output().expect("spawn sspa-pipe")
 }
 
-fn text(output: &Output) -> (String, String) {
+pub(crate) fn text(output: &Output) -> (String, String) {
     (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
@@ -219,7 +219,7 @@ fn eval_prints_the_documented_json_and_rejects_bad_scores() {
 }
 
 /// The demo domain shrunk to 48 mosaics, so the real `shard` stage runs in a second.
-fn tiny_demo(dir: &Path) {
+pub(crate) fn tiny_demo(dir: &Path) {
     let manifest = dir.join("data_manifest/demo.toml");
     let text_in = std::fs::read_to_string(&manifest).expect("read");
     let tiny =
@@ -289,7 +289,7 @@ fn real_shard_stage_reruns_only_when_what_it_reads_changes() {
 /// The LLM endpoint of the whole-pipeline tests: the real local server when `SSPA_TEST_LLM_URL`
 /// names one (`scripts/test` starts it), else the in-repo OpenAI-compatible fault server on
 /// 127.0.0.1, answering every label (the tests never skip).
-fn test_llm() -> String {
+pub(crate) fn test_llm() -> String {
     use std::sync::OnceLock;
     if let Ok(url) = std::env::var("SSPA_TEST_LLM_URL") {
         return url;
@@ -304,7 +304,7 @@ fn test_llm() -> String {
 }
 
 /// The demo config shrunk for tests: `image_size` px, d = 16, one epoch of batches of 16.
-fn small_training(config: &str, image_size: u32) -> String {
+pub(crate) fn small_training(config: &str, image_size: u32) -> String {
     config
         .replace("image_size = 112", &format!("image_size = {image_size}"))
         .replace("embed_dim = 192", "embed_dim = 16")

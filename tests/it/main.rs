@@ -2,4 +2,5 @@
 
 mod cli;
 mod encode;
+mod exp;
 mod manifest;

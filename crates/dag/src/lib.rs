@@ -23,7 +23,7 @@ pub use fsutil::{write_atomic, write_json_atomic};
 pub use index::{RunEntry, StageEntry, run_index};
 pub use lock::WorkspaceLock;
 pub use record::{RunRecord, RunStatus, StageRecord, StageStatus};
-pub use runner::{Decision, Outcome, Plan, PlannedStage, Project, RunOptions, plan, run, stage_params};
+pub use runner::{Decision, Outcome, Plan, PlannedStage, Project, RunOptions, plan, run, run_locked, stage_params};
 pub use spec::{PipelineSpec, StageDef};
 pub use stage::{Progress, Registry, Stage, StageContext, StageError};
 pub use store::Workspace;

@@ -25,6 +25,11 @@ pub struct WorkspaceLock {
 }
 
 impl WorkspaceLock {
+    /// Whether this is the lock of `workspace`.
+    pub fn guards(&self, workspace: &Path) -> bool {
+        self.path == workspace.join("lock")
+    }
+
     /// Takes the lock at once or fails with [`DagError::Locked`].
     pub fn acquire(workspace: &Path, command: &str) -> Result<Self, DagError> {
         std::fs::create_dir_all(workspace).map_err(DagError::io(workspace))?;

@@ -81,6 +81,25 @@ pub async fn run(
     options: &RunOptions,
 ) -> Result<(RunRecord, Outcome), DagError> {
     let lock = WorkspaceLock::acquire(&project.workspace.root, "run")?;
+    let result = run_locked(project, registry, options, &lock).await;
+    drop(lock);
+    result
+}
+
+/// [`run`] under a lock the caller already holds on `project`'s workspace, so that a batch of runs
+/// (an experiment grid) keeps the workspace for itself from the first run to the last.
+pub async fn run_locked(
+    project: &Project,
+    registry: &Registry,
+    options: &RunOptions,
+    lock: &WorkspaceLock,
+) -> Result<(RunRecord, Outcome), DagError> {
+    if !lock.guards(&project.workspace.root) {
+        return Err(DagError::Pipeline {
+            path: project.workspace.root.clone(),
+            message: "the lock held is not this workspace's".into(),
+        });
+    }
     let plan = plan(project, registry, options)?;
     let swept = project.workspace.sweep_temp();
     if swept > 0 {
@@ -112,7 +131,6 @@ pub async fn run(
     record.finished_at = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     record.duration_s = started.elapsed().as_secs_f64();
     let saved = record.save(&runs_dir);
-    drop(lock);
     let outcome = match executed {
         Ok(outcome) => outcome,
         Err(error) => {

@@ -1,0 +1,91 @@
+//! `sspa-pipe exp run` on the tiny demo: a grid shares every upstream result it does not change.
+
+use crate::cli::{bin, project, small_training, test_llm, text, tiny_demo};
+use std::path::Path;
+
+fn exp(dir: &Path, llm: &str, args: &[&str]) -> std::process::Output {
+    bin()
+        .current_dir(dir)
+        .env("SSPA_LLM_URL", llm)
+        .args(["exp", "run", "domains/demo.toml"])
+        .args(args)
+        .output()
+        .expect("spawn")
+}
+
+fn runs(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("work/demo/runs")).map(|entries| entries.count()).unwrap_or(0)
+}
+
+#[test]
+fn a_learning_rate_grid_trains_four_times_and_computes_the_rest_once() {
+    let llm = test_llm();
+    let dir = project();
+    tiny_demo(dir.path());
+    let config = dir.path().join("domains/demo.toml");
+    std::fs::write(&config, small_training(&std::fs::read_to_string(&config).expect("read"), 64)).expect("write");
+
+    // Bad grids are refused before anything runs, naming the argument.
+    let out = exp(dir.path(), &llm, &["-S", "train.lr=1e-3,fast", "-S", "train.lr_typo=1"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`-S train.lr=fast`: `train.lr`: invalid type"), "{stderr}");
+    assert!(stderr.contains("`-S train.lr_typo=1`: unknown key `train.lr_typo`"), "{stderr}");
+    let out = exp(dir.path(), &llm, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("the grid is empty"), "{}", text(&out).1);
+    assert_eq!(runs(dir.path()), 0, "nothing ran");
+
+    // Four variants, one of them twice: run once each.
+    let grid = ["-S", "train.lr=1e-3,2e-3,3e-3,4e-3,1e-3", "--json"];
+    let out = exp(dir.path(), &llm, &grid);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("is the same config as"), "{stderr}");
+    let experiment: serde_json::Value = serde_json::from_str(&stdout).expect("experiment JSON");
+    let variants = experiment["variants"].as_array().expect("variants");
+    assert_eq!(variants.len(), 4);
+    assert!(variants.iter().all(|v| v["status"] == "succeeded"), "{stdout}");
+    assert!(variants.iter().all(|v| v["metrics"]["evaluate.raw.mAP"].is_number()), "{stdout}");
+
+    // The run index: the upstream stages ran in the first variant only and have one key.
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["status", "domains/demo.toml", "--json", "--runs", "10"])
+        .output()
+        .expect("spawn");
+    assert!(out.status.success());
+    let record = |run_id: &str| -> serde_json::Value {
+        let path = dir.path().join("work/demo/runs").join(run_id).join("run.json");
+        serde_json::from_slice(&std::fs::read(path).expect("run record")).expect("json")
+    };
+    let records: Vec<serde_json::Value> =
+        variants.iter().map(|v| record(v["run_id"].as_str().expect("run id"))).collect();
+    let stage = |record: &serde_json::Value, name: &str| -> (String, String) {
+        let stage = record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == name)).expect("stage");
+        (stage["key"].as_str().unwrap_or("").to_owned(), stage["status"].as_str().unwrap_or("").to_owned())
+    };
+    for name in ["describe", "embed", "shard", "features"] {
+        let seen: Vec<(String, String)> = records.iter().map(|r| stage(r, name)).collect();
+        assert!(seen.iter().all(|(key, _)| *key == seen[0].0), "{name}: one key for every variant: {seen:?}");
+        let ran = seen.iter().filter(|(_, status)| status == "ran").count();
+        assert_eq!(ran, 1, "{name} computed once: {seen:?}");
+    }
+    let train_keys: std::collections::BTreeSet<String> = records.iter().map(|r| stage(r, "train").0).collect();
+    assert_eq!(train_keys.len(), 4, "four trainings");
+
+    // The same grid again: every variant is done, nothing runs.
+    let before = runs(dir.path());
+    let out = exp(dir.path(), &llm, &grid[..2]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(runs(dir.path()), before, "no new run");
+    assert_eq!(stdout.lines().filter(|l| l.trim_start().starts_with("succeeded")).count(), 4, "{stdout}");
+
+    // Another process holding the workspace: exit 3 naming it.
+    let _held = sspa_dag::WorkspaceLock::acquire(&dir.path().join("work/demo"), "test").expect("lock");
+    let out = exp(dir.path(), &llm, &["-S", "train.lr=5e-3"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("locked by PID {}", std::process::id())), "{stderr}");
+}

@@ -249,7 +249,7 @@ async fn query(
         let Ok((index, result)) = joined else { continue };
         let job = &jobs[index];
         match result {
-            Ok(Generation { text, attempts }) => {
+            Ok(Generation { text, attempts, .. }) => {
                 tracing::debug!(label = %job.label, sample = job.sample, attempts, "answered");
                 cache.append(CacheRow {
                     label_id: job.label_id,

@@ -1,0 +1,7 @@
+//! The describe crate's integration tests, in one binary (one link instead of one per file).
+
+mod faults;
+mod kill_resume;
+mod labels;
+mod real_llm;
+mod support;

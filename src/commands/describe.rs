@@ -35,6 +35,15 @@ pub fn describe(config: &ConfigArgs, labels: Option<&Path>, output: &Path, json:
             summary.duplicates.len(),
             output.display()
         );
+        if summary.new > 0 {
+            let limit = summary
+                .concurrency
+                .map_or(String::new(), |c| format!("; concurrency {} → {} (lowest {})", c.start, c.current, c.lowest));
+            println!(
+                "{} requests; tokens: {} prompt + {} completion{limit}",
+                summary.requests, summary.prompt_tokens, summary.completion_tokens
+            );
+        }
         for f in &summary.failures {
             println!("failed: `{}` (sample {}): {}", f.label, f.sample, f.reason);
         }

@@ -79,8 +79,14 @@ pub struct LlmSection {
     /// Answers per label (averaged downstream).
     pub samples: u32,
     pub seed: u64,
-    /// Per-request timeout in seconds.
+    /// Per-request timeout in seconds: the whole answer must arrive within it.
     pub timeout_s: f64,
+    /// Ask for answers as server-sent events (`"stream": true`); servers that refuse are asked
+    /// again without, once, and the rest of the run does not stream.
+    pub stream: bool,
+    /// Seconds without a streamed token (or, before the first token, without response headers)
+    /// after which a streaming request is closed and retried.
+    pub idle_timeout_s: f64,
     /// Requests in flight at once.
     pub concurrency: u32,
     /// Requests started per second at most; 0 means unlimited.
@@ -106,6 +112,8 @@ impl Default for LlmSection {
             samples: 1,
             seed: 0,
             timeout_s: 60.0,
+            stream: true,
+            idle_timeout_s: 20.0,
             concurrency: 2,
             requests_per_second: 0.0,
             max_retries: 4,

@@ -54,6 +54,7 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
     positive(&mut fail, "llm.max_tokens", llm.max_tokens as f64);
     positive(&mut fail, "llm.samples", llm.samples as f64);
     positive(&mut fail, "llm.timeout_s", llm.timeout_s);
+    positive(&mut fail, "llm.idle_timeout_s", llm.idle_timeout_s);
     positive(&mut fail, "llm.concurrency", llm.concurrency as f64);
     if llm.requests_per_second < 0.0 || !llm.requests_per_second.is_finite() {
         fail("llm.requests_per_second", "must be 0 (unlimited) or positive".into());

@@ -49,6 +49,8 @@ fn settings(url: &str, max_tokens: u32) -> LlmSettings {
         api: LlmApi::Completions,
         params: GenerationParams { temperature: 0.0, max_tokens, stop: vec!["\n".into()], seed: 0 },
         timeout: Duration::from_secs(300),
+        stream: true,
+        idle_timeout: Duration::from_secs(20),
         concurrency: 1,
         requests_per_second: 0.0,
         retry: RetryPolicy::default(),

@@ -10,7 +10,7 @@
 //! and only then deletes them; rows are de-duplicated by request key, so a crash between the
 //! two steps costs nothing.
 
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
@@ -41,6 +41,13 @@ pub struct CacheRow {
     pub raw: String,
     pub description: String,
     pub created_at: DateTime<Utc>,
+    /// Tokens the server counted for the prompt (`usage.prompt_tokens`); absent when it did not
+    /// say, and in rows written before token accounting.
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    /// Tokens of the answer (`usage.completion_tokens`), when the server said.
+    #[serde(default)]
+    pub completion_tokens: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +209,8 @@ fn schema() -> Arc<Schema> {
         text("raw"),
         text("description"),
         Field::new("created_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new("prompt_tokens", DataType::UInt64, true),
+        Field::new("completion_tokens", DataType::UInt64, true),
     ]))
 }
 
@@ -225,6 +234,8 @@ pub fn write_parquet(path: &Path, rows: &[CacheRow]) -> Result<(), CacheError> {
             TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.created_at.timestamp_micros()))
                 .with_timezone("UTC"),
         ),
+        Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.prompt_tokens))),
+        Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.completion_tokens))),
     ];
     let batch = RecordBatch::try_new(schema(), columns).map_err(|e| parquet_error(e.to_string()))?;
     sspa_fsio::write_atomic_with(
@@ -272,6 +283,19 @@ pub fn read_parquet(path: &Path) -> Result<Vec<CacheRow>, CacheError> {
             .as_any()
             .downcast_ref::<TimestampMicrosecondArray>()
             .ok_or_else(|| parquet_error("column `created_at` is not a microsecond timestamp".into()))?;
+        // Token columns came later: files without them read as "not counted".
+        let tokens = |name: &str| -> Result<Option<&UInt64Array>, CacheError> {
+            match batch.column_by_name(name) {
+                None => Ok(None),
+                Some(column) => column
+                    .as_any()
+                    .downcast_ref::<UInt64Array>()
+                    .map(Some)
+                    .ok_or_else(|| parquet_error(format!("column `{name}` is not UInt64"))),
+            }
+        };
+        let (prompt_tokens, completion_tokens) = (tokens("prompt_tokens")?, tokens("completion_tokens")?);
+        let value = |column: Option<&UInt64Array>, i: usize| column.filter(|c| !c.is_null(i)).map(|c| c.value(i));
         for i in 0..batch.num_rows() {
             if created_at.is_null(i) || request_key.is_null(i) {
                 return Err(parquet_error(format!("row {i} has no `request_key` or `created_at`")));
@@ -288,6 +312,8 @@ pub fn read_parquet(path: &Path) -> Result<Vec<CacheRow>, CacheError> {
                 raw: raw.value(i).to_owned(),
                 description: description.value(i).to_owned(),
                 created_at: DateTime::from_timestamp_micros(created_at.value(i)).unwrap_or_default(),
+                prompt_tokens: value(prompt_tokens, i),
+                completion_tokens: value(completion_tokens, i),
             });
         }
     }
@@ -311,6 +337,8 @@ mod tests {
             raw: "raw".into(),
             description: "description".into(),
             created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap_or_default(),
+            prompt_tokens: Some(11),
+            completion_tokens: None,
         }
     }
 
@@ -334,6 +362,34 @@ mod tests {
         assert_eq!(cache.pending_segments(), 0);
         assert_eq!(std::fs::read_dir(dir.path().join(SEGMENTS_DIR)).expect("dir").count(), 0);
         assert_eq!(read_parquet(&dir.path().join(DESCRIPTIONS_FILE)).expect("parquet"), [row("a"), row("b")]);
+    }
+
+    #[test]
+    fn files_and_lines_from_before_token_accounting_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.parquet");
+        write_parquet(&path, &[row("a")]).expect("write");
+        // Drop the token columns, as files written before them lack them.
+        let new = read_batch(&path);
+        let old_fields: Vec<_> = new.schema().fields().iter().take(11).cloned().collect();
+        let old = RecordBatch::try_new(Arc::new(Schema::new(old_fields)), new.columns()[..11].to_vec()).expect("batch");
+        let file = File::create(&path).expect("create");
+        let mut writer = ArrowWriter::try_new(file, old.schema(), None).expect("writer");
+        writer.write(&old).expect("write");
+        writer.close().expect("close");
+        let rows = read_parquet(&path).expect("old file reads");
+        assert_eq!(rows, [CacheRow { prompt_tokens: None, completion_tokens: None, ..row("a") }]);
+
+        let mut line = serde_json::to_value(row("b")).expect("json");
+        line.as_object_mut().expect("object").retain(|key, _| !key.ends_with("_tokens"));
+        let parsed: CacheRow = serde_json::from_value(line).expect("old line reads");
+        assert_eq!(parsed.prompt_tokens, None);
+    }
+
+    fn read_batch(path: &Path) -> RecordBatch {
+        let file = File::open(path).expect("open");
+        let mut reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("reader").build().expect("build");
+        reader.next().expect("a batch").expect("batch")
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::postprocess::postprocess;
 use serde::Serialize;
 use serde_json::json;
 use sspa_config::{DomainSection, LlmApi, LlmSection, PromptSection};
-use sspa_llm::{Generation, LlmClient, LlmError, LlmSettings, RetryPolicy};
+use sspa_llm::{ConcurrencyStats, Generation, LlmClient, LlmError, LlmSettings, RetryPolicy};
 use sspa_prompt::{KapTemplate, PromptContext, PromptError, RenderedPrompt, sha256_hex};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,6 +66,19 @@ pub struct DescribeSummary {
     pub duplicates: Vec<DuplicateLabel>,
     /// HTTP requests sent, retries included.
     pub requests: u64,
+    /// Tokens of the prompts and answers of this run's new answers, as the server counted them
+    /// (answers whose server gave no `usage` count nothing here; see `answers_without_usage`).
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// New answers whose server reported no token usage.
+    pub answers_without_usage: usize,
+    /// Tokens of every answer in `out_file`, cached ones included, where counted.
+    pub total_prompt_tokens: u64,
+    pub total_completion_tokens: u64,
+    /// The adaptive concurrency limit (absent when nothing was asked).
+    pub concurrency: Option<ConcurrencyStats>,
+    /// Whether answers were streamed (false after falling back for a server that does not stream).
+    pub streamed: Option<bool>,
     pub template_sha256: String,
     pub out_file: PathBuf,
     pub elapsed_ms: u64,
@@ -167,18 +180,12 @@ pub async fn describe(
     progress(cached as u64, total);
     tracing::info!(labels = req.labels.len(), total, cached, missing = missing.len(), "describe");
 
-    let mut failures = Vec::new();
-    let mut new = 0usize;
-    let mut requests = 0u64;
+    let mut tally = Tally::default();
     if !missing.is_empty() {
-        let outcome =
-            query(req, &jobs, &missing, &mut cache, &mut failures, &mut new, cached as u64, total, progress).await;
+        let outcome = query(req, &jobs, &missing, &mut cache, &mut tally, cached as u64, total, progress).await;
         // Whatever happened, fold what arrived into the Parquet file before reporting.
         let compacted = cache.compact();
-        requests = match outcome {
-            Ok(requests) => requests,
-            Err(error) => return Err(error),
-        };
+        outcome?;
         compacted?;
     } else {
         cache.compact()?;
@@ -203,6 +210,8 @@ pub async fn describe(
     }
     write_parquet(out_file, &rows)?;
     drop(cache);
+    let Tally { mut failures, new, requests, prompt_tokens, completion_tokens, answers_without_usage, client } = tally;
+    failures.sort_by(|a, b| (&a.label, a.sample).cmp(&(&b.label, b.sample)));
     Ok(DescribeSummary {
         labels: req.labels.len(),
         samples_per_label: samples,
@@ -213,45 +222,108 @@ pub async fn describe(
         failures,
         duplicates: req.labels.duplicates.clone(),
         requests,
+        prompt_tokens,
+        completion_tokens,
+        answers_without_usage,
+        total_prompt_tokens: rows.iter().filter_map(|r| r.prompt_tokens).sum(),
+        total_completion_tokens: rows.iter().filter_map(|r| r.completion_tokens).sum(),
+        concurrency: client.as_ref().map(|c| c.concurrency()),
+        streamed: client.as_ref().map(|c| c.streaming()),
         template_sha256: template.sha256().to_owned(),
         out_file: out_file.to_path_buf(),
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
 }
 
-/// Asks for the `missing` jobs concurrently; returns the HTTP requests sent.
+/// What the asking part of a run came to.
+#[derive(Default)]
+struct Tally {
+    failures: Vec<LabelFailure>,
+    new: usize,
+    requests: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    answers_without_usage: usize,
+    client: Option<Arc<LlmClient>>,
+}
+
+/// The text of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_owned())
+}
+
+/// Answers at most this often (and at the end) are reported in the log with the concurrency limit.
+const PROGRESS_LOG_EVERY: u64 = 10;
+
+/// Asks for the `missing` jobs concurrently. Each task asks and post-processes one answer; a
+/// task that panics becomes that answer's failure, with the panic's message as the reason.
 #[allow(clippy::too_many_arguments)]
 async fn query(
     req: &DescribeRequest,
     jobs: &[Job],
     missing: &[usize],
     cache: &mut DescriptionCache,
-    failures: &mut Vec<LabelFailure>,
-    new: &mut usize,
+    tally: &mut Tally,
     mut done: u64,
     total: u64,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
-) -> Result<u64, DescribeError> {
+) -> Result<(), DescribeError> {
     let mut settings = LlmSettings::from_config(&req.llm)?;
     if let Some(retry) = req.retry {
         settings.retry = RetryPolicy { max_retries: req.llm.max_retries, ..retry };
     }
     let client = Arc::new(LlmClient::new(settings)?);
+    tally.client = Some(client.clone());
     client.check_endpoint().await?;
+    let (max_chars, max_sentences) = (req.prompt.max_chars as usize, req.prompt.max_sentences as usize);
     // Dropping the set (an early return, or the caller cancelling this future) aborts the
     // requests still in flight; every answer already received is in the cache by then.
     let mut tasks = tokio::task::JoinSet::new();
+    let mut task_jobs = std::collections::HashMap::new();
     for &index in missing {
-        let (client, prompt, seed) = (client.clone(), jobs[index].prompt.clone(), jobs[index].seed);
-        tasks.spawn(async move { (index, client.generate(&prompt, seed).await) });
+        let (client, prompt, seed, label) =
+            (client.clone(), jobs[index].prompt.clone(), jobs[index].seed, jobs[index].label.clone());
+        let handle = tasks.spawn(async move {
+            let generation = client.generate(&prompt, seed).await?;
+            #[cfg(test)]
+            tests::panic_hook(&label);
+            let description = postprocess(&generation.text, &label, max_chars, max_sentences);
+            Ok::<_, LlmError>((generation, description))
+        });
+        task_jobs.insert(handle.id(), index);
     }
-    while let Some(joined) = tasks.join_next().await {
-        let Ok((index, result)) = joined else { continue };
+    let result = loop {
+        let Some(joined) = tasks.join_next_with_id().await else { break Ok(()) };
+        let (index, result) = match joined {
+            Ok((id, result)) => (task_jobs.get(&id).copied(), result.map_err(|e| (e.to_string(), Some(e)))),
+            Err(error) => {
+                let index = task_jobs.get(&error.id()).copied();
+                let reason = if error.is_panic() {
+                    format!("describing it panicked: {}", panic_message(error.into_panic().as_ref()))
+                } else {
+                    "its request task was cancelled".to_owned()
+                };
+                (index, Err((reason, None)))
+            }
+        };
+        // Every task was registered before the first one was joined.
+        let Some(index) = index else { continue };
         let job = &jobs[index];
         match result {
-            Ok(Generation { text, attempts }) => {
+            Ok((Generation { text, attempts, usage }, description)) => {
                 tracing::debug!(label = %job.label, sample = job.sample, attempts, "answered");
-                cache.append(CacheRow {
+                match usage {
+                    Some(usage) => {
+                        tally.prompt_tokens += usage.prompt_tokens;
+                        tally.completion_tokens += usage.completion_tokens;
+                    }
+                    None => tally.answers_without_usage += 1,
+                }
+                let appended = cache.append(CacheRow {
                     label_id: job.label_id,
                     label: job.label.clone(),
                     domain: req.domain.name.clone(),
@@ -260,26 +332,33 @@ async fn query(
                     request_key: job.key.clone(),
                     model: req.llm.model.clone(),
                     params_json: job.params_json.clone(),
-                    description: postprocess(
-                        &text,
-                        &job.label,
-                        req.prompt.max_chars as usize,
-                        req.prompt.max_sentences as usize,
-                    ),
+                    description,
                     raw: text,
                     created_at: chrono::Utc::now(),
-                })?;
-                *new += 1;
+                    prompt_tokens: usage.map(|u| u.prompt_tokens),
+                    completion_tokens: usage.map(|u| u.completion_tokens),
+                });
+                if let Err(error) = appended {
+                    break Err(error.into());
+                }
+                tally.new += 1;
             }
-            Err(error) if error.is_fatal() => return Err(error.into()),
-            Err(error) => {
-                tracing::warn!(label = %job.label, sample = job.sample, %error, "no description");
-                failures.push(LabelFailure { label: job.label.clone(), sample: job.sample, reason: error.to_string() });
+            Err((_, Some(error))) if error.is_fatal() => break Err(error.into()),
+            Err((reason, _)) => {
+                tracing::warn!(label = %job.label, sample = job.sample, %reason, "no description");
+                tally.failures.push(LabelFailure { label: job.label.clone(), sample: job.sample, reason });
             }
         }
         done += 1;
         progress(done, total);
-    }
-    failures.sort_by(|a, b| (&a.label, a.sample).cmp(&(&b.label, b.sample)));
-    Ok(client.requests_sent())
+        if done.is_multiple_of(PROGRESS_LOG_EVERY) || done == total {
+            let limit = client.concurrency().current;
+            tracing::info!("describe: {done}/{total} answers, {limit} request(s) in flight at most");
+        }
+    };
+    tally.requests = client.requests_sent();
+    result
 }
+
+#[cfg(test)]
+mod tests;

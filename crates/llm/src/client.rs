@@ -1,17 +1,23 @@
 //! The HTTP client: one [`LlmClient::generate`] call is one prompt, retried as needed.
 
-use crate::limit::RateLimiter;
+use crate::limit::{AdaptiveLimit, ConcurrencyStats, RateLimiter};
 use crate::{LlmError, LlmSettings, parse_retry_after};
 use serde_json::{Value, json};
 use sspa_prompt::RenderedPrompt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// Longest `Retry-After` that is obeyed as is; longer ones are cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Characters of an error body kept in messages.
 const BODY_SNIPPET: usize = 300;
+
+/// Token counts the server reported for one answer (`usage`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
 
 /// One usable answer.
 #[derive(Debug, Clone)]
@@ -20,30 +26,46 @@ pub struct Generation {
     pub text: String,
     /// Attempts it took, the successful one included.
     pub attempts: u32,
+    /// What the server said the answer cost, when it said.
+    pub usage: Option<Usage>,
 }
 
-/// An OpenAI-compatible client with retries, a concurrency limit and a rate limit.
+/// An OpenAI-compatible client with retries, an adaptive concurrency limit and a rate limit.
 #[derive(Debug)]
 pub struct LlmClient {
     http: reqwest::Client,
     settings: LlmSettings,
-    in_flight: Semaphore,
+    in_flight: AdaptiveLimit,
     rate: RateLimiter,
     requests: AtomicU64,
+    /// Cleared, once, when the server shows it does not stream.
+    stream: AtomicBool,
 }
 
 /// What one attempt came to.
 enum Attempt {
-    Answer(String),
-    /// Worth another try; `after` is the server's `Retry-After`.
+    Answer(String, Option<Usage>),
+    /// Worth another try; `after` is the server's `Retry-After`; `overload` when the server is
+    /// too busy (timeouts, 429, 503), which lowers the concurrency limit.
     Retry {
         reason: String,
         after: Option<Duration>,
         connect: bool,
+        overload: bool,
     },
+    /// The server refused `"stream": true`; ask again without.
+    NoStreaming(String),
     /// This prompt will not succeed by asking again.
     Fail(String),
     Fatal(LlmError),
+}
+
+fn retry(reason: impl Into<String>) -> Attempt {
+    Attempt::Retry { reason: reason.into(), after: None, connect: false, overload: false }
+}
+
+fn overloaded(reason: impl Into<String>) -> Attempt {
+    Attempt::Retry { reason: reason.into(), after: None, connect: false, overload: true }
 }
 
 impl LlmClient {
@@ -57,9 +79,10 @@ impl LlmClient {
             .map_err(LlmError::Client)?;
         Ok(Self {
             http,
-            in_flight: Semaphore::new(settings.concurrency.max(1)),
+            in_flight: AdaptiveLimit::new(settings.concurrency),
             rate: RateLimiter::new(settings.requests_per_second),
             requests: AtomicU64::new(0),
+            stream: AtomicBool::new(settings.stream),
             settings,
         })
     }
@@ -73,6 +96,16 @@ impl LlmClient {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// The concurrency limit now and its history.
+    pub fn concurrency(&self) -> ConcurrencyStats {
+        self.in_flight.stats()
+    }
+
+    /// Whether requests are (still) sent with `"stream": true`.
+    pub fn streaming(&self) -> bool {
+        self.stream.load(Ordering::Relaxed)
+    }
+
     fn route(&self, prompt: &RenderedPrompt) -> String {
         match prompt {
             RenderedPrompt::Completion(_) => format!("{}/completions", self.settings.base_url),
@@ -81,7 +114,9 @@ impl LlmClient {
     }
 
     /// Checks that something answers HTTP at the base URL (`GET {base}/models`), so that a run
-    /// against a stopped server fails once, clearly, instead of once per label.
+    /// against a stopped server fails once, clearly, instead of once per label. Then asks the
+    /// server for its slots (llama.cpp `GET /props`, `total_slots`) and caps the concurrency
+    /// limit there when it says.
     pub async fn check_endpoint(&self) -> Result<(), LlmError> {
         let url = format!("{}/models", self.settings.base_url);
         let mut last = String::new();
@@ -98,6 +133,7 @@ impl LlmClient {
                         let body = snippet(&response.text().await.unwrap_or_default());
                         return Err(LlmError::Refused { url, status, body });
                     }
+                    self.discover_slots().await;
                     return Ok(());
                 }
                 Err(error) if error.is_connect() || error.is_timeout() => last = describe_error(&error),
@@ -106,6 +142,28 @@ impl LlmClient {
             }
         }
         Err(LlmError::EndpointDown { url: self.settings.base_url.clone(), reason: last })
+    }
+
+    /// `GET {server}/props` → `total_slots`; anything else (other servers) leaves no cap.
+    async fn discover_slots(&self) {
+        let base = self.settings.base_url.strip_suffix("/v1").unwrap_or(&self.settings.base_url);
+        let request = self.authorised(self.http.get(format!("{base}/props"))).timeout(Duration::from_secs(3));
+        let Ok(response) = request.send().await else { return };
+        if !response.status().is_success() {
+            return;
+        }
+        let Ok(props) = response.json::<Value>().await else { return };
+        if let Some(slots) = props["total_slots"].as_u64().filter(|&slots| slots > 0) {
+            let slots = usize::try_from(slots).unwrap_or(usize::MAX);
+            if slots < self.settings.concurrency {
+                tracing::info!(
+                    slots,
+                    concurrency = self.settings.concurrency,
+                    "the LLM server has fewer slots than llm.concurrency; sending at most that many at once"
+                );
+            }
+            self.in_flight.cap(slots);
+        }
     }
 
     fn authorised(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -122,7 +180,7 @@ impl LlmClient {
         }
     }
 
-    fn body(&self, prompt: &RenderedPrompt, seed: u64) -> Value {
+    fn body(&self, prompt: &RenderedPrompt, seed: u64, stream: bool) -> Value {
         let params = &self.settings.params;
         let mut body = json!({
             "model": self.settings.model,
@@ -130,8 +188,11 @@ impl LlmClient {
             "max_tokens": params.max_tokens,
             "seed": seed,
             "n": 1,
-            "stream": false,
+            "stream": stream,
         });
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
         if !params.stop.is_empty() {
             body["stop"] = json!(params.stop);
         }
@@ -142,26 +203,44 @@ impl LlmClient {
         body
     }
 
+    /// Stops streaming for the rest of this client's life, logging it once.
+    fn stop_streaming(&self, why: &str) {
+        if self.stream.swap(false, Ordering::Relaxed) {
+            tracing::warn!(url = %self.settings.base_url, reason = %why, "the LLM server does not stream; asking without streaming from now on");
+        }
+    }
+
     /// Sends one prompt and returns the first usable answer, retrying transient failures.
     /// `seed` is sent as is (callers vary it per sample).
     pub async fn generate(&self, prompt: &RenderedPrompt, seed: u64) -> Result<Generation, LlmError> {
         let url = self.route(prompt);
-        let body = self.body(prompt, seed);
         let retry = self.settings.retry;
         let mut only_connect_errors = true;
         let mut last_reason = String::new();
         let attempts = retry.max_retries.saturating_add(1);
         for attempt in 1..=attempts {
             let outcome = {
-                let _permit = self.in_flight.acquire().await;
+                let permit = self.in_flight.acquire().await;
                 self.rate.acquire().await;
-                self.attempt(&url, &body, prompt).await
+                let mut outcome = self.attempt(&url, prompt, seed).await;
+                if let Attempt::NoStreaming(why) = &outcome {
+                    self.stop_streaming(why);
+                    outcome = self.attempt(&url, prompt, seed).await;
+                }
+                match &outcome {
+                    Attempt::Answer(..) => permit.success(),
+                    Attempt::Retry { overload: true, .. } => permit.overload(),
+                    _ => {}
+                }
+                outcome
             };
             let (reason, after, connect) = match outcome {
-                Attempt::Answer(text) => return Ok(Generation { text, attempts: attempt }),
-                Attempt::Fail(reason) => return Err(LlmError::Failed { attempts: attempt, reason }),
+                Attempt::Answer(text, usage) => return Ok(Generation { text, attempts: attempt, usage }),
+                Attempt::Fail(reason) | Attempt::NoStreaming(reason) => {
+                    return Err(LlmError::Failed { attempts: attempt, reason });
+                }
                 Attempt::Fatal(error) => return Err(error),
-                Attempt::Retry { reason, after, connect } => (reason, after, connect),
+                Attempt::Retry { reason, after, connect, .. } => (reason, after, connect),
             };
             only_connect_errors &= connect;
             last_reason = reason;
@@ -181,12 +260,38 @@ impl LlmClient {
         Err(LlmError::Failed { attempts, reason: last_reason })
     }
 
-    async fn attempt(&self, url: &str, body: &Value, prompt: &RenderedPrompt) -> Attempt {
+    /// One request, bounded by `timeout` as a whole. When the bound fires the response is
+    /// dropped, which closes its connection, so the server can stop generating it.
+    async fn attempt(&self, url: &str, prompt: &RenderedPrompt, seed: u64) -> Attempt {
+        let stream = self.streaming();
+        let body = self.body(prompt, seed, stream);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let response = match self.authorised(self.http.post(url)).json(body).send().await {
+        match tokio::time::timeout(self.settings.timeout, self.exchange(url, &body, prompt, stream)).await {
+            Ok(outcome) => outcome,
+            Err(_) => overloaded(format!("timed out: no complete answer within {:?}", self.settings.timeout)),
+        }
+    }
+
+    async fn exchange(&self, url: &str, body: &Value, prompt: &RenderedPrompt, stream: bool) -> Attempt {
+        let send = self.authorised(self.http.post(url)).json(body).send();
+        // Streaming servers send headers when generation starts: waiting longer is idleness too.
+        let sent = if stream {
+            match tokio::time::timeout(self.settings.idle_timeout, send).await {
+                Ok(sent) => sent,
+                Err(_) => return overloaded(self.idle_reason("the response to start")),
+            }
+        } else {
+            send.await
+        };
+        let response = match sent {
             Ok(response) => response,
             Err(error) => {
-                return Attempt::Retry { reason: describe_error(&error), after: None, connect: error.is_connect() };
+                return Attempt::Retry {
+                    reason: describe_error(&error),
+                    after: None,
+                    connect: error.is_connect(),
+                    overload: error.is_timeout(),
+                };
             }
         };
         let status = response.status();
@@ -195,37 +300,59 @@ impl LlmClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| parse_retry_after(value, chrono::Utc::now()));
+        let event_stream = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
+        if status.is_success() && event_stream {
+            return self.read_events(response, prompt).await;
+        }
         let bytes = match response.bytes().await {
             Ok(bytes) => bytes,
-            Err(error) => return Attempt::Retry { reason: describe_error(&error), after: None, connect: false },
+            Err(error) => {
+                return Attempt::Retry {
+                    reason: describe_error(&error),
+                    after: None,
+                    connect: false,
+                    overload: error.is_timeout(),
+                };
+            }
         };
         let code = status.as_u16();
         if !status.is_success() {
             let text = snippet(&String::from_utf8_lossy(&bytes));
+            if stream && matches!(code, 400 | 422 | 501) && text.to_ascii_lowercase().contains("stream") {
+                return Attempt::NoStreaming(format!("HTTP {code}: {text}"));
+            }
             return match code {
                 429 => Attempt::Retry {
                     reason: format!("HTTP 429 (rate limited): {text}"),
                     after: retry_after,
                     connect: false,
+                    overload: true,
                 },
-                408 | 500..=599 => {
-                    Attempt::Retry { reason: format!("HTTP {code}: {text}"), after: retry_after, connect: false }
-                }
+                408 | 500..=599 => Attempt::Retry {
+                    reason: format!("HTTP {code}: {text}"),
+                    after: retry_after,
+                    connect: false,
+                    overload: code == 503,
+                },
                 401 | 403 | 404 | 405 => {
                     Attempt::Fatal(LlmError::Refused { url: url.to_owned(), status: code, body: text })
                 }
                 _ => Attempt::Fail(format!("HTTP {code}: {text}")),
             };
         }
+        if stream {
+            // A plain JSON answer to a streaming request: the server ignores `stream`.
+            self.stop_streaming("it answered a streaming request with a plain JSON body");
+        }
         let parsed: Value = match serde_json::from_slice(&bytes) {
             Ok(value) => value,
             Err(error) => {
                 let text = snippet(&String::from_utf8_lossy(&bytes));
-                return Attempt::Retry {
-                    reason: format!("malformed JSON ({error}): `{text}`"),
-                    after: None,
-                    connect: false,
-                };
+                return retry(format!("malformed JSON ({error}): `{text}`"));
             }
         };
         let choice = &parsed["choices"][0];
@@ -238,25 +365,98 @@ impl LlmClient {
                 RenderedPrompt::Completion(_) => "choices[0].text",
                 RenderedPrompt::Chat(_) => "choices[0].message.content",
             };
-            return Attempt::Retry {
-                reason: format!("malformed response: no string `{field}` in `{}`", snippet(&parsed.to_string())),
-                after: None,
-                connect: false,
-            };
+            return retry(format!("malformed response: no string `{field}` in `{}`", snippet(&parsed.to_string())));
         };
+        self.judge(text.to_owned(), usage_of(&parsed))
+    }
+
+    fn idle_reason(&self, what: &str) -> String {
+        format!("idle timeout: waited {:?} for {what}", self.settings.idle_timeout)
+    }
+
+    /// Reads server-sent events (`data: {json}` lines, ended by `data: [DONE]`) until the answer
+    /// is complete; a pause longer than `idle_timeout` or a stream that ends early is retried.
+    async fn read_events(&self, mut response: reqwest::Response, prompt: &RenderedPrompt) -> Attempt {
+        let mut pending: Vec<u8> = Vec::new();
+        let mut text = String::new();
+        let mut usage = None;
+        let mut finished = false;
+        loop {
+            let chunk = match tokio::time::timeout(self.settings.idle_timeout, response.chunk()).await {
+                Err(_) => return overloaded(self.idle_reason("the next token")),
+                Ok(Err(error)) => return retry(format!("stream broke: {}", describe_error(&error))),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
+                let Some(data) = line.trim().strip_prefix("data:") else { continue };
+                let data = data.trim();
+                if data == "[DONE]" {
+                    return if finished || !text.is_empty() {
+                        self.judge(text, usage)
+                    } else {
+                        retry("stream ended with [DONE] before any answer")
+                    };
+                }
+                let event: Value = match serde_json::from_str(data) {
+                    Ok(event) => event,
+                    Err(error) => {
+                        return retry(format!("malformed JSON in a stream event ({error}): `{}`", snippet(data)));
+                    }
+                };
+                if !event["error"].is_null() {
+                    return retry(format!(
+                        "the server reported an error mid-stream: {}",
+                        snippet(&event["error"].to_string())
+                    ));
+                }
+                if let Some(found) = usage_of(&event) {
+                    usage = Some(found);
+                }
+                let choice = &event["choices"][0];
+                let piece = match prompt {
+                    RenderedPrompt::Completion(_) => choice["text"].as_str(),
+                    RenderedPrompt::Chat(_) => choice["delta"]["content"].as_str(),
+                };
+                text.push_str(piece.unwrap_or_default());
+                finished |= choice["finish_reason"].is_string();
+            }
+        }
+        if finished {
+            return self.judge(text, usage);
+        }
+        retry(format!(
+            "stream ended before the answer was complete (no finish_reason or [DONE]) after {} chars",
+            text.chars().count()
+        ))
+    }
+
+    /// Accepts an answer, or retries an empty or too short one.
+    fn judge(&self, text: String, usage: Option<Usage>) -> Attempt {
         let length = text.trim().chars().count();
         if length == 0 {
-            return Attempt::Retry { reason: "empty answer".into(), after: None, connect: false };
+            return retry("empty answer");
         }
         if length < self.settings.min_chars {
-            return Attempt::Retry {
-                reason: format!("answer too short ({length} < {} chars): `{}`", self.settings.min_chars, text.trim()),
-                after: None,
-                connect: false,
-            };
+            return retry(format!(
+                "answer too short ({length} < {} chars): `{}`",
+                self.settings.min_chars,
+                text.trim()
+            ));
         }
-        Attempt::Answer(text.to_owned())
+        Attempt::Answer(text, usage)
     }
+}
+
+/// `usage.{prompt_tokens, completion_tokens}`, when present.
+fn usage_of(value: &Value) -> Option<Usage> {
+    let usage = value.get("usage")?;
+    let prompt_tokens = usage["prompt_tokens"].as_u64()?;
+    let completion_tokens = usage["completion_tokens"].as_u64().unwrap_or(0);
+    Some(Usage { prompt_tokens, completion_tokens })
 }
 
 fn snippet(text: &str) -> String {

@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 /// What the server does instead of answering.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +34,12 @@ pub enum Fault {
     EmptyText,
     /// This HTTP status with a small JSON error body.
     Status(u16),
+    /// A streaming answer that sends its first words, then nothing for this long, then closes.
+    /// (Without streaming: the same as [`Fault::Hang`].)
+    StallStream(Duration),
+    /// A streaming answer whose connection closes in the middle of an event, before the end.
+    /// (Without streaming: the same as [`Fault::Reset`].)
+    CutStream,
 }
 
 /// One request as the server saw it.
@@ -50,6 +58,19 @@ struct Shared {
     plans: HashMap<String, VecDeque<Fault>>,
     log: Vec<LoggedRequest>,
     answer_delay: Duration,
+    /// Pause between streamed words.
+    token_pause: Duration,
+    /// Answer requests with `"stream": true` by HTTP 400, as servers without streaming do.
+    no_streaming: bool,
+    /// Answer at most this many at once; the rest wait (and give up their place when the
+    /// client closes the connection).
+    queue: Option<Arc<Semaphore>>,
+    /// `total_slots` in `GET /props`; without it `/props` is 404.
+    advertised_slots: Option<usize>,
+    serving: usize,
+    most_serving: usize,
+    /// Requests whose client closed the connection before the answer was complete.
+    abandoned: usize,
 }
 
 /// The running server; stops when dropped.
@@ -97,6 +118,37 @@ impl FaultServer {
     /// Pause before every normal answer (to keep requests in flight).
     pub fn set_answer_delay(&self, delay: Duration) {
         lock(&self.shared).answer_delay = delay;
+    }
+
+    /// Pause between the words of a streamed answer.
+    pub fn set_token_pause(&self, pause: Duration) {
+        lock(&self.shared).token_pause = pause;
+    }
+
+    /// Refuse `"stream": true` with HTTP 400 (`streaming is not supported`).
+    pub fn disable_streaming(&self) {
+        lock(&self.shared).no_streaming = true;
+    }
+
+    /// Serve at most `slots` requests at once; the others wait for a slot, like a busy server's
+    /// queue. A waiting request whose client closes its connection leaves the queue.
+    pub fn set_queue(&self, slots: usize) {
+        lock(&self.shared).queue = Some(Arc::new(Semaphore::new(slots.max(1))));
+    }
+
+    /// Advertise `total_slots` in `GET /props` (llama.cpp).
+    pub fn advertise_slots(&self, slots: usize) {
+        lock(&self.shared).advertised_slots = Some(slots);
+    }
+
+    /// Most requests answered at the same time so far (queue waiters not counted).
+    pub fn most_serving(&self) -> usize {
+        lock(&self.shared).most_serving
+    }
+
+    /// Requests whose client closed the connection before the answer was complete.
+    pub fn abandoned(&self) -> usize {
+        lock(&self.shared).abandoned
     }
 
     pub fn log(&self) -> Vec<LoggedRequest> {
@@ -179,14 +231,67 @@ fn response(status: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+fn sse_event(chat: bool, piece: &str, finish: Option<&str>) -> String {
+    let choice = if chat {
+        json!({"index": 0, "delta": {"content": piece}, "finish_reason": finish})
+    } else {
+        json!({"index": 0, "text": piece, "finish_reason": finish})
+    };
+    format!("data: {}\n\n", json!({"choices": [choice], "model": "fake"}))
+}
+
+fn usage_json(body: &Value, answer: &str) -> Value {
+    let prompt = body["prompt"].as_str().map_or_else(|| body["messages"].to_string(), str::to_owned);
+    json!({"prompt_tokens": prompt.split_whitespace().count(), "completion_tokens": answer.split_whitespace().count()})
+}
+
+/// Resolves when the client closes its side (or the read fails).
+async fn closed(reader: &mut OwnedReadHalf) {
+    let mut sink = [0u8; 256];
+    loop {
+        match reader.read(&mut sink).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Releases a serving place when dropped.
+struct Serving(Arc<Mutex<Shared>>);
+
+impl Serving {
+    fn enter(shared: &Arc<Mutex<Shared>>) -> Self {
+        let mut state = lock(shared);
+        state.serving += 1;
+        state.most_serving = state.most_serving.max(state.serving);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        lock(&self.0).serving -= 1;
+    }
+}
+
 async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) {
     let Some((path, authorization, body)) = read_request(&mut stream).await else { return };
     if path.ends_with("/models") {
         let _ = stream.write_all(&response("200 OK", "", r#"{"object":"list","data":[{"id":"fake"}]}"#)).await;
         return;
     }
+    if path == "/props" {
+        let slots = lock(&shared).advertised_slots;
+        let bytes = match slots {
+            Some(slots) => response("200 OK", "", &json!({"total_slots": slots}).to_string()),
+            None => response("404 Not Found", "", r#"{"error":"not found"}"#),
+        };
+        let _ = stream.write_all(&bytes).await;
+        return;
+    }
     let label = label_of(&body);
-    let (fault, delay) = {
+    let streaming = body["stream"].as_bool().unwrap_or(false);
+    let (fault, delay, pause, no_streaming, queue) = {
         let mut shared = lock(&shared);
         let fault = shared.plans.get_mut(&label).and_then(VecDeque::pop_front);
         shared.log.push(LoggedRequest {
@@ -197,49 +302,145 @@ async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) {
             body: body.clone(),
             at: Instant::now(),
         });
-        (fault, shared.answer_delay)
+        (fault, shared.answer_delay, shared.token_pause, shared.no_streaming, shared.queue.clone())
     };
-    let chat = path.ends_with("/chat/completions");
-    let answer = |text: &str| -> String {
+    if matches!(fault, Some(Fault::Reset)) || (!streaming && matches!(fault, Some(Fault::CutStream))) {
+        let _ = stream.set_zero_linger();
+        drop(stream);
+        return;
+    }
+    let (mut reader, mut writer) = stream.into_split();
+    let completed = tokio::select! {
+        completed = answer(&mut writer, &shared, &body, &label, fault, streaming, no_streaming, delay, pause, queue) => completed,
+        () = closed(&mut reader) => false,
+    };
+    if !completed {
+        lock(&shared).abandoned += 1;
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Writes the answer (or the fault); false when the client went away first.
+#[allow(clippy::too_many_arguments)]
+async fn answer(
+    writer: &mut OwnedWriteHalf,
+    shared: &Arc<Mutex<Shared>>,
+    body: &Value,
+    label: &str,
+    fault: Option<Fault>,
+    streaming: bool,
+    no_streaming: bool,
+    delay: Duration,
+    pause: Duration,
+    queue: Option<Arc<Semaphore>>,
+) -> bool {
+    let _slot = match queue {
+        Some(queue) => match queue.acquire_owned().await {
+            Ok(permit) => Some(permit),
+            Err(_) => return false,
+        },
+        None => None,
+    };
+    let _serving = Serving::enter(shared);
+    let chat = body["messages"].is_array();
+    let json_answer = |text: &str| -> String {
+        let usage = usage_json(body, text);
         if chat {
-            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "model": "fake"})
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "model": "fake", "usage": usage})
                 .to_string()
         } else {
-            json!({"choices": [{"index": 0, "text": text, "finish_reason": "stop"}], "model": "fake"}).to_string()
+            json!({"choices": [{"index": 0, "text": text, "finish_reason": "stop"}], "model": "fake", "usage": usage})
+                .to_string()
         }
     };
+    if streaming && no_streaming {
+        let bytes = response("400 Bad Request", "", r#"{"error":{"message":"streaming is not supported"}}"#);
+        return writer.write_all(&bytes).await.is_ok();
+    }
     let bytes = match fault {
-        None => {
-            tokio::time::sleep(delay).await;
-            response("200 OK", "", &answer(&answer_for(&label)))
-        }
         Some(Fault::ServerError) => response("500 Internal Server Error", "", r#"{"error":"injected"}"#),
         Some(Fault::TooManyRequests(after)) => {
             response("429 Too Many Requests", &format!("Retry-After: {after}\r\n"), r#"{"error":"slow down"}"#)
         }
-        Some(Fault::MalformedJson) => response("200 OK", "", r#"{"choices": [{"text": "A trunc"#),
-        Some(Fault::EmptyText) => response("200 OK", "", &answer("")),
         Some(Fault::Status(code)) => response(&format!("{code} Injected"), "", r#"{"error":"injected status"}"#),
         Some(Fault::Hang(duration)) => {
             tokio::time::sleep(duration).await;
-            return;
+            return true;
         }
-        Some(Fault::Reset) => {
-            let _ = stream.set_zero_linger();
-            drop(stream);
-            return;
+        Some(Fault::StallStream(duration)) if !streaming => {
+            tokio::time::sleep(duration).await;
+            return true;
         }
-        Some(Fault::Trickle(pause)) => {
-            let bytes = response("200 OK", "", &answer(&answer_for(&label)));
+        Some(Fault::MalformedJson) if !streaming => response("200 OK", "", r#"{"choices": [{"text": "A trunc"#),
+        Some(Fault::EmptyText) if !streaming => response("200 OK", "", &json_answer("")),
+        Some(Fault::Trickle(pause)) if !streaming => {
+            let bytes = response("200 OK", "", &json_answer(&answer_for(label)));
             for piece in bytes.chunks(16) {
-                if stream.write_all(piece).await.is_err() || stream.flush().await.is_err() {
-                    return;
+                if writer.write_all(piece).await.is_err() || writer.flush().await.is_err() {
+                    return false;
                 }
                 tokio::time::sleep(pause).await;
             }
-            return;
+            return true;
         }
+        None if !streaming => {
+            tokio::time::sleep(delay).await;
+            response("200 OK", "", &json_answer(&answer_for(label)))
+        }
+        fault => return stream_answer(writer, body, label, fault, chat, delay, pause).await,
     };
-    let _ = stream.write_all(&bytes).await;
-    let _ = stream.shutdown().await;
+    writer.write_all(&bytes).await.is_ok()
+}
+
+/// A streamed answer (server-sent events), or a streaming fault.
+async fn stream_answer(
+    writer: &mut OwnedWriteHalf,
+    body: &Value,
+    label: &str,
+    fault: Option<Fault>,
+    chat: bool,
+    delay: Duration,
+    pause: Duration,
+) -> bool {
+    tokio::time::sleep(delay).await;
+    let head =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+    if writer.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    if fault == Some(Fault::MalformedJson) {
+        return writer.write_all(b"data: {\"choices\": [{\"text\": \"A tru\n\n").await.is_ok();
+    }
+    let text = if fault == Some(Fault::EmptyText) { String::new() } else { answer_for(label) };
+    let pieces: Vec<&str> = text.split_inclusive(' ').collect();
+    let pause = match fault {
+        Some(Fault::Trickle(trickle)) => trickle,
+        _ => pause,
+    };
+    for (index, piece) in pieces.iter().enumerate() {
+        if index == 3 {
+            match &fault {
+                Some(Fault::StallStream(duration)) => {
+                    tokio::time::sleep(*duration).await;
+                    return true;
+                }
+                Some(Fault::CutStream) => {
+                    let event = sse_event(chat, piece, None);
+                    let _ = writer.write_all(&event.as_bytes()[..event.len() / 2]).await;
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        if writer.write_all(sse_event(chat, piece, None).as_bytes()).await.is_err() || writer.flush().await.is_err() {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    let mut tail = sse_event(chat, "", Some("stop"));
+    if body["stream_options"]["include_usage"].as_bool() == Some(true) {
+        tail.push_str(&format!("data: {}\n\n", json!({"choices": [], "usage": usage_json(body, &text)})));
+    }
+    tail.push_str("data: [DONE]\n\n");
+    writer.write_all(tail.as_bytes()).await.is_ok()
 }

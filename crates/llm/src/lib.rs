@@ -3,8 +3,12 @@
 //! [`LlmClient::generate`] sends one prompt to `/v1/completions` or `/v1/chat/completions` and
 //! retries what is worth retrying: connect errors, timeouts, dropped connections, 429 (waiting as
 //! long as `Retry-After` asks), 5xx, malformed JSON and empty or too-short answers. Waits grow
-//! exponentially with jitter. At most `concurrency` requests are in flight and at most
-//! `requests_per_second` start each second, retries included. The API key is read from the
+//! exponentially with jitter. Answers are streamed (server-sent events) when `stream` is set:
+//! a stream silent for `idle_timeout` or an answer slower than `timeout` is closed (so the server
+//! stops generating it) and retried; a server that refuses streaming is asked without, from then
+//! on. Requests in flight start at `concurrency` and adapt (AIMD): halved on timeouts, 429 and
+//! 503, one more after a window of successes, never above the slots the server advertises
+//! (llama.cpp `GET /props`). At most `requests_per_second` start each second, retries included. The API key is read from the
 //! environment variable the config names and is never logged ([`ApiKey`] redacts itself).
 
 mod client;
@@ -13,7 +17,8 @@ pub mod fault_server;
 mod limit;
 mod settings;
 
-pub use client::{Generation, LlmClient};
+pub use client::{Generation, LlmClient, Usage};
+pub use limit::ConcurrencyStats;
 pub use settings::{ApiKey, GenerationParams, LlmSettings, RetryPolicy};
 
 use std::time::Duration;

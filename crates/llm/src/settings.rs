@@ -74,7 +74,13 @@ pub struct LlmSettings {
     pub model: String,
     pub api: LlmApi,
     pub params: GenerationParams,
+    /// The whole answer must arrive within this.
     pub timeout: Duration,
+    /// Ask for server-sent events; see [`LlmSettings::idle_timeout`].
+    pub stream: bool,
+    /// A streaming answer that sends nothing for this long is closed and retried.
+    pub idle_timeout: Duration,
+    /// Requests in flight at once at the start; adapted during the run (see `LlmClient`).
     pub concurrency: usize,
     /// Requests started per second at most; 0 means unlimited.
     pub requests_per_second: f64,
@@ -112,6 +118,8 @@ impl LlmSettings {
                 seed: section.seed,
             },
             timeout: duration("timeout_s", section.timeout_s)?,
+            stream: section.stream,
+            idle_timeout: duration("idle_timeout_s", section.idle_timeout_s)?,
             concurrency: section.concurrency.max(1) as usize,
             requests_per_second: section.requests_per_second,
             retry: RetryPolicy { max_retries: section.max_retries, ..RetryPolicy::default() },
@@ -132,6 +140,9 @@ impl LlmSettings {
         }
         if self.timeout.is_zero() {
             return setting("timeout_s", "must be positive");
+        }
+        if self.idle_timeout.is_zero() {
+            return setting("idle_timeout_s", "must be positive");
         }
         Ok(())
     }

@@ -36,6 +36,8 @@ fn api_key_is_redacted() {
         api: sspa_config::LlmApi::Completions,
         params: GenerationParams { temperature: 0.0, max_tokens: 8, stop: vec![], seed: 0 },
         timeout: Duration::from_secs(1),
+        stream: true,
+        idle_timeout: Duration::from_secs(20),
         concurrency: 1,
         requests_per_second: 0.0,
         retry: RetryPolicy::default(),

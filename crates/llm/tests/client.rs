@@ -2,8 +2,8 @@
 
 use sspa_config::LlmApi;
 use sspa_llm::fault_server::{Fault, FaultServer, answer_for};
-use sspa_llm::{ApiKey, GenerationParams, LlmClient, LlmError, LlmSettings, RetryPolicy};
-use sspa_prompt::RenderedPrompt;
+use sspa_llm::{ApiKey, GenerationParams, LlmClient, LlmError, LlmSettings, RetryPolicy, Usage};
+use sspa_prompt::{ChatMessage, RenderedPrompt, Role};
 use std::time::{Duration, Instant};
 
 fn settings(base_url: &str) -> LlmSettings {
@@ -13,6 +13,8 @@ fn settings(base_url: &str) -> LlmSettings {
         api: LlmApi::Completions,
         params: GenerationParams { temperature: 0.0, max_tokens: 32, stop: vec!["\n".into()], seed: 7 },
         timeout: Duration::from_millis(500),
+        stream: true,
+        idle_timeout: Duration::from_secs(20),
         concurrency: 2,
         requests_per_second: 0.0,
         retry: RetryPolicy {
@@ -93,4 +95,124 @@ async fn refused_and_down_are_fatal() {
     assert!(!error.is_fatal() && error.to_string().contains("HTTP 400"), "{error}");
     assert_eq!(server.counts()["Bag"], 1, "a 400 is not retried");
     assert!(!error.to_string().contains("sk-abc"));
+}
+
+fn streaming_settings(base_url: &str) -> LlmSettings {
+    let mut settings = settings(base_url);
+    settings.timeout = Duration::from_secs(10);
+    settings.idle_timeout = Duration::from_millis(300);
+    settings
+}
+
+#[tokio::test]
+async fn streams_both_routes_and_reads_usage() {
+    let server = FaultServer::start().await.expect("server");
+    server.set_token_pause(Duration::from_millis(5));
+    let client = LlmClient::new(streaming_settings(&server.base_url())).expect("client");
+    let answer = client.generate(&prompt("Coat"), 0).await.expect("completion");
+    assert_eq!((answer.text.as_str(), answer.attempts), (answer_for("Coat").as_str(), 1));
+    let words = answer_for("Coat").split_whitespace().count() as u64;
+    assert_eq!(answer.usage, Some(Usage { prompt_tokens: 2, completion_tokens: words }));
+    let chat = RenderedPrompt::Chat(vec![ChatMessage { role: Role::User, content: "Describe: Bag".into() }]);
+    let answer = client.generate(&chat, 0).await.expect("chat");
+    assert_eq!(answer.text, answer_for("Bag"));
+    let log = server.log();
+    assert!(log.iter().all(|r| r.body["stream"] == true), "every request streams");
+    assert_eq!(log[1].path, "/v1/chat/completions");
+    assert!(client.streaming());
+}
+
+#[tokio::test]
+async fn a_stalled_stream_hits_the_idle_timeout_is_closed_and_retried() {
+    let server = FaultServer::start().await.expect("server");
+    server.plan("Coat", [Fault::StallStream(Duration::from_secs(5))]);
+    let client = LlmClient::new(streaming_settings(&server.base_url())).expect("client");
+    let started = Instant::now();
+    let answer = client.generate(&prompt("Coat"), 0).await.expect("answer");
+    assert_eq!((answer.text, answer.attempts), (answer_for("Coat"), 2));
+    // The idle timeout (300 ms), not the whole-answer timeout (10 s) or the stall (5 s), ended it.
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    // The client closed the stalled connection: the server saw it go before its answer ended.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.abandoned(), 1);
+}
+
+#[tokio::test]
+async fn a_stream_cut_mid_token_is_retried_and_the_whole_timeout_still_holds() {
+    let server = FaultServer::start().await.expect("server");
+    server.plan("Coat", [Fault::CutStream, Fault::CutStream]);
+    let client = LlmClient::new(streaming_settings(&server.base_url())).expect("client");
+    let answer = client.generate(&prompt("Coat"), 0).await.expect("answer");
+    assert_eq!((answer.text, answer.attempts), (answer_for("Coat"), 3));
+
+    // Tokens that keep coming, but too slowly for the whole answer's timeout.
+    server.plan("Bag", std::iter::repeat_n(Fault::Trickle(Duration::from_millis(100)), 4));
+    let mut settings = streaming_settings(&server.base_url());
+    settings.timeout = Duration::from_millis(600);
+    let client = LlmClient::new(settings).expect("client");
+    let error = client.generate(&prompt("Bag"), 0).await.expect_err("too slow");
+    assert!(error.to_string().contains("timed out"), "{error}");
+}
+
+#[tokio::test]
+async fn a_server_without_streaming_gets_plain_requests_after_the_first_refusal() {
+    let server = FaultServer::start().await.expect("server");
+    server.disable_streaming();
+    let client = LlmClient::new(streaming_settings(&server.base_url())).expect("client");
+    for label in ["Coat", "Bag", "Hat"] {
+        let answer = client.generate(&prompt(label), 0).await.expect("answer");
+        assert_eq!((answer.text, answer.attempts), (answer_for(label), 1), "the refusal is not an attempt");
+        assert!(answer.usage.is_some(), "usage from the plain JSON answer");
+    }
+    assert!(!client.streaming());
+    let streamed: Vec<bool> = server.log().iter().map(|r| r.body["stream"] == true).collect();
+    assert_eq!(streamed, [true, false, false, false], "one refused streaming request, then plain ones");
+}
+
+#[tokio::test]
+async fn adaptive_concurrency_settles_at_the_server_queue_size() {
+    let server = FaultServer::start().await.expect("server");
+    server.set_queue(2);
+    server.set_token_pause(Duration::from_millis(12));
+    let mut settings = streaming_settings(&server.base_url());
+    settings.concurrency = 8;
+    settings.idle_timeout = Duration::from_millis(80);
+    settings.retry.max_retries = 8;
+    let client = std::sync::Arc::new(LlmClient::new(settings).expect("client"));
+    client.check_endpoint().await.expect("up");
+    assert_eq!(client.concurrency().server_slots, None, "no /props: no cap");
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..40 {
+        let client = client.clone();
+        tasks.spawn(async move { client.generate(&prompt(&format!("L{index}")), 0).await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("task").expect("every label answered");
+    }
+    let stats = client.concurrency();
+    assert_eq!(stats.current, 2, "{stats:?}");
+    assert!(stats.decreases >= 2 && stats.start == 8, "{stats:?}");
+    assert!(server.most_serving() <= 2);
+}
+
+#[tokio::test]
+async fn advertised_slots_cap_the_limit() {
+    let server = FaultServer::start().await.expect("server");
+    server.advertise_slots(3);
+    let mut settings = streaming_settings(&server.base_url());
+    settings.concurrency = 8;
+    let client = std::sync::Arc::new(LlmClient::new(settings).expect("client"));
+    client.check_endpoint().await.expect("up");
+    server.set_answer_delay(Duration::from_millis(50));
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..24 {
+        let client = client.clone();
+        tasks.spawn(async move { client.generate(&prompt(&format!("L{index}")), 0).await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("task").expect("answered");
+    }
+    let stats = client.concurrency();
+    assert_eq!((stats.server_slots, stats.start, stats.current, stats.highest), (Some(3), 3, 3, 3), "{stats:?}");
+    assert_eq!(server.most_serving(), 3);
 }

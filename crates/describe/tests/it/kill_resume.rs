@@ -1,17 +1,16 @@
 //! kill -9 during a describe run, then a re-run: answered labels are not asked again.
 //!
 //! The run to kill is this same test binary, started again to run only the ignored
-//! `child_describe` helper, which reads its setup from the environment.
+//! `child_describe` helper, which reads its setup from the environment. That helper cannot pass:
+//! without the setup it fails, and a run that completes instead of being killed fails too.
 
-mod support;
-
+use crate::support::*;
 use sspa_describe::{DescribeRequest, LabelList, describe, read_parquet};
 use sspa_llm::fault_server::FaultServer;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 const KEY_ENV: &str = "SSPA_TEST_CHILD_API_KEY";
 const SECRET: &str = "sk-test-0123456789-secret";
@@ -23,17 +22,24 @@ fn child_request(root: &Path, url: &str, names: &[String]) -> DescribeRequest {
     request
 }
 
-/// Not a test: the process that the test below kills. Runs only when started by it.
+/// The full test name of [`child_describe`] in this binary.
+const CHILD_TEST: &str = "kill_resume::child_describe";
+
+/// Not a test: the process that the test below kills. Runs only when started by it, and never
+/// passes: its only good end is `SIGKILL`.
 #[tokio::test]
 #[ignore = "helper process for kill_minus_9_then_resume"]
 async fn child_describe() {
-    let setup = std::env::var("SSPA_TEST_CHILD_SETUP").expect("started by kill_minus_9_then_resume");
+    let Ok(setup) = std::env::var("SSPA_TEST_CHILD_SETUP") else {
+        panic!("{CHILD_TEST} is the process kill_minus_9_then_resume kills; it does nothing on its own");
+    };
     let [root, url, state, names] = <[&str; 4]>::try_from(setup.split('\t').collect::<Vec<_>>()).expect("setup");
     let names: Vec<String> = names.split(',').map(str::to_owned).collect();
     let request = child_request(Path::new(root), url, &names);
     describe(&request, Path::new(state), &PathBuf::from(state).join("never.parquet"), &no_progress)
         .await
         .expect("child run");
+    panic!("the child run completed: it should have been killed by kill_minus_9_then_resume first");
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -55,7 +61,7 @@ async fn kill_minus_9_then_resume() {
     let names = numbered(40);
     let setup = format!("{}\t{}\t{}\t{}", root.display(), server.base_url(), state.display(), names.join(","));
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "child_describe", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args(["--exact", CHILD_TEST, "--ignored", "--nocapture", "--test-threads", "1"])
         .env("SSPA_TEST_CHILD_SETUP", &setup)
         .env(KEY_ENV, SECRET)
         .stdout(Stdio::null())

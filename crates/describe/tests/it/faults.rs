@@ -1,13 +1,11 @@
 //! The describe stage against a fault-injecting server on 127.0.0.1.
 
-mod support;
-
+use crate::support::*;
 use sspa_config::LlmApi;
 use sspa_describe::{DescribeError, describe, read_parquet};
 use sspa_llm::fault_server::{Fault, FaultServer};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_is_retried_once_and_every_label_described() {

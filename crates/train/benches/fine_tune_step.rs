@@ -221,7 +221,7 @@ fn main() {
         Prebuilt { batches: Mutex::new(batches), count: total_steps, size: sizes.image, classes: sizes.classes };
 
     let model = ModelSection {
-        preset: "clip-vit-b16".into(),
+        preset: sspa_config::Preset::ClipVitB16,
         embed_dim: sizes.embed as u32,
         prompt_tokens: PROMPTS,
         freeze_image_encoder: false,

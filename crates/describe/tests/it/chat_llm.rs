@@ -34,7 +34,9 @@ async fn shipped_chat_domains_render_and_are_described_through_the_chat_route() 
         ("remote_sensing", ["airplane", "river", "farmland"]),
     ];
     for (domain, labels) in cases {
-        let loaded = sspa_config::load(&root.join(format!("domains/{domain}.toml")))
+        // The shipped domains train on CUDA: validate them as a `--features tch` build would.
+        let checks = sspa_config::Checks { libtorch: true, external: None };
+        let loaded = sspa_config::load(&root.join(format!("domains/{domain}.toml")), &checks)
             .unwrap_or_else(|errors| panic!("domains/{domain}.toml: {errors}"));
         let config = loaded.config;
         assert_eq!(config.llm.api, LlmApi::Chat, "{domain} is a chat-style domain");

@@ -50,7 +50,7 @@ pub enum TrainError {
         reason: &'static str,
     },
     /// A feature cache file that is not one, is truncated or fails its hash.
-    #[error("feature cache `{path}` is corrupt: {reason}")]
+    #[error("feature file `{path}` is unusable: {reason}")]
     CorruptCache {
         /// The file.
         path: PathBuf,

@@ -1,27 +1,19 @@
 //! Frozen-image-encoder features: a split's global and patch features with its targets, and their
-//! on-disk cache.
+//! file format.
 //!
-//! Cache file layout (little-endian):
-//! `b"SSPAFEAT"`, `u32` format version, `u64` header length, the JSON [`CacheHeader`], then the
-//! payload: `global` as f32 `[n, d]`, `patches` as f32 `[n, N, d]`, `targets` as i8 `[n, C]`.
-//! The header's `content_hash` is the BLAKE3 of the payload followed by every id (length-prefixed),
-//! so a flipped bit anywhere but in the header's own sizes is caught; the sizes are checked
-//! against the payload length. Files are written to a temporary file in the same directory and
-//! renamed into place.
+//! Files are safetensors, readable by the `safetensors` packages of Python, numpy and PyTorch:
+//! tensors `global` (f32 `[n, c]`), `patches` (f32 `[n, N, c]`) and `targets` (i8 `[n, C]`: 1, 0,
+//! −1 = ignored); the image ids as a JSON array under `ids` in the `__metadata__`, beside the
+//! caller's entries (encoder, weights hash, split). Files are written to a temporary file in the
+//! same directory and renamed into place; every inconsistency on reading names the file.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
-
-const MAGIC: &[u8; 8] = b"SSPAFEAT";
-const FORMAT_VERSION: u32 = 1;
-/// Largest header accepted when reading (ids included), to fail fast on garbage lengths.
-const MAX_HEADER_BYTES: u64 = 1 << 30;
 
 /// One split's features, as plain row-major data.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,142 +135,6 @@ pub(crate) fn check_buffer(
     if actual == expected { Ok(()) } else { Err(TrainError::FeatureShape { name, actual, expected, shape }) }
 }
 
-/// The JSON header of a feature cache file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CacheHeader {
-    /// The caller's cache key (e.g. shard hash + encoder weights hash).
-    pub key: String,
-    /// Images `n`.
-    pub images: usize,
-    /// Patches per image `N`.
-    pub patches_per_image: usize,
-    /// Width `d`.
-    pub width: usize,
-    /// Classes `C`.
-    pub classes: usize,
-    /// BLAKE3 (hex) of the payload and ids.
-    pub content_hash: String,
-    /// Image ids.
-    pub ids: Vec<String>,
-}
-
-/// Where the cache for `key` lives under `dir`: the file name is derived from the key's BLAKE3,
-/// so any string is a valid key.
-pub fn feature_cache_path(dir: &Path, key: &str) -> PathBuf {
-    let digest = blake3::hash(key.as_bytes()).to_hex();
-    dir.join(format!("features-{}.sspafeat", &digest.as_str()[..32]))
-}
-
-/// Writes `features` under `key` to `path` atomically (temporary file + rename).
-///
-/// # Errors
-/// [`TrainError::Io`] on file system errors; validation errors of [`FeatureSet::validate`].
-pub fn write_feature_cache(path: &Path, key: &str, features: &FeatureSet) -> Result<(), TrainError> {
-    features.validate()?;
-    let header = CacheHeader {
-        key: key.to_owned(),
-        images: features.len(),
-        patches_per_image: features.patches_per_image,
-        width: features.width,
-        classes: features.classes,
-        content_hash: features.content_hash(),
-        ids: features.ids.clone(),
-    };
-    let header = serde_json::to_vec(&header).map_err(TrainError::json(path))?;
-    atomic_write(path, |file| {
-        let mut writer = BufWriter::new(file);
-        writer.write_all(MAGIC)?;
-        writer.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        writer.write_all(&(header.len() as u64).to_le_bytes())?;
-        writer.write_all(&header)?;
-        let mut result = Ok(());
-        for values in [&features.global, &features.patches] {
-            for_le_bytes(values, |bytes| {
-                if result.is_ok() {
-                    result = writer.write_all(bytes);
-                }
-            });
-        }
-        result?;
-        writer.write_all(&features.targets.iter().map(|&t| t as u8).collect::<Vec<_>>())?;
-        writer.flush()
-    })
-}
-
-/// Reads the cache at `path`, checking its key, sizes, targets and content hash.
-///
-/// # Errors
-/// [`TrainError::CorruptCache`] for a damaged file, [`TrainError::CacheKey`] for another key,
-/// [`TrainError::Io`] when it cannot be read.
-pub fn read_feature_cache(path: &Path, key: &str) -> Result<FeatureSet, TrainError> {
-    let corrupt = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
-    let file = File::open(path).map_err(TrainError::io(path))?;
-    let file_len = file.metadata().map_err(TrainError::io(path))?.len();
-    let mut reader = BufReader::new(file);
-
-    let mut prefix = [0u8; 20];
-    reader.read_exact(&mut prefix).map_err(|_| corrupt("shorter than its fixed prefix".into()))?;
-    if &prefix[..8] != MAGIC {
-        return Err(corrupt("not a feature cache (bad magic bytes)".into()));
-    }
-    let version = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
-    if version != FORMAT_VERSION {
-        return Err(corrupt(format!("format version `{version}`, expected `{FORMAT_VERSION}`")));
-    }
-    let mut length = [0u8; 8];
-    length.copy_from_slice(&prefix[12..20]);
-    let header_len = u64::from_le_bytes(length);
-    if header_len > MAX_HEADER_BYTES || header_len > file_len.saturating_sub(20) {
-        return Err(corrupt(format!("header length `{header_len}` exceeds the file")));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    reader.read_exact(&mut header).map_err(|error| corrupt(format!("truncated header: {error}")))?;
-    let header: CacheHeader =
-        serde_json::from_slice(&header).map_err(|error| corrupt(format!("header is not valid JSON: {error}")))?;
-    if header.key != key {
-        return Err(TrainError::CacheKey { path: path.to_owned(), found: header.key, expected: key.to_owned() });
-    }
-    if header.ids.len() != header.images {
-        return Err(corrupt(format!("`{}` ids for `{}` images", header.ids.len(), header.images)));
-    }
-
-    let sizes = (|| {
-        let global = header.images.checked_mul(header.width)?;
-        let patches = global.checked_mul(header.patches_per_image)?;
-        let targets = header.images.checked_mul(header.classes)?;
-        let bytes = global.checked_add(patches)?.checked_mul(4)?.checked_add(targets)?;
-        Some((global, patches, targets, bytes))
-    })();
-    let Some((global_len, patches_len, targets_len, payload_len)) = sizes else {
-        return Err(corrupt("sizes overflow".into()));
-    };
-    let expected_len = 20 + header_len + payload_len as u64;
-    if file_len != expected_len {
-        return Err(corrupt(format!("file has `{file_len}` bytes, its header implies `{expected_len}`")));
-    }
-    let mut payload = vec![0u8; payload_len];
-    reader.read_exact(&mut payload).map_err(|error| corrupt(format!("truncated payload: {error}")))?;
-    let (floats, targets) = payload.split_at(4 * (global_len + patches_len));
-    let mut floats: Vec<f32> = floats.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let patches = floats.split_off(global_len);
-    debug_assert_eq!((patches.len(), targets.len()), (patches_len, targets_len));
-    let features = FeatureSet {
-        ids: header.ids,
-        global: floats,
-        patches,
-        targets: targets.iter().map(|&t| t as i8).collect(),
-        patches_per_image: header.patches_per_image,
-        width: header.width,
-        classes: header.classes,
-    };
-    let hash = features.content_hash();
-    if hash != header.content_hash {
-        return Err(corrupt(format!("content hash `{hash}` differs from the header's `{}`", header.content_hash)));
-    }
-    features.validate().map_err(|error| corrupt(error.to_string()))?;
-    Ok(features)
-}
-
 /// Calls `sink` with the little-endian bytes of `values`, a block at a time.
 pub(crate) fn for_le_bytes(values: &[f32], mut sink: impl FnMut(&[u8])) {
     let mut buffer = Vec::with_capacity(4 * 16_384);
@@ -305,6 +161,7 @@ pub(crate) fn atomic_write_bytes(path: &Path, bytes: &[u8]) -> Result<(), TrainE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn sample() -> FeatureSet {
         let (n, patches, width, classes) = (3, 2, 4, 2);
@@ -320,41 +177,60 @@ mod tests {
     }
 
     #[test]
-    fn cache_round_trip_is_exact() {
+    fn safetensors_round_trip_is_exact_and_keeps_the_metadata() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = feature_cache_path(dir.path(), "shard:abc/weights:def");
-        write_feature_cache(&path, "shard:abc/weights:def", &sample()).expect("write");
-        assert_eq!(read_feature_cache(&path, "shard:abc/weights:def").expect("read"), sample());
-        let leftovers = std::fs::read_dir(dir.path()).expect("list").count();
-        assert_eq!(leftovers, 1, "no temporary file left behind");
+        let path = dir.path().join("train.safetensors");
+        let metadata = BTreeMap::from([("encoder".to_string(), "efficientnet-lite0".to_string())]);
+        write_features(&path, &sample(), &metadata).expect("write");
+        let (set, read) = read_features(&path).expect("read");
+        assert_eq!(set, sample());
+        assert_eq!(read, metadata);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1, "no temporary file left behind");
+        // What other readers see: the three tensors with their dtypes and shapes.
+        let bytes = std::fs::read(&path).expect("bytes");
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let shape = |name: &str| tensors.tensor(name).map(|t| (t.dtype(), t.shape().to_vec())).expect(name);
+        assert_eq!(shape("global"), (safetensors::Dtype::F32, vec![3, 4]));
+        assert_eq!(shape("patches"), (safetensors::Dtype::F32, vec![3, 2, 4]));
+        assert_eq!(shape("targets"), (safetensors::Dtype::I8, vec![3, 2]));
     }
 
     #[test]
-    fn corrupted_truncated_or_foreign_caches_are_refused() {
+    fn truncated_foreign_or_inconsistent_files_are_refused_naming_the_file() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("cache.sspafeat");
-        write_feature_cache(&path, "k", &sample()).expect("write");
-        let good = std::fs::read(&path).expect("read bytes");
-
-        let mut flipped = good.clone();
-        let last = flipped.len() - 10; // inside the patch floats
-        flipped[last] ^= 0x40;
-        std::fs::write(&path, &flipped).expect("write");
-        let error = read_feature_cache(&path, "k").expect_err("bit flip");
-        assert!(matches!(error, TrainError::CorruptCache { .. }), "{error}");
-        assert!(error.to_string().contains("content hash"), "{error}");
-
-        std::fs::write(&path, &good[..good.len() - 3]).expect("write");
-        let error = read_feature_cache(&path, "k").expect_err("truncated");
-        assert!(error.to_string().contains("its header implies"), "{error}");
-
-        std::fs::write(&path, b"not a cache at all, just text").expect("write");
-        let error = read_feature_cache(&path, "k").expect_err("garbage");
-        assert!(error.to_string().contains("bad magic"), "{error}");
-
-        std::fs::write(&path, &good).expect("write");
-        let error = read_feature_cache(&path, "other").expect_err("key");
-        assert!(matches!(error, TrainError::CacheKey { .. }), "{error}");
+        let path = dir.path().join("test.safetensors");
+        write_features(&path, &sample(), &BTreeMap::new()).expect("write");
+        let good = std::fs::read(&path).expect("bytes");
+        let refused = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).expect("write");
+            let error = read_features(&path).expect_err("refused").to_string();
+            assert!(error.contains("test.safetensors"), "{error}");
+            error
+        };
+        refused(&good[..good.len() - 3]);
+        refused(b"not a feature file at all");
+        // `targets` stored as f32 instead of i8.
+        let set = sample();
+        let floats = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+        let (global, patches) = (floats(&set.global), floats(&set.patches));
+        let targets = floats(&set.targets.iter().map(|&t| f32::from(t)).collect::<Vec<_>>());
+        let views = vec![
+            (
+                "global",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 4], &global).expect("view"),
+            ),
+            (
+                "patches",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 2, 4], &patches).expect("view"),
+            ),
+            (
+                "targets",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 2], &targets).expect("view"),
+            ),
+        ];
+        let metadata = std::collections::HashMap::from([("ids".to_string(), "[\"a\",\"b\",\"c\"]".to_string())]);
+        let error = refused(&safetensors::serialize(views, Some(metadata)).expect("serialise"));
+        assert!(error.contains("`targets` is F32, expected I8"), "{error}");
     }
 
     #[test]
@@ -376,7 +252,8 @@ pub fn write_features(
     metadata: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), TrainError> {
     use safetensors::tensor::TensorView;
-    let bad = |reason: String| TrainError::Checkpoint { path: path.to_owned(), reason };
+    set.validate()?;
+    let bad = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
     let n = set.len();
     let f32_bytes = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
     let global = f32_bytes(&set.global);
@@ -399,7 +276,7 @@ pub fn write_features(
 
 /// Reads a file of [`write_features`]: the set and the metadata (without `ids`).
 pub fn read_features(path: &Path) -> Result<(FeatureSet, std::collections::BTreeMap<String, String>), TrainError> {
-    let bad = |reason: String| TrainError::Checkpoint { path: path.to_owned(), reason };
+    let bad = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
     let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -410,7 +287,7 @@ pub fn read_features(path: &Path) -> Result<(FeatureSet, std::collections::BTree
     let tensor = |name: &str, dtype: safetensors::Dtype| {
         let view = tensors.tensor(name).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
         if view.dtype() != dtype {
-            return Err(bad(format!("tensor `{name}` is {:?}, expected {dtype:?}", view.dtype())));
+            return Err(bad(format!("`{name}` is {:?}, expected {dtype:?}", view.dtype())));
         }
         Ok(view)
     };
@@ -444,5 +321,6 @@ pub fn read_features(path: &Path) -> Result<(FeatureSet, std::collections::BTree
         width,
         classes,
     };
+    set.validate().map_err(|error| bad(error.to_string()))?;
     Ok((set, metadata))
 }

@@ -31,10 +31,7 @@ pub mod trainer;
 pub use backbone::{Backbone, BackboneSpec};
 pub use checkpoint::{CheckpointState, latest_checkpoint};
 pub use error::TrainError;
-pub use features::{
-    Batch, CacheHeader, FeatureSet, feature_cache_path, read_feature_cache, read_features, write_feature_cache,
-    write_features,
-};
+pub use features::{Batch, FeatureSet, read_features, write_features};
 pub use history::{EpochLog, read_history, write_history};
 pub use images::{Batches, ImageBatch, ImageSource};
 pub use metrics::{average_precision, mean_average_precision};

@@ -2,7 +2,7 @@
 //! scripts/reference/make_encoder_fixtures.py) on the installed real weights.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use burn::prelude::*;
 use sspa_encoders::{MiniLm, paths};

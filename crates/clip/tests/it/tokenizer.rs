@@ -2,7 +2,7 @@
 //! (fixture from scripts/reference/make_clip_fixtures.py).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use sspa_clip::{CONTEXT_LENGTH, ClipTokenizer};
 

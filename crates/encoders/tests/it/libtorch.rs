@@ -3,7 +3,7 @@
 #![cfg(feature = "tch")]
 #![allow(clippy::unwrap_used, deprecated)] // burn-tch is deprecated upstream; it is the libtorch path.
 
-mod common;
+use crate::common;
 
 use burn::prelude::*;
 use sspa_encoders::{EfficientNetLite0, ImagePreprocess, MiniLm, paths};

@@ -2,7 +2,7 @@
 //! ResNet keys of the resnet fixture plus the text keys of the tiny ViT fixture, in one file.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use burn::prelude::*;
 use safetensors::SafeTensors;

@@ -3,7 +3,7 @@
 //! directory and the same weights under OpenAI key names.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use burn::prelude::*;
 use burn::tensor::TensorData;

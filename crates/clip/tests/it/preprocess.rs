@@ -2,7 +2,7 @@
 //! `franz-kafka.jpg` (installed by scripts/install-encoders).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use sspa_clip::ClipPreprocess;
 

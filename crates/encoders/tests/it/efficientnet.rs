@@ -2,7 +2,7 @@
 //! scripts/reference/make_encoder_fixtures.py) on two real photos, with the installed weights.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use burn::prelude::*;
 use sspa_encoders::{EfficientNetLite0, ImagePreprocess, paths};

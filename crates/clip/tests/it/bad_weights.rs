@@ -1,7 +1,7 @@
 //! Wrong, truncated, foreign and mis-shaped weight files give one clear error, never a panic.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

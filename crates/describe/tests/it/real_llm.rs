@@ -68,3 +68,51 @@ async fn demo_labels_described_by_the_local_model() {
     let again = describe(&request, &state, &out, &|_, _| {}).await.expect("cached run");
     assert_eq!((again.cached, again.new, again.requests), (10, 0, 0));
 }
+
+/// A busy endpoint: the local server (it advertises its slots) asked at `concurrency = 8` for 40
+/// labels while a CPU-bound thread competes with it. Every label is described, with few retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_labels_at_concurrency_8_beside_a_cpu_bound_load() {
+    let Some(url) = local_server() else { return };
+    let colours = ["red", "blue", "black", "white"];
+    let names: Vec<String> =
+        colours.iter().flat_map(|colour| DEMO_LABELS.iter().map(move |label| format!("{colour} {label}"))).collect();
+    let request = DescribeRequest::new(
+        DomainSection { name: "demo".into(), description: "Fashion-MNIST: small greyscale photos of clothing items and accessories, four per image in a 2x2 mosaic.".into() },
+        LlmSection {
+            base_url: url,
+            base_url_env: None,
+            model: "gemma-3-270m".into(),
+            api: LlmApi::Completions,
+            concurrency: 8,
+            // A loaded 2-core machine takes over a minute for some answers: the whole-answer
+            // bound is for answers that never end; stalls are caught by `idle_timeout_s`.
+            timeout_s: 300.0,
+            ..LlmSection::default()
+        },
+        PromptSection { template: "templates/kap/demo.j2".into(), max_chars: 300, max_sentences: 2 },
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        LabelList::from_names("busy", &names).expect("labels"),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut x = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        })
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (state, out) = (dir.path().join("state"), dir.path().join("descriptions.parquet"));
+    let summary = describe(&request, &state, &out, &|_, _| {}).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().expect("load thread");
+    let summary = summary.expect("describe");
+    eprintln!("{summary:?}");
+    assert_eq!((summary.new, summary.failed), (40, 0), "{:#?}", summary.failures);
+    assert!(summary.requests as f64 <= 1.1 * 40.0, "{} requests for 40 labels", summary.requests);
+    let stats = summary.concurrency.expect("asked");
+    assert!(stats.server_slots.is_some_and(|slots| stats.highest <= slots), "{stats:?}");
+}

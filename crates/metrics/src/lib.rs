@@ -34,7 +34,7 @@ mod report;
 pub use data::{EvalData, LabelMatrix, Scores, Targets};
 pub use error::{MetricsError, ValueProblem};
 pub use io::{read_eval_data, read_scores, read_targets, write_scores, write_targets};
-pub use ranking::{PrCurve, PrPoint, average_precision, precision_recall_curve};
+pub use ranking::{PrCurve, PrPoint, average_precision, mean_average_precision, precision_recall_curve};
 pub use report::{
     PedestrianMetrics, PrecisionRecall, Report, best_and_worst_curves, flatten_metrics_json, headline_names,
 };

@@ -147,6 +147,39 @@ pub fn average_precision(scores: &[f32], targets: &[i8]) -> Option<f64> {
     ap_of_ranking(&keys, positives)
 }
 
+/// Mean AP in percent over the classes that have a positive, for row-major `[n, classes]`
+/// scores and targets as a model emits them; `None` when no class has a positive (or `classes`
+/// is 0). The same per-class AP and the same average as [`crate::Report::mean_average_precision`]
+/// (bit for bit), without the label names and validation of [`crate::evaluate`]: the training
+/// loop's validation mAP.
+///
+/// # Panics
+/// If `scores` and `targets` differ in length or are not a multiple of `classes`.
+pub fn mean_average_precision(scores: &[f32], targets: &[i8], classes: usize) -> Option<f64> {
+    assert_eq!(scores.len(), targets.len(), "scores and targets differ in length");
+    if classes == 0 {
+        return None;
+    }
+    assert!(scores.len().is_multiple_of(classes), "not an [n, {classes}] matrix");
+    let n = scores.len() / classes;
+    let (mut column_scores, mut column_targets) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut keys, mut scratch) = (Vec::with_capacity(n), Vec::new());
+    let mut sum = 0.0;
+    let mut with_positives = 0usize;
+    for class in 0..classes {
+        column_scores.clear();
+        column_targets.clear();
+        column_scores.extend(scores.iter().skip(class).step_by(classes));
+        column_targets.extend(targets.iter().skip(class).step_by(classes));
+        let positives = rank(&column_scores, &column_targets, &mut keys, &mut scratch);
+        if let Some(ap) = ap_of_ranking(&keys, positives) {
+            sum += 100.0 * ap;
+            with_positives += 1;
+        }
+    }
+    (with_positives > 0).then(|| sum / with_positives as f64)
+}
+
 /// Precision-recall points of one class, one per distinct score from the highest down; `None`
 /// when the class has no positive.
 pub fn precision_recall_curve(label: &str, scores: &[f32], targets: &[i8]) -> Option<PrCurve> {
@@ -249,6 +282,18 @@ mod tests {
         }
         let ap = average_precision(&scores, &targets).expect("positives");
         assert!((ap - sum / positives).abs() < 1e-12, "{ap} vs {}", sum / positives);
+    }
+
+    #[test]
+    fn row_major_map_averages_classes_with_positives() {
+        // Class 0 perfect (AP 1); class 1: a positive tied with a negative at the top (AP 1/2);
+        // class 2 has no positive.
+        let scores = [0.9, 0.5, 0.5, 0.2, 0.5, 0.5];
+        let targets = [1, 1, 0, 0, 0, -1];
+        let map = mean_average_precision(&scores, &targets, 3).expect("positives");
+        assert!(close(map, 75.0), "{map}");
+        assert_eq!(mean_average_precision(&[0.1, 0.2], &[0, 0], 1), None);
+        assert_eq!(mean_average_precision(&[], &[], 0), None);
     }
 
     #[test]

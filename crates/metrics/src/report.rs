@@ -419,6 +419,17 @@ mod tests {
     }
 
     #[test]
+    fn row_major_map_equals_the_reports_bit_for_bit() {
+        // 40 images × 3 labels with many tied scores and some ignored targets.
+        let (n, labels) = (40, 3);
+        let scores: Vec<f32> = (0..n * labels).map(|index| ((index * 7919) % 11) as f32 / 10.0).collect();
+        let targets: Vec<i8> = (0..n * labels).map(|index| ((index * 104_729) % 3) as i8 - 1).collect();
+        let report = evaluate(&data(&scores, &targets, n, &["a", "b", "c"]), &EvalOptions::default()).expect("report");
+        let map = crate::mean_average_precision(&scores, &targets, labels).expect("positives");
+        assert_eq!(map.to_bits(), report.mean_average_precision.to_bits(), "{map} vs {}", report.mean_average_precision);
+    }
+
+    #[test]
     fn degenerate_inputs_are_errors() {
         let all_negative = data(&[0.9, 0.2], &[0, -1], 2, &["a"]);
         assert!(matches!(

@@ -228,33 +228,10 @@ fn tiny_batch(device: &Device) -> (Batch, Vec<f32>) {
     (batch, targets)
 }
 
-/// Mean over classes with positives of the ASL-convention AP (ignored targets removed), in [0, 1].
+/// mAP as a fraction, by the metrics crate (targets as floats `1`, `0`, `−1`).
 fn mean_average_precision(scores: &[f32], targets: &[f32], classes: usize) -> f64 {
-    let mut aps = Vec::new();
-    for class in 0..classes {
-        let mut column: Vec<(f32, f32)> = scores
-            .iter()
-            .zip(targets)
-            .skip(class)
-            .step_by(classes)
-            .filter(|(_, t)| **t != -1.0)
-            .map(|(&s, &t)| (s, t))
-            .collect();
-        column.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let positives = column.iter().filter(|(_, t)| *t == 1.0).count();
-        if positives == 0 {
-            continue;
-        }
-        let (mut hits, mut sum) = (0usize, 0.0);
-        for (rank, (_, t)) in column.iter().enumerate() {
-            if *t == 1.0 {
-                hits += 1;
-                sum += hits as f64 / (rank + 1) as f64;
-            }
-        }
-        aps.push(sum / positives as f64);
-    }
-    aps.iter().sum::<f64>() / aps.len() as f64
+    let targets: Vec<i8> = targets.iter().map(|&t| t as i8).collect();
+    sspa_metrics::mean_average_precision(scores, &targets, classes).expect("positives") / 100.0
 }
 
 #[test]

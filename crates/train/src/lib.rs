@@ -10,7 +10,8 @@
 //! - [`model`]: the trained module, `config.json`, deterministic init, safetensors weights.
 //! - [`trainer`]: the loop ([`train`]), per-epoch validation mAP of raw and EMA weights.
 //! - [`checkpoint`]: per-epoch checkpoints and exact resume.
-//! - [`history`]: the per-epoch log; [`metrics`]: AP / mAP for it.
+//! - [`history`]: the per-epoch log (validation mAP by [`sspa_metrics::mean_average_precision`],
+//!   the evaluate stage's AP).
 //! - [`predict`]: the [`Predictor`] that scores feature sets with the final weights.
 //!
 //! Modules are not generic over a backend: [`TrainOptions::device`] decides it (CPU `flex` by
@@ -22,7 +23,6 @@ pub mod error;
 pub mod features;
 pub mod history;
 pub mod images;
-pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod text;
@@ -34,7 +34,6 @@ pub use error::TrainError;
 pub use features::{Batch, FeatureSet, read_features, write_features};
 pub use history::{EpochLog, read_history, write_history};
 pub use images::{Batches, ImageBatch, ImageSource};
-pub use metrics::{average_precision, mean_average_precision};
 pub use model::{ModelConfig, SspaModel, load_weights, match_device_float, save_weights, seeded};
 pub use predict::{Predictor, Weights, files};
 pub use text::{FixedTextEncoder, MeanPromptEncoder, PromptTextEncoder, TextInputs};

@@ -13,6 +13,7 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use sspa_config::{AblationSection, ModelSection, TrainSection};
+use sspa_metrics::mean_average_precision;
 use sspa_model::{AdamWGroupsConfig, ModelEma, SspaHeadConfig, SspaLoss, WarmupCosine, clip_grad_norm};
 
 use crate::backbone::{Backbone, BackboneSpec};
@@ -21,7 +22,6 @@ use crate::error::TrainError;
 use crate::features::FeatureSet;
 use crate::history::{EpochLog, write_history};
 use crate::images::{ImageBatch, ImageSource};
-use crate::metrics::mean_average_precision;
 use crate::model::{FORMAT_VERSION, ModelConfig, SspaModel, save_weights};
 use crate::predict::{TextFeatures, expect, files, score_features};
 use crate::text::{PromptTextEncoder, TextInputs};

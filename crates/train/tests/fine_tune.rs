@@ -215,7 +215,7 @@ fn the_image_encoder_trains_with_the_head_and_resumes_exactly() {
     };
     assert_eq!(n, rows.len());
     let scores = predictor.predict(&set).expect("predict");
-    let predicted = sspa_train::mean_average_precision(&scores, &images.targets, CLASSES).expect("mAP");
+    let predicted = sspa_metrics::mean_average_precision(&scores, &images.targets, CLASSES).expect("mAP");
     assert!((predicted - map).abs() < 1e-3, "predictor mAP {predicted} vs the loop's {map}");
 
     // Three epochs, stop, then the rest: the same final weights, bit for bit.

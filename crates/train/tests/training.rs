@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use sspa_config::{AblationSection, ModelSection, TrainSection};
+use sspa_metrics::mean_average_precision;
 use sspa_model::SspaLoss;
 use sspa_train::{
     Examples, FeatureSet, FixedTextEncoder, MeanPromptEncoder, Predictor, Sections, TextInputs, TrainData, TrainError,
-    TrainOptions, Weights as Which, files, mean_average_precision, model_config, read_history, train,
+    TrainOptions, Weights as Which, files, model_config, read_history, train,
 };
 
 const CLASSES: usize = 4;
@@ -362,4 +363,65 @@ fn without_cap_a_fixed_context_is_used_and_no_prompts_are_learned() {
         matches!(error, TrainError::Mismatch { what: "image feature width c", actual: 8, expected: 16 }),
         "{error}"
     );
+}
+
+/// mAP with ties ranked in input order (the rule sspa-metrics does not use): only to show that a
+/// test's scores have ties where the rule matters.
+fn input_order_map(scores: &[f32], targets: &[i8], classes: usize) -> f64 {
+    let mut aps = Vec::new();
+    for class in 0..classes {
+        let mut column: Vec<(f32, i8)> =
+            scores.iter().zip(targets).skip(class).step_by(classes).map(|(&s, &t)| (s, t)).collect();
+        column.sort_by(|a, b| b.0.total_cmp(&a.0)); // stable: ties keep input order
+        let positives = column.iter().filter(|(_, t)| *t == 1).count();
+        let (mut hits, mut sum) = (0usize, 0.0);
+        for (rank, _) in column.iter().enumerate().filter(|(_, (_, t))| *t == 1) {
+            hits += 1;
+            sum += hits as f64 / (rank + 1) as f64;
+        }
+        if positives > 0 {
+            aps.push(100.0 * sum / positives as f64);
+        }
+    }
+    aps.iter().sum::<f64>() / aps.len() as f64
+}
+
+#[test]
+fn validation_map_is_the_metrics_crates_map_of_the_predictors_scores_ties_included() {
+    let (text, train_set) = (text_inputs(), synthetic(48, 9));
+    // Every validation image twice, the copy with class 0 flipped: a copy scores exactly like its
+    // original, so each class-0 positive ties with a negative.
+    let original = synthetic(12, 10);
+    let mut validation = original.clone();
+    for row in 0..original.len() {
+        validation.ids.push(format!("{}-copy", original.ids[row]));
+        validation.global.extend_from_slice(&original.global[row * WIDTH..(row + 1) * WIDTH]);
+        let stride = PATCHES * WIDTH;
+        validation.patches.extend_from_slice(&original.patches[row * stride..(row + 1) * stride]);
+        let targets = &original.targets[row * CLASSES..(row + 1) * CLASSES];
+        validation.targets.push(1 - targets[0]);
+        validation.targets.extend_from_slice(&targets[1..]);
+    }
+    let encoder = prompt_encoder(&text);
+    let setup = setup(2, 16);
+    let data = TrainData {
+        text: &text,
+        encoder: &encoder,
+        examples: Examples::Features { train: &train_set, validation: &validation },
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = TrainOptions::new(dir.path().join("ckpt"), dir.path().join("out"));
+    let outcome = train(setup.sections(), data, &options, &quiet, &never).expect("train");
+    let last = outcome.history.last().expect("an epoch");
+    let n = original.len();
+    for (weights, logged) in [(Which::Raw, last.val_map), (Which::Ema, last.val_map_ema)] {
+        let predictor = Predictor::load(&options.output_dir, weights, &Device::flex()).expect("predictor");
+        let scores = predictor.predict(&validation).expect("scores");
+        assert_eq!(scores[..n * CLASSES], scores[n * CLASSES..], "{weights:?}: copies score like their originals");
+        let expected = mean_average_precision(&scores, &validation.targets, CLASSES).expect("positives");
+        let logged = logged.expect("validation mAP");
+        assert_eq!(logged.to_bits(), expected.to_bits(), "{weights:?}: logged {logged} vs sspa-metrics {expected}");
+        let in_input_order = input_order_map(&scores, &validation.targets, CLASSES);
+        assert!((in_input_order - expected).abs() > 1e-6, "{weights:?}: the ties do not matter here");
+    }
 }

@@ -426,7 +426,12 @@ mod tests {
         let targets: Vec<i8> = (0..n * labels).map(|index| ((index * 104_729) % 3) as i8 - 1).collect();
         let report = evaluate(&data(&scores, &targets, n, &["a", "b", "c"]), &EvalOptions::default()).expect("report");
         let map = crate::mean_average_precision(&scores, &targets, labels).expect("positives");
-        assert_eq!(map.to_bits(), report.mean_average_precision.to_bits(), "{map} vs {}", report.mean_average_precision);
+        assert_eq!(
+            map.to_bits(),
+            report.mean_average_precision.to_bits(),
+            "{map} vs {}",
+            report.mean_average_precision
+        );
     }
 
     #[test]

@@ -174,11 +174,11 @@ pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<Mode
             reason: "must be positive",
         });
     }
-    if !(0.0..=1.0).contains(&train.ema_decay) {
+    if !(0.0..1.0).contains(&train.ema_decay) {
         return Err(TrainError::Option {
             key: "train.ema_decay",
             value: train.ema_decay.to_string(),
-            reason: "must be in [0, 1]",
+            reason: "must be in [0, 1), as config validation checks",
         });
     }
     let head = SspaHeadConfig::from_sections(sections.model, sections.ablation, Some(text_width), image_width)?;

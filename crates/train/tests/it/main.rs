@@ -1,0 +1,5 @@
+//! The integration tests of sspa-train, in one test binary (one link).
+
+mod fine_tune;
+mod libtorch;
+mod training;

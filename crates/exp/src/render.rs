@@ -1,0 +1,190 @@
+//! The table out: CSV and JSON keep every aggregate as a number (`raw.mAP`, `raw.mAP_std`,
+//! `raw.mAP_delta`); the text, Markdown and HTML tables show one cell per metric,
+//! `mean ± std (Δ)`, for people.
+
+use crate::{ExpError, Table, delta_column, std_column};
+use polars::prelude::*;
+use serde_json::{Map, Value, json};
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Markdown,
+    Csv,
+    Json,
+    Html,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "table" => Ok(Format::Table),
+            "md" | "markdown" => Ok(Format::Markdown),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            "html" => Ok(Format::Html),
+            other => Err(format!("unknown format `{other}` (table, md, csv, json, html)")),
+        }
+    }
+}
+
+pub(crate) fn render(table: &Table, format: Format) -> Result<String, ExpError> {
+    match format {
+        Format::Csv => {
+            let mut bytes = Vec::new();
+            let mut frame = table.frame.clone();
+            CsvWriter::new(&mut bytes).include_header(true).finish(&mut frame)?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        Format::Json => Ok(serde_json::to_string_pretty(&json(table)?).unwrap_or_default() + "\n"),
+        Format::Table => text(table),
+        Format::Markdown => markdown(table),
+        Format::Html => html(table),
+    }
+}
+
+fn cell(frame: &DataFrame, column: &str, row: usize) -> Result<Value, ExpError> {
+    let value = frame.column(column)?.get(row)?;
+    Ok(match value {
+        AnyValue::Null => Value::Null,
+        AnyValue::String(s) => Value::String(s.to_owned()),
+        AnyValue::StringOwned(s) => Value::String(s.to_string()),
+        AnyValue::Boolean(b) => Value::Bool(b),
+        other if other.dtype().is_integer() => other.extract::<i64>().map_or(Value::Null, Value::from),
+        other => other.extract::<f64>().filter(|f| f.is_finite()).map_or(Value::Null, Value::from),
+    })
+}
+
+/// `{"baseline", "params", "metrics", "rows": [{column: value}]}`.
+pub(crate) fn json(table: &Table) -> Result<Value, ExpError> {
+    let mut rows = Vec::new();
+    for row in 0..table.frame.height() {
+        let mut object = Map::new();
+        for name in table.frame.get_column_names() {
+            object.insert(name.to_string(), cell(&table.frame, name, row)?);
+        }
+        rows.push(Value::Object(object));
+    }
+    Ok(json!({"baseline": table.baseline, "params": table.params, "metrics": table.metrics, "rows": rows}))
+}
+
+fn number(value: &Value) -> Option<f64> {
+    value.as_f64()
+}
+
+/// Header and cells for people: variant, params, status, n, `mean ± std (Δ)` per metric, train
+/// time, error.
+fn human(table: &Table) -> Result<(Vec<String>, Vec<Vec<String>>), ExpError> {
+    let mut header = vec!["variant".to_owned()];
+    header.extend(table.params.iter().cloned());
+    header.extend(["status".into(), "n".into()]);
+    header.extend(table.metrics.iter().cloned());
+    header.extend(["train".into(), "error".into()]);
+    let frame = &table.frame;
+    let mut rows = Vec::new();
+    for row in 0..frame.height() {
+        let text = |column: &str| -> Result<String, ExpError> {
+            Ok(match cell(frame, column, row)? {
+                Value::Null => String::new(),
+                Value::String(s) => s,
+                other => other.to_string(),
+            })
+        };
+        let variant = text("variant")?;
+        let is_baseline = variant == table.baseline;
+        let mut cells = vec![if is_baseline { format!("{variant} (baseline)") } else { variant }];
+        for param in &table.params {
+            cells.push(text(param)?);
+        }
+        cells.push(text("status")?);
+        cells.push(format!("{}/{}", text("n")?, text("runs")?));
+        for metric in &table.metrics {
+            let mean = number(&cell(frame, metric, row)?);
+            let std = number(&cell(frame, &std_column(metric), row)?);
+            let delta = number(&cell(frame, &delta_column(metric), row)?);
+            cells.push(match (mean, std) {
+                (None, _) => String::new(),
+                (Some(mean), std) => {
+                    let mut text = format!("{mean:.2}");
+                    if let Some(std) = std {
+                        text += &format!(" ± {std:.2}");
+                    }
+                    if let (Some(delta), false) = (delta, is_baseline) {
+                        text += &format!(" ({delta:+.2})");
+                    }
+                    text
+                }
+            });
+        }
+        cells.push(number(&cell(frame, "train_s", row)?).map_or(String::new(), |s| format!("{s:.1} s")));
+        cells.push(text("error")?);
+        rows.push(cells);
+    }
+    Ok((header, rows))
+}
+
+fn note(table: &Table) -> String {
+    format!("mean ± sample std over the n seeds that succeeded (of runs); (Δ) against `{}`", table.baseline)
+}
+
+fn text(table: &Table) -> Result<String, ExpError> {
+    let (header, rows) = human(table)?;
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| -> String {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_owned() + "\n"
+    };
+    let mut out = line(&header);
+    for row in &rows {
+        out += &line(row);
+    }
+    out += &note(table);
+    out.push('\n');
+    Ok(out)
+}
+
+fn markdown(table: &Table) -> Result<String, ExpError> {
+    let (header, rows) = human(table)?;
+    let escape = |cell: &String| cell.replace('|', "\\|").replace('\n', " ");
+    let line = |cells: &[String]| format!("| {} |\n", cells.iter().map(escape).collect::<Vec<_>>().join(" | "));
+    let mut out = line(&header);
+    out += &format!("|{}\n", "---|".repeat(header.len()));
+    for row in &rows {
+        out += &line(row);
+    }
+    out += &format!("\n{}\n", note(table));
+    Ok(out)
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn html(table: &Table) -> Result<String, ExpError> {
+    let (header, rows) = human(table)?;
+    let mut out = String::from(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>experiment</title><style>\
+         body{font-family:sans-serif}table{border-collapse:collapse}\
+         th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}\
+         tr.failed td{color:#a00}</style></head><body>\n<table>\n<tr>",
+    );
+    for name in &header {
+        out += &format!("<th>{}</th>", escape_html(name));
+    }
+    out += "</tr>\n";
+    let status = header.iter().position(|h| h == "status").unwrap_or(0);
+    for row in &rows {
+        let class = if row[status] == "succeeded" { "" } else { " class=\"failed\"" };
+        out += &format!("<tr{class}>");
+        for cell in row {
+            out += &format!("<td>{}</td>", escape_html(cell));
+        }
+        out += "</tr>\n";
+    }
+    out += &format!("</table>\n<p>{}</p>\n</body></html>\n", escape_html(&note(table)));
+    Ok(out)
+}

@@ -16,6 +16,9 @@ use sspa_config::Override;
 use sspa_dag::{Outcome, RunOptions, WorkspaceLock};
 use std::path::{Path, PathBuf};
 
+mod show;
+pub use show::{ExpShowArgs, show};
+
 /// `exp run` arguments.
 #[derive(Debug, clap::Args)]
 pub struct ExpRunArgs {
@@ -80,6 +83,14 @@ fn axis(argument: &str) -> Result<Vec<Override>, String> {
     let (key, values) = argument
         .split_once('=')
         .ok_or_else(|| format!("`-S {argument}` is not KEY=V1,V2 (e.g. `train.lr=1e-3,2e-3`)"))?;
+    split_top_level(values)
+        .into_iter()
+        .map(|value| format!("{key}={}", value.trim()).parse::<Override>().map_err(|e| format!("`-S {argument}`: {e}")))
+        .collect()
+}
+
+/// `text` split at the commas that are not inside brackets, braces or quotes.
+fn split_top_level(values: &str) -> Vec<&str> {
     let (mut depth, mut quote, mut start) = (0_i32, None, 0);
     let mut pieces = Vec::new();
     for (index, character) in values.char_indices() {
@@ -98,9 +109,6 @@ fn axis(argument: &str) -> Result<Vec<Override>, String> {
     }
     pieces.push(&values[start..]);
     pieces
-        .into_iter()
-        .map(|value| format!("{key}={}", value.trim()).parse::<Override>().map_err(|e| format!("`-S {argument}`: {e}")))
-        .collect()
 }
 
 /// The cartesian product of the axes, then × seeds.

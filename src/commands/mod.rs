@@ -13,7 +13,7 @@ mod run;
 mod status;
 
 pub use encode::EncodeCommand;
-pub use exp::ExpRunArgs;
+pub use exp::{ExpRunArgs, ExpShowArgs};
 pub use manifest::ManifestCommand;
 pub use predict::PredictFormat;
 
@@ -25,6 +25,10 @@ pub enum ExpCommand {
     /// Run every variant of a grid of `-S` overrides (× `--seeds`) through the pipeline; results
     /// that a variant does not change are computed once and shared.
     Run(ExpRunArgs),
+    /// The comparison table of an experiment: one row per variant, seeds aggregated (mean ± std,
+    /// n), the parameters that differ, every metric with its Δ against a baseline, training time;
+    /// also written as `<workspace>/experiments/<name>.parquet`.
+    Show(ExpShowArgs),
 }
 use sspa_dag::RunOptions;
 
@@ -32,6 +36,7 @@ pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
     match command {
         Command::Run { config, select, jobs, json } => run::run(&config, &select, jobs.into(), json, progress),
         Command::Exp { command: ExpCommand::Run(args) } => exp::run(&args, progress),
+        Command::Exp { command: ExpCommand::Show(args) } => exp::show(&args),
         Command::Plan { config, select, json } => plan::plan(&config, &select, json),
         Command::Graph { config } => graph::graph(&config),
         Command::Status { config, runs, json } => status::status(&config, runs, json),

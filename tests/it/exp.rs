@@ -1,4 +1,5 @@
-//! `sspa-pipe exp run` on the tiny demo: a grid shares every upstream result it does not change.
+//! `sspa-pipe exp run` and `exp show` on the tiny demo: a grid shares every upstream result it does
+//! not change, and its table reads back.
 
 use crate::cli::{bin, project, small_training, test_llm, text, tiny_demo};
 use std::path::Path;
@@ -81,6 +82,54 @@ fn a_learning_rate_grid_trains_four_times_and_computes_the_rest_once() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(runs(dir.path()), before, "no new run");
     assert_eq!(stdout.lines().filter(|l| l.trim_start().starts_with("succeeded")).count(), 4, "{stdout}");
+
+    // `exp show`: the table of the most recent experiment of the config, parsed back.
+    let show = |args: &[&str]| -> std::process::Output {
+        bin().current_dir(dir.path()).args(["exp", "show", "domains/demo.toml"]).args(args).output().expect("spawn")
+    };
+    let out = show(&["--format", "csv"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let mut lines = stdout.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4, "{stdout}");
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name}: {stdout}"));
+    let numbers = |name: &str| -> Vec<f64> {
+        rows.iter().map(|r| r[column(name)].parse().unwrap_or_else(|_| panic!("{name} numeric: {stdout}"))).collect()
+    };
+    assert_eq!(numbers("train.lr"), [1e-3, 2e-3, 3e-3, 4e-3], "grid order, one column per override key");
+    for metric in ["raw.mAP", "ema.mAP", "raw.CF1", "raw.OF1", "raw.top3.CF1", "raw.top3.OF1", "train_s", "n"] {
+        numbers(metric);
+    }
+    let maps = numbers("raw.mAP");
+    let deltas = numbers("raw.mAP_delta");
+    for (map, delta) in maps.iter().zip(&deltas) {
+        assert!((delta - (map - maps[0])).abs() < 1e-9, "Δ against the first variant: {stdout}");
+    }
+    assert!(numbers("train_s").iter().all(|s| *s > 0.0), "{stdout}");
+    assert!(rows.iter().all(|r| r[column("status")] == "succeeded"), "{stdout}");
+    let name = experiment["name"].as_str().expect("name");
+    assert!(dir.path().join(format!("work/demo/experiments/{name}.parquet")).is_file());
+
+    let out = show(&["--format", "json", "--baseline", "train.lr=2e-3", "--sort-by", "raw.mAP", "--only-changed"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let table: serde_json::Value = serde_json::from_str(&stdout).expect("table JSON");
+    assert_eq!(table["baseline"], "train.lr=0.002");
+    assert_eq!(table["params"], serde_json::json!(["train.lr"]), "only the learning rate differs");
+    let rows = table["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4);
+    let sorted: Vec<f64> = rows.iter().map(|r| r["raw.mAP"].as_f64().expect("mAP")).collect();
+    assert!(sorted.windows(2).all(|w| w[0] >= w[1]), "best first: {sorted:?}");
+    let baseline = rows.iter().find(|r| r["variant"] == "train.lr=0.002").expect("baseline row");
+    assert_eq!(baseline["raw.mAP_delta"], 0.0);
+    assert_eq!(baseline["n"], 1);
+    let out = show(&["--baseline", "train.lr=9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("baseline `train.lr=9` is not a variant"), "{}", text(&out).1);
+    let out = show(&["--format", "md", "--name", name]);
+    assert!(text(&out).0.contains("| train.lr=0.001 (baseline) | 0.001 | succeeded | 1/1 |"), "{}", text(&out).0);
 
     // Another process holding the workspace: exit 3 naming it.
     let _held = sspa_dag::WorkspaceLock::acquire(&dir.path().join("work/demo"), "test").expect("lock");

@@ -9,12 +9,15 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::ema::ModelEma;
+use crate::optim::{AdamWGroupsConfig, clip_grad_norm};
+use crate::schedule::WarmupCosine;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_metrics::mean_average_precision;
-use sspa_model::{AdamWGroupsConfig, ModelEma, SspaHeadConfig, SspaLoss, WarmupCosine, clip_grad_norm};
+use sspa_model::{SspaHeadConfig, SspaLoss};
 
 use crate::backbone::{Backbone, BackboneSpec};
 use crate::checkpoint::{CheckpointState, latest_checkpoint, load_checkpoint, save_checkpoint};

@@ -268,10 +268,20 @@ fn a_tiny_head_overfits_a_tiny_batch() {
 
 #[test]
 fn gradients_reach_every_learnable_parameter() {
+    let full = SspaHeadConfig::new(16).with_text_width(Some(12));
+    // Uni-D (learned centres) and KAP off build other parameters: they must learn too.
+    let uni_d = full.clone().with_learned_classes(Some(4)).with_alignment(sspa_config::Alignment::SemanticToVisual);
+    let no_kap = full.clone().with_knowledge(false);
+    for config in [full, uni_d, no_kap] {
+        every_parameter_gets_a_gradient(&config);
+    }
+}
+
+fn every_parameter_gets_a_gradient(config: &SspaHeadConfig) {
     let device = Device::flex().autodiff();
     device.seed(3);
     let (batch, _) = tiny_batch(&device);
-    let head = SspaHeadConfig::new(16).with_text_width(Some(12)).init(&device);
+    let head = config.init(&device);
     let text = Tensor::<2>::random([4, 12], Distribution::Normal(0.0, 1.0), &device);
     let output = head.forward(text.clone(), text.neg(), batch.global, batch.patches);
     let loss = SspaLoss::from_section(&sspa_config::TrainSection::default()).forward(&output, batch.targets);

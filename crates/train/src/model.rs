@@ -257,7 +257,7 @@ mod tests {
         let ablation = AblationSection::default();
         ModelConfig {
             format_version: FORMAT_VERSION,
-            head: SspaHeadConfig::from_sections(&model, &ablation, Some(6), 8).expect("head"),
+            head: SspaHeadConfig::from_sections(&model, &ablation, Some(6), 8, 4).expect("head"),
             model,
             ablation,
             train: TrainSection::default(),

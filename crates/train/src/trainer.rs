@@ -184,7 +184,13 @@ pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<Mode
             reason: "must be in [0, 1), as config validation checks",
         });
     }
-    let head = SspaHeadConfig::from_sections(sections.model, sections.ablation, Some(text_width), image_width)?;
+    let head = SspaHeadConfig::from_sections(
+        sections.model,
+        sections.ablation,
+        Some(text_width),
+        image_width,
+        data.text.classes(),
+    )?;
     let prompt_tokens = if sections.ablation.cap { sections.model.prompt_tokens as usize } else { 0 };
     if data.encoder.prompt_width() == 0 {
         return Err(TrainError::Option {

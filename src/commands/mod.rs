@@ -42,7 +42,7 @@ pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
         Command::Status { config, runs, json } => status::status(&config, runs, json),
         Command::Clean { config, keep_last } => clean::clean(&config, keep_last),
         Command::Describe { config, labels, output, json } => {
-            describe::describe(&config, labels.as_deref(), &output, json)
+            describe::describe(&config, labels.as_deref(), &output, json, progress)
         }
         Command::Predict { run, ema, top_k, threshold, format, images, device } => {
             predict::predict(&run, ema, top_k, threshold, format, &images, device, progress)

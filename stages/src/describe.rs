@@ -7,7 +7,7 @@ use crate::params::TypedStage;
 use serde::{Deserialize, Serialize};
 use sspa_config::{DomainSection, LabelsSection, LlmSection, PromptSection};
 use sspa_dag::{StageContext, StageError};
-use sspa_describe::{DESCRIPTIONS_FILE, DescribeRequest};
+use sspa_describe::{DESCRIPTIONS_FILE, DescribeProgress, DescribeRequest};
 
 pub struct Describe;
 
@@ -22,6 +22,12 @@ pub struct DescribeParams {
     pub data: DataLocation,
 }
 
+/// The progress line's note: the adaptive limit on requests in flight (`llm.concurrency` at first,
+/// cut to the server's slots, halved when the server is overloaded).
+pub fn concurrency_message(limit: usize) -> String {
+    format!("concurrency {limit}")
+}
+
 impl TypedStage for Describe {
     type Params = DescribeParams;
     const KIND: &'static str = "describe";
@@ -33,11 +39,19 @@ impl TypedStage for Describe {
             tracing::warn!("{warning}");
         }
         let request = DescribeRequest::new(params.domain, params.llm, params.prompt, &ctx.project_root, list);
-        let progress = |done: u64, total: u64| ctx.progress.update(done, total);
+        let progress = |p: DescribeProgress| {
+            ctx.progress.update(p.done, p.total);
+            if let Some(limit) = p.concurrency {
+                ctx.progress.set_message(concurrency_message(limit));
+            }
+        };
         let out_file = ctx.out_dir.join(DESCRIPTIONS_FILE);
         let summary = ctx.runtime.block_on(sspa_describe::describe(&request, &ctx.state_dir, &out_file, &progress))?;
+        let limit = summary
+            .concurrency
+            .map_or(String::new(), |c| format!(", concurrency {} → {} (lowest {})", c.start, c.current, c.lowest));
         tracing::info!(
-            "describe: {} cached, {} new, {} failed ({} requests)",
+            "describe: {} cached, {} new, {} failed ({} requests{limit})",
             summary.cached,
             summary.new,
             summary.failed,

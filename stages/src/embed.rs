@@ -1,12 +1,14 @@
 //! `embed`: KAP descriptions → frozen text-encoder embeddings (`embeddings.parquet`).
 //!
-//! With `ablation.kap = false` the text is the template alone, `"A photo of a {label}."`. The
+//! With `ablation.kap = "template"` the text is the template alone, `"A photo of a {label}."`
+//! (also with `"off"`, whose head ignores `T_k`: the stage's output keeps one shape). The
 //! text encoder is the preset's ([`sspa_infer::encoders`]: MiniLM, L2-normalised; CLIP's text
 //! tower, projected), on the device `train.device` names. Its weight files are stage inputs, so
 //! new weights re-embed.
 
 use crate::params::TypedStage;
 use serde::{Deserialize, Serialize};
+use sspa_config::KapSource;
 use sspa_dag::{StageContext, StageError};
 use sspa_infer::encoders::{TextModel, text_files, weights_hash};
 use sspa_infer::{DeviceSettings, EncoderChoice};
@@ -24,15 +26,18 @@ pub struct EmbedParams {
     pub train: DeviceSettings,
 }
 
-/// `ablation.kap`: LLM descriptions (true) or the template alone.
+/// `ablation.kap`: LLM descriptions or the template alone.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct KapSwitch {
-    pub kap: bool,
+    pub kap: KapSource,
 }
 
 /// The text a label is embedded from.
-fn text_of(kap: bool, label: &str, description: &str) -> String {
-    if kap { description.to_owned() } else { format!("A photo of a {label}.") }
+fn text_of(kap: KapSource, label: &str, description: &str) -> String {
+    match kap {
+        KapSource::Llm => description.to_owned(),
+        KapSource::Template | KapSource::Off => format!("A photo of a {label}."),
+    }
 }
 
 impl TypedStage for Embed {
@@ -87,8 +92,10 @@ impl TypedStage for Embed {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn kap_off_embeds_the_template() {
-        assert_eq!(super::text_of(true, "shoe", "A sturdy shoe."), "A sturdy shoe.");
-        assert_eq!(super::text_of(false, "shoe", "A sturdy shoe."), "A photo of a shoe.");
+    fn template_and_off_embed_the_template() {
+        use sspa_config::KapSource;
+        assert_eq!(super::text_of(KapSource::Llm, "shoe", "A sturdy shoe."), "A sturdy shoe.");
+        assert_eq!(super::text_of(KapSource::Template, "shoe", "A sturdy shoe."), "A photo of a shoe.");
+        assert_eq!(super::text_of(KapSource::Off, "shoe", "A sturdy shoe."), "A photo of a shoe.");
     }
 }

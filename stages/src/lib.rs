@@ -22,7 +22,7 @@ mod train;
 use sspa_dag::Registry;
 use std::path::Path;
 
-pub use describe::Describe;
+pub use describe::{Describe, concurrency_message};
 pub use embed::Embed;
 pub use evaluate::Evaluate;
 pub use features::Features;

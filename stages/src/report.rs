@@ -16,7 +16,7 @@ use sspa_dag::store::{DONE_MARKER, ResultInfo};
 use sspa_dag::{StageContext, StageError};
 use sspa_report::heatmap::{PatchMap, RgbImage, overlay_png};
 use sspa_report::maps::{MAPS_FILE, MapsFile};
-use sspa_report::{EpochRecord, Lineage, ModelMetrics, ReportData, ReportImage};
+use sspa_report::{DescriptionTokens, EpochRecord, Lineage, ModelMetrics, ReportData, ReportImage};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -40,7 +40,8 @@ impl TypedStage for Report {
     type Params = ReportParams;
     const KIND: &'static str = "report";
     /// 3: no delta against a previous run's state, no git commit (neither is in the key).
-    const VERSION: u32 = 3;
+    /// 4: the lineage shows the descriptions' token totals.
+    const VERSION: u32 = 4;
 
     fn run(&self, params: ReportParams, ctx: &StageContext) -> Result<(), StageError> {
         let ReportParams { domain, evaluate: section } = params;
@@ -173,10 +174,24 @@ fn lineage_of(
         Ok(bytes) => Some(blake3::hash(&bytes).to_hex().to_string()),
         Err(e) => return Err(format!("reading `{}`: {e}", descriptions.display()).into()),
     };
+    // From the same published file as the hash (the describe result, inside this stage's key
+    // through describe's), not from the stage's state or its run-dependent summary.
+    let rows = sspa_describe::read_parquet(&descriptions)?;
+    let mut description_tokens = DescriptionTokens { answers: rows.len(), ..DescriptionTokens::default() };
+    for row in &rows {
+        match (row.prompt_tokens, row.completion_tokens) {
+            (None, None) => description_tokens.answers_without_usage += 1,
+            (prompt, completion) => {
+                description_tokens.prompt_tokens += prompt.unwrap_or(0);
+                description_tokens.completion_tokens += completion.unwrap_or(0);
+            }
+        }
+    }
     Ok(Lineage {
         config_hash: Some(json_hash(&nest(&params))),
         manifest_hash,
         description_cache_hash,
+        description_tokens: Some(description_tokens),
         model_preset: None,
         weights_hash,
         git_commit: None,
@@ -321,7 +336,17 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         let (describe, shard, train) = (root.join("describe"), root.join("shard"), root.join("train"));
         done(&describe, json!({"domain": {"name": "d"}, "data.manifest": "m.toml"}), &[("m.toml", "aa")]);
-        std::fs::write(describe.join(sspa_describe::DESCRIPTIONS_FILE), b"descriptions").expect("write");
+        let answer = |label: &str, prompt: Option<u64>, completion: Option<u64>| -> sspa_describe::CacheRow {
+            serde_json::from_value(json!({
+                "label_id": 0, "label": label, "domain": "d", "sample": 0, "prompt_sha256": "p",
+                "request_key": label, "model": "m", "params_json": "{}", "raw": "r", "description": "d",
+                "created_at": "2026-01-01T00:00:00Z", "prompt_tokens": prompt, "completion_tokens": completion,
+            }))
+            .expect("row")
+        };
+        let descriptions = describe.join(sspa_describe::DESCRIPTIONS_FILE);
+        let rows = [answer("a", Some(30), Some(12)), answer("b", Some(28), Some(9)), answer("c", None, None)];
+        sspa_describe::write_parquet(&descriptions, &rows).expect("write");
         done(&shard, json!({"data": {"manifest": "m.toml"}}), &[("m.toml", "aa"), ("ann.json", "bb")]);
         done(&train, json!({"model": {"preset": "p"}}), &[("/w/model.safetensors", "cc")]);
         let inputs: BTreeMap<String, std::path::PathBuf> =
@@ -338,7 +363,13 @@ mod tests {
         assert_eq!(lineage.config_hash, Some(hash(config)));
         assert_eq!(lineage.manifest_hash, Some(hash(json!({"ann.json": "bb", "m.toml": "aa"}))));
         assert_eq!(lineage.weights_hash, Some(hash(json!({"/w/model.safetensors": "cc"}))));
-        assert_eq!(lineage.description_cache_hash, Some(blake3::hash(b"descriptions").to_hex().to_string()));
+        let bytes = std::fs::read(&descriptions).expect("read");
+        assert_eq!(lineage.description_cache_hash, Some(blake3::hash(&bytes).to_hex().to_string()));
+        assert_eq!(
+            lineage.description_tokens,
+            Some(DescriptionTokens { prompt_tokens: 58, completion_tokens: 21, answers: 3, answers_without_usage: 1 }),
+            "summed over the published descriptions; the answer without usage is counted apart"
+        );
         assert_eq!(lineage.files.len(), 3);
         // Another config value changes the config hash.
         let other = json!({"domain": {"name": "e"}, "evaluate": {"kind": "natural"}});

@@ -340,8 +340,11 @@ fn whole_pipeline_runs_then_reruns_only_what_a_param_change_touches() {
     let first = run_json(&["run", "domains/demo.toml", "--jobs", "2", "--json"]);
     assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{:?}", statuses(&first));
     assert_eq!(statuses(&first).len(), 7);
-    // Published results hold no absolute path: they can move to another workspace or machine.
+    // Published results hold no absolute path (neither the project's nor the encoders'
+    // installation): they can move to another workspace or machine.
     let root = dir.path().to_str().expect("utf-8").to_owned();
+    let encoders = sspa_encoders::paths::encoders_root();
+    let encoders = encoders.to_str().expect("utf-8").to_owned();
     for stage in first["stages"].as_array().expect("stages") {
         let out = PathBuf::from(stage["output_dir"].as_str().expect("dir"));
         for entry in std::fs::read_dir(&out).expect("output").flatten() {
@@ -349,6 +352,7 @@ fn whole_pipeline_runs_then_reruns_only_what_a_param_change_touches() {
             if name.ends_with(".json") || name.ends_with(".md") {
                 let text = std::fs::read_to_string(entry.path()).expect("read");
                 assert!(!text.contains(&root), "{} names the workspace: {text}", entry.path().display());
+                assert!(!text.contains(&encoders), "{} names the encoders' directory: {text}", entry.path().display());
             }
         }
     }

@@ -331,12 +331,62 @@ pub enum GlobalText {
     Kap,
 }
 
+/// `ablation.kap`: where the KAP text features `T_k` come from (Table VI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KapSource {
+    /// The LLM's descriptions (full SSPA).
+    Llm,
+    /// The fixed template `"A photo of a {label}."` alone.
+    Template,
+    /// No KAP input: QSM synthesises `T_u` from `T_c` and `f_g` only.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for KapSource {
+    /// `"llm"`, `"template"`, `"off"`, or the boolean of earlier configs (`true` = `"llm"`,
+    /// `false` = `"template"`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bool(bool),
+            Name(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Bool(true) => Ok(Self::Llm),
+            Written::Bool(false) => Ok(Self::Template),
+            Written::Name(name) => match name.as_str() {
+                "llm" => Ok(Self::Llm),
+                "template" => Ok(Self::Template),
+                "off" => Ok(Self::Off),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown KAP source `{other}`, expected `llm`, `template` or `off`"
+                ))),
+            },
+        }
+    }
+}
+
+/// `ablation.classifier`: what the labels' category centres are (Table IX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Classifier {
+    /// The aligned text features `T*` (regional branch) and the text features of `global_text`
+    /// (global branch): full SSPA.
+    Text,
+    /// Learned per-class weights `W ∈ R^{C×d}` in both branches ("Uni-D"): text reaches the
+    /// prediction only through the semantic-to-visual alignment.
+    Learned,
+}
+
 /// `[ablation]`: the paper's ablation switches; defaults are full SSPA.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AblationSection {
-    /// Use LLM descriptions (KAP); when false, `T_k` is built from `"A photo of a {label}."` only.
-    pub kap: bool,
+    /// Where `T_k` comes from: the LLM's descriptions, the template `"A photo of a {label}."`
+    /// alone, or nowhere (`off`).
+    pub kap: KapSource,
     pub cap: bool,
     pub dsf: bool,
     pub synthesis: Synthesis,
@@ -345,12 +395,13 @@ pub struct AblationSection {
     pub aggregator: Aggregator,
     pub branches: Branches,
     pub global_text: GlobalText,
+    pub classifier: Classifier,
 }
 
 impl Default for AblationSection {
     fn default() -> Self {
         Self {
-            kap: true,
+            kap: KapSource::Llm,
             cap: true,
             dsf: true,
             synthesis: Synthesis::Quaternion,
@@ -359,6 +410,7 @@ impl Default for AblationSection {
             aggregator: Aggregator::Soft,
             branches: Branches::Both,
             global_text: GlobalText::Cap,
+            classifier: Classifier::Text,
         }
     }
 }

@@ -173,3 +173,37 @@ fn overrides_are_validated_like_the_file_and_name_their_argument() {
     assert!(text.contains("`-S train.epochs=0`: `train.epochs`: 0 must be positive"), "{text}");
     assert!(text.contains("`-S train.precision=mixed`: `train.precision`: `mixed` (bf16) needs a libtorch"), "{text}");
 }
+
+#[test]
+fn kap_sources_and_the_old_booleans() {
+    let dir = project();
+    let kap = |value: &str| {
+        parse(
+            Path::new("d.toml"),
+            &with_sections(&format!("[ablation]\nkap = {value}\n")),
+            dir.path(),
+            &Checks::default(),
+        )
+        .map(|c| c.ablation.kap)
+    };
+    assert_eq!(kap("\"llm\"").expect("llm"), KapSource::Llm);
+    assert_eq!(kap("\"template\"").expect("template"), KapSource::Template);
+    assert_eq!(kap("\"off\"").expect("off"), KapSource::Off);
+    assert_eq!(kap("true").expect("old true"), KapSource::Llm);
+    assert_eq!(kap("false").expect("old false"), KapSource::Template);
+    let err = kap("\"none\"").expect_err("unknown");
+    assert!(err.to_string().contains("expected `llm`, `template` or `off`"), "{err}");
+}
+
+#[test]
+fn ablation_switches_that_contradict_each_other_are_refused() {
+    let dir = project();
+    let check = |extra: &str| parse(Path::new("d.toml"), &with_sections(extra), dir.path(), &Checks::default());
+    let err = check("[ablation]\nkap = \"off\"\nglobal_text = \"kap\"\n").expect_err("no KAP to compare with");
+    assert!(err.to_string().contains("`ablation.global_text`"), "{err}");
+    check("[ablation]\nkap = \"off\"\nglobal_text = \"kap\"\nbranches = \"regional\"\n").expect("no global branch");
+    let err = check("[ablation]\nclassifier = \"learned\"\n").expect_err("T* replaced");
+    assert!(err.to_string().contains("use `semantic_to_visual` (the paper's Uni-D) or `none`"), "{err}");
+    let uni_d = check("[ablation]\nclassifier = \"learned\"\nalignment = \"semantic_to_visual\"\n").expect("Uni-D");
+    assert_eq!(uni_d.ablation.classifier, Classifier::Learned);
+}

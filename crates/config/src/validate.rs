@@ -105,6 +105,26 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
     if c.ablation.cap && m.prompt_tokens == 0 {
         fail("model.prompt_tokens", "must be at least 1 while `ablation.cap` is on".into());
     }
+    let a = &c.ablation;
+    if a.kap == KapSource::Off && a.global_text == GlobalText::Kap && a.branches != Branches::Regional {
+        fail(
+            "ablation.global_text",
+            "`kap` has no KAP features to compare with while `ablation.kap = \"off\"` (use `cap`)".into(),
+        );
+    }
+    if a.classifier == Classifier::Learned
+        && matches!(a.alignment, Alignment::Both | Alignment::VisualToSemantic)
+        && a.branches != Branches::Global
+    {
+        fail(
+            "ablation.alignment",
+            format!(
+                "`{}` computes the aligned text centres `T*`, which `ablation.classifier = \"learned\"` replaces: \
+                 use `semantic_to_visual` (the paper's Uni-D) or `none`",
+                if a.alignment == Alignment::Both { "both" } else { "visual_to_semantic" }
+            ),
+        );
+    }
 
     let t = &c.train;
     positive(&mut fail, "train.epochs", t.epochs as f64);

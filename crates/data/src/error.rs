@@ -69,12 +69,9 @@ pub enum DataError {
     Demo { message: String },
     #[error("`{}`: {message}", path.display())]
     Shards { path: PathBuf, message: String },
-    #[error("`{}`: parquet", path.display())]
-    Parquet {
-        path: PathBuf,
-        #[source]
-        source: parquet::errors::ParquetError,
-    },
+    /// Reading or writing a Parquet file (the error names it).
+    #[error(transparent)]
+    Table(#[from] sspa_table::TableError),
     #[error("`{}`: arrow", path.display())]
     Arrow {
         path: PathBuf,

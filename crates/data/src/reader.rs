@@ -6,7 +6,6 @@ use crate::error::DataError;
 use crate::shard::{INDEX_FILE, META_FILE, ShardsMeta};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int8Type, UInt32Type, UInt64Type};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,14 +116,9 @@ impl Record {
 
 /// The index rows of split `split`, in the order they were written.
 fn read_index(path: &Path, split: &str, label_count: usize) -> Result<Vec<Record>, DataError> {
-    let parquet_error = |source| DataError::Parquet { path: path.to_path_buf(), source };
     let shape_error = |message: &str| DataError::Shards { path: path.to_path_buf(), message: message.into() };
-    let file = File::open(path).map_err(|e| DataError::read(path, e))?;
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error)?.build().map_err(parquet_error)?;
     let mut records = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|source| DataError::Arrow { path: path.to_path_buf(), source })?;
+    for batch in sspa_table::read_batches(path)? {
         let column = |name: &str| batch.column_by_name(name).ok_or_else(|| shape_error(&format!("no `{name}` column")));
         let splits = column("split")?.as_string_opt::<i32>().ok_or_else(|| shape_error("`split` is not a string"))?;
         let shard =

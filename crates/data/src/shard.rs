@@ -23,7 +23,6 @@ use crate::preprocess::{self, BadImageReason, Geometry, RgbPixels};
 use arrow_array::builder::{Int8Builder, ListBuilder};
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
-use parquet::arrow::ArrowWriter;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sspa_config::{DataSection, OnBadImage};
@@ -303,47 +302,44 @@ pub fn write_split_entries(
     let mut bad = Vec::new();
     let mut metas = BTreeMap::new();
     let mut summaries = Vec::new();
-    let index_temporary = out_dir.join(".index.parquet.tmp");
-    let index_file = std::fs::File::create(&index_temporary).map_err(|e| DataError::write(&index_temporary, e))?;
-    let mut index_writer = ArrowWriter::try_new(index_file, index_schema(), None)
-        .map_err(|source| DataError::Parquet { path: index_temporary.clone(), source })?;
-    for (&split, &is_train) in splits.iter().zip(train.iter().chain(std::iter::repeat(&false))) {
-        let index = IndexWriter { writer: &mut index_writer, temporary: &index_temporary };
-        let (meta, summary) = pool.install(|| {
-            write_split(split, is_train, labels.len(), options, out_dir, index, &mut bad, &mut |n| {
-                done += n;
-                progress(done, total);
-            })
-        })?;
-        metas.insert(split.name().to_string(), meta);
-        summaries.push(summary);
-    }
-    let report_bytes = serde_json::to_vec_pretty(&bad)
-        .map_err(|e| DataError::Shards { path: out_dir.into(), message: e.to_string() })?;
-    if !bad.is_empty() && options.on_bad_image == OnBadImage::Fail {
-        let mut report_note = String::new();
-        if let Some(dir) = &options.failure_report_dir {
-            let path = dir.join(BAD_IMAGES_FILE);
-            if std::fs::create_dir_all(dir).is_ok() && write_atomic(&path, &report_bytes).is_ok() {
-                report_note = format!("; the full list is in `{}`", path.display());
+    let mut report_bytes = Vec::new();
+    // The index is published only when every split is written and no bad image fails the run.
+    sspa_table::write_with(&out_dir.join(INDEX_FILE), index_schema(), None, |index_writer| {
+        for (&split, &is_train) in splits.iter().zip(train.iter().chain(std::iter::repeat(&false))) {
+            let (meta, summary) = pool.install(|| {
+                write_split(split, is_train, labels.len(), options, out_dir, &mut *index_writer, &mut bad, &mut |n| {
+                    done += n;
+                    progress(done, total);
+                })
+            })?;
+            metas.insert(split.name().to_string(), meta);
+            summaries.push(summary);
+        }
+        report_bytes = serde_json::to_vec_pretty(&bad)
+            .map_err(|e| DataError::Shards { path: out_dir.into(), message: e.to_string() })?;
+        if !bad.is_empty() && options.on_bad_image == OnBadImage::Fail {
+            let mut report_note = String::new();
+            if let Some(dir) = &options.failure_report_dir {
+                let path = dir.join(BAD_IMAGES_FILE);
+                if std::fs::create_dir_all(dir).is_ok() && write_atomic(&path, &report_bytes).is_ok() {
+                    report_note = format!("; the full list is in `{}`", path.display());
+                }
             }
+            let mut listing: Vec<String> =
+                bad.iter().take(20).map(|b| format!("`{}` ({}): {}", b.path.display(), b.split, b.reason)).collect();
+            if bad.len() > 20 {
+                listing.push(format!("… and {} more", bad.len() - 20));
+            }
+            return Err(DataError::BadImages {
+                count: bad.len(),
+                listing: format!(
+                    "{}{report_note} (set `data.on_bad_image = \"skip\"` to leave them out)",
+                    listing.join("; ")
+                ),
+            });
         }
-        let mut listing: Vec<String> =
-            bad.iter().take(20).map(|b| format!("`{}` ({}): {}", b.path.display(), b.split, b.reason)).collect();
-        if bad.len() > 20 {
-            listing.push(format!("… and {} more", bad.len() - 20));
-        }
-        return Err(DataError::BadImages {
-            count: bad.len(),
-            listing: format!(
-                "{}{report_note} (set `data.on_bad_image = \"skip\"` to leave them out)",
-                listing.join("; ")
-            ),
-        });
-    }
-    index_writer.close().map_err(|source| DataError::Parquet { path: index_temporary.clone(), source })?;
-    let index_path = out_dir.join(INDEX_FILE);
-    std::fs::rename(&index_temporary, &index_path).map_err(|e| DataError::write(&index_path, e))?;
+        Ok(())
+    })?;
     write_atomic(&out_dir.join(BAD_IMAGES_FILE), &report_bytes)?;
     let meta = ShardsMeta {
         version: SHARD_FORMAT_VERSION,
@@ -374,7 +370,7 @@ fn write_split(
     label_count: usize,
     options: &WriteOptions,
     out_dir: &Path,
-    index: IndexWriter<'_>,
+    index: &mut sspa_table::TableWriter<'_>,
     bad: &mut Vec<BadImage>,
     advance: &mut dyn FnMut(u64),
 ) -> Result<(SplitMeta, SplitSummary), DataError> {
@@ -426,7 +422,7 @@ fn write_chunk(
     split: &str,
     train: bool,
     options: &WriteOptions,
-    writer: &mut SplitWriter<'_>,
+    writer: &mut SplitWriter<'_, '_>,
     bad: &mut Vec<BadImage>,
 ) -> Result<(), DataError> {
     let geometry = options.geometry;
@@ -479,26 +475,26 @@ struct OpenShard {
     rows: Vec<PendingRow>,
 }
 
-/// The shared index being written (renamed into place by [`write_shards`]).
-struct IndexWriter<'a> {
-    writer: &'a mut ArrowWriter<std::fs::File>,
-    temporary: &'a Path,
-}
-
 /// Writes one split: shard files in turn and their index rows, one record batch per shard.
-struct SplitWriter<'a> {
+struct SplitWriter<'a, 'w> {
     dir: PathBuf,
     split: String,
     label_count: usize,
     shard_size: usize,
     open: Option<OpenShard>,
     shards: Vec<ShardMeta>,
-    index: IndexWriter<'a>,
+    index: &'a mut sspa_table::TableWriter<'w>,
     written: u64,
 }
 
-impl<'a> SplitWriter<'a> {
-    fn new(dir: &Path, split: &str, label_count: usize, shard_size: usize, index: IndexWriter<'a>) -> Self {
+impl<'a, 'w> SplitWriter<'a, 'w> {
+    fn new(
+        dir: &Path,
+        split: &str,
+        label_count: usize,
+        shard_size: usize,
+        index: &'a mut sspa_table::TableWriter<'w>,
+    ) -> Self {
         Self {
             dir: dir.to_path_buf(),
             split: split.to_string(),
@@ -572,12 +568,11 @@ impl<'a> SplitWriter<'a> {
             Arc::new(StringArray::from(rows.iter().map(|r| r.path.as_str()).collect::<Vec<_>>())),
             Arc::new(targets.finish()),
         ];
-        let index_path = self.index.temporary.to_path_buf();
         let batch = RecordBatch::try_new(index_schema(), columns)
-            .map_err(|source| DataError::Arrow { path: index_path.clone(), source })?;
-        self.index.writer.write(&batch).map_err(|source| DataError::Parquet { path: index_path.clone(), source })?;
+            .map_err(|source| DataError::Arrow { path: self.dir.clone(), source })?;
+        self.index.write(&batch)?;
         // One row group per shard: the index is never held in memory as a whole.
-        self.index.writer.flush().map_err(|source| DataError::Parquet { path: index_path, source })?;
+        self.index.flush()?;
         self.shards.push(ShardMeta {
             file: format!("{}/{name}", self.dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
             images: rows.len() as u64,

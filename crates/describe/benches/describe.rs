@@ -124,10 +124,9 @@ async fn main() {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let request = request(url, &labels, concurrency);
                 let started = Instant::now();
-                let summary =
-                    describe(&request, &dir.path().join("state"), &dir.path().join("out.parquet"), &|_, _| {})
-                        .await
-                        .expect("describe");
+                let summary = describe(&request, &dir.path().join("state"), &dir.path().join("out.parquet"), &|_| {})
+                    .await
+                    .expect("describe");
                 let seconds = started.elapsed().as_secs_f64();
                 assert_eq!(summary.new, labels.len(), "{:?}", summary.failures);
                 println!(
@@ -161,12 +160,12 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (state, out) = (dir.path().join("state"), dir.path().join("out.parquet"));
     let request = request(&server.base_url(), &many, 4);
-    let first = describe(&request, &state, &out, &|_, _| {}).await.expect("fill the cache");
+    let first = describe(&request, &state, &out, &|_| {}).await.expect("fill the cache");
     assert_eq!(first.new, 80);
     let mut times = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
-        let summary = describe(&request, &state, &out, &|_, _| {}).await.expect("cached run");
+        let summary = describe(&request, &state, &out, &|_| {}).await.expect("cached run");
         times.push(started.elapsed().as_secs_f64() * 1e3);
         assert_eq!((summary.cached, summary.requests), (80, 0));
     }

@@ -13,8 +13,6 @@
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::{DateTime, Utc};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -60,8 +58,8 @@ pub enum CacheError {
     },
     #[error("description cache `{path}` is in use by another describe run (lock `{path}/{LOCK_FILE}`)")]
     Locked { path: PathBuf },
-    #[error("description cache `{path}` cannot be read or written as Parquet: {reason}")]
-    Parquet { path: PathBuf, reason: String },
+    #[error("description cache {0}")]
+    Table(#[from] sspa_table::TableError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
@@ -216,7 +214,6 @@ fn schema() -> Arc<Schema> {
 
 /// Writes rows as Parquet: temp file in the same directory, fsync, rename.
 pub fn write_parquet(path: &Path, rows: &[CacheRow]) -> Result<(), CacheError> {
-    let parquet_error = |reason: String| CacheError::Parquet { path: path.to_path_buf(), reason };
     let strings =
         |f: fn(&CacheRow) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
     let columns: Vec<ArrayRef> = vec![
@@ -237,68 +234,34 @@ pub fn write_parquet(path: &Path, rows: &[CacheRow]) -> Result<(), CacheError> {
         Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.prompt_tokens))),
         Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.completion_tokens))),
     ];
-    let batch = RecordBatch::try_new(schema(), columns).map_err(|e| parquet_error(e.to_string()))?;
-    sspa_fsio::write_atomic_with(
-        path,
-        |file| {
-            let mut writer =
-                ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| parquet_error(e.to_string()))?;
-            writer.write(&batch).map_err(|e| parquet_error(e.to_string()))?;
-            writer.close().map_err(|e| parquet_error(e.to_string()))?;
-            Ok(())
-        },
-        |source| CacheError::Io { path: path.to_path_buf(), source },
-    )
+    let batch = RecordBatch::try_new(schema(), columns)
+        .map_err(|source| sspa_table::TableError::Arrow { path: path.to_path_buf(), source })?;
+    Ok(sspa_table::write_batch(path, &batch)?)
 }
 
 /// Reads rows written by [`write_parquet`] (or any file with the same columns).
 pub fn read_parquet(path: &Path) -> Result<Vec<CacheRow>, CacheError> {
-    let parquet_error = |reason: String| CacheError::Parquet { path: path.to_path_buf(), reason };
-    let file = File::open(path).map_err(io(path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|builder| builder.build())
-        .map_err(|e| parquet_error(e.to_string()))?;
+    use sspa_table::{column, optional_column};
     let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| parquet_error(e.to_string()))?;
-        let column =
-            |name: &str| batch.column_by_name(name).ok_or_else(|| parquet_error(format!("no column `{name}`")));
-        let text = |name: &str| -> Result<&StringArray, CacheError> {
-            column(name)?
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| parquet_error(format!("column `{name}` is not UTF-8 text")))
-        };
-        let number = |name: &str| -> Result<&UInt32Array, CacheError> {
-            column(name)?
-                .as_any()
-                .downcast_ref::<UInt32Array>()
-                .ok_or_else(|| parquet_error(format!("column `{name}` is not UInt32")))
-        };
+    for batch in sspa_table::read_batches(path)? {
+        let text = |name: &str| column::<StringArray>(&batch, name, path);
+        let number = |name: &str| column::<UInt32Array>(&batch, name, path);
         let (label_id, sample) = (number("label_id")?, number("sample")?);
         let (label, domain, prompt_sha256) = (text("label")?, text("domain")?, text("prompt_sha256")?);
         let (request_key, model, params_json) = (text("request_key")?, text("model")?, text("params_json")?);
         let (raw, description) = (text("raw")?, text("description")?);
-        let created_at = column("created_at")?
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .ok_or_else(|| parquet_error("column `created_at` is not a microsecond timestamp".into()))?;
+        let created_at = column::<TimestampMicrosecondArray>(&batch, "created_at", path)?;
         // Token columns came later: files without them read as "not counted".
-        let tokens = |name: &str| -> Result<Option<&UInt64Array>, CacheError> {
-            match batch.column_by_name(name) {
-                None => Ok(None),
-                Some(column) => column
-                    .as_any()
-                    .downcast_ref::<UInt64Array>()
-                    .map(Some)
-                    .ok_or_else(|| parquet_error(format!("column `{name}` is not UInt64"))),
-            }
-        };
-        let (prompt_tokens, completion_tokens) = (tokens("prompt_tokens")?, tokens("completion_tokens")?);
+        let prompt_tokens = optional_column::<UInt64Array>(&batch, "prompt_tokens", path)?;
+        let completion_tokens = optional_column::<UInt64Array>(&batch, "completion_tokens", path)?;
         let value = |column: Option<&UInt64Array>, i: usize| column.filter(|c| !c.is_null(i)).map(|c| c.value(i));
         for i in 0..batch.num_rows() {
             if created_at.is_null(i) || request_key.is_null(i) {
-                return Err(parquet_error(format!("row {i} has no `request_key` or `created_at`")));
+                return Err(sspa_table::TableError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("row {i} has no `request_key` or `created_at`"),
+                }
+                .into());
             }
             rows.push(CacheRow {
                 label_id: label_id.value(i),
@@ -373,10 +336,7 @@ mod tests {
         let new = read_batch(&path);
         let old_fields: Vec<_> = new.schema().fields().iter().take(11).cloned().collect();
         let old = RecordBatch::try_new(Arc::new(Schema::new(old_fields)), new.columns()[..11].to_vec()).expect("batch");
-        let file = File::create(&path).expect("create");
-        let mut writer = ArrowWriter::try_new(file, old.schema(), None).expect("writer");
-        writer.write(&old).expect("write");
-        writer.close().expect("close");
+        sspa_table::write_batch(&path, &old).expect("write");
         let rows = read_parquet(&path).expect("old file reads");
         assert_eq!(rows, [CacheRow { prompt_tokens: None, completion_tokens: None, ..row("a") }]);
 
@@ -387,9 +347,7 @@ mod tests {
     }
 
     fn read_batch(path: &Path) -> RecordBatch {
-        let file = File::open(path).expect("open");
-        let mut reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("reader").build().expect("build");
-        reader.next().expect("a batch").expect("batch")
+        sspa_table::read_batches(path).expect("read").remove(0)
     }
 
     #[test]

@@ -19,5 +19,6 @@ pub use cache::{CacheError, CacheRow, DESCRIPTIONS_FILE, DescriptionCache, read_
 pub use labels::{DuplicateLabel, LabelError, LabelList, LabelProblem, MAX_LABEL_BYTES, read_label_file};
 pub use postprocess::postprocess;
 pub use run::{
-    CACHE_FORMAT_VERSION, DescribeError, DescribeRequest, DescribeSummary, LabelFailure, describe, request_key,
+    CACHE_FORMAT_VERSION, DescribeError, DescribeProgress, DescribeRequest, DescribeSummary, LabelFailure, describe,
+    request_key,
 };

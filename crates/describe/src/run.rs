@@ -41,6 +41,17 @@ impl DescribeRequest {
     }
 }
 
+/// Where a run stands, for a progress line: answers done (cached ones included) of `total`,
+/// and the adaptive concurrency limit once requests are being sent (absent before, and when
+/// every answer was cached).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DescribeProgress {
+    pub done: u64,
+    pub total: u64,
+    /// Requests allowed in flight at once now ([`sspa_llm::ConcurrencyStats::current`]).
+    pub concurrency: Option<usize>,
+}
+
 /// A label (sample) that got no usable answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LabelFailure {
@@ -137,7 +148,7 @@ pub async fn describe(
     req: &DescribeRequest,
     state_dir: &Path,
     out_file: &Path,
-    progress: &(dyn Fn(u64, u64) + Send + Sync),
+    progress: &(dyn Fn(DescribeProgress) + Send + Sync),
 ) -> Result<DescribeSummary, DescribeError> {
     let started = Instant::now();
     if req.labels.is_empty() {
@@ -177,7 +188,7 @@ pub async fn describe(
     let mut cache = DescriptionCache::open(state_dir)?;
     let missing: Vec<usize> = (0..jobs.len()).filter(|&i| cache.get(&jobs[i].key).is_none()).collect();
     let cached = jobs.len() - missing.len();
-    progress(cached as u64, total);
+    progress(DescribeProgress { done: cached as u64, total, concurrency: None });
     tracing::info!(labels = req.labels.len(), total, cached, missing = missing.len(), "describe");
 
     let mut tally = Tally::default();
@@ -270,7 +281,7 @@ async fn query(
     tally: &mut Tally,
     mut done: u64,
     total: u64,
-    progress: &(dyn Fn(u64, u64) + Send + Sync),
+    progress: &(dyn Fn(DescribeProgress) + Send + Sync),
 ) -> Result<(), DescribeError> {
     let mut settings = LlmSettings::from_config(&req.llm)?;
     if let Some(retry) = req.retry {
@@ -279,6 +290,8 @@ async fn query(
     let client = Arc::new(LlmClient::new(settings)?);
     tally.client = Some(client.clone());
     client.check_endpoint().await?;
+    // The limit as it starts (cut to the server's slots by `check_endpoint`), before any answer.
+    progress(DescribeProgress { done, total, concurrency: Some(client.concurrency().current) });
     let (max_chars, max_sentences) = (req.prompt.max_chars as usize, req.prompt.max_sentences as usize);
     // Dropping the set (an early return, or the caller cancelling this future) aborts the
     // requests still in flight; every answer already received is in the cache by then.
@@ -350,9 +363,9 @@ async fn query(
             }
         }
         done += 1;
-        progress(done, total);
+        let limit = client.concurrency().current;
+        progress(DescribeProgress { done, total, concurrency: Some(limit) });
         if done.is_multiple_of(PROGRESS_LOG_EVERY) || done == total {
-            let limit = client.concurrency().current;
             tracing::info!("describe: {done}/{total} answers, {limit} request(s) in flight at most");
         }
     };

@@ -1,16 +1,40 @@
-//! Convolution + BatchNorm (eval mode, folded into the convolution) + optional ReLU6, with
-//! TensorFlow `SAME` padding — the unit every EfficientNet-Lite layer is made of.
+//! Convolution + BatchNorm (inference mode, folded into the convolution) + an optional
+//! activation: the unit of EfficientNet-Lite (TensorFlow `SAME` padding, ReLU6, ε = 1e-3) and of
+//! CLIP's ModifiedResNet stem and Bottleneck blocks (PyTorch `k/2` padding, ReLU, ε = 1e-5).
 
 use burn::module::Param;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use burn::tensor::activation::relu6;
+use burn::tensor::activation::{relu, relu6};
+use serde::{Deserialize, Serialize};
 
 use crate::weights::Checkpoint;
 
-/// Configuration of [`ConvBn`].
+/// How the convolution pads its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Padding {
+    /// TensorFlow `SAME`: output `⌈i/s⌉`, the odd padding pixel at the bottom/right, as
+    /// EfficientNet's `Conv2dStaticSamePadding`.
+    Same,
+    /// PyTorch's symmetric `padding = k / 2` (CLIP). Differs from `Same` for stride 2.
+    Symmetric,
+}
+
+/// The activation after the normalisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    None,
+    Relu,
+    Relu6,
+}
+
+/// BatchNorm epsilon of PyTorch's `nn.BatchNorm2d` default (CLIP).
+pub const TORCH_BATCH_NORM_EPS: f64 = 1e-5;
+
+/// Configuration of [`ConvBn`]. The defaults are EfficientNet-Lite's; [`ConvBnConfig::torch`]
+/// gives CLIP's.
 #[derive(Config, Debug)]
 pub struct ConvBnConfig {
     /// Input channels.
@@ -25,28 +49,44 @@ pub struct ConvBnConfig {
     /// Groups (`channels_in` for a depthwise convolution).
     #[config(default = 1)]
     pub groups: usize,
-    /// Whether ReLU6 follows the normalisation.
-    #[config(default = true)]
-    pub relu6: bool,
+    /// The activation after the normalisation.
+    #[config(default = "Activation::Relu6")]
+    pub activation: Activation,
+    /// The padding rule.
+    #[config(default = "Padding::Same")]
+    pub padding: Padding,
     /// BatchNorm epsilon (1e-3 in the TensorFlow-trained EfficientNets).
     #[config(default = 1e-3)]
     pub batch_norm_eps: f64,
 }
 
 impl ConvBnConfig {
+    /// A PyTorch-style unit: symmetric `k/2` padding, ReLU, ε = 1e-5 (CLIP's ResNets).
+    pub fn torch(channels_in: usize, channels_out: usize, kernel: usize) -> Self {
+        Self::new(channels_in, channels_out, kernel)
+            .with_padding(Padding::Symmetric)
+            .with_activation(Activation::Relu)
+            .with_batch_norm_eps(TORCH_BATCH_NORM_EPS)
+    }
+
     fn conv(&self) -> Conv2dConfig {
+        let padding = match self.padding {
+            Padding::Same => PaddingConfig2d::Same,
+            Padding::Symmetric => {
+                let pad = self.kernel / 2;
+                PaddingConfig2d::Explicit(pad, pad, pad, pad)
+            }
+        };
         Conv2dConfig::new([self.channels_in, self.channels_out], [self.kernel, self.kernel])
             .with_stride([self.stride, self.stride])
             .with_groups(self.groups)
-            // TensorFlow SAME: output ⌈i/s⌉, the odd padding pixel at the bottom/right, as the
-            // reference's Conv2dStaticSamePadding.
-            .with_padding(PaddingConfig2d::Same)
+            .with_padding(padding)
             .with_bias(true)
     }
 
     /// Random initialisation (the folded bias starts at zero).
     pub fn init(&self, device: &Device) -> ConvBn {
-        ConvBn { conv: self.conv().init(device), relu6: self.relu6 }
+        ConvBn { conv: self.conv().init(device), activation: self.activation }
     }
 
     /// Loads the bias-free convolution `{conv}.weight` `[out, in/groups, k, k]` and the
@@ -57,7 +97,7 @@ impl ConvBnConfig {
         let shape = [self.channels_out, self.channels_in / self.groups, self.kernel, self.kernel];
         let mut layer = self.conv().init(device);
         (layer.weight, layer.bias) = load_folded(checkpoint, conv, bn, shape, self.batch_norm_eps, device);
-        ConvBn { conv: layer, relu6: self.relu6 }
+        ConvBn { conv: layer, activation: self.activation }
     }
 }
 
@@ -67,7 +107,7 @@ impl ConvBnConfig {
 /// `w' = w·γ/√(σ²+ε)`, `b' = β − μ·γ/√(σ²+ε)`, computed in f64. Returns the folded weight and bias
 /// as parameters. Missing or mis-shaped tensors are recorded in `checkpoint` (zeros are returned
 /// in their place) and reported by its `finish`.
-pub fn load_folded(
+fn load_folded(
     checkpoint: &mut Checkpoint,
     conv: &str,
     bn: &str,
@@ -95,21 +135,27 @@ pub fn load_folded(
     )
 }
 
-/// `ReLU6(BN(conv(x)))` with BN folded into `conv`.
+/// `activation(BN(conv(x)))` with BN folded into `conv`.
 #[derive(Module, Debug)]
 pub struct ConvBn {
     /// The convolution with the folded BatchNorm as weight scale and bias.
     pub conv: Conv2d,
-    /// Whether ReLU6 is applied.
-    pub relu6: bool,
+    /// The activation after it.
+    #[module(skip)]
+    pub activation: Activation,
 }
 
 impl ConvBn {
     /// # Shapes
     /// - input: `[B, C_in, H, W]`
-    /// - output: `[B, C_out, ⌈H/s⌉, ⌈W/s⌉]`
+    /// - output: `[B, C_out, H', W']`, `H' = ⌈H/s⌉` with `Same` padding, `⌊(H−1)/s⌋+1` with
+    ///   `Symmetric` (odd kernels)
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let output = self.conv.forward(input);
-        if self.relu6 { relu6(output) } else { output }
+        match self.activation {
+            Activation::None => output,
+            Activation::Relu => relu(output),
+            Activation::Relu6 => relu6(output),
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use crate::conv_bn::{ConvBn, ConvBnConfig};
+use crate::conv_bn::{Activation, ConvBn, ConvBnConfig};
 use crate::weights::Checkpoint;
 
 /// Configuration of [`MbConv`].
@@ -35,7 +35,7 @@ impl MbConvConfig {
     }
 
     fn project(&self) -> ConvBnConfig {
-        ConvBnConfig::new(self.expanded(), self.channels_out, 1).with_relu6(false)
+        ConvBnConfig::new(self.expanded(), self.channels_out, 1).with_activation(Activation::None)
     }
 
     fn residual(&self) -> bool {

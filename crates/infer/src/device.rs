@@ -114,7 +114,7 @@ mod tests {
     fn libtorch_devices_name_the_missing_feature() {
         let error = select(settings("cuda:0", Precision::F32)).expect_err("no tch");
         assert!(error.to_string().contains("--features tch"), "{error}");
-        assert!(!LIBTORCH);
+        const { assert!(!LIBTORCH) };
     }
 
     #[cfg(feature = "tch")]

@@ -45,18 +45,9 @@ pub enum MetricsError {
     #[error("mA is undefined: no label has both positive and negative targets")]
     NoMeanAccuracy,
 
-    #[error("cannot open `{path}`")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("`{path}` is not a readable Parquet file")]
-    ParquetRead {
-        path: PathBuf,
-        #[source]
-        source: parquet::errors::ParquetError,
-    },
+    /// Opening, reading or writing a Parquet file (the error names it).
+    #[error(transparent)]
+    Table(#[from] sspa_table::TableError),
     #[error("cannot decode `{path}`")]
     Decode {
         path: PathBuf,
@@ -97,18 +88,6 @@ pub enum MetricsError {
     )]
     LabelMismatch { scores: PathBuf, targets: PathBuf, only_in_scores: String, only_in_targets: String },
 
-    #[error("cannot write `{path}`")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot encode `{path}` as Parquet")]
-    ParquetWrite {
-        path: PathBuf,
-        #[source]
-        source: parquet::errors::ParquetError,
-    },
     #[error("cannot build an Arrow batch for `{path}`")]
     Arrow {
         path: PathBuf,

@@ -6,7 +6,6 @@
 //! into the column-major matrix.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,7 +15,6 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef, Float32Array, Int8Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
@@ -157,10 +155,12 @@ impl Cell for i8 {
     }
 }
 
-fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, MetricsError> {
-    let file = File::open(path).map_err(|source| MetricsError::Open { path: path.to_owned(), source })?;
-    ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|source| MetricsError::ParquetRead { path: path.to_owned(), source })
+fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, MetricsError> {
+    Ok(sspa_table::open(path)?)
+}
+
+fn build_error(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> MetricsError + '_ {
+    |source| MetricsError::Table(sspa_table::TableError::Parquet { path: path.to_owned(), source })
 }
 
 fn read_matrix<T: Cell>(path: &Path) -> Result<LabelMatrix<T>, MetricsError> {
@@ -246,11 +246,7 @@ fn read_columns<T: Cell>(
     let n = images.len();
     let builder = open(path)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|source| MetricsError::ParquetRead { path: path.to_owned(), source })?;
+    let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(build_error(path))?;
     let mut offset = 0;
     for batch in reader {
         let batch = batch.map_err(|source| MetricsError::Decode { path: path.to_owned(), source })?;
@@ -277,16 +273,12 @@ fn read_columns<T: Cell>(
 }
 
 fn read_images(
-    builder: ParquetRecordBatchReaderBuilder<File>,
+    builder: ParquetRecordBatchReaderBuilder<std::fs::File>,
     image_column: usize,
     path: &Path,
 ) -> Result<Vec<String>, MetricsError> {
     let mask = ProjectionMask::roots(builder.parquet_schema(), [image_column]);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|source| MetricsError::ParquetRead { path: path.to_owned(), source })?;
+    let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(build_error(path))?;
     let mut images = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|source| MetricsError::Decode { path: path.to_owned(), source })?;
@@ -318,9 +310,7 @@ fn write_matrix<T: Copy + Default + Send + Sync>(
         // Probabilities rarely repeat; a dictionary would be built and dropped for every page.
         .set_dictionary_enabled(dictionary)
         .build();
-    write_atomically(path, |file| {
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))
-            .map_err(|source| MetricsError::ParquetWrite { path: path.to_owned(), source })?;
+    sspa_table::write_with(path, schema.clone(), Some(properties), |writer| {
         let n = matrix.n_images();
         let mut start = 0;
         while start < n || (n == 0 && start == 0) {
@@ -330,21 +320,12 @@ fn write_matrix<T: Copy + Default + Send + Sync>(
             columns.extend((0..matrix.n_labels()).map(|label| to_array(&matrix.column(label)[start..end])));
             let batch = RecordBatch::try_new(schema.clone(), columns)
                 .map_err(|source| MetricsError::Arrow { path: path.to_owned(), source })?;
-            writer.write(&batch).map_err(|source| MetricsError::ParquetWrite { path: path.to_owned(), source })?;
+            writer.write(&batch)?;
             if n == 0 {
                 break;
             }
             start = end;
         }
-        writer.close().map_err(|source| MetricsError::ParquetWrite { path: path.to_owned(), source })?;
         Ok(())
     })
-}
-
-/// Writes through a temporary file in the target directory, renamed over `path` when complete.
-fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut File) -> Result<(), MetricsError>,
-) -> Result<(), MetricsError> {
-    sspa_fsio::write_atomic_with(path, write, |source| MetricsError::Write { path: path.to_owned(), source })
 }

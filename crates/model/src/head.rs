@@ -7,16 +7,19 @@
 //! not CLIP, its width `d_t` is mapped to `d` by a learnable `Linear(d_t, d)` shared by `T_k` and
 //! `T_l` (SSPA.md, "Further fixed choices").
 //!
-//! The `kap` and `cap` switches of `[ablation]` change what is fed in (template-only `T_k`,
-//! hand-written prompts for `T_l`), not the head, so they do not appear here.
+//! `ablation.kap = "template"` and `ablation.cap` change what is fed in (template-only `T_k`,
+//! hand-written prompts for `T_l`), not the head. `ablation.kap = "off"` drops `T_k` from QSM
+//! ([`SspaHeadConfig::knowledge`]); `ablation.classifier = "learned"` replaces the text category
+//! centres of both branches by learned per-class weights ([`SspaHead::class_weights`], Uni-D).
 
 use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use burn::tensor::activation::sigmoid;
 use sspa_config::{
-    AblationSection, Aggregator as AggregatorKind, Alignment, Branches, GlobalText, ImageProjectionKind, ModelSection,
-    Synthesis,
+    AblationSection, Aggregator as AggregatorKind, Alignment, Branches, Classifier, GlobalText, ImageProjectionKind,
+    KapSource, ModelSection, Synthesis,
 };
 
 use crate::aggregator::{Aggregator, AggregatorConfig};
@@ -62,6 +65,12 @@ pub struct SspaHeadConfig {
     /// Text features of the global branch: `T_l` (CAP) or `T_k` (KAP).
     #[config(default = "GlobalText::Cap")]
     pub global_text: GlobalText,
+    /// Whether QSM reads `T_k` (`false`: `ablation.kap = "off"`).
+    #[config(default = true)]
+    pub knowledge: bool,
+    /// `Some(C)`: learned per-class weights `W ∈ R^{C×d}` are the category centres of both
+    /// branches (Uni-D) instead of `T*` and the global branch's text features.
+    pub learned_classes: Option<usize>,
     /// LayerNorm epsilon of every LN.
     #[config(default = 1e-5)]
     pub layer_norm_eps: f64,
@@ -74,7 +83,7 @@ pub struct SspaHeadConfig {
 }
 
 impl SspaHeadConfig {
-    /// The head described by `[model]` and `[ablation]`; `text_width` is the text encoder's output
+    /// The head described by `[model]` and `[ablation]` for `classes` labels; `text_width` is the text encoder's output
     /// width when it differs from `model.embed_dim` (non-CLIP encoders), else `None`; `image_width`
     /// is the image encoder's feature width `c` (projected by a learnable `Linear(c, d)` with
     /// `model.image_projection = "linear"`, required to equal `d` with `"none"`).
@@ -86,6 +95,7 @@ impl SspaHeadConfig {
         ablation: &AblationSection,
         text_width: Option<usize>,
         image_width: usize,
+        classes: usize,
     ) -> Result<Self, ModelError> {
         let d_model = usize::try_from(model.embed_dim)
             .map_err(|_| ModelError::OutOfRange { key: "model.embed_dim", value: model.embed_dim.to_string() })?;
@@ -103,7 +113,9 @@ impl SspaHeadConfig {
             .with_gate(ablation.gate)
             .with_aggregator(ablation.aggregator)
             .with_branches(ablation.branches)
-            .with_global_text(ablation.global_text);
+            .with_global_text(ablation.global_text)
+            .with_knowledge(ablation.kap != KapSource::Off)
+            .with_learned_classes((ablation.classifier == Classifier::Learned).then_some(classes));
         config.validate()?;
         Ok(config)
     }
@@ -125,6 +137,9 @@ impl SspaHeadConfig {
         }
         if self.image_width == Some(0) {
             return Err(ModelError::ImageWidth { image_width: 0, d_model: self.d_model });
+        }
+        if self.learned_classes == Some(0) {
+            return Err(ModelError::OutOfRange { key: "classes", value: "0".into() });
         }
         Ok(())
     }
@@ -149,6 +164,7 @@ impl SspaHeadConfig {
                 QsmConfig::new(d)
                     .with_quaternion_width(self.quaternion_width)
                     .with_synthesis(self.synthesis)
+                    .with_knowledge(self.knowledge)
                     .init(device)
             }),
             gdma: regional.then(|| {
@@ -166,6 +182,10 @@ impl SspaHeadConfig {
                     .init(device)
             }),
             global_logit_scale: global.then(|| scalar_param(self.logit_scale_init, device)),
+            class_weights: self.learned_classes.map(|classes| {
+                let std = 1.0 / (d as f64).sqrt();
+                Param::from_tensor(Tensor::random([classes, d], Distribution::Normal(0.0, std), device))
+            }),
             global_text: self.global_text,
             d_model: d,
         }
@@ -189,6 +209,9 @@ pub struct SspaHead {
     pub aggregator: Option<Aggregator>,
     /// `a_g` of the global branch's `α_g` (global branch).
     pub global_logit_scale: Option<Param<Tensor<1>>>,
+    /// Learned category centres `W`, `[C, d]` (`classifier = "learned"`): both branches compare
+    /// with them instead of text features.
+    pub class_weights: Option<Param<Tensor<2>>>,
     /// Which text features the global branch compares with.
     #[module(skip)]
     pub global_text: GlobalText,
@@ -233,6 +256,11 @@ impl SspaHead {
         if context.dims() != [classes, text_width] {
             return Err(shape_error("context", &context.dims(), format!("[{classes}, {text_width}]")));
         }
+        if let Some(weights) = &self.class_weights
+            && weights.dims()[0] != classes
+        {
+            return Err(shape_error("knowledge", &knowledge.dims(), format!("[{}, {text_width}]", weights.dims()[0])));
+        }
         let image_width = self.image_width();
         let [batch, width] = global.dims();
         if width != image_width {
@@ -274,10 +302,12 @@ impl SspaHead {
             None => (knowledge, context),
         };
 
+        let centres = self.class_weights.as_ref().map(Param::val);
         let global_logits = self.global_logit_scale.as_ref().map(|a| {
-            let text = match self.global_text {
-                GlobalText::Cap => context.clone(),
-                GlobalText::Kap => knowledge.clone(),
+            let text = match (&centres, self.global_text) {
+                (Some(centres), _) => centres.clone(),
+                (None, GlobalText::Cap) => context.clone(),
+                (None, GlobalText::Kap) => knowledge.clone(),
             };
             let cosine = l2_normalize(global.clone()).matmul(l2_normalize(text).transpose());
             cosine * logit_scale(a).unsqueeze::<2>()
@@ -294,7 +324,11 @@ impl SspaHead {
                 };
                 let unified = qsm.forward(knowledge, filtered, global);
                 let aligned = gdma.forward(unified, patches);
-                Some((aggregator.forward(aligned.patches, aligned.text), aligned.text_gate, aligned.patch_gate))
+                let centres = match centres {
+                    Some(centres) => centres.unsqueeze::<3>().expand([batch, classes, d]),
+                    None => aligned.text,
+                };
+                Some((aggregator.forward(aligned.patches, centres), aligned.text_gate, aligned.patch_gate))
             }
             _ => None,
         };
@@ -451,7 +485,7 @@ mod tests {
             dsf: false,
             ..AblationSection::default()
         };
-        let config = SspaHeadConfig::from_sections(&model, &ablation, Some(384), 1280).expect("valid");
+        let config = SspaHeadConfig::from_sections(&model, &ablation, Some(384), 1280, 4).expect("valid");
         assert_eq!(config.d_model, 384);
         assert_eq!(config.text_width, None, "same width: no projection");
         assert_eq!(config.image_width, Some(1280), "`image_projection = linear` projects");
@@ -459,22 +493,22 @@ mod tests {
             (config.synthesis, config.aggregator, config.branches, config.dsf),
             (Synthesis::Mlp, AggregatorKind::Mean, Branches::Regional, false)
         );
-        let clip = SspaHeadConfig::from_sections(&model, &ablation, Some(512), 384).expect("valid");
+        let clip = SspaHeadConfig::from_sections(&model, &ablation, Some(512), 384, 4).expect("valid");
         assert_eq!(clip.text_width, Some(512));
         assert_eq!(clip.image_width, Some(384), "`linear` projects even at equal widths");
 
         let joint = ModelSection { image_projection: ImageProjectionKind::None, ..ModelSection::default() };
-        let direct = SspaHeadConfig::from_sections(&joint, &ablation, None, 384).expect("valid");
+        let direct = SspaHeadConfig::from_sections(&joint, &ablation, None, 384, 4).expect("valid");
         assert_eq!(direct.image_width, None, "`none` takes the features as they are");
         assert_eq!(
-            SspaHeadConfig::from_sections(&joint, &ablation, None, 1280).err(),
+            SspaHeadConfig::from_sections(&joint, &ablation, None, 1280, 4).err(),
             Some(ModelError::ImageWidth { image_width: 1280, d_model: 384 }),
             "`none` with another width is an error"
         );
 
         let odd = ModelSection { embed_dim: 10, ..ModelSection::default() };
         assert_eq!(
-            SspaHeadConfig::from_sections(&odd, &ablation, None, 10).err(),
+            SspaHeadConfig::from_sections(&odd, &ablation, None, 10, 4).err(),
             Some(ModelError::EmbedWidth { d_model: 10 })
         );
     }
@@ -492,5 +526,51 @@ mod tests {
         let back: SspaHeadConfig = serde_json::from_str(&json).expect("deserialises");
         assert_eq!(format!("{back:?}"), format!("{config:?}"));
         assert!(json.contains("\"synthesis\":\"concat\""), "{json}");
+    }
+
+    #[test]
+    fn a_learned_classifier_replaces_the_text_centres() {
+        let device = device();
+        let head = SspaHeadConfig::new(16)
+            .with_learned_classes(Some(4))
+            .with_alignment(Alignment::SemanticToVisual)
+            .with_branches(Branches::Global)
+            .init(&device);
+        assert_eq!(head.class_weights.as_ref().expect("W").dims(), [4, 16]);
+        let x = inputs(&device, 16);
+        let first = head.forward(x.knowledge.clone(), x.context.clone(), x.global.clone(), x.patches.clone());
+        // The global branch compares f_g with W: the text features do not matter.
+        let other = head.forward(x.knowledge.neg(), x.context.neg(), x.global.clone(), x.patches.clone());
+        assert_close(first.scores.clone(), other.scores, 0.0);
+        let expected = l2_normalize(x.global)
+            .matmul(l2_normalize(head.class_weights.as_ref().expect("W").val()).transpose())
+            * logit_scale(head.global_logit_scale.as_ref().expect("a_g")).unsqueeze::<2>();
+        assert_close(first.global_logits.expect("global"), expected, 1e-6);
+        let wrong = head.try_forward(
+            random([3, 16], &device),
+            random([3, 16], &device),
+            random([2, 16], &device),
+            random([2, 9, 16], &device),
+        );
+        assert!(wrong.is_err(), "3 classes against 4 learned centres");
+    }
+
+    #[test]
+    fn regional_logits_use_the_learned_centres() {
+        let device = device();
+        let config =
+            SspaHeadConfig::new(16).with_alignment(Alignment::SemanticToVisual).with_branches(Branches::Regional);
+        let learned = config.clone().with_learned_classes(Some(4)).init(&device);
+        let x = inputs(&device, 16);
+        let output = learned.forward(x.knowledge.clone(), x.context.clone(), x.global.clone(), x.patches.clone());
+        // The same blocks scoring against W instead of T*: rebuild it from the parts.
+        let [batch, _] = x.global.dims();
+        let context = x.context.clone().unsqueeze::<3>().expand([batch, 4, 16]);
+        let filtered = learned.dsf.as_ref().expect("dsf").forward(context, x.patches.clone());
+        let unified = learned.qsm.as_ref().expect("qsm").forward(x.knowledge, filtered, x.global);
+        let aligned = learned.gdma.as_ref().expect("gdma").forward(unified, x.patches);
+        let centres = learned.class_weights.as_ref().expect("W").val().unsqueeze::<3>().expand([batch, 4, 16]);
+        let expected = learned.aggregator.as_ref().expect("aggregator").forward(aligned.patches, centres).logits;
+        assert_close(output.regional_logits.expect("regional"), expected, 1e-6);
     }
 }

@@ -15,8 +15,8 @@
 //! - [`image_projection`]: the learnable `Linear(c, d)` after a non-CLIP image backbone.
 //! - [`head`]: the whole head, global branch and final score (Eq. 18).
 //! - [`asl`]: Asymmetric Loss and the total loss (Eqs. 17, 19).
-//! - [`optim`], [`schedule`], [`ema`]: AdamW parameter groups, warm-up + cosine learning rate,
-//!   exponential moving average of weights.
+//!
+//! The training machinery (AdamW groups, schedule, EMA, loop, checkpoints) is `sspa-train`'s.
 //!
 //! Modules are not generic over a backend: the device they are initialised on decides it.
 
@@ -25,17 +25,14 @@ pub mod alignment;
 pub mod asl;
 pub mod cma;
 pub mod dsf;
-pub mod ema;
 pub mod error;
 pub mod gate;
 pub mod gdma;
 pub mod head;
 pub mod image_projection;
 pub mod mlp;
-pub mod optim;
 pub mod qsm;
 pub mod quaternion;
-pub mod schedule;
 pub mod similarity;
 #[cfg(test)]
 mod test_util;
@@ -45,14 +42,11 @@ pub use alignment::{GatedAlignment, GatedAlignmentConfig};
 pub use asl::{AsymmetricLoss, AsymmetricLossConfig, SspaLoss, validate_targets};
 pub use cma::{CrossModalAttention, CrossModalAttentionConfig};
 pub use dsf::{DynamicSemanticFilter, DynamicSemanticFilterConfig};
-pub use ema::ModelEma;
 pub use error::ModelError;
 pub use gate::{Gate, GateConfig, GateOutput};
 pub use gdma::{Gdma, GdmaConfig, GdmaOutput};
 pub use head::{SspaHead, SspaHeadConfig, SspaOutput};
 pub use image_projection::{ImageProjection, ImageProjectionConfig};
 pub use mlp::{Mlp, MlpConfig};
-pub use optim::{AdamWGroupsConfig, clip_grad_norm, decayed_parameter_ids, parameter_snapshot};
 pub use qsm::{Qsm, QsmConfig};
 pub use quaternion::{QuaternionLinear, QuaternionLinearConfig};
-pub use schedule::WarmupCosine;

@@ -2,7 +2,9 @@
 //!
 //! `H = W_h [T_k ‖ T_c ‖ f_g] + b_h` (`3d → 4q`), `T_u = QL_2(ReLU(QL_1(H)))` with `QL_1: 4q → 4q`
 //! and `QL_2: 4q → d`; no residual and no LN after `QL_2`. Ablations: `sum` (`T_k + T_c`),
-//! `concat` (`W_h` alone, `3d → d`), `mlp` (dense layers of the same topology).
+//! `concat` (`W_h` alone, `3d → d`), `mlp` (dense layers of the same topology). Without KAP
+//! (`ablation.kap = "off"`, Table VI) `T_k` is left out: `W_h` maps `[T_c ‖ f_g]` (`2d`), and `sum`
+//! is `T_c` alone.
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
@@ -21,6 +23,9 @@ pub struct QsmConfig {
     /// How `T_u` is synthesised.
     #[config(default = "Synthesis::Quaternion")]
     pub synthesis: Synthesis,
+    /// Whether `T_k` is an input (`false`: KAP off).
+    #[config(default = true)]
+    pub knowledge: bool,
 }
 
 impl QsmConfig {
@@ -33,7 +38,8 @@ impl QsmConfig {
     pub fn init(&self, device: &Device) -> Qsm {
         let d = self.d_model;
         let hidden = 4 * self.quaternion_width();
-        let project = |out: usize| LinearConfig::new(3 * d, out).init(device);
+        let inputs = if self.knowledge { 3 } else { 2 };
+        let project = |out: usize| LinearConfig::new(inputs * d, out).init(device);
         let mut qsm = Qsm {
             project: None,
             quaternion_hidden: None,
@@ -41,6 +47,7 @@ impl QsmConfig {
             dense_hidden: None,
             dense_out: None,
             synthesis: self.synthesis,
+            knowledge: self.knowledge,
         };
         match self.synthesis {
             Synthesis::Quaternion => {
@@ -63,7 +70,7 @@ impl QsmConfig {
 /// Synthesises the unified text features `T_u` from KAP, filtered CAP and global image features.
 #[derive(Module, Debug)]
 pub struct Qsm {
-    /// `W_h`: `3d → 4q` (`quaternion`, `mlp`) or `3d → d` (`concat`).
+    /// `W_h`: `3d → 4q` (`quaternion`, `mlp`) or `3d → d` (`concat`); `2d` wide without `T_k`.
     pub project: Option<Linear>,
     /// `QL_1`, `4q → 4q` (`quaternion` only).
     pub quaternion_hidden: Option<QuaternionLinear>,
@@ -76,24 +83,30 @@ pub struct Qsm {
     /// Which synthesis runs.
     #[module(skip)]
     pub synthesis: Synthesis,
+    /// Whether `T_k` is used.
+    #[module(skip)]
+    pub knowledge: bool,
 }
 
 impl Qsm {
     /// `T_u`.
     ///
     /// # Shapes
-    /// - knowledge (`T_k`, shared by every image): `[C, d]`
+    /// - knowledge (`T_k`, shared by every image): `[C, d]` (ignored without KAP)
     /// - context (`T_c`): `[B, C, d]`
     /// - global (`f_g`): `[B, d]`
     /// - output (`T_u`): `[B, C, d]`
     pub fn forward(&self, knowledge: Tensor<2>, context: Tensor<3>, global: Tensor<2>) -> Tensor<3> {
         let [batch, classes, d] = context.dims();
-        let knowledge = knowledge.unsqueeze::<3>().expand([batch, classes, d]);
+        let knowledge = self.knowledge.then(|| knowledge.unsqueeze::<3>().expand([batch, classes, d]));
         if self.synthesis == Synthesis::Sum {
-            return knowledge + context;
+            return match knowledge {
+                Some(knowledge) => knowledge + context,
+                None => context,
+            };
         }
         let global = global.unsqueeze_dim::<3>(1).expand([batch, classes, d]);
-        let joined = Tensor::cat(vec![knowledge, context, global], 2);
+        let joined = Tensor::cat(knowledge.into_iter().chain([context, global]).collect(), 2);
         let Some(project) = &self.project else { unreachable!("every synthesis but `sum` builds `W_h`") };
         let hidden = project.forward(joined);
         match (&self.quaternion_hidden, &self.quaternion_out, &self.dense_hidden, &self.dense_out) {
@@ -198,5 +211,25 @@ mod tests {
         assert_eq!(qsm.quaternion_out.as_ref().expect("QL_2").weight_r.dims(), [3, 2]);
         let (knowledge, context, global) = inputs(&device);
         assert_eq!(qsm.forward(knowledge, context, global).dims(), [2, 3, 8]);
+    }
+
+    #[test]
+    fn without_knowledge_the_projection_reads_context_and_global_only() {
+        let device = device();
+        let qsm = QsmConfig::new(8).with_synthesis(Synthesis::Concat).with_knowledge(false).init(&device);
+        assert_eq!(qsm.num_params(), 2 * 8 * 8 + 8);
+        let (knowledge, context, global) = inputs(&device);
+        let [b, c, d] = context.dims();
+        let expected = qsm
+            .project
+            .as_ref()
+            .expect("W_h")
+            .forward(Tensor::cat(vec![context.clone(), global.clone().unsqueeze_dim::<3>(1).expand([b, c, d])], 2));
+        // T_k does not matter: any other knowledge gives the same T_u.
+        assert_close(qsm.forward(knowledge.clone(), context.clone(), global.clone()), expected.clone(), 0.0);
+        assert_close(qsm.forward(knowledge.neg(), context.clone(), global.clone()), expected, 0.0);
+        let sum = QsmConfig::new(8).with_synthesis(Synthesis::Sum).with_knowledge(false).init(&device);
+        let (knowledge, context, global) = inputs(&device);
+        assert_close(sum.forward(knowledge, context.clone(), global), context, 0.0);
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use sspa_metrics::{EvalData, EvalOptions, best_and_worst_curves, evaluate_data};
-use sspa_report::{EpochRecord, Lineage, ModelMetrics, PreviousRun, ReportData, render};
+use sspa_report::{DescriptionTokens, EpochRecord, Lineage, ModelMetrics, PreviousRun, ReportData, render};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let directory = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| ".".into()));
@@ -60,6 +60,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             config_hash: Some("blake3:1f2e3d".into()),
             manifest_hash: Some("blake3:4c5b6a".into()),
             description_cache_hash: Some("blake3:789abc".into()),
+            description_tokens: Some(DescriptionTokens {
+                prompt_tokens: 5120,
+                completion_tokens: 1830,
+                answers: 40,
+                answers_without_usage: 0,
+            }),
             model_preset: Some("clip-rn50".into()),
             weights_hash: Some("sha256:def012".into()),
             git_commit: None,

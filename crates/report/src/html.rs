@@ -196,7 +196,7 @@ fn images(html: &mut String, data: &ReportData) {
 fn lineage(html: &mut String, data: &ReportData) {
     html.push_str("<section id=\"lineage\">\n<h2>Lineage</h2>\n<table>\n<tr><th>input</th><th>value</th><th>what it is</th></tr>\n");
     for (name, value, meaning) in data.lineage.rows() {
-        let value = value.map_or("—".to_owned(), |value| format!("<code>{}</code>", escape(value)));
+        let value = value.map_or("—".to_owned(), |value| format!("<code>{}</code>", escape(&value)));
         let _ = writeln!(html, "<tr><th>{name}</th><td>{value}</td><td>{}</td></tr>", code_spans(meaning));
     }
     html.push_str("</table>\n");

@@ -14,6 +14,7 @@ pub mod svg;
 
 use serde::Serialize;
 pub use sspa_metrics::{PrCurve, PrPoint};
+use std::borrow::Cow;
 
 /// The headline metrics of one model (e.g. `raw` or `EMA`), in percent, in table order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -64,6 +65,8 @@ pub struct Lineage {
     pub config_hash: Option<String>,
     pub manifest_hash: Option<String>,
     pub description_cache_hash: Option<String>,
+    /// Token totals over the descriptions in that file.
+    pub description_tokens: Option<DescriptionTokens>,
     pub model_preset: Option<String>,
     pub weights_hash: Option<String>,
     pub git_commit: Option<String>,
@@ -71,35 +74,73 @@ pub struct Lineage {
     pub files: Vec<(String, String)>,
 }
 
+/// Tokens the LLM server counted (its `usage`) for the descriptions a run used, summed over
+/// every answer in `descriptions.parquet`, cached ones included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct DescriptionTokens {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Answers (rows) in the file.
+    pub answers: usize,
+    /// Answers whose server reported no usage: they count nothing in the sums.
+    pub answers_without_usage: usize,
+}
+
+impl DescriptionTokens {
+    /// `1200 prompt + 480 completion (40 answers)`, noting answers that were not counted.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{} prompt + {} completion ({} answer{})",
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.answers,
+            if self.answers == 1 { "" } else { "s" }
+        );
+        if self.answers_without_usage > 0 {
+            text.push_str(&format!("; {} without usage, not counted", self.answers_without_usage));
+        }
+        text
+    }
+}
+
 impl Lineage {
     /// `(name, value, what the value is)` in table order.
-    pub fn rows(&self) -> [(&'static str, Option<&str>, &'static str); 6] {
+    pub fn rows(&self) -> [(&'static str, Option<Cow<'_, str>>, &'static str); 7] {
+        fn text(value: &Option<String>) -> Option<Cow<'_, str>> {
+            value.as_deref().map(Cow::Borrowed)
+        }
         [
             (
                 "config hash",
-                self.config_hash.as_deref(),
+                text(&self.config_hash),
                 "BLAKE3 of the canonical JSON (keys sorted, no spaces) of the resolved config values the \
                  pipeline's stages read (every stage's declared params, merged)",
             ),
             (
                 "manifest hash",
-                self.manifest_hash.as_deref(),
+                text(&self.manifest_hash),
                 "BLAKE3 of the canonical JSON map `path → BLAKE3` of the data manifest and the annotation \
                  files it names (files below)",
             ),
             (
                 "description-cache hash",
-                self.description_cache_hash.as_deref(),
+                text(&self.description_cache_hash),
                 "BLAKE3 of the describe stage's `descriptions.parquet` (the LLM descriptions used)",
             ),
-            ("model preset", self.model_preset.as_deref(), "`model.preset` of the config"),
+            (
+                "description tokens",
+                self.description_tokens.map(|tokens| Cow::Owned(tokens.summary())),
+                "prompt and completion tokens the LLM server counted (`usage`), summed over the answers in \
+                 `descriptions.parquet`, cached ones included",
+            ),
+            ("model preset", text(&self.model_preset), "`model.preset` of the config"),
             (
                 "weights hash",
-                self.weights_hash.as_deref(),
+                text(&self.weights_hash),
                 "BLAKE3 of the canonical JSON map `path → BLAKE3` of the frozen encoders' weight files \
                  (files below)",
             ),
-            ("git commit", self.git_commit.as_deref(), "`git rev-parse HEAD` of the project when the report ran"),
+            ("git commit", text(&self.git_commit), "`git rev-parse HEAD` of the project when the report ran"),
         ]
     }
 }
@@ -195,4 +236,23 @@ pub fn render(data: &ReportData) -> (String, String) {
 /// `+1.23` / `-0.50` / `+0.00`.
 pub(crate) fn signed(value: f64) -> String {
     if value >= 0.0 { format!("+{value:.2}") } else { format!("{value:.2}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn description_tokens_follow_the_description_cache_hash() {
+        let tokens = DescriptionTokens { prompt_tokens: 7, completion_tokens: 3, answers: 1, answers_without_usage: 0 };
+        assert_eq!(tokens.summary(), "7 prompt + 3 completion (1 answer)");
+        let lineage = Lineage { description_tokens: Some(tokens), ..Lineage::default() };
+        let rows = lineage.rows();
+        let names: Vec<&str> = rows.iter().map(|(name, _, _)| *name).collect();
+        let at = names.iter().position(|name| *name == "description-cache hash").expect("hash row");
+        assert_eq!(names[at + 1], "description tokens");
+        assert_eq!(rows[at + 1].1.as_deref(), Some("7 prompt + 3 completion (1 answer)"));
+        // Absent (no describe output read): shown as absent, like every other row.
+        assert_eq!(Lineage::default().rows()[at + 1].1, None);
+    }
 }

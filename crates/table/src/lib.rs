@@ -1,11 +1,16 @@
 //! table: Parquet schemas shared between stages — `embeddings.parquet` (one row per description,
 //! the embedding as a fixed-size list of f32), `sspa-pipe encode`'s tables — and the Parquet
-//! helpers the crates that write whole tables share: [`write_batch`] (atomic), [`read_batches`]
-//! and [`column`] (a typed column, or an error naming the file and the column).
+//! helpers every crate that reads or writes Parquet shares: [`write_with`] / [`write_batch`]
+//! (atomic), [`open`] / [`read_batches`], [`column`] and [`optional_column`] (a typed column, or
+//! an error naming the file and the column).
 
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{Array, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt32Array};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -197,22 +202,72 @@ fn fixed_list<'a>(width: i32, rows: impl Iterator<Item = &'a [f32]>) -> FixedSiz
     list.finish()
 }
 
+/// An open Parquet writer: [`TableWriter::write`] appends record batches, errors name the file.
+pub struct TableWriter<'a> {
+    writer: ArrowWriter<&'a mut File>,
+    path: &'a Path,
+}
+
+impl TableWriter<'_> {
+    /// Appends one record batch (its schema must be the file's).
+    ///
+    /// # Errors
+    /// [`TableError::Parquet`] naming the file.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), TableError> {
+        self.writer.write(batch).map_err(|source| TableError::Parquet { path: self.path.to_path_buf(), source })
+    }
+
+    /// Ends the current row group, so that what was appended is not held in memory.
+    ///
+    /// # Errors
+    /// [`TableError::Parquet`] naming the file.
+    pub fn flush(&mut self) -> Result<(), TableError> {
+        self.writer.flush().map_err(|source| TableError::Parquet { path: self.path.to_path_buf(), source })
+    }
+}
+
+/// Writes a Parquet file of `schema` atomically (temp file, fsync, rename): `fill` appends the
+/// batches; nothing appears at `path` unless it and the footer succeed.
+///
+/// # Errors
+/// `fill`'s error, or [`TableError`] naming `path` (converted into `E`).
+pub fn write_with<E: From<TableError>>(
+    path: &Path,
+    schema: SchemaRef,
+    properties: Option<WriterProperties>,
+    fill: impl FnOnce(&mut TableWriter<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let parquet_error = |source| E::from(TableError::Parquet { path: path.to_path_buf(), source });
+    sspa_fsio::write_atomic_with(
+        path,
+        |file| {
+            let writer = ArrowWriter::try_new(file, schema, properties).map_err(parquet_error)?;
+            let mut table = TableWriter { writer, path };
+            fill(&mut table)?;
+            table.writer.close().map_err(parquet_error)?;
+            Ok(())
+        },
+        |source| E::from(TableError::Io { path: path.to_path_buf(), source }),
+    )
+}
+
 /// Writes one record batch as a Parquet file, atomically (temp file + rename).
 ///
 /// # Errors
 /// [`TableError`] naming `path`.
 pub fn write_batch(path: &Path, batch: &RecordBatch) -> Result<(), TableError> {
-    let parquet_error = |source| TableError::Parquet { path: path.to_path_buf(), source };
-    sspa_fsio::write_atomic_with(
-        path,
-        |file| {
-            let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(parquet_error)?;
-            writer.write(batch).map_err(parquet_error)?;
-            writer.close().map_err(parquet_error)?;
-            Ok(())
-        },
-        |source| TableError::Io { path: path.to_path_buf(), source },
-    )
+    write_with(path, batch.schema(), None, |writer| writer.write(batch))
+}
+
+/// Opens a Parquet file for reading; projection and batch size are the caller's.
+///
+/// # Errors
+/// [`TableError::Io`] when the file cannot be opened, [`TableError::Parquet`] when it is not
+/// Parquet; both name `path`.
+pub fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, TableError> {
+    let file = File::open(path).map_err(|source| TableError::Io { path: path.to_path_buf(), source })?;
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })
 }
 
 /// Every record batch of a Parquet file.
@@ -220,10 +275,7 @@ pub fn write_batch(path: &Path, batch: &RecordBatch) -> Result<(), TableError> {
 /// # Errors
 /// [`TableError`] naming `path`.
 pub fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, TableError> {
-    let file = std::fs::File::open(path).map_err(|source| TableError::Io { path: path.to_path_buf(), source })?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })?;
+    let reader = open(path)?.build().map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })?;
     reader.map(|batch| batch.map_err(|source| TableError::Arrow { path: path.to_path_buf(), source })).collect()
 }
 
@@ -238,6 +290,21 @@ pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str, path: 
         .as_any()
         .downcast_ref::<A>()
         .ok_or_else(|| invalid(format!("column `{name}` is {}, not {}", array.data_type(), short_type_name::<A>())))
+}
+
+/// Column `name` of `batch` as `A` when present (columns added by a later version).
+///
+/// # Errors
+/// [`TableError::Invalid`] naming the file and the column when it is of another type.
+pub fn optional_column<'a, A: Array + 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+    path: &Path,
+) -> Result<Option<&'a A>, TableError> {
+    match batch.column_by_name(name) {
+        None => Ok(None),
+        Some(_) => column(batch, name, path).map(Some),
+    }
 }
 
 /// `PrimitiveArray<UInt32Type>` for `arrow_array::array::PrimitiveArray<arrow_array::types::UInt32Type>`.

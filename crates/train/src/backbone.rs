@@ -62,7 +62,7 @@ impl BackboneSpec {
         };
         // burn initialises parameters lazily, at first use: draw them now, so that a caller holding
         // a seed (`crate::seeded`) gets the same weights whatever other threads draw later.
-        drop(sspa_model::parameter_snapshot(&backbone));
+        drop(crate::optim::parameter_snapshot(&backbone));
         Ok(backbone)
     }
 

@@ -158,6 +158,87 @@ pub(crate) fn atomic_write_bytes(path: &Path, bytes: &[u8]) -> Result<(), TrainE
     atomic_write(path, |file| file.write_all(bytes))
 }
 
+/// Writes `set` as safetensors: `global` f32 `[n, c]`, `patches` f32 `[n, N, c]`, `targets` i8
+/// `[n, C]`, the ids (JSON array) under `ids` in the metadata, beside `metadata`; atomically.
+pub fn write_features(
+    path: &Path,
+    set: &FeatureSet,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<(), TrainError> {
+    use safetensors::tensor::TensorView;
+    set.validate()?;
+    let bad = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
+    let n = set.len();
+    let f32_bytes = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+    let global = f32_bytes(&set.global);
+    let patches = f32_bytes(&set.patches);
+    let targets: Vec<u8> = set.targets.iter().map(|&t| t as u8).collect();
+    let views = [
+        ("global", TensorView::new(safetensors::Dtype::F32, vec![n, set.width], &global)),
+        ("patches", TensorView::new(safetensors::Dtype::F32, vec![n, set.patches_per_image, set.width], &patches)),
+        ("targets", TensorView::new(safetensors::Dtype::I8, vec![n, set.classes], &targets)),
+    ];
+    let mut tensors = Vec::new();
+    for (name, view) in views {
+        tensors.push((name, view.map_err(|e| bad(format!("tensor `{name}`: {e}")))?));
+    }
+    let mut meta: std::collections::HashMap<String, String> = metadata.clone().into_iter().collect();
+    meta.insert("ids".into(), serde_json::to_string(&set.ids).map_err(TrainError::json(path))?);
+    let bytes = safetensors::serialize(tensors, Some(meta)).map_err(|e| bad(e.to_string()))?;
+    atomic_write(path, |file| file.write_all(&bytes))
+}
+
+/// Reads a file of [`write_features`]: the set and the metadata (without `ids`).
+pub fn read_features(path: &Path) -> Result<(FeatureSet, std::collections::BTreeMap<String, String>), TrainError> {
+    let bad = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
+    let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut metadata: std::collections::BTreeMap<String, String> =
+        header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let ids: Vec<String> = serde_json::from_str(&metadata.remove("ids").ok_or_else(|| bad("no `ids`".into()))?)
+        .map_err(TrainError::json(path))?;
+    let tensor = |name: &str, dtype: safetensors::Dtype| {
+        let view = tensors.tensor(name).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+        if view.dtype() != dtype {
+            return Err(bad(format!("`{name}` is {:?}, expected {dtype:?}", view.dtype())));
+        }
+        Ok(view)
+    };
+    let (global, patches, targets) = (
+        tensor("global", safetensors::Dtype::F32)?,
+        tensor("patches", safetensors::Dtype::F32)?,
+        tensor("targets", safetensors::Dtype::I8)?,
+    );
+    let (n, width) = match global.shape() {
+        [n, width] => (*n, *width),
+        shape => return Err(bad(format!("`global` has shape {shape:?}"))),
+    };
+    let patches_per_image = match patches.shape() {
+        [pn, p, w] if *pn == n && *w == width => *p,
+        shape => return Err(bad(format!("`patches` has shape {shape:?}, `global` {:?}", global.shape()))),
+    };
+    let classes = match targets.shape() {
+        [tn, c] if *tn == n => *c,
+        shape => return Err(bad(format!("`targets` has shape {shape:?} for {n} images"))),
+    };
+    if ids.len() != n {
+        return Err(bad(format!("{} ids for {n} images", ids.len())));
+    }
+    let floats = |data: &[u8]| data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let set = FeatureSet {
+        ids,
+        global: floats(global.data()),
+        patches: floats(patches.data()),
+        targets: targets.data().iter().map(|&b| b as i8).collect(),
+        patches_per_image,
+        width,
+        classes,
+    };
+    set.validate().map_err(|error| bad(error.to_string()))?;
+    Ok((set, metadata))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,85 +323,4 @@ mod tests {
         features.targets[3] = 2;
         assert!(matches!(features.validate(), Err(TrainError::Target { image: 1, class: 1, value: 2 })));
     }
-}
-
-/// Writes `set` as safetensors: `global` f32 `[n, c]`, `patches` f32 `[n, N, c]`, `targets` i8
-/// `[n, C]`, the ids (JSON array) under `ids` in the metadata, beside `metadata`; atomically.
-pub fn write_features(
-    path: &Path,
-    set: &FeatureSet,
-    metadata: &std::collections::BTreeMap<String, String>,
-) -> Result<(), TrainError> {
-    use safetensors::tensor::TensorView;
-    set.validate()?;
-    let bad = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
-    let n = set.len();
-    let f32_bytes = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
-    let global = f32_bytes(&set.global);
-    let patches = f32_bytes(&set.patches);
-    let targets: Vec<u8> = set.targets.iter().map(|&t| t as u8).collect();
-    let views = [
-        ("global", TensorView::new(safetensors::Dtype::F32, vec![n, set.width], &global)),
-        ("patches", TensorView::new(safetensors::Dtype::F32, vec![n, set.patches_per_image, set.width], &patches)),
-        ("targets", TensorView::new(safetensors::Dtype::I8, vec![n, set.classes], &targets)),
-    ];
-    let mut tensors = Vec::new();
-    for (name, view) in views {
-        tensors.push((name, view.map_err(|e| bad(format!("tensor `{name}`: {e}")))?));
-    }
-    let mut meta: std::collections::HashMap<String, String> = metadata.clone().into_iter().collect();
-    meta.insert("ids".into(), serde_json::to_string(&set.ids).map_err(TrainError::json(path))?);
-    let bytes = safetensors::serialize(tensors, Some(meta)).map_err(|e| bad(e.to_string()))?;
-    atomic_write(path, |file| file.write_all(&bytes))
-}
-
-/// Reads a file of [`write_features`]: the set and the metadata (without `ids`).
-pub fn read_features(path: &Path) -> Result<(FeatureSet, std::collections::BTreeMap<String, String>), TrainError> {
-    let bad = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
-    let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let mut metadata: std::collections::BTreeMap<String, String> =
-        header.metadata().clone().unwrap_or_default().into_iter().collect();
-    let ids: Vec<String> = serde_json::from_str(&metadata.remove("ids").ok_or_else(|| bad("no `ids`".into()))?)
-        .map_err(TrainError::json(path))?;
-    let tensor = |name: &str, dtype: safetensors::Dtype| {
-        let view = tensors.tensor(name).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-        if view.dtype() != dtype {
-            return Err(bad(format!("`{name}` is {:?}, expected {dtype:?}", view.dtype())));
-        }
-        Ok(view)
-    };
-    let (global, patches, targets) = (
-        tensor("global", safetensors::Dtype::F32)?,
-        tensor("patches", safetensors::Dtype::F32)?,
-        tensor("targets", safetensors::Dtype::I8)?,
-    );
-    let (n, width) = match global.shape() {
-        [n, width] => (*n, *width),
-        shape => return Err(bad(format!("`global` has shape {shape:?}"))),
-    };
-    let patches_per_image = match patches.shape() {
-        [pn, p, w] if *pn == n && *w == width => *p,
-        shape => return Err(bad(format!("`patches` has shape {shape:?}, `global` {:?}", global.shape()))),
-    };
-    let classes = match targets.shape() {
-        [tn, c] if *tn == n => *c,
-        shape => return Err(bad(format!("`targets` has shape {shape:?} for {n} images"))),
-    };
-    if ids.len() != n {
-        return Err(bad(format!("{} ids for {n} images", ids.len())));
-    }
-    let floats = |data: &[u8]| data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let set = FeatureSet {
-        ids,
-        global: floats(global.data()),
-        patches: floats(patches.data()),
-        targets: targets.data().iter().map(|&b| b as i8).collect(),
-        patches_per_image,
-        width,
-        classes,
-    };
-    set.validate().map_err(|error| bad(error.to_string()))?;
-    Ok((set, metadata))
 }

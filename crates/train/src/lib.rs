@@ -9,6 +9,8 @@
 //! - [`backbone`]: the image encoder as a trained module; [`images`]: the image source hook.
 //! - [`model`]: the trained module, `config.json`, deterministic init, safetensors weights.
 //! - [`trainer`]: the loop ([`train`]), per-epoch validation mAP of raw and EMA weights.
+//! - [`optim`], [`schedule`], [`ema`]: AdamW with SSPA's parameter groups and global-norm
+//!   clipping, warm-up + cosine learning rate, exponential moving average of weights.
 //! - [`checkpoint`]: per-epoch checkpoints and exact resume.
 //! - [`history`]: the per-epoch log (validation mAP by [`sspa_metrics::mean_average_precision`],
 //!   the evaluate stage's AP).
@@ -19,23 +21,29 @@
 
 pub mod backbone;
 pub mod checkpoint;
+pub mod ema;
 pub mod error;
 pub mod features;
 pub mod history;
 pub mod images;
 pub mod model;
+pub mod optim;
 pub mod predict;
+pub mod schedule;
 pub mod text;
 pub mod trainer;
 
 pub use backbone::{Backbone, BackboneSpec};
 pub use checkpoint::{CheckpointState, latest_checkpoint};
+pub use ema::ModelEma;
 pub use error::TrainError;
 pub use features::{Batch, FeatureSet, read_features, write_features};
 pub use history::{EpochLog, read_history, write_history};
 pub use images::{Batches, ImageBatch, ImageSource};
 pub use model::{ModelConfig, SspaModel, load_weights, match_device_float, save_weights, seeded};
+pub use optim::{AdamWGroupsConfig, clip_grad_norm, decayed_parameter_ids, parameter_snapshot};
 pub use predict::{Predictor, Weights, files};
+pub use schedule::WarmupCosine;
 pub use text::{FixedTextEncoder, MeanPromptEncoder, PromptTextEncoder, TextInputs};
 pub use trainer::{
     Cancel, Examples, FineTune, Progress, Sections, TrainData, TrainOptions, TrainOutcome, epoch_permutation,

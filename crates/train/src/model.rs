@@ -4,13 +4,14 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::optim::parameter_snapshot;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 use sspa_config::{AblationSection, ModelSection, TrainSection};
-use sspa_model::{SspaHead, SspaHeadConfig, parameter_snapshot};
+use sspa_model::{SspaHead, SspaHeadConfig};
 
 use crate::backbone::{Backbone, BackboneSpec};
 use crate::error::TrainError;
@@ -249,14 +250,14 @@ pub fn load_weights<M: ModuleSnapshot>(mut model: M, path: &Path) -> Result<M, T
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sspa_model::parameter_snapshot;
+    use crate::optim::parameter_snapshot;
 
     fn small_config() -> ModelConfig {
         let model = ModelSection { embed_dim: 8, prompt_tokens: 2, ..ModelSection::default() };
         let ablation = AblationSection::default();
         ModelConfig {
             format_version: FORMAT_VERSION,
-            head: SspaHeadConfig::from_sections(&model, &ablation, Some(6), 8).expect("head"),
+            head: SspaHeadConfig::from_sections(&model, &ablation, Some(6), 8, 4).expect("head"),
             model,
             ablation,
             train: TrainSection::default(),

@@ -150,7 +150,7 @@ impl MeanPromptEncoder {
                 Tensor::random([labels.len(), prompt_width], burn::tensor::Distribution::Normal(0.0, 1.0), device);
             let projection = LinearConfig::new(prompt_width, width).init(device).no_grad();
             // Materialise the lazily initialised weights while the seed holds.
-            drop(sspa_model::parameter_snapshot(&projection));
+            drop(crate::optim::parameter_snapshot(&projection));
             Self { label_embeddings, projection, labels }
         })
     }

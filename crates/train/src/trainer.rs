@@ -9,12 +9,15 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::ema::ModelEma;
+use crate::optim::{AdamWGroupsConfig, clip_grad_norm};
+use crate::schedule::WarmupCosine;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_metrics::mean_average_precision;
-use sspa_model::{AdamWGroupsConfig, ModelEma, SspaHeadConfig, SspaLoss, WarmupCosine, clip_grad_norm};
+use sspa_model::{SspaHeadConfig, SspaLoss};
 
 use crate::backbone::{Backbone, BackboneSpec};
 use crate::checkpoint::{CheckpointState, latest_checkpoint, load_checkpoint, save_checkpoint};
@@ -181,7 +184,13 @@ pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<Mode
             reason: "must be in [0, 1), as config validation checks",
         });
     }
-    let head = SspaHeadConfig::from_sections(sections.model, sections.ablation, Some(text_width), image_width)?;
+    let head = SspaHeadConfig::from_sections(
+        sections.model,
+        sections.ablation,
+        Some(text_width),
+        image_width,
+        data.text.classes(),
+    )?;
     let prompt_tokens = if sections.ablation.cap { sections.model.prompt_tokens as usize } else { 0 };
     if data.encoder.prompt_width() == 0 {
         return Err(TrainError::Option {

@@ -5,8 +5,8 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use sspa_encoders::weights::Checkpoint;
 
-use super::conv_bn::{ConvBn, ConvBnConfig};
 use super::pool::avg_pool;
+use sspa_encoders::conv_bn::{Activation, ConvBn, ConvBnConfig};
 
 /// Channels of a Bottleneck's output per "plane" of its inner width.
 pub const EXPANSION: usize = 4;
@@ -31,14 +31,14 @@ impl BottleneckConfig {
 
     fn convs(&self) -> [ConvBnConfig; 3] {
         [
-            ConvBnConfig::new(self.channels_in, self.planes, 1),
-            ConvBnConfig::new(self.planes, self.planes, 3),
-            ConvBnConfig::new(self.planes, self.planes * EXPANSION, 1).with_relu(false),
+            ConvBnConfig::torch(self.channels_in, self.planes, 1),
+            ConvBnConfig::torch(self.planes, self.planes, 3),
+            ConvBnConfig::torch(self.planes, self.planes * EXPANSION, 1).with_activation(Activation::None),
         ]
     }
 
     fn downsample(&self) -> ConvBnConfig {
-        ConvBnConfig::new(self.channels_in, self.planes * EXPANSION, 1).with_relu(false)
+        ConvBnConfig::torch(self.channels_in, self.planes * EXPANSION, 1).with_activation(Activation::None)
     }
 
     /// Random initialisation.

@@ -16,7 +16,6 @@
 
 pub mod attnpool;
 pub mod bottleneck;
-pub mod conv_bn;
 pub mod error;
 pub mod load;
 pub mod model;

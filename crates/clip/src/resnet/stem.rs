@@ -4,8 +4,8 @@
 use burn::prelude::*;
 use sspa_encoders::weights::Checkpoint;
 
-use super::conv_bn::{ConvBn, ConvBnConfig};
 use super::pool::avg_pool;
+use sspa_encoders::conv_bn::{ConvBn, ConvBnConfig};
 
 /// Configuration of [`Stem`].
 #[derive(Config, Debug)]
@@ -19,9 +19,9 @@ impl StemConfig {
     fn convs(&self) -> [ConvBnConfig; 3] {
         let half = self.width / 2;
         [
-            ConvBnConfig::new(3, half, 3).with_stride(2),
-            ConvBnConfig::new(half, half, 3),
-            ConvBnConfig::new(half, self.width, 3),
+            ConvBnConfig::torch(3, half, 3).with_stride(2),
+            ConvBnConfig::torch(half, half, 3),
+            ConvBnConfig::torch(half, self.width, 3),
         ]
     }
 

@@ -11,7 +11,7 @@ use crate::stage::{Registry, Stage};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -166,7 +166,7 @@ fn key_parts(
             problems.push(problem(format!("input `{}` does not exist", path.display())));
             continue;
         };
-        let shown = path.strip_prefix(&project.root).unwrap_or(&path).display().to_string();
+        let shown = dependency_name(&path, &project.root, &dep_hashes);
         dep_hashes.insert(shown, hash);
         deps.push(path);
     }
@@ -260,6 +260,35 @@ pub fn stage_params(config: &Value, def: &StageDef) -> Result<(BTreeMap<String, 
     }
 }
 
+/// The name an input file has in a stage's key: its path relative to the project root, or, for a
+/// file outside the project (encoder weights installed under a cache directory), `external/` and
+/// its last two path components, so that the same content installed elsewhere (another machine,
+/// another user's home) gives the same key. A second external input of the same name gets `#2`.
+fn dependency_name(path: &Path, root: &Path, taken: &BTreeMap<String, String>) -> String {
+    if let Ok(relative) = path.strip_prefix(root)
+        && !relative.components().any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return relative.display().to_string();
+    }
+    let tail: Vec<String> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .take(2)
+        .collect();
+    let base = format!("external/{}", tail.into_iter().rev().collect::<Vec<_>>().join("/"));
+    let mut name = base.clone();
+    let mut n = 1;
+    while taken.contains_key(&name) {
+        n += 1;
+        name = format!("{base}#{n}");
+    }
+    name
+}
+
 /// Hashes the declared deps; a missing one is pushed onto `problems`.
 fn hash_deps(
     project: &Project,
@@ -338,4 +367,34 @@ pub(super) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dependency_name;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    #[test]
+    fn inputs_outside_the_project_are_named_without_their_location() {
+        let none = BTreeMap::new();
+        let root = Path::new("/home/a/project");
+        assert_eq!(
+            dependency_name(Path::new("/home/a/project/weights/clip/model.safetensors"), root, &none),
+            "weights/clip/model.safetensors"
+        );
+        let here =
+            dependency_name(Path::new("/home/a/.cache/sspa-pipe/encoders/minilm/model.safetensors"), root, &none);
+        let there =
+            dependency_name(Path::new("/srv/cache/encoders/minilm/model.safetensors"), Path::new("/ci/clone"), &none);
+        assert_eq!(here, "external/minilm/model.safetensors");
+        assert_eq!(here, there);
+        // `..` out of the root is outside too.
+        assert_eq!(dependency_name(Path::new("/home/a/project/../b/enc/w.bin"), root, &none), "external/enc/w.bin");
+        let taken = BTreeMap::from([(here.clone(), "h".to_string())]);
+        assert_eq!(
+            dependency_name(Path::new("/x/minilm/model.safetensors"), root, &taken),
+            "external/minilm/model.safetensors#2"
+        );
+    }
 }

@@ -75,10 +75,8 @@ impl Stage for Fake {
             std::fs::create_dir_all(ctx.out_dir.join(sspa_dag::store::DONE_MARKER).join("in-the-way"))?;
         }
         std::fs::write(ctx.out_dir.join("out.txt"), text)?;
-        if ctx.name == "evaluate" {
-            if let Some(file) = self.metrics_file {
-                std::fs::write(ctx.out_dir.join(file), ctx.params.to_string())?;
-            }
+        if let (true, Some(file)) = (ctx.name == "evaluate", self.metrics_file) {
+            std::fs::write(ctx.out_dir.join(file), ctx.params.to_string())?;
         }
         self.log.lock().map_err(|_| "poisoned")?.push(Ran {
             name: ctx.name.clone(),

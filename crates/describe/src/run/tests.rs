@@ -40,7 +40,7 @@ async fn a_panicking_request_task_is_a_failure_with_its_reason_and_the_rest_are_
     request.retry =
         Some(RetryPolicy { max_retries: 1, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(5) });
     let out = dir.path().join("out.parquet");
-    let summary = describe(&request, &dir.path().join("state"), &out, &|_, _| {}).await.expect("run completes");
+    let summary = describe(&request, &dir.path().join("state"), &out, &|_| {}).await.expect("run completes");
     assert_eq!((summary.new, summary.failed), (3, 1), "{summary:?}");
     assert_eq!(summary.failures[0].label, "PanicLabel");
     assert!(summary.failures[0].reason.contains("panicked: injected panic"), "{}", summary.failures[0].reason);

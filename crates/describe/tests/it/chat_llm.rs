@@ -58,7 +58,7 @@ async fn shipped_chat_domains_render_and_are_described_through_the_chat_route() 
         );
         let dir = tempfile::tempdir().expect("tempdir");
         let (state, out) = (dir.path().join("state"), dir.path().join("descriptions.parquet"));
-        let summary = describe(&request, &state, &out, &|_, _| {}).await.expect("describe");
+        let summary = describe(&request, &state, &out, &|_| {}).await.expect("describe");
         assert_eq!((summary.new, summary.failed), (3, 0), "{domain}: {:#?}", summary.failures);
         assert_eq!(summary.streamed, Some(true), "llama.cpp streams the chat route");
         let stats = summary.concurrency.expect("asked");

@@ -2,7 +2,7 @@
 
 use crate::support::*;
 use sspa_config::LlmApi;
-use sspa_describe::{DescribeError, describe, read_parquet};
+use sspa_describe::{DescribeError, DescribeProgress, describe, read_parquet};
 use sspa_llm::fault_server::{Fault, FaultServer};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ async fn every_fault_is_retried_once_and_every_label_described() {
     let request = request(&root, &server.base_url(), labels);
     let out = dir.path().join("out/descriptions.parquet");
     let seen = std::sync::Mutex::new(Vec::new());
-    let progress = |done: u64, total: u64| seen.lock().expect("progress").push((done, total));
+    let progress = |p: DescribeProgress| seen.lock().expect("progress").push((p.done, p.total));
     let summary = describe(&request, &dir.path().join("state"), &out, &progress).await.expect("run");
 
     assert_eq!((summary.cached, summary.new, summary.failed), (0, 12, 0), "{summary:?}");
@@ -63,6 +63,47 @@ async fn every_fault_is_retried_once_and_every_label_described() {
     let seen = seen.into_inner().expect("progress");
     assert_eq!(seen.first(), Some(&(0, 12)));
     assert_eq!(seen.last(), Some(&(12, 12)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_reports_the_adaptive_concurrency_limit() {
+    let server = FaultServer::start().await.expect("server");
+    // Answers 2 at a time; the requests waiting behind them get no token and time out idle.
+    server.set_queue(2);
+    server.set_token_pause(Duration::from_millis(12));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = project(dir.path());
+    let names = numbered(24);
+    let mut request = request(&root, &server.base_url(), labels(&names.iter().map(String::as_str).collect::<Vec<_>>()));
+    request.llm.concurrency = 8;
+    request.llm.timeout_s = 10.0;
+    request.llm.idle_timeout_s = 0.08;
+    request.llm.max_retries = 8;
+    request.retry = Some(sspa_llm::RetryPolicy { max_retries: 8, ..fast_retry() });
+    let state = dir.path().join("state");
+    let out = dir.path().join("out.parquet");
+    let seen = std::sync::Mutex::new(Vec::new());
+    let progress = |p: DescribeProgress| seen.lock().expect("progress").push(p);
+    let summary = describe(&request, &state, &out, &progress).await.expect("run");
+    assert_eq!((summary.new, summary.failed), (24, 0), "{summary:?}");
+    let stats = summary.concurrency.expect("requests were sent");
+
+    let seen = seen.into_inner().expect("progress");
+    assert_eq!(seen[0], DescribeProgress { done: 0, total: 24, concurrency: None }, "nothing asked yet");
+    let limits: Vec<usize> = seen.iter().filter_map(|p| p.concurrency).collect();
+    assert_eq!(limits.first(), Some(&8), "starts at llm.concurrency: {limits:?}");
+    assert_eq!(limits.last(), Some(&stats.current), "ends where the summary says: {limits:?}");
+    assert_eq!(stats.current, 2, "settles at the server's queue size: {stats:?}");
+    assert!(stats.decreases >= 2 && limits.iter().all(|&limit| limit <= 8), "{stats:?}, {limits:?}");
+    assert_eq!(seen.last().map(|p| (p.done, p.total)), Some((24, 24)));
+
+    // Everything cached: no request, so no limit to show.
+    let seen = std::sync::Mutex::new(Vec::new());
+    let progress = |p: DescribeProgress| seen.lock().expect("progress").push(p);
+    let again = describe(&request, &state, &out, &progress).await.expect("cached run");
+    assert_eq!((again.cached, again.requests), (24, 0));
+    assert!(again.concurrency.is_none());
+    assert_eq!(seen.into_inner().expect("progress"), [DescribeProgress { done: 24, total: 24, concurrency: None }]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,7 +291,7 @@ fn describe_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
     let dir = tempfile::tempdir().expect("tempdir");
     let request = request(dir.path(), "http://127.0.0.1:9/v1", labels(&["a"]));
-    let progress = |_: u64, _: u64| {};
+    let progress = |_: sspa_describe::DescribeProgress| {};
     let future = describe(&request, dir.path(), dir.path(), &progress);
     assert_send(&future);
 }

@@ -49,7 +49,7 @@ async fn demo_labels_described_by_the_local_model() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let (state, out) = (dir.path().join("state"), dir.path().join("descriptions.parquet"));
-    let summary = describe(&request, &state, &out, &|_, _| {}).await.expect("describe");
+    let summary = describe(&request, &state, &out, &|_| {}).await.expect("describe");
     assert_eq!((summary.new, summary.failed), (10, 0), "{:#?}", summary.failures);
     let rows = read_parquet(&out).expect("output");
     assert_eq!(rows.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(), DEMO_LABELS);
@@ -65,7 +65,7 @@ async fn demo_labels_described_by_the_local_model() {
         std::fs::copy(&out, keep).expect("copy the output");
     }
 
-    let again = describe(&request, &state, &out, &|_, _| {}).await.expect("cached run");
+    let again = describe(&request, &state, &out, &|_| {}).await.expect("cached run");
     assert_eq!((again.cached, again.new, again.requests), (10, 0, 0));
 }
 
@@ -111,7 +111,7 @@ async fn forty_labels_at_concurrency_8_beside_a_cpu_bound_load() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let (state, out) = (dir.path().join("state"), dir.path().join("descriptions.parquet"));
-    let summary = describe(&request, &state, &out, &|_, _| {}).await;
+    let summary = describe(&request, &state, &out, &|_| {}).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     load.join().expect("load thread");
     let summary = summary.expect("describe");

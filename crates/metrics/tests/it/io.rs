@@ -287,11 +287,11 @@ fn unreadable_files_are_errors() {
     let (scores, _) = valid_pair(directory.path());
     let missing = directory.path().join("missing.parquet");
     let error = evaluate_files(&scores, &missing, &EvalOptions::default()).expect_err("missing");
-    assert!(matches!(error, MetricsError::Open { .. }), "{error}");
+    assert!(matches!(error, MetricsError::Table(sspa_table::TableError::Io { .. })), "{error}");
     let text = directory.path().join("text.parquet");
     std::fs::write(&text, "image,cat\na,1\n").expect("write");
     let error = evaluate_files(&scores, &text, &EvalOptions::default()).expect_err("not parquet");
-    assert!(matches!(error, MetricsError::ParquetRead { .. }), "{error}");
+    assert!(matches!(error, MetricsError::Table(sspa_table::TableError::Parquet { .. })), "{error}");
     assert!(error.to_string().contains("text.parquet"), "{error}");
 }
 

@@ -1,7 +1,9 @@
 //! Rendering of report.md and report.html from a full `ReportData`.
 
 use sspa_metrics::{EvalData, EvalOptions, best_and_worst_curves, evaluate_data};
-use sspa_report::{EpochRecord, Lineage, ModelMetrics, PreviousRun, ReportData, ReportImage, render};
+use sspa_report::{
+    DescriptionTokens, EpochRecord, Lineage, ModelMetrics, PreviousRun, ReportData, ReportImage, render,
+};
 
 const HOSTILE: &str = "<script>alert('x')</script>";
 
@@ -58,6 +60,12 @@ fn sample() -> ReportData {
             config_hash: Some("blake3:abc".into()),
             manifest_hash: Some("blake3:def".into()),
             description_cache_hash: None,
+            description_tokens: Some(DescriptionTokens {
+                prompt_tokens: 1234,
+                completion_tokens: 567,
+                answers: 10,
+                answers_without_usage: 2,
+            }),
             model_preset: Some("clip-rn50 <448>".into()),
             weights_hash: Some("sha256:0123".into()),
             git_commit: Some("deadbeef".into()),
@@ -194,6 +202,13 @@ fn markdown_links_the_map_files_and_explains_the_lineage() {
     assert!(md.contains("| data\\_manifest/x\\|y.toml | `0123abcd` |"), "{md}");
     assert!(html.contains("<tr><th>input</th><th>value</th><th>what it is</th></tr>"));
     assert!(html.contains("BLAKE3 of the describe stage&#39;s <code>descriptions.parquet</code>"), "{html}");
+    // Token totals sit right after the description-cache hash, in both formats.
+    let tokens = "1234 prompt + 567 completion (10 answers); 2 without usage, not counted";
+    assert!(md.contains("| description-cache hash | — |"), "{md}");
+    let row = md.find("| description-cache hash |").expect("hash row");
+    let next = &md[row..].lines().nth(1).expect("row after the hash");
+    assert!(next.starts_with(&format!("| description tokens | `{tokens}` | prompt and completion tokens")), "{next}");
+    assert!(html.contains(&format!("<tr><th>description tokens</th><td><code>{tokens}</code></td>")), "{html}");
     assert!(html.contains("<td><code>data_manifest/x|y.toml</code></td><td><code>0123abcd</code></td>"));
     assert!(html.contains("class=\"colour-scale\""));
 }

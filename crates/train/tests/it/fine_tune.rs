@@ -131,7 +131,7 @@ fn never() -> bool {
 
 /// Every parameter's bits, by id.
 fn bits<M: burn::module::Module>(module: &M) -> Vec<(u64, Vec<u32>)> {
-    let mut values: Vec<_> = sspa_model::parameter_snapshot(module)
+    let mut values: Vec<_> = sspa_train::parameter_snapshot(module)
         .into_iter()
         .map(|(id, tensor)| (id.val(), tensor.into_data().iter::<f32>().map(f32::to_bits).collect()))
         .collect();

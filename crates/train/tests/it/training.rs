@@ -195,7 +195,7 @@ fn final_weights(dir: &std::path::Path) -> (Weights, Weights) {
     let config = sspa_train::ModelConfig::load(&dir.join(files::CONFIG)).expect("config");
     let read = |name: &str| {
         let model = config.load_model(&dir.join(name), &Device::flex()).expect("weights");
-        let mut values: Weights = sspa_model::parameter_snapshot(&model)
+        let mut values: Weights = sspa_train::parameter_snapshot(&model)
             .into_iter()
             .map(|(id, tensor)| (id.val(), tensor.into_data().iter::<f32>().map(f32::to_bits).collect()))
             .collect();

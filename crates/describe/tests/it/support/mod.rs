@@ -62,7 +62,7 @@ pub fn fast_retry() -> RetryPolicy {
     RetryPolicy { max_retries: 4, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(100) }
 }
 
-pub fn no_progress(_: u64, _: u64) {}
+pub fn no_progress(_: sspa_describe::DescribeProgress) {}
 
 /// Labels of the rows in a Parquet file, in row order.
 pub fn labels_in(path: &Path) -> Vec<String> {

@@ -72,6 +72,9 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::commands::ExpCommand,
     },
+    /// The paper's ablation study (Tables VI–IX, Figs. 5–6) as one batch of variants × seeds;
+    /// writes `ablation.md` and `ablation.html` laid out like the paper's tables.
+    Ablate(crate::commands::AblateArgs),
     /// Dry run: each stage, whether it would run, and why.
     Plan {
         #[command(flatten)]

@@ -16,7 +16,9 @@ use sspa_config::Override;
 use sspa_dag::{Outcome, RunOptions, WorkspaceLock};
 use std::path::{Path, PathBuf};
 
+mod ablate;
 mod show;
+pub use ablate::{AblateArgs, ablate};
 pub use show::{ExpShowArgs, show};
 
 /// `exp run` arguments.
@@ -165,6 +167,74 @@ pub fn run(args: &ExpRunArgs, progress: bool) -> anyhow::Result<u8> {
     let axes: Vec<Vec<Override>> = args.set.iter().map(|a| axis(a)).collect::<Result<_, _>>().map_err(UsageError)?;
     let variants = grid(&axes, &args.seeds).map_err(UsageError)?;
     let name = args.name.clone().unwrap_or_else(|| default_name(args));
+    let batch = Batch {
+        config: args.config.clone(),
+        pipeline: args.pipeline.clone(),
+        name,
+        grid: args.set.clone(),
+        seeds: args.seeds.clone(),
+        variants,
+        jobs: args.jobs,
+        progress,
+        command: "exp run",
+    };
+    let outcome = run_batch(&batch)?;
+    if args.json {
+        print_json(&outcome.experiment)?;
+    } else {
+        println!("experiment {}: {}", outcome.experiment.name, outcome.path.display());
+        for variant in &outcome.experiment.variants {
+            println!(
+                "  {:<12} {}{}",
+                format!("{:?}", variant.status).to_lowercase(),
+                variant.overrides.join(", "),
+                headline(&variant.metrics)
+            );
+        }
+    }
+    Ok(outcome.exit_code())
+}
+
+/// A batch of variants run under one workspace lock (`exp run`, `ablate`).
+pub(crate) struct Batch {
+    pub config: PathBuf,
+    pub pipeline: Option<PathBuf>,
+    pub name: String,
+    /// What the record says the batch was made of (`-S` arguments, or the ablation tables).
+    pub grid: Vec<String>,
+    pub seeds: Vec<u64>,
+    /// Each variant's overrides (the seed included).
+    pub variants: Vec<Vec<Override>>,
+    pub jobs: u16,
+    pub progress: bool,
+    /// The command that holds the lock, for a second one's error.
+    pub command: &'static str,
+}
+
+pub(crate) struct BatchOutcome {
+    pub experiment: Experiment,
+    pub path: PathBuf,
+    /// The config hash of every variant of [`Batch::variants`], in order (duplicates share one).
+    pub hashes: Vec<String>,
+    pub interrupted: bool,
+}
+
+impl BatchOutcome {
+    pub fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            exit::INTERRUPTED
+        } else if self.experiment.variants.iter().any(|v| v.status != VariantStatus::Succeeded) {
+            exit::STAGE_FAILED
+        } else {
+            exit::OK
+        }
+    }
+}
+
+/// Loads and validates every variant (all problems at once), runs each distinct config once
+/// through the runner under one lock, records each as it finishes and resumes a stopped batch.
+pub(crate) fn run_batch(batch: &Batch) -> anyhow::Result<BatchOutcome> {
+    let name = &batch.name;
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(UsageError(format!("--name `{name}` must use only a-z, A-Z, 0-9, - and _")).into());
     }
@@ -172,10 +242,10 @@ pub fn run(args: &ExpRunArgs, progress: bool) -> anyhow::Result<u8> {
     // Load every variant first: problems of all of them at once, nothing run yet.
     let mut projects = Vec::new();
     let mut problems = Vec::new();
-    for overrides in &variants {
+    for overrides in &batch.variants {
         let config = crate::cli::ConfigArgs {
-            config: args.config.clone(),
-            pipeline: args.pipeline.clone(),
+            config: batch.config.clone(),
+            pipeline: batch.pipeline.clone(),
             set: overrides.clone(),
         };
         match crate::project::load(&config) {
@@ -188,11 +258,12 @@ pub fn run(args: &ExpRunArgs, progress: bool) -> anyhow::Result<u8> {
         return Err(UsageError(format!(
             "{} of {} variants are invalid:\n{}",
             problems.len(),
-            variants.len(),
+            batch.variants.len(),
             problems.join("\n")
         ))
         .into());
     }
+    let hashes: Vec<String> = projects.iter().map(|(_, project)| project.config_hash()).collect();
     let mut unique: Vec<(Vec<String>, sspa_dag::Project)> = Vec::new();
     for (overrides, project) in projects {
         let labels: Vec<String> = overrides.iter().map(|o| o.argument.clone()).collect();
@@ -204,14 +275,14 @@ pub fn run(args: &ExpRunArgs, progress: bool) -> anyhow::Result<u8> {
         }
     }
     let workspace = unique.first().map(|(_, p)| p.workspace.clone()).context("no variant")?;
-    let lock = WorkspaceLock::acquire(&workspace.root, "exp run")?;
-    let path = record_path(&workspace.root, &name);
+    let lock = WorkspaceLock::acquire(&workspace.root, batch.command)?;
+    let path = record_path(&workspace.root, name);
     let previous: Option<Experiment> = std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let mut experiment = Experiment {
         name: name.clone(),
-        config: args.config.clone(),
-        grid: args.set.clone(),
-        seeds: args.seeds.clone(),
+        config: batch.config.clone(),
+        grid: batch.grid.clone(),
+        seeds: batch.seeds.clone(),
         variants: unique
             .iter()
             .map(|(overrides, project)| {
@@ -233,7 +304,7 @@ pub fn run(args: &ExpRunArgs, progress: bool) -> anyhow::Result<u8> {
     sspa_dag::write_json_atomic(&path, &experiment)?;
 
     let registry = sspa_stages::registry();
-    let options = RunOptions { jobs: args.jobs.into(), progress, ..RunOptions::default() };
+    let options = RunOptions { jobs: batch.jobs.into(), progress: batch.progress, ..RunOptions::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     let total = unique.len();
     let mut interrupted = false;
@@ -282,26 +353,7 @@ pub fn run(args: &ExpRunArgs, progress: bool) -> anyhow::Result<u8> {
     }
     runtime.shutdown_background();
     drop(lock);
-    if args.json {
-        print_json(&experiment)?;
-    } else {
-        println!("experiment {name}: {}", path.display());
-        for variant in &experiment.variants {
-            println!(
-                "  {:<12} {}{}",
-                format!("{:?}", variant.status).to_lowercase(),
-                variant.overrides.join(", "),
-                headline(&variant.metrics)
-            );
-        }
-    }
-    Ok(if interrupted {
-        exit::INTERRUPTED
-    } else if experiment.variants.iter().any(|v| v.status != VariantStatus::Succeeded) {
-        exit::STAGE_FAILED
-    } else {
-        exit::OK
-    })
+    Ok(BatchOutcome { experiment, path, hashes, interrupted })
 }
 
 /// `  mAP raw 81.85 ema 82.54` from the run index's metrics, or nothing.

@@ -13,7 +13,7 @@ mod run;
 mod status;
 
 pub use encode::EncodeCommand;
-pub use exp::{ExpRunArgs, ExpShowArgs};
+pub use exp::{AblateArgs, ExpRunArgs, ExpShowArgs};
 pub use manifest::ManifestCommand;
 pub use predict::PredictFormat;
 
@@ -37,6 +37,7 @@ pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
         Command::Run { config, select, jobs, json } => run::run(&config, &select, jobs.into(), json, progress),
         Command::Exp { command: ExpCommand::Run(args) } => exp::run(&args, progress),
         Command::Exp { command: ExpCommand::Show(args) } => exp::show(&args),
+        Command::Ablate(args) => exp::ablate(&args, progress),
         Command::Plan { config, select, json } => plan::plan(&config, &select, json),
         Command::Graph { config } => graph::graph(&config),
         Command::Status { config, runs, json } => status::status(&config, runs, json),

@@ -138,3 +138,54 @@ fn a_learning_rate_grid_trains_four_times_and_computes_the_rest_once() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains(&format!("locked by PID {}", std::process::id())), "{stderr}");
 }
+
+#[test]
+fn ablate_runs_the_paper_tables_and_writes_them_like_the_paper() {
+    let llm = test_llm();
+    let dir = project();
+    tiny_demo(dir.path());
+    let config = dir.path().join("domains/demo.toml");
+    std::fs::write(&config, small_training(&std::fs::read_to_string(&config).expect("read"), 64)).expect("write");
+    let ablate = |args: &[&str]| {
+        bin()
+            .current_dir(dir.path())
+            .env("SSPA_LLM_URL", &llm)
+            .args(["ablate", "domains/demo.toml"])
+            .args(args)
+            .output()
+            .expect("spawn")
+    };
+    let out = ablate(&["--tables", "VI,X"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("unknown table(s) `X`"), "{}", text(&out).1);
+
+    // Table VI (KAP from the template, KAP off, no CAP, no DSF, full) and IX (Uni-D, no gate):
+    // the new switches train and evaluate end to end.
+    let out = ablate(&["--tables", "VI,IX", "--name", "study"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let experiment: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("work/demo/experiments/study.json")).expect("record"),
+    )
+    .expect("json");
+    let variants = experiment["variants"].as_array().expect("variants");
+    assert_eq!(variants.len(), 7, "5 rows of VI and 2 of IX besides full SSPA");
+    assert!(variants.iter().all(|v| v["status"] == "succeeded"), "{experiment}");
+    let markdown = std::fs::read_to_string(dir.path().join("work/demo/experiments/study/ablation.md")).expect("md");
+    assert_eq!(stdout, markdown);
+    assert!(markdown.contains("## Table VI: split stage (KAP, CAP, DSF)"), "{markdown}");
+    assert!(markdown.contains("## Table IX: category centres"), "{markdown}");
+    for row in ["| KAP from the fixed template |", "| no KAP |", "| Uni-D (learned classifier) |"] {
+        assert!(markdown.replace("**", "").contains(row), "{row}: {markdown}");
+    }
+    assert_eq!(markdown.matches("(n=1)").count(), 7 + 1, "every row has its number: {markdown}");
+    assert!(markdown.contains("| **"), "the best row is bold: {markdown}");
+    let html = std::fs::read_to_string(dir.path().join("work/demo/experiments/study/ablation.html")).expect("html");
+    assert!(html.contains("<h2>Table IX: category centres</h2>") && html.contains("class=\"best\""), "{html}");
+
+    // The study again: nothing is run.
+    let before = runs(dir.path());
+    let out = ablate(&["--tables", "VI,IX", "--name", "study"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(runs(dir.path()), before, "finished variants are not run again");
+}

@@ -10,6 +10,7 @@
 //! Runs that did not succeed keep their row (status and first error), their metrics are left out
 //! of the means. A variant whose seeds partly failed is `partial`.
 
+pub mod ablation;
 mod render;
 
 pub use render::Format;

@@ -1,0 +1,349 @@
+//! The paper's ablation study as a built-in grid (`sspa-pipe ablate`) and its report laid out
+//! like the paper's tables (SSPA.md, "The paper's ablation tables").
+//!
+//! Each [`StudyTable`] lists its rows as `[ablation]` overrides of the domain config; full SSPA
+//! (no override) closes every table, as in the paper. [`render_markdown`] and [`render_html`]
+//! put one metric per cell, `mean ± std` over seeds with `n`, Δ against full SSPA, the best
+//! row in bold, and the paper's own COCO number (or the relation it reports) beside it.
+
+use std::collections::BTreeMap;
+
+/// One row of a paper table: what it changes and what the paper reports for it on COCO.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyRow {
+    pub label: &'static str,
+    /// `key=value` overrides (TOML values); empty for full SSPA.
+    pub overrides: &'static [&'static str],
+    /// The paper's COCO mAP, or the relation it states, e.g. `+5.0 over the baseline`.
+    pub paper: &'static str,
+}
+
+/// One paper table (or figure).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyTable {
+    /// `VI`, `VII`, `VIII`, `IX`, `fig5`, `fig6`.
+    pub id: &'static str,
+    pub title: &'static str,
+    pub rows: Vec<StudyRow>,
+    /// The paper's claim to compare the demo's ordering with.
+    pub claim: &'static str,
+}
+
+const FULL: StudyRow = StudyRow { label: "full SSPA", overrides: &[], paper: "88.7" };
+
+/// Every table of the study, in the paper's order.
+pub fn study() -> Vec<StudyTable> {
+    let row = |label, overrides, paper| StudyRow { label, overrides, paper };
+    vec![
+        StudyTable {
+            id: "VI",
+            title: "Table VI: split stage (KAP, CAP, DSF)",
+            rows: vec![
+                row("KAP from the fixed template", &["ablation.kap=\"template\""], "87.9"),
+                row("no KAP", &["ablation.kap=\"off\""], "87.7"),
+                row("no CAP (KAP only)", &["ablation.cap=false"], "87.5"),
+                row("CAP without DSF", &["ablation.dsf=false"], "88.2"),
+                FULL,
+            ],
+            claim: "full SSPA above every row",
+        },
+        StudyTable {
+            id: "VII",
+            title: "Table VII: synthesis",
+            rows: vec![
+                row("summation", &["ablation.synthesis=\"sum\""], "87.8"),
+                row("concatenation", &["ablation.synthesis=\"concat\""], "87.9"),
+                row("MLP", &["ablation.synthesis=\"mlp\""], "88.2"),
+                StudyRow { label: "QSM (full SSPA)", ..FULL },
+            ],
+            claim: "QSM > MLP > concatenation ≥ summation",
+        },
+        StudyTable {
+            id: "VIII",
+            title: "Table VIII: gated dual-modal alignments",
+            rows: vec![
+                row("neither direction", &["ablation.alignment=\"none\""], "87.2"),
+                row("V→S only", &["ablation.alignment=\"visual_to_semantic\""], "88.2"),
+                row("S→V only", &["ablation.alignment=\"semantic_to_visual\""], "87.8"),
+                StudyRow { label: "both (full SSPA)", ..FULL },
+            ],
+            claim: "both > V→S > S→V > neither",
+        },
+        StudyTable {
+            id: "IX",
+            title: "Table IX: category centres",
+            rows: vec![
+                row(
+                    "Uni-D (learned classifier)",
+                    &["ablation.classifier=\"learned\"", "ablation.alignment=\"semantic_to_visual\""],
+                    "84.3",
+                ),
+                row("Bi-D without gate", &["ablation.gate=false"], "88.0"),
+                StudyRow { label: "Bi-D with gate (full SSPA)", ..FULL },
+            ],
+            claim: "Bi-D with gate > Bi-D without gate > Uni-D",
+        },
+        StudyTable {
+            id: "fig5",
+            title: "Fig. 5: branches and aggregation",
+            rows: vec![
+                row("global branch only", &["ablation.branches=\"global\""], "best single branch −3.3"),
+                row("regional branch only", &["ablation.branches=\"regional\""], "best single branch −3.3"),
+                row("mean aggregation", &["ablation.aggregator=\"mean\""], "below soft"),
+                row("hard aggregation", &["ablation.aggregator=\"hard\""], "below mean"),
+                StudyRow { label: "both branches, soft (full SSPA)", ..FULL },
+            ],
+            claim: "both branches beat either; soft > mean > hard",
+        },
+        StudyTable {
+            id: "fig6",
+            title: "Fig. 6: from a fixed-template baseline to SSPA",
+            rows: vec![
+                row(
+                    "baseline: \"A photo of a {label}.\", global only",
+                    &[
+                        "ablation.kap=\"template\"",
+                        "ablation.cap=false",
+                        "ablation.branches=\"global\"",
+                        "ablation.global_text=\"kap\"",
+                    ],
+                    "baseline",
+                ),
+                row("+ SSP (no GDMA)", &["ablation.alignment=\"none\""], "+5.0 over the baseline"),
+                StudyRow { label: "+ GDMA (full SSPA)", paper: "further above + SSP", ..FULL },
+            ],
+            claim: "baseline < + SSP < + GDMA",
+        },
+    ]
+}
+
+/// The tables named in `ids` (case-insensitive; empty: all), in the paper's order.
+///
+/// # Errors
+/// The unknown names and the known ones.
+pub fn select(ids: &[String]) -> Result<Vec<StudyTable>, String> {
+    let all = study();
+    let unknown: Vec<&String> =
+        ids.iter().filter(|id| !all.iter().any(|table| table.id.eq_ignore_ascii_case(id))).collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = all.iter().map(|t| t.id).collect();
+        return Err(format!(
+            "unknown table(s) {} (known: {})",
+            unknown.iter().map(|id| format!("`{id}`")).collect::<Vec<_>>().join(", "),
+            known.join(", ")
+        ));
+    }
+    Ok(all.into_iter().filter(|table| ids.is_empty() || ids.iter().any(|id| table.id.eq_ignore_ascii_case(id))).collect())
+}
+
+/// A row's result: the metric's mean and sample std over the seeds that succeeded, of `runs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub mean: Option<f64>,
+    pub std: Option<f64>,
+    pub n: u32,
+    pub runs: u32,
+    pub error: Option<String>,
+}
+
+/// Results keyed by the row's overrides as given in [`StudyRow::overrides`], joined by `, `
+/// (full SSPA: the empty string).
+pub type Results = BTreeMap<String, Cell>;
+
+/// The key of `row` in [`Results`].
+pub fn row_key(row: &StudyRow) -> String {
+    row.overrides.join(", ")
+}
+
+struct Shown {
+    label: String,
+    value: String,
+    delta: String,
+    paper: String,
+    best: bool,
+}
+
+fn shown(table: &StudyTable, results: &Results) -> Vec<Shown> {
+    let full = results.get("").and_then(|cell| cell.mean);
+    let best = table
+        .rows
+        .iter()
+        .filter_map(|row| results.get(&row_key(row)).and_then(|cell| cell.mean))
+        .fold(None, |best: Option<f64>, value| Some(best.map_or(value, |b| b.max(value))));
+    table
+        .rows
+        .iter()
+        .map(|row| {
+            let cell = results.get(&row_key(row));
+            let mean = cell.and_then(|c| c.mean);
+            let value = match cell {
+                None => "not run".to_owned(),
+                Some(Cell { mean: None, error, .. }) => {
+                    format!("failed{}", error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())
+                }
+                Some(Cell { mean: Some(mean), std, n, runs, .. }) => {
+                    let spread = std.map(|s| format!(" ± {s:.2}")).unwrap_or_default();
+                    format!("{mean:.2}{spread} (n={n}{})", if n == runs { String::new() } else { format!(" of {runs}") })
+                }
+            };
+            let delta = match (mean, full, row.overrides.is_empty()) {
+                (_, _, true) => "—".to_owned(),
+                (Some(mean), Some(full), false) => format!("{:+.2}", mean - full),
+                _ => String::new(),
+            };
+            Shown {
+                label: row.label.to_owned(),
+                value,
+                delta,
+                paper: row.paper.to_owned(),
+                best: mean.is_some() && mean == best,
+            }
+        })
+        .collect()
+}
+
+/// Whether the demo's ordering of the table's rows agrees with the paper's numbers, where the
+/// paper gives a number for every row: `Some(true)` when the rows sort the same way.
+pub fn ordering_agrees(table: &StudyTable, results: &Results) -> Option<bool> {
+    let mut pairs = Vec::new();
+    for row in &table.rows {
+        let paper: f64 = row.paper.parse().ok()?;
+        let ours = results.get(&row_key(row))?.mean?;
+        pairs.push((paper, ours));
+    }
+    let order = |key: fn(&(f64, f64)) -> f64| {
+        let mut index: Vec<usize> = (0..pairs.len()).collect();
+        index.sort_by(|&a, &b| key(&pairs[b]).total_cmp(&key(&pairs[a])));
+        index
+    };
+    Some(order(|p| p.0) == order(|p| p.1))
+}
+
+fn agreement(table: &StudyTable, results: &Results) -> String {
+    match ordering_agrees(table, results) {
+        Some(true) => "the demo orders the rows as the paper does".to_owned(),
+        Some(false) => "the demo orders the rows differently from the paper".to_owned(),
+        None => "compare by eye (the paper gives no number for every row, or a row has no result)".to_owned(),
+    }
+}
+
+/// `ablation.md`: one Markdown table per paper table.
+pub fn render_markdown(tables: &[StudyTable], results: &Results, metric: &str, seeds: usize) -> String {
+    let mut out = format!(
+        "# SSPA ablation study\n\n`{metric}` on the domain's test split, mean ± sample std over {seeds} seed(s); \
+         Δ against full SSPA; best row in bold; the paper's COCO mAP beside it.\n"
+    );
+    for table in tables {
+        out += &format!("\n## {}\n\n| variant | {metric} | Δ | paper (COCO) |\n|---|---|---|---|\n", table.title);
+        for row in shown(table, results) {
+            let bold = |text: &str| if row.best { format!("**{text}**") } else { text.to_owned() };
+            out += &format!(
+                "| {} | {} | {} | {} |\n",
+                bold(&row.label),
+                bold(&row.value.replace('|', "\\|")),
+                row.delta,
+                row.paper
+            );
+        }
+        out += &format!("\nPaper: {}; {}.\n", table.claim, agreement(table, results));
+    }
+    out
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// `ablation.html`: the same tables as a self-contained page.
+pub fn render_html(tables: &[StudyTable], results: &Results, metric: &str, seeds: usize) -> String {
+    let mut out = String::from(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>SSPA ablation study</title><style>\
+         body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;margin:1em 0}\
+         th,td{border:1px solid #ccc;padding:4px 10px;text-align:left}td.num{text-align:right}\
+         tr.best td{font-weight:bold}td.paper{color:#555}p.claim{color:#333;font-size:90%}</style></head><body>\n",
+    );
+    out += &format!(
+        "<h1>SSPA ablation study</h1>\n<p><code>{}</code> on the domain's test split, mean ± sample std over {seeds} \
+         seed(s); Δ against full SSPA; best row in bold; the paper's COCO mAP beside it.</p>\n",
+        escape(metric)
+    );
+    for table in tables {
+        out += &format!(
+            "<h2>{}</h2>\n<table>\n<tr><th>variant</th><th>{}</th><th>Δ</th><th>paper (COCO)</th></tr>\n",
+            escape(table.title),
+            escape(metric)
+        );
+        for row in shown(table, results) {
+            out += &format!(
+                "<tr{}><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"paper\">{}</td></tr>\n",
+                if row.best { " class=\"best\"" } else { "" },
+                escape(&row.label),
+                escape(&row.value),
+                escape(&row.delta),
+                escape(&row.paper)
+            );
+        }
+        out += &format!(
+            "</table>\n<p class=\"claim\">Paper: {}; {}.</p>\n",
+            escape(table.claim),
+            escape(&agreement(table, results))
+        );
+    }
+    out += "</body></html>\n";
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(mean: f64) -> Cell {
+        Cell { mean: Some(mean), std: Some(0.5), n: 3, runs: 3, error: None }
+    }
+
+    #[test]
+    fn every_table_ends_with_full_sspa_and_rows_are_distinct() {
+        for table in study() {
+            assert!(table.rows.last().expect("rows").overrides.is_empty(), "{}", table.id);
+            let mut keys: Vec<String> = table.rows.iter().map(row_key).collect();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), table.rows.len(), "{}", table.id);
+        }
+        assert_eq!(select(&["vii".into(), "fig6".into()]).expect("known").len(), 2);
+        assert_eq!(select(&[]).expect("all").len(), 6);
+        let error = select(&["X".into()]).expect_err("unknown");
+        assert!(error.contains("`X`") && error.contains("VI, VII, VIII, IX, fig5, fig6"), "{error}");
+    }
+
+    #[test]
+    fn the_report_marks_the_best_row_the_deltas_and_the_agreement() {
+        let tables = select(&["VII".into()]).expect("VII");
+        let mut results = Results::new();
+        results.insert(String::new(), cell(80.0));
+        results.insert("ablation.synthesis=\"sum\"".into(), cell(77.0));
+        results.insert("ablation.synthesis=\"concat\"".into(), cell(78.0));
+        results.insert("ablation.synthesis=\"mlp\"".into(), cell(79.0));
+        assert_eq!(ordering_agrees(&tables[0], &results), Some(true));
+        let markdown = render_markdown(&tables, &results, "ema.mAP", 3);
+        assert!(markdown.contains("| **QSM (full SSPA)** | **80.00 ± 0.50 (n=3)** | — | 88.7 |"), "{markdown}");
+        assert!(markdown.contains("| summation | 77.00 ± 0.50 (n=3) | -3.00 | 87.8 |"), "{markdown}");
+        assert!(markdown.contains("orders the rows as the paper does"), "{markdown}");
+
+        // MLP beating QSM disagrees with the paper; a failed row says so.
+        results.insert("ablation.synthesis=\"mlp\"".into(), cell(81.0));
+        results.insert(
+            "ablation.synthesis=\"sum\"".into(),
+            Cell { mean: None, std: None, n: 0, runs: 3, error: Some("stage `train`: boom".into()) },
+        );
+        let markdown = render_markdown(&tables, &results, "ema.mAP", 3);
+        assert!(markdown.contains("| **MLP** | **81.00 ± 0.50 (n=3)** | +1.00 | 88.2 |"), "{markdown}");
+        assert!(markdown.contains("| summation | failed: stage `train`: boom |"), "{markdown}");
+        assert!(markdown.contains("compare by eye"), "{markdown}");
+        results.insert("ablation.synthesis=\"sum\"".into(), cell(77.0));
+        assert_eq!(ordering_agrees(&tables[0], &results), Some(false));
+        let html = render_html(&tables, &results, "ema.mAP", 3);
+        assert!(html.contains("<tr class=\"best\"><td>MLP</td>"), "{html}");
+        assert!(html.starts_with("<!DOCTYPE html>") && !html.contains("<script"), "self-contained");
+    }
+}

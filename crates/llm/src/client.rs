@@ -74,7 +74,11 @@ impl LlmClient {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(settings.concurrency)
+            // A connection per request: answers take seconds, so reuse saves nothing, while a
+            // pooled connection the server closes after its per-connection request budget
+            // (cpp-httplib: 5, llama.cpp's server) turns the next request on it into a failure
+            // and a resend (seen under load: 54 requests for 40 labels).
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(LlmError::Client)?;
         Ok(Self {

@@ -84,8 +84,10 @@ pub struct LlmSection {
     /// Ask for answers as server-sent events (`"stream": true`); servers that refuse are asked
     /// again without, once, and the rest of the run does not stream.
     pub stream: bool,
-    /// Seconds without a streamed token (or, before the first token, without response headers)
-    /// after which a streaming request is closed and retried.
+    /// Seconds without a streamed token after which a streaming request is closed and retried.
+    /// Waiting longer than this for the answer to start (the server queues the request or is
+    /// slow to read the prompt) lowers the concurrency limit but keeps the request, up to
+    /// `timeout_s`.
     pub idle_timeout_s: f64,
     /// Requests in flight at once.
     pub concurrency: u32,

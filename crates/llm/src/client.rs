@@ -1,6 +1,6 @@
 //! The HTTP client: one [`LlmClient::generate`] call is one prompt, retried as needed.
 
-use crate::limit::{AdaptiveLimit, ConcurrencyStats, RateLimiter};
+use crate::limit::{AdaptiveLimit, ConcurrencyStats, Permit, RateLimiter};
 use crate::{LlmError, LlmSettings, parse_retry_after};
 use serde_json::{Value, json};
 use sspa_prompt::RenderedPrompt;
@@ -74,7 +74,11 @@ impl LlmClient {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(settings.concurrency)
+            // A connection per request: answers take seconds, so reuse saves nothing, while a
+            // pooled connection the server closes after its per-connection request budget
+            // (cpp-httplib: 5, llama.cpp's server) turns the next request on it into a failure
+            // and a resend (seen under load: 54 requests for 40 labels).
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(LlmError::Client)?;
         Ok(Self {
@@ -222,10 +226,10 @@ impl LlmClient {
             let outcome = {
                 let permit = self.in_flight.acquire().await;
                 self.rate.acquire().await;
-                let mut outcome = self.attempt(&url, prompt, seed).await;
+                let mut outcome = self.attempt(&url, prompt, seed, &permit).await;
                 if let Attempt::NoStreaming(why) = &outcome {
                     self.stop_streaming(why);
-                    outcome = self.attempt(&url, prompt, seed).await;
+                    outcome = self.attempt(&url, prompt, seed, &permit).await;
                 }
                 match &outcome {
                     Attempt::Answer(..) => permit.success(),
@@ -262,23 +266,41 @@ impl LlmClient {
 
     /// One request, bounded by `timeout` as a whole. When the bound fires the response is
     /// dropped, which closes its connection, so the server can stop generating it.
-    async fn attempt(&self, url: &str, prompt: &RenderedPrompt, seed: u64) -> Attempt {
+    async fn attempt(&self, url: &str, prompt: &RenderedPrompt, seed: u64, permit: &Permit<'_>) -> Attempt {
         let stream = self.streaming();
         let body = self.body(prompt, seed, stream);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(self.settings.timeout, self.exchange(url, &body, prompt, stream)).await {
+        match tokio::time::timeout(self.settings.timeout, self.exchange(url, &body, prompt, stream, permit)).await {
             Ok(outcome) => outcome,
             Err(_) => overloaded(format!("timed out: no complete answer within {:?}", self.settings.timeout)),
         }
     }
 
-    async fn exchange(&self, url: &str, body: &Value, prompt: &RenderedPrompt, stream: bool) -> Attempt {
+    async fn exchange(
+        &self,
+        url: &str,
+        body: &Value,
+        prompt: &RenderedPrompt,
+        stream: bool,
+        permit: &Permit<'_>,
+    ) -> Attempt {
         let send = self.authorised(self.http.post(url)).json(body).send();
-        // Streaming servers send headers when generation starts: waiting longer is idleness too.
+        // Streaming servers send headers when generation starts. Waiting longer than the idle
+        // timeout for that means the server is queueing or slow to read the prompt: that lowers
+        // the concurrency limit, but the request keeps its place (bounded by `timeout` as a
+        // whole) — closing it would only send the same prompt again, to the back of the queue.
         let sent = if stream {
-            match tokio::time::timeout(self.settings.idle_timeout, send).await {
+            tokio::pin!(send);
+            match tokio::time::timeout(self.settings.idle_timeout, &mut send).await {
                 Ok(sent) => sent,
-                Err(_) => return overloaded(self.idle_reason("the response to start")),
+                Err(_) => {
+                    tracing::debug!(
+                        "{}: the server is queueing; waiting on",
+                        self.idle_reason("the response to start")
+                    );
+                    permit.overload();
+                    send.await
+                }
             }
         } else {
             send.await

@@ -138,6 +138,22 @@ async fn a_stalled_stream_hits_the_idle_timeout_is_closed_and_retried() {
 }
 
 #[tokio::test]
+async fn a_slow_start_lowers_the_limit_but_keeps_the_request() {
+    let server = FaultServer::start().await.expect("server");
+    // The answer starts after 0.7 s, past the 0.3 s idle timeout: a queueing server.
+    server.set_answer_delay(Duration::from_millis(700));
+    let mut settings = streaming_settings(&server.base_url());
+    settings.concurrency = 4;
+    let client = LlmClient::new(settings).expect("client");
+    let answer = client.generate(&prompt("Coat"), 0).await.expect("answer");
+    assert_eq!((answer.text, answer.attempts), (answer_for("Coat"), 1), "not closed and sent again");
+    assert_eq!(server.counts().get("Coat"), Some(&1));
+    assert_eq!(server.abandoned(), 0);
+    let stats = client.concurrency();
+    assert_eq!((stats.decreases, stats.lowest), (1, 2), "the wait counted as congestion: {stats:?}");
+}
+
+#[tokio::test]
 async fn a_stream_cut_mid_token_is_retried_and_the_whole_timeout_still_holds() {
     let server = FaultServer::start().await.expect("server");
     server.plan("Coat", [Fault::CutStream, Fault::CutStream]);

@@ -164,10 +164,9 @@ fn ablate_runs_the_paper_tables_and_writes_them_like_the_paper() {
     let out = ablate(&["--tables", "VI,IX", "--name", "study"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    let experiment: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("work/demo/experiments/study.json")).expect("record"),
-    )
-    .expect("json");
+    let experiment: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("work/demo/experiments/study.json")).expect("record"))
+            .expect("json");
     let variants = experiment["variants"].as_array().expect("variants");
     assert_eq!(variants.len(), 7, "5 rows of VI and 2 of IX besides full SSPA");
     assert!(variants.iter().all(|v| v["status"] == "succeeded"), "{experiment}");

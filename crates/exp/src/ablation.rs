@@ -133,7 +133,10 @@ pub fn select(ids: &[String]) -> Result<Vec<StudyTable>, String> {
             known.join(", ")
         ));
     }
-    Ok(all.into_iter().filter(|table| ids.is_empty() || ids.iter().any(|id| table.id.eq_ignore_ascii_case(id))).collect())
+    Ok(all
+        .into_iter()
+        .filter(|table| ids.is_empty() || ids.iter().any(|id| table.id.eq_ignore_ascii_case(id)))
+        .collect())
 }
 
 /// A row's result: the metric's mean and sample std over the seeds that succeeded, of `runs`.
@@ -183,7 +186,10 @@ fn shown(table: &StudyTable, results: &Results) -> Vec<Shown> {
                 }
                 Some(Cell { mean: Some(mean), std, n, runs, .. }) => {
                     let spread = std.map(|s| format!(" ± {s:.2}")).unwrap_or_default();
-                    format!("{mean:.2}{spread} (n={n}{})", if n == runs { String::new() } else { format!(" of {runs}") })
+                    format!(
+                        "{mean:.2}{spread} (n={n}{})",
+                        if n == runs { String::new() } else { format!(" of {runs}") }
+                    )
                 }
             };
             let delta = match (mean, full, row.overrides.is_empty()) {

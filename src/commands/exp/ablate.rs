@@ -35,8 +35,11 @@ pub struct AblateArgs {
     pub metric: String,
 }
 
+/// One planned run: the row's key, its seed, its overrides (the seed last).
+type Planned = (String, Option<u64>, Vec<Override>);
+
 /// The study's variants: every row of every table × seeds, each row's overrides first.
-fn variants(tables: &[StudyTable], seeds: &[u64]) -> Result<Vec<(String, Option<u64>, Vec<Override>)>, String> {
+fn variants(tables: &[StudyTable], seeds: &[u64]) -> Result<Vec<Planned>, String> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for row in tables.iter().flat_map(|table| &table.rows) {
@@ -44,8 +47,7 @@ fn variants(tables: &[StudyTable], seeds: &[u64]) -> Result<Vec<(String, Option<
         if !seen.insert(key.clone()) {
             continue;
         }
-        let overrides: Vec<Override> =
-            row.overrides.iter().map(|o| o.parse::<Override>()).collect::<Result<_, _>>()?;
+        let overrides: Vec<Override> = row.overrides.iter().map(|o| o.parse::<Override>()).collect::<Result<_, _>>()?;
         if seeds.is_empty() {
             out.push((key, None, overrides));
         } else {
@@ -66,7 +68,11 @@ pub fn ablate(args: &AblateArgs, progress: bool) -> anyhow::Result<u8> {
     let ids: Vec<&str> = tables.iter().map(|t| t.id).collect();
     let name = args.name.clone().unwrap_or_else(|| {
         let seeds: Vec<String> = args.seeds.iter().map(u64::to_string).collect();
-        format!("ablation-{}{}", ids.join("-"), if seeds.is_empty() { String::new() } else { format!("-s{}", seeds.join("-")) })
+        format!(
+            "ablation-{}{}",
+            ids.join("-"),
+            if seeds.is_empty() { String::new() } else { format!("-s{}", seeds.join("-")) }
+        )
     });
     let batch = Batch {
         config: args.config.clone(),
@@ -145,10 +151,9 @@ pub fn ablate(args: &AblateArgs, progress: bool) -> anyhow::Result<u8> {
             .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", path.display()))?;
     }
     tracing::info!(
-        "ablation {}: {} variants; {} and ablation.html in {}",
+        "ablation {}: {} variants; ablation.md and ablation.html in {}",
         outcome.experiment.name,
         outcome.experiment.variants.len(),
-        "ablation.md",
         dir.display()
     );
     print!("{markdown}");

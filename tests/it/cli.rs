@@ -119,6 +119,17 @@ fn locked_workspace_exits_3_naming_the_holder() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains(&format!("locked by PID {}", std::process::id())), "{stderr}");
+    // A batch while another holds the workspace: exit 3 naming the holder, nothing recorded.
+    for batch in [
+        &["exp", "run", "domains/demo.toml", "-S", "train.lr=1e-3,2e-3"][..],
+        &["ablate", "domains/demo.toml", "--tables", "VII"],
+    ] {
+        let out = run(dir.path(), batch);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{batch:?}: {stderr}");
+        assert!(stderr.contains(&format!("locked by PID {}", std::process::id())), "{stderr}");
+    }
+    assert!(!workspace.join("experiments").exists(), "no experiment record while locked");
 }
 
 #[test]

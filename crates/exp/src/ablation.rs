@@ -6,6 +6,7 @@
 //! put one metric per cell, `mean ± std` over seeds with `n`, Δ against full SSPA, the best
 //! row in bold, and the paper's own COCO number (or the relation it reports) beside it.
 
+use crate::render::escape_html as escape;
 use std::collections::BTreeMap;
 
 /// One row of a paper table: what it changes and what the paper reports for it on COCO.
@@ -254,10 +255,6 @@ pub fn render_markdown(tables: &[StudyTable], results: &Results, metric: &str, s
         out += &format!("\nPaper: {}; {}.\n", table.claim, agreement(table, results));
     }
     out
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// `ablation.html`: the same tables as a self-contained page.

@@ -327,6 +327,12 @@ impl Table {
         )
     }
 
+    /// The table as `{"baseline", "params", "metrics", "rows": [{column: value}]}` (what
+    /// `Format::Json` prints).
+    pub fn to_json(&self) -> Result<serde_json::Value, ExpError> {
+        render::json(self)
+    }
+
     /// The table in `format`.
     pub fn render(&self, format: Format) -> Result<String, ExpError> {
         render::render(self, format)

@@ -160,7 +160,7 @@ fn markdown(table: &Table) -> Result<String, ExpError> {
     Ok(out)
 }
 
-fn escape_html(text: &str) -> String {
+pub(crate) fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -125,8 +125,7 @@ pub fn ablate(args: &AblateArgs, progress: bool) -> anyhow::Result<u8> {
         sort_by: None,
     };
     let table = sspa_exp::build(&runs, &options)?;
-    let json = table.render(sspa_exp::Format::Json)?;
-    let parsed: serde_json::Value = serde_json::from_str(&json)?;
+    let parsed = table.to_json()?;
     let mut results = Results::new();
     for row in parsed["rows"].as_array().into_iter().flatten() {
         let number = |name: &str| row[name].as_f64();

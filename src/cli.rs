@@ -75,6 +75,14 @@ pub enum Command {
     /// The paper's ablation study (Tables VI–IX, Figs. 5–6) as one batch of variants × seeds;
     /// writes `ablation.md` and `ablation.html` laid out like the paper's tables.
     Ablate(crate::commands::AblateArgs),
+    /// The scheduled job: run what changed, then promote the candidate to the registry's
+    /// `current` only if it beats it on the same test split (exit 4 when the gate refuses).
+    Retrain(crate::commands::RetrainArgs),
+    /// The model registry: list, show, promote, rollback.
+    Models {
+        #[command(subcommand)]
+        command: crate::commands::ModelsCommand,
+    },
     /// Dry run: each stage, whether it would run, and why.
     Plan {
         #[command(flatten)]
@@ -134,30 +142,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Labels and probabilities of new images from a trained run.
-    Predict {
-        /// A run record (`<workspace>/runs/<id>`) or a train stage's output directory.
-        #[arg(long = "run", value_name = "RUN_DIR")]
-        run: PathBuf,
-        /// Use the exponential moving average of the weights instead of the raw ones.
-        #[arg(long)]
-        ema: bool,
-        /// Report at most K labels per image (highest first).
-        #[arg(long, value_name = "K")]
-        top_k: Option<usize>,
-        /// Report labels whose probability is at least T (default 0.5, or 0 with `--top-k`).
-        #[arg(long, value_name = "T")]
-        threshold: Option<f32>,
-        /// Output format on stdout.
-        #[arg(long, value_enum, default_value = "json")]
-        format: crate::commands::PredictFormat,
-        /// Image files (JPEG or PNG).
-        #[arg(required = true, value_name = "IMAGE")]
-        images: Vec<PathBuf>,
-        /// `cpu`, `libtorch` or `cuda:N` (libtorch needs a `--features tch` build).
-        #[arg(long, value_name = "DEVICE", default_value = "cpu")]
-        device: sspa_config::ComputeDevice,
-    },
+    /// Labels and probabilities of new images from a trained run or a registry model.
+    Predict(crate::commands::PredictArgs),
     /// Encode texts or images with a pretrained encoder into a Parquet table.
     Encode {
         #[command(subcommand)]

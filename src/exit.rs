@@ -1,4 +1,5 @@
-//! Exit codes: 0 ok, 1 a stage failed, 2 bad usage or config, 3 workspace locked, 130 interrupted.
+//! Exit codes: 0 ok, 1 a stage failed, 2 bad usage or config, 3 workspace locked, 4 a retrained
+//! model refused by the promotion gate, 130 interrupted.
 
 use sspa_config::ConfigErrors;
 use sspa_dag::DagError;
@@ -7,6 +8,8 @@ pub const OK: u8 = 0;
 pub const STAGE_FAILED: u8 = 1;
 pub const USAGE: u8 = 2;
 pub const LOCKED: u8 = 3;
+/// `retrain`: the candidate was trained and the gate refused it (the current model keeps serving).
+pub const GATE_REFUSED: u8 = 4;
 pub const INTERRUPTED: u8 = 130;
 
 /// The exit code an error deserves.
@@ -33,6 +36,15 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
             || cause.downcast_ref::<sspa_describe::LabelError>().is_some()
         {
             return USAGE;
+        }
+        if let Some(registry) = cause.downcast_ref::<sspa_registry::RegistryError>() {
+            return match registry {
+                sspa_registry::RegistryError::NoVersion { .. }
+                | sspa_registry::RegistryError::NoAlias { .. }
+                | sspa_registry::RegistryError::NothingToRollBack { .. }
+                | sspa_registry::RegistryError::Reference(_) => USAGE,
+                _ => STAGE_FAILED,
+            };
         }
         if cause.downcast_ref::<UsageError>().is_some() {
             return USAGE;

@@ -2,11 +2,12 @@
 
 use crate::cli::ConfigArgs;
 use anyhow::Context;
-use sspa_config::LoadedConfig;
+use sspa_config::{LoadedConfig, TrainInit};
 use sspa_dag::{PipelineSpec, Project, Workspace};
+use sspa_registry::{Reference, Registry, RegistryError};
 
 /// Loads and validates the config with its `-S` overrides (every error at once), then the
-/// pipeline file.
+/// pipeline file, and resolves a warm start (`train.init`) against the workspace's registry.
 pub fn load(args: &ConfigArgs) -> anyhow::Result<(LoadedConfig, Project)> {
     let loaded = sspa_config::load_with_overrides(&args.config, &sspa_stages::config_checks(), &args.set)?;
     let pipeline_path = match args.pipeline.as_deref() {
@@ -14,7 +15,7 @@ pub fn load(args: &ConfigArgs) -> anyhow::Result<(LoadedConfig, Project)> {
         None => loaded.project_root.join(sspa_config::PIPELINE_FILE),
     };
     let spec = PipelineSpec::load(&pipeline_path).context("loading the pipeline definition")?;
-    let project = Project {
+    let mut project = Project {
         root: loaded.project_root.clone(),
         config_path: loaded.path.clone(),
         config: loaded.json.clone(),
@@ -22,5 +23,41 @@ pub fn load(args: &ConfigArgs) -> anyhow::Result<(LoadedConfig, Project)> {
         spec,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
+    if let Some(weights) = init_weights(&loaded)? {
+        project.config["train"]["init_weights"] = serde_json::Value::String(weights);
+    }
     Ok((loaded, project))
+}
+
+/// The registry weights file `train.init` names (relative to the project root when it is inside
+/// it), checked file by file; `None` trains from scratch. `current` (or any alias) that points
+/// nowhere yet, or at a damaged version, falls back to scratch with a warning, so that the
+/// first scheduled run, or the one after the registry was lost, rebuilds the model; a version
+/// named explicitly must exist.
+fn init_weights(loaded: &LoadedConfig) -> anyhow::Result<Option<String>> {
+    let reference = match &loaded.config.train.init {
+        TrainInit::Scratch => return Ok(None),
+        TrainInit::Alias(alias) => Reference::Alias(alias.clone()),
+        TrainInit::Version(version) => Reference::Version(*version),
+    };
+    let registry = Registry::of_workspace(&loaded.workspace_dir);
+    let version = match registry.resolve(&reference) {
+        Ok(version) => version,
+        Err(RegistryError::NoAlias { .. }) if matches!(reference, Reference::Alias(_)) => {
+            tracing::warn!(
+                "train.init = \"{reference}\": the registry `{}` has no such model yet; training from scratch",
+                registry.dir().display()
+            );
+            return Ok(None);
+        }
+        Err(e @ RegistryError::Corrupt { .. }) => {
+            tracing::warn!("train.init = \"{reference}\": {e}; training from scratch");
+            return Ok(None);
+        }
+        Err(e) => return Err(crate::exit::UsageError(format!("train.init = \"{reference}\": {e}")).into()),
+    };
+    let file = version.weights_file();
+    let shown = file.strip_prefix(&loaded.project_root).unwrap_or(&file);
+    tracing::debug!("train.init = \"{reference}\": warm start from v{} (`{}`)", version.info.version, shown.display());
+    Ok(Some(shown.to_string_lossy().into_owned()))
 }

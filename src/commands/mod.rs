@@ -7,15 +7,19 @@ mod eval;
 mod exp;
 mod graph;
 mod manifest;
+mod models;
 mod plan;
 mod predict;
+mod retrain;
 mod run;
 mod status;
 
 pub use encode::EncodeCommand;
 pub use exp::{AblateArgs, ExpRunArgs, ExpShowArgs};
 pub use manifest::ManifestCommand;
-pub use predict::PredictFormat;
+pub use models::ModelsCommand;
+pub use retrain::RetrainArgs;
+pub use predict::{PredictArgs, PredictFormat};
 
 use crate::cli::{Command, SelectArgs};
 
@@ -38,6 +42,8 @@ pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
         Command::Exp { command: ExpCommand::Run(args) } => exp::run(&args, progress),
         Command::Exp { command: ExpCommand::Show(args) } => exp::show(&args),
         Command::Ablate(args) => exp::ablate(&args, progress),
+        Command::Retrain(args) => retrain::retrain(&args, progress),
+        Command::Models { command } => models::models(&command),
         Command::Plan { config, select, json } => plan::plan(&config, &select, json),
         Command::Graph { config } => graph::graph(&config),
         Command::Status { config, runs, json } => status::status(&config, runs, json),
@@ -45,9 +51,7 @@ pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
         Command::Describe { config, labels, output, json } => {
             describe::describe(&config, labels.as_deref(), &output, json, progress)
         }
-        Command::Predict { run, ema, top_k, threshold, format, images, device } => {
-            predict::predict(&run, ema, top_k, threshold, format, &images, device, progress)
-        }
+        Command::Predict(args) => predict::predict(&args, progress),
         Command::Encode { command } => encode::encode(&command),
         Command::Manifest { command } => manifest::manifest(&command),
         Command::Eval { scores, targets, kind, threshold, top_k, json } => {

@@ -1,9 +1,10 @@
-//! `sspa-pipe predict`: labels of new images from a trained run, as JSON or CSV on stdout.
+//! `sspa-pipe predict`: labels of new images from a trained run or a registry model
+//! (`--model CONFIG[@alias|@vN]`), as JSON or CSV on stdout.
 //! Unreadable images are reported one per line on stderr; the others are still predicted, and
 //! the exit code is 1 when any image failed.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use sspa_infer::predict::{ImagePredictor, select, train_dir};
@@ -20,16 +21,63 @@ pub enum PredictFormat {
     Csv,
 }
 
-pub fn predict(
-    run: &Path,
-    ema: bool,
-    top_k: Option<usize>,
-    threshold: Option<f32>,
-    format: PredictFormat,
-    images: &[PathBuf],
-    device: sspa_config::ComputeDevice,
-    progress: bool,
-) -> anyhow::Result<u8> {
+/// `predict`'s flags.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["run", "model"])))]
+pub struct PredictArgs {
+    /// A run record (`<workspace>/runs/<id>`) or a train stage's output directory.
+    #[arg(long = "run", value_name = "RUN_DIR")]
+    pub run: Option<PathBuf>,
+    /// A registry model: `CONFIG` (its `current` model), `CONFIG@ALIAS` or `CONFIG@vN`.
+    #[arg(long = "model", value_name = "CONFIG[@ALIAS|@vN]")]
+    pub model: Option<String>,
+    /// Use the exponential moving average of the weights (default with `--run`: the raw ones;
+    /// with `--model`: the weights the version was promoted with).
+    #[arg(long, conflicts_with = "raw")]
+    pub ema: bool,
+    /// Use the raw weights.
+    #[arg(long)]
+    pub raw: bool,
+    /// Report at most K labels per image (highest first).
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Report labels whose probability is at least T (default 0.5, or 0 with `--top-k`).
+    #[arg(long, value_name = "T")]
+    pub threshold: Option<f32>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: PredictFormat,
+    /// Image files (JPEG or PNG).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// `cpu`, `libtorch` or `cuda:N` (libtorch needs a `--features tch` build).
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: sspa_config::ComputeDevice,
+}
+
+/// The train output directory and default weights of `--run` or `--model`.
+fn source(args: &PredictArgs) -> anyhow::Result<(PathBuf, Weights)> {
+    if let Some(run) = &args.run {
+        return Ok((train_dir(run).map_err(|e| UsageError(e.to_string()))?, Weights::Raw));
+    }
+    let text = args.model.as_deref().unwrap_or_default();
+    let (config, reference) = match text.rsplit_once('@') {
+        Some((config, reference)) => (config, reference),
+        None => (text, sspa_registry::CURRENT),
+    };
+    let reference = sspa_registry::Reference::parse(reference)?;
+    let config_args = crate::cli::ConfigArgs { config: PathBuf::from(config), pipeline: None, set: Vec::new() };
+    let (_, project) = crate::project::load(&config_args)?;
+    let registry = sspa_registry::Registry::of_workspace(&project.workspace.root);
+    let version = registry.resolve(&reference).with_context(|| format!("--model {text}"))?;
+    tracing::info!("predict: model v{} of `{}` ({reference})", version.info.version, registry.dir().display());
+    let weights = if version.info.weights == "raw" { Weights::Raw } else { Weights::Ema };
+    Ok((version.dir, weights))
+}
+
+pub fn predict(args: &PredictArgs, progress: bool) -> anyhow::Result<u8> {
+    let PredictArgs { top_k, threshold, format, images, device, .. } = args;
+    let (top_k, threshold, format, images, device) = (*top_k, *threshold, *format, images.as_slice(), *device);
     let threshold = threshold.unwrap_or(if top_k.is_some() { 0.0 } else { 0.5 });
     if !(0.0..=1.0).contains(&threshold) {
         return Err(UsageError(format!("--threshold {threshold} is outside [0, 1]")).into());
@@ -37,8 +85,12 @@ pub fn predict(
     if top_k == Some(0) {
         return Err(UsageError("--top-k must be at least 1".into()).into());
     }
-    let dir = train_dir(run).map_err(|e| UsageError(e.to_string()))?;
-    let weights = if ema { Weights::Ema } else { Weights::Raw };
+    let (dir, default_weights) = source(args)?;
+    let weights = match (args.ema, args.raw) {
+        (true, _) => Weights::Ema,
+        (_, true) => Weights::Raw,
+        _ => default_weights,
+    };
     let project_root = std::env::current_dir().context("reading the current directory")?;
     let device = crate::commands::encode::device(device)?;
     let predictor = ImagePredictor::load(&dir, weights, &project_root, &device)

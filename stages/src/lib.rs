@@ -28,7 +28,7 @@ pub use evaluate::Evaluate;
 pub use features::Features;
 pub use labels::{DataLocation, resolve as resolve_labels};
 pub use params::{Typed, TypedStage};
-pub use report::Report;
+pub use report::{Report, lineage_of as report_lineage};
 pub use shard::Shard;
 pub use train::Train;
 

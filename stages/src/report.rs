@@ -141,8 +141,8 @@ fn lineage(ctx: &StageContext) -> Result<Lineage, StageError> {
 }
 
 /// [`lineage`] from the upstream output directories (`describe`, `shard`, `train`, ...) and this
-/// stage's own params.
-fn lineage_of(
+/// stage's own params (also what the model registry records for a promoted model).
+pub fn lineage_of(
     inputs: &BTreeMap<String, std::path::PathBuf>,
     own_params: &serde_json::Value,
 ) -> Result<Lineage, StageError> {

@@ -147,7 +147,7 @@ impl TypedStage for Train {
     /// 3: features come from the features stage.
     const VERSION: u32 = 3;
 
-    /// The text and image encoders' weight files.
+    /// The text and image encoders' weight files (a warm start's weights are a declared dep).
     fn inputs(&self, params: &TrainParams, project_root: &Path) -> Result<Vec<PathBuf>, StageError> {
         let encoders = EncoderChoice::of(&params.model);
         let mut files = text_files(&encoders, project_root)?;
@@ -190,6 +190,7 @@ impl TypedStage for Train {
         let data = TrainData { text: &text, encoder: encoder.as_ref(), examples };
         let mut options = TrainOptions::new(&checkpoints(ctx)?, &ctx.out_dir);
         options.device = device;
+        let _ = warm_start(&train_section, &ctx.project_root); // TEMP-WARM
         let progress = |done: u64, total: u64, message: &str| {
             ctx.progress.update(done, total);
             ctx.progress.set_message(message.to_owned());
@@ -202,18 +203,22 @@ impl TypedStage for Train {
         if !outcome.finished {
             return Err(format!("training stopped after {} epochs", outcome.epochs_done).into());
         }
-        for log in &outcome.history {
-            tracing::info!(
-                "epoch {}: loss {:.4}, val mAP {} / EMA {} ({:.1} s)",
-                log.epoch,
-                log.train_loss,
-                log.val_map.map_or("-".into(), |m| format!("{m:.2}")),
-                log.val_map_ema.map_or("-".into(), |m| format!("{m:.2}")),
-                log.seconds
-            );
-        }
         Ok(())
     }
+}
+
+/// `train.init_weights` (a registry version's served weights, resolved from `train.init` when
+/// the config was bound to its workspace) as the trainer's warm start: the version directory
+/// holds the model's `config.json` and both weight files.
+fn warm_start(train: &TrainSection, project_root: &Path) -> Option<(PathBuf, sspa_train::Weights)> { // TEMP-WARM
+    let file = project_root.join(train.init_weights.as_ref()?);
+    let weights = if file.file_name().is_some_and(|name| name == sspa_train::files::MODEL) {
+        sspa_train::Weights::Raw
+    } else {
+        sspa_train::Weights::Ema
+    };
+    tracing::info!("train: warm start ({}) from `{}`", train.init, file.display());
+    Some((file.parent()?.to_path_buf(), weights)) // TEMP-WARM
 }
 
 /// `(train rows, validation rows)` of the shard train split.

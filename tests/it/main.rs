@@ -4,3 +4,4 @@ mod cli;
 mod encode;
 mod exp;
 mod manifest;
+mod retrain;

@@ -14,6 +14,7 @@ pub use errors::{ConfigError, ConfigErrors};
 pub use overrides::Override;
 pub use preset::{ComputeDevice, PRESETS, Precision, Preset, PresetInfo, Resampling};
 pub use schema::*;
+pub use validate::gate_metrics;
 
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ const SECTIONS: &[(&str, bool)] = &[
     ("ablation", false),
     ("evaluate", false),
     ("workspace", false),
+    ("promote", false),
+    ("notify", false),
 ];
 
 /// A validated domain config and where it came from.
@@ -193,6 +196,8 @@ fn check_section(name: &str, value: &toml::Value, locator: &locate::Locator, err
         "ablation" => check::<AblationSection>(name, value, locator, errors),
         "evaluate" => check::<EvaluateSection>(name, value, locator, errors),
         "workspace" => check::<WorkspaceSection>(name, value, locator, errors),
+        "promote" => check::<PromoteSection>(name, value, locator, errors),
+        "notify" => check::<NotifySection>(name, value, locator, errors),
         _ => {}
     }
 }

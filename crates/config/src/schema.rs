@@ -28,6 +28,10 @@ pub struct DomainConfig {
     pub evaluate: EvaluateSection,
     #[serde(default)]
     pub workspace: WorkspaceSection,
+    #[serde(default)]
+    pub promote: PromoteSection,
+    #[serde(default)]
+    pub notify: NotifySection,
 }
 
 /// `[domain]`: what the classifier recognises.
@@ -256,6 +260,13 @@ pub struct TrainSection {
     /// `f32` or `mixed` (bf16 on a libtorch device).
     pub precision: Precision,
     pub asl: AslSection,
+    /// Where training starts: `scratch` (the seeded initialisation), `current` or another alias
+    /// of the model registry, or a registry version `v<N>` (warm start; see [`TrainInit`]).
+    pub init: TrainInit,
+    /// The registry weights file `init` resolved to (set when the config is bound to its
+    /// workspace, never written in a domain file); its content is part of the train key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_weights: Option<PathBuf>,
 }
 
 impl Default for TrainSection {
@@ -273,7 +284,132 @@ impl Default for TrainSection {
             device: ComputeDevice::Cpu,
             precision: Precision::F32,
             asl: AslSection::default(),
+            init: TrainInit::Scratch,
+            init_weights: None,
         }
+    }
+}
+
+/// `train.init`: the seeded initialisation, or the weights of a registry model.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TrainInit {
+    /// Fresh weights drawn from `train.seed`.
+    #[default]
+    Scratch,
+    /// The model an alias of the registry points at (`current`, or a user alias).
+    Alias(String),
+    /// A registry version (`v3`).
+    Version(u32),
+}
+
+impl TrainInit {
+    /// `scratch`, `v<N>`, or an alias name (a-z, 0-9, `-`, `_`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text == "scratch" {
+            return Ok(Self::Scratch);
+        }
+        if let Some(number) = text.strip_prefix('v').filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return number
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Self::Version)
+                .ok_or_else(|| format!("`{text}`: registry versions start at v1"));
+        }
+        if !text.is_empty()
+            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Ok(Self::Alias(text.to_owned()));
+        }
+        Err(format!("`{text}` is none of `scratch`, `current` (or another alias: a-z, 0-9, -, _) and `v<N>`"))
+    }
+}
+
+impl std::fmt::Display for TrainInit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Scratch => f.write_str("scratch"),
+            Self::Alias(alias) => f.write_str(alias),
+            Self::Version(version) => write!(f, "v{version}"),
+        }
+    }
+}
+
+impl Serialize for TrainInit {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TrainInit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[promote]`: the gate `sspa-pipe retrain` puts between a candidate and the registry's
+/// `current` model, both scored on the same current evaluation split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PromoteSection {
+    /// The metric that must improve: a key of the evaluate report (`mAP`, `CF1`, `OF1`,
+    /// `top3.CF1`, pedestrian `mA`, ...).
+    pub metric: String,
+    /// Which weights are compared, registered and served: `ema` or `raw`.
+    pub weights: ServedWeights,
+    /// The candidate's `metric` must beat the current model's by at least this (absolute, in
+    /// percentage points).
+    pub min_delta: f64,
+    /// Metrics that may not drop by more than `max_drop` points.
+    pub guard: Vec<String>,
+    pub max_drop: f64,
+}
+
+impl Default for PromoteSection {
+    fn default() -> Self {
+        Self {
+            metric: "mAP".into(),
+            weights: ServedWeights::Ema,
+            min_delta: 0.0,
+            guard: vec!["CF1".into(), "OF1".into()],
+            max_drop: 1.0,
+        }
+    }
+}
+
+/// `promote.weights`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServedWeights {
+    Raw,
+    Ema,
+}
+
+impl ServedWeights {
+    /// `raw` / `ema`: the prefix of the run index's metric names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Ema => "ema",
+        }
+    }
+}
+
+/// `[notify]`: a command run after every `retrain` decision with the decision JSON on stdin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotifySection {
+    /// Program and arguments (no shell), e.g. `["curl", "-sS", "-d", "@-", "https://hooks.example/x"]`.
+    pub command: Vec<String>,
+    /// Seconds before the command is killed.
+    pub timeout_s: f64,
+}
+
+impl Default for NotifySection {
+    fn default() -> Self {
+        Self { command: Vec::new(), timeout_s: 30.0 }
     }
 }
 

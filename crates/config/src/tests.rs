@@ -207,3 +207,31 @@ fn ablation_switches_that_contradict_each_other_are_refused() {
     let uni_d = check("[ablation]\nclassifier = \"learned\"\nalignment = \"semantic_to_visual\"\n").expect("Uni-D");
     assert_eq!(uni_d.ablation.classifier, Classifier::Learned);
 }
+
+#[test]
+fn warm_start_and_gate_keys_are_checked_together() {
+    let dir = project();
+    let good = GOOD.replace("lr = 1e-3", "lr = 1e-3\ninit = \"v3\"")
+        + "\n[promote]\nmetric = \"top3.CF1\"\nweights = \"raw\"\n[notify]\ncommand = [\"true\"]\n";
+    let c = parse(Path::new("demo.toml"), &good, dir.path(), &Checks::default()).expect("valid");
+    assert_eq!(c.train.init, TrainInit::Version(3));
+    assert_eq!((c.promote.metric.as_str(), c.promote.weights), ("top3.CF1", ServedWeights::Raw));
+    assert_eq!(c.promote.guard, ["CF1", "OF1"], "default guards");
+    let json = serde_json::to_value(&c.train).expect("json");
+    assert_eq!(json["init"], "v3");
+    assert!(json.get("init_weights").is_none(), "unset: not part of the train key");
+
+    let bad_init = GOOD.replace("lr = 1e-3", "lr = 1e-3\ninit = \"Current!\"");
+    let err = parse(Path::new("demo.toml"), &bad_init, dir.path(), &Checks::default()).expect_err("invalid");
+    assert!(err.to_string().contains("demo.toml:17:8: `train.init`: `Current!` is none of `scratch`"), "{err}");
+    let bad = GOOD.replace("lr = 1e-3", "lr = 1e-3\ninit_weights = \"w.safetensors\"")
+        + "\n[promote]\nmetric = \"accuracy\"\nguard = [\"mA\"]\nmin_delta = -1\n[notify]\ncommand = [\"\"]\n";
+    let err = parse(Path::new("demo.toml"), &bad, dir.path(), &Checks::default()).expect_err("invalid");
+    let shown = err.to_string();
+    assert!(shown.contains("`train.init_weights`: is set from `train.init`"), "{shown}");
+    assert!(shown.contains("`promote.metric`: `accuracy` is not a metric"), "{shown}");
+    assert!(shown.contains("`promote.guard.0`: `mA` is not a metric"), "pedestrian only: {shown}");
+    assert!(shown.contains("`promote.min_delta`"), "{shown}");
+    assert!(shown.contains("`notify.command`"), "{shown}");
+    assert_eq!(TrainInit::parse("v0").expect_err("v0"), "`v0`: registry versions start at v1");
+}

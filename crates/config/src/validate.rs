@@ -41,6 +41,36 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
         must_exist(&mut fail, "labels.file", root, file);
     }
 
+    if c.train.init_weights.is_some() {
+        fail(
+            "train.init_weights",
+            "is set from `train.init` when the config is bound to its workspace; write `init = \"current\"` or \"v<N>\" instead".into(),
+        );
+    }
+    let promote = &c.promote;
+    let known = gate_metrics(&c.evaluate);
+    let unknown_metric = |name: &str| {
+        format!("`{name}` is not a metric of the evaluate report; one of {}", known.join(", "))
+    };
+    if !known.contains(&promote.metric) {
+        fail("promote.metric", unknown_metric(&promote.metric));
+    }
+    if !(promote.min_delta.is_finite() && promote.min_delta >= 0.0) {
+        fail("promote.min_delta", format!("{} must be 0 or more (percentage points)", promote.min_delta));
+    }
+    if !(promote.max_drop.is_finite() && promote.max_drop >= 0.0) {
+        fail("promote.max_drop", format!("{} must be 0 or more (percentage points)", promote.max_drop));
+    }
+    for (i, guard) in promote.guard.iter().enumerate() {
+        if !known.contains(guard) {
+            fail(&format!("promote.guard.{i}"), unknown_metric(guard));
+        }
+    }
+    if c.notify.command.first().is_some_and(|program| program.trim().is_empty()) {
+        fail("notify.command", "the first element is the program to run and must not be empty".into());
+    }
+    positive(&mut fail, "notify.timeout_s", c.notify.timeout_s);
+
     let llm = &c.llm;
     if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {
         fail("llm.base_url", format!("`{}` must start with http:// or https://", llm.base_url));
@@ -175,6 +205,19 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
         out.extend(external(c, root));
     }
     out
+}
+
+/// The names `[promote]` may compare: the evaluate report's headline metrics, top-k ones as
+/// `top3.CF1`, pedestrian ones only for `evaluate.kind = "pedestrian"`.
+pub fn gate_metrics(evaluate: &crate::EvaluateSection) -> Vec<String> {
+    let basic = ["CP", "CR", "CF1", "OP", "OR", "OF1"];
+    let mut names = vec!["mAP".to_owned()];
+    names.extend(basic.iter().map(|m| (*m).to_owned()));
+    names.extend(basic.iter().map(|m| format!("top{}.{m}", evaluate.top_k)));
+    if evaluate.kind == crate::MetricKind::Pedestrian {
+        names.extend(["mA", "Acc", "Prec", "Rec", "F1"].iter().map(|m| (*m).to_owned()));
+    }
+    names
 }
 
 fn positive(fail: &mut impl FnMut(&str, String), path: &str, value: f64) {

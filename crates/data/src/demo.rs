@@ -160,18 +160,45 @@ pub fn render(plan: &MosaicPlan, source: &IdxImages, scale: usize) -> image::Gra
     out
 }
 
-/// Sorted, deduplicated class names of a plan's filled tiles.
-pub fn plan_labels(plan: &MosaicPlan, source: &IdxImages) -> Vec<String> {
-    let mut classes: Vec<usize> = plan.tiles.iter().flatten().map(|&i| usize::from(source.labels[i])).collect();
+/// Sorted, deduplicated class names of a plan's filled tiles that are among `annotated`.
+pub fn plan_labels(plan: &MosaicPlan, source: &IdxImages, annotated: &[bool; 10]) -> Vec<String> {
+    let mut classes: Vec<usize> = plan
+        .tiles
+        .iter()
+        .flatten()
+        .map(|&i| usize::from(source.labels[i]))
+        .filter(|&c| annotated[c])
+        .collect();
     classes.sort_unstable();
     classes.dedup();
     classes.into_iter().map(|c| FASHION_CLASSES[c].to_string()).collect()
+}
+
+/// The Fashion-MNIST classes the manifest's inline `[labels] names` list (all ten without one):
+/// the mosaics are drawn from every class, and only these are annotated, so a label can join the
+/// set later (its images were there all along, unlabelled).
+pub fn annotated_classes(manifest: &Manifest) -> Result<Vec<String>, DataError> {
+    let Some(names) = &manifest.labels.names else {
+        return Ok(FASHION_CLASSES.iter().map(|c| (*c).to_owned()).collect());
+    };
+    if let Some(unknown) = names.iter().find(|n| !FASHION_CLASSES.contains(&n.as_str())) {
+        return Err(DataError::Demo {
+            message: format!(
+                "`{}`: label `{unknown}` is not a Fashion-MNIST class ({})",
+                manifest.file.display(),
+                FASHION_CLASSES.join(", ")
+            ),
+        });
+    }
+    Ok(names.clone())
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct BuildRecord {
     version: u32,
     demo: DemoSection,
+    /// Annotated classes, in the manifest's order.
+    labels: Vec<String>,
 }
 
 /// The directory the demo set of `manifest` lives in, when the manifest has a `[demo]` section.
@@ -188,20 +215,23 @@ pub fn ensure_demo(
 ) -> Result<bool, DataError> {
     let Some(demo) = &manifest.demo else { return Ok(false) };
     let target = data_root.join(&demo.dir);
-    let record = BuildRecord { version: BUILD_VERSION, demo: demo.clone() };
+    let labels = annotated_classes(manifest)?;
+    let record = BuildRecord { version: BUILD_VERSION, demo: demo.clone(), labels: labels.clone() };
     let existing = std::fs::read(target.join(BUILD_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<BuildRecord>(&bytes).ok());
     if existing.as_ref() == Some(&record) {
         return Ok(false);
     }
-    build_demo(demo, &target, progress)?;
+    build_demo(demo, &labels, &target, progress)?;
     Ok(true)
 }
 
-/// Builds the mosaics into `target` (replaced atomically by a rename).
+/// Builds the mosaics into `target` (replaced atomically by a rename), annotating the classes
+/// in `labels` (Fashion-MNIST names, in the order the annotation file lists them).
 pub fn build_demo(
     demo: &DemoSection,
+    labels: &[String],
     target: &Path,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<(), DataError> {
@@ -218,6 +248,14 @@ pub fn build_demo(
     if train.is_empty() || test.is_empty() {
         return Err(DataError::Demo { message: "the Fashion-MNIST IDX files hold no images".into() });
     }
+    let mut annotated = [false; 10];
+    for label in labels {
+        let class = FASHION_CLASSES
+            .iter()
+            .position(|c| c == label)
+            .ok_or_else(|| DataError::Demo { message: format!("label `{label}` is not a Fashion-MNIST class") })?;
+        annotated[class] = true;
+    }
     let total = u64::from(demo.train_images) + u64::from(demo.test_images);
     let done = AtomicU64::new(0);
     for (split, source, count) in [("train", &train, demo.train_images), ("test", &test, demo.test_images)] {
@@ -226,7 +264,7 @@ pub fn build_demo(
         // Mosaics are made in parallel a chunk at a time and their annotation lines appended in
         // order, so memory does not grow with the number of mosaics.
         let annotation_path = staging.path().join(format!("{split}.json"));
-        let mut annotations = JsonLinesWriter::create(&annotation_path, count)?;
+        let mut annotations = JsonLinesWriter::create(&annotation_path, count, labels)?;
         for chunk_start in (0..u64::from(count)).step_by(DEMO_CHUNK) {
             let chunk_end = (chunk_start + DEMO_CHUNK as u64).min(u64::from(count));
             let entries = (chunk_start..chunk_end)
@@ -241,7 +279,12 @@ pub fn build_demo(
                     if finished.is_multiple_of(256) || finished == total {
                         progress(finished, total);
                     }
-                    Ok(serde_json::json!([relative, plan_labels(&plan, source)]))
+                    let labelled = if split == "train" && demo.shuffled_train_labels {
+                        &self::plan(demo, split, (index + 1) % u64::from(count), source.len())
+                    } else {
+                        &plan
+                    };
+                    Ok(serde_json::json!([relative, plan_labels(labelled, source, &annotated)]))
                 })
                 .collect::<Result<Vec<_>, DataError>>()?;
             for entry in &entries {
@@ -250,7 +293,7 @@ pub fn build_demo(
         }
         annotations.finish()?;
     }
-    let record = BuildRecord { version: BUILD_VERSION, demo: demo.clone() };
+    let record = BuildRecord { version: BUILD_VERSION, demo: demo.clone(), labels: labels.to_vec() };
     let record_path = staging.path().join(BUILD_FILE);
     let text = serde_json::to_vec_pretty(&record).map_err(|e| DataError::Demo { message: e.to_string() })?;
     std::fs::write(&record_path, text).map_err(|e| DataError::write(&record_path, e))?;
@@ -274,11 +317,10 @@ struct JsonLinesWriter {
 }
 
 impl JsonLinesWriter {
-    fn create(path: &Path, count: u32) -> Result<Self, DataError> {
+    fn create(path: &Path, count: u32, labels: &[String]) -> Result<Self, DataError> {
         let file = std::fs::File::create(path).map_err(|e| DataError::write(path, e))?;
         let mut writer = Self { path: path.to_path_buf(), file: std::io::BufWriter::new(file), remaining: count };
-        let classes =
-            serde_json::to_string(&FASHION_CLASSES).map_err(|e| DataError::Demo { message: e.to_string() })?;
+        let classes = serde_json::to_string(labels).map_err(|e| DataError::Demo { message: e.to_string() })?;
         writer.write(&format!("{{\n\"classes\": {classes},\n\"images\": [\n"))?;
         Ok(writer)
     }

@@ -140,6 +140,10 @@ pub struct DemoSection {
     /// Chance that a tile is left blank (at least one tile is always filled).
     #[serde(default = "default_blank_probability")]
     pub blank_probability: f64,
+    /// A corrupted label column, for exercising `sspa-pipe retrain`'s promotion gate: each train
+    /// mosaic is annotated with the labels of the next one (the test split stays correct).
+    #[serde(default)]
+    pub shuffled_train_labels: bool,
 }
 
 fn default_fashion_dir() -> PathBuf {
@@ -171,6 +175,7 @@ impl Default for DemoSection {
             seed: 0,
             scale: default_scale(),
             blank_probability: default_blank_probability(),
+            shuffled_train_labels: false,
         }
     }
 }
@@ -253,10 +258,16 @@ impl Manifest {
             if self.source.format != Format::JsonList {
                 return Err(self.invalid("source.format", "the demo set is written as `json_list`"));
             }
-            if let Some(names) = &self.labels.names
-                && names.iter().map(String::as_str).ne(crate::demo::FASHION_CLASSES)
-            {
-                return Err(self.invalid("labels.names", "the demo labels are the ten Fashion-MNIST classes in order"));
+            if let Some(names) = &self.labels.names {
+                let mut seen = std::collections::HashSet::new();
+                if names.is_empty()
+                    || names.iter().any(|n| !crate::demo::FASHION_CLASSES.contains(&n.as_str()) || !seen.insert(n))
+                {
+                    return Err(self.invalid(
+                        "labels.names",
+                        "the demo labels are Fashion-MNIST classes (some or all of them, each once)",
+                    ));
+                }
             }
             for (name, split) in &self.splits {
                 if !split.annotations.starts_with(&demo.dir) || !matches!(name.as_str(), "train" | "test") {

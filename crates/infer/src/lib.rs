@@ -10,12 +10,14 @@
 //! - [`encode`]: texts and image files → rows of `sspa-table` (`sspa-pipe encode`).
 //! - [`predict`]: image files → label probabilities with a trained run, wrapping sspa-train's
 //!   [`sspa_train::Predictor`] (`sspa-pipe predict`).
+//! - [`score`]: a trained model's scores on a split of the current shards (the promotion gate).
 
 pub mod device;
 pub mod encode;
 pub mod encoders;
 pub mod features;
 pub mod predict;
+pub mod score;
 
 pub use device::{DeviceError, DeviceSettings};
 pub use encoders::{EncoderChoice, EncoderError, ModelKind, TextModel};

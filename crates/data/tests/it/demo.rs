@@ -111,3 +111,61 @@ fn upscaled_demo_keeps_labels() {
     let dataset = import(&manifest, fixture.root()).expect("import");
     check_labels_match_tiles(&dataset, 2);
 }
+
+/// Fashion-MNIST classes of the non-blank tiles of a scale-1 mosaic.
+fn tile_classes(path: &std::path::Path, index: &HashMap<Vec<u8>, BTreeSet<usize>>) -> BTreeSet<usize> {
+    let image = image::open(path).expect("mosaic png").into_luma8();
+    let mut classes = BTreeSet::new();
+    for tile in 0..4 {
+        let (ty, tx) = (tile / 2, tile % 2);
+        let pixels: Vec<u8> = (0..TILE)
+            .flat_map(|y| (0..TILE).map(move |x| (x, y)))
+            .map(|(x, y)| image.get_pixel((tx * TILE + x) as u32, (ty * TILE + y) as u32).0[0])
+            .collect();
+        if pixels.iter().any(|&p| p != 0) {
+            classes.extend(index.get(&pixels).expect("a Fashion-MNIST tile").iter().copied());
+        }
+    }
+    classes
+}
+
+#[test]
+fn a_label_subset_annotates_only_those_classes_and_shuffled_labels_belong_to_the_next_mosaic() {
+    let fixture = Fixture::new();
+    let nine = r#"names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag"]"#;
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data_manifest/demo.toml");
+    let text: String = std::fs::read_to_string(shipped)
+        .expect("manifest")
+        .replace("train_images = 8000", "train_images = 60")
+        .replace("test_images = 2000", "test_images = 30")
+        .replace("blank_probability = 0.35", "blank_probability = 0.35\nshuffled_train_labels = true")
+        .lines()
+        .map(|line| if line.starts_with("names = ") { nine.to_owned() } else { line.to_owned() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let manifest = fixture.manifest(&text);
+    ensure_demo(&manifest, fixture.root(), &no_progress).expect("build");
+    let dataset = import(&manifest, fixture.root()).expect("import");
+    assert_eq!(dataset.labels, FASHION_CLASSES[..9].iter().map(|c| (*c).to_owned()).collect::<Vec<_>>());
+    let boot = FASHION_CLASSES.iter().position(|c| *c == "Ankle boot").expect("class");
+    let mut boots_drawn = 0;
+    for split in &dataset.splits {
+        let index = pixel_index(&split.name);
+        let tiles: Vec<BTreeSet<usize>> = split.images.iter().map(|e| tile_classes(&e.path, &index)).collect();
+        boots_drawn += tiles.iter().filter(|t| t.contains(&boot)).count();
+        for (i, entry) in split.images.iter().enumerate() {
+            let annotated: BTreeSet<usize> =
+                entry.targets.iter().enumerate().filter(|(_, t)| **t == 1).map(|(c, _)| c).collect();
+            // The train split is annotated with the next mosaic's tiles; the test split with its own.
+            let source = if split.name == "train" { &tiles[(i + 1) % tiles.len()] } else { &tiles[i] };
+            let expected: BTreeSet<usize> = source.iter().copied().filter(|&c| c != boot).collect();
+            assert_eq!(annotated, expected, "{} ({})", entry.path.display(), split.name);
+        }
+    }
+    assert!(boots_drawn > 0, "the unlisted class is still drawn");
+
+    let unknown = fixture.root().join("unknown.toml");
+    std::fs::write(&unknown, text.replace("\"Bag\"]", "\"Bag\", \"Hat\"]")).expect("write");
+    let error = sspa_data::Manifest::load(&unknown).expect_err("not a Fashion class").to_string();
+    assert!(error.contains("unknown.toml") && error.contains("labels.names"), "{error}");
+}

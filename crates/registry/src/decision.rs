@@ -1,0 +1,119 @@
+//! `decisions.jsonl`: one line per decision about the registry, appended and synced, so the log
+//! of a scheduled job says what happened on each day and why.
+
+use crate::Registry;
+use crate::error::RegistryError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// The gate promoted the candidate.
+    Promoted,
+    /// The candidate was trained and the gate refused it.
+    Refused,
+    /// The candidate is the model `current` already serves (nothing changed).
+    Unchanged,
+    /// Promoted by `--force-promote` / `models promote` with a reason, bypassing the gate.
+    Forced,
+    /// `models rollback`.
+    RolledBack,
+    /// The pipeline failed: nothing to decide.
+    Failed,
+}
+
+impl DecisionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Promoted => "promoted",
+            Self::Refused => "refused",
+            Self::Unchanged => "unchanged",
+            Self::Forced => "forced",
+            Self::RolledBack => "rolled_back",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub at: String,
+    pub decision: DecisionKind,
+    /// The alias that was (or would have been) moved.
+    pub alias: String,
+    /// The run whose candidate was judged (absent for rollbacks and manual promotions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The version the alias points at after the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// The version it pointed at before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<u32>,
+    /// `ema.mAP`-style name of the compared metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// The candidate's and the current model's metrics on the same split and labels.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub candidate: Value,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub current: Value,
+    /// Why: each rule of the gate that decided, a user's `--reason`, an error.
+    pub reasons: Vec<String>,
+}
+
+impl Decision {
+    pub fn new(decision: DecisionKind, alias: &str) -> Self {
+        Self {
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            decision,
+            alias: alias.to_owned(),
+            run_id: None,
+            version: None,
+            previous: None,
+            metric: None,
+            candidate: Value::Null,
+            current: Value::Null,
+            reasons: Vec::new(),
+        }
+    }
+}
+
+impl Registry {
+    /// Appends `decision` as one line and syncs it.
+    pub fn record(&self, decision: &Decision) -> Result<(), RegistryError> {
+        std::fs::create_dir_all(&self.dir).map_err(RegistryError::io(&self.dir))?;
+        let path = self.dir.join("decisions.jsonl");
+        let mut line = serde_json::to_vec(decision).map_err(RegistryError::json(&path))?;
+        line.push(b'\n');
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(RegistryError::io(&path))?;
+        // One write of the whole line: appends of one process never interleave with another's.
+        file.write_all(&line).and_then(|()| file.sync_all()).map_err(RegistryError::io(&path))
+    }
+
+    /// Every recorded decision, oldest first; a line that does not parse (a write cut short by
+    /// a crash) is skipped with a warning naming its line number.
+    pub fn decisions(&self) -> Result<Vec<Decision>, RegistryError> {
+        let path = self.dir.join("decisions.jsonl");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(RegistryError::io(&path)(e)),
+        };
+        let mut out = Vec::new();
+        for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            match serde_json::from_str(line) {
+                Ok(decision) => out.push(decision),
+                Err(e) => tracing::warn!("`{}` line {}: skipped, not a decision: {e}", path.display(), number + 1),
+            }
+        }
+        Ok(out)
+    }
+}

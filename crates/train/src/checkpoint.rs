@@ -23,6 +23,7 @@ use crate::error::TrainError;
 use crate::features::atomic_write_bytes;
 use crate::history::EpochLog;
 use crate::model::{FORMAT_VERSION, ModelConfig, SspaModel, load_weights, save_weights};
+use crate::warm_start::WarmStartReport;
 
 const LATEST: &str = "latest.json";
 
@@ -37,10 +38,14 @@ pub struct CheckpointState {
     pub global_step: u64,
     /// `train.seed` (initialisation and per-epoch shuffles derive from it).
     pub seed: u64,
-    /// BLAKE3 over config, text inputs and both feature sets: a checkpoint only resumes its own run.
+    /// BLAKE3 over config, text inputs, both feature sets (or the images and the pretrained
+    /// encoder) and the warm start: a checkpoint only resumes its own run.
     pub fingerprint: String,
     /// The log so far.
     pub history: Vec<EpochLog>,
+    /// What the warm start of the run copied (absent for a run from the seeded initialisation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<WarmStartReport>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -173,7 +178,7 @@ pub fn load_checkpoint(
         return Err(mismatch(format!("format version `{}`", state.format_version)));
     }
     if state.fingerprint != fingerprint {
-        return Err(mismatch("it was trained on other features or text inputs".into()));
+        return Err(mismatch("it was trained on other features or text inputs, or from another warm start".into()));
     }
     if state.history.len() != state.epochs_done as usize {
         return Err(mismatch("history length differs from the epochs done".into()));

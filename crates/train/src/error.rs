@@ -107,6 +107,18 @@ pub enum TrainError {
         /// What failed, naming the file or row.
         message: String,
     },
+    /// A warm start ([`crate::WarmStart`]) from a model whose tensors do not fit this run's model
+    /// beyond what the label change explains.
+    #[error(
+        "warm start from `{path}`: the architecture differs ({}); train with `train.init = \"scratch\"`",
+        describe_mismatches(.mismatches)
+    )]
+    WarmStartArchitecture {
+        /// The old model's weights file.
+        path: PathBuf,
+        /// Every tensor that does not fit, in path order (the message names the first few).
+        mismatches: Vec<TensorMismatch>,
+    },
     /// The head rejected its configuration or inputs.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -116,6 +128,38 @@ pub enum TrainError {
         /// Epochs finished (and checkpointed) so far.
         epochs_done: u32,
     },
+}
+
+/// One tensor of an old model that a warm start cannot copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorMismatch {
+    /// Parameter path (`head.qsm.project.weight`).
+    pub tensor: String,
+    /// Its shape in the old weights file.
+    pub old: Vec<usize>,
+    /// Its shape in this run's model; `None` when this run's model has no such tensor.
+    pub new: Option<Vec<usize>>,
+}
+
+impl std::fmt::Display for TensorMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.new {
+            Some(new) => write!(f, "`{}` is {:?} in the old model but {new:?} in this run", self.tensor, self.old),
+            None => write!(f, "`{}` ({:?}) of the old model is not in this run's model", self.tensor, self.old),
+        }
+    }
+}
+
+/// Mismatches named in the message of [`TrainError::WarmStartArchitecture`]; the rest are counted.
+const MISMATCHES_NAMED: usize = 6;
+
+/// `a; b; c; … and 4 more` for the message of [`TrainError::WarmStartArchitecture`].
+fn describe_mismatches(mismatches: &[TensorMismatch]) -> String {
+    let mut text = mismatches.iter().take(MISMATCHES_NAMED).map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    if mismatches.len() > MISMATCHES_NAMED {
+        text.push_str(&format!("; … and {} more", mismatches.len() - MISMATCHES_NAMED));
+    }
+    text
 }
 
 impl TrainError {

@@ -15,6 +15,8 @@
 //! - [`history`]: the per-epoch log (validation mAP by [`sspa_metrics::mean_average_precision`],
 //!   the evaluate stage's AP).
 //! - [`predict`]: the [`Predictor`] that scores feature sets with the final weights.
+//! - [`warm_start`]: a run that starts from a trained model ([`WarmStart`]), class rows remapped
+//!   by label name.
 //!
 //! Modules are not generic over a backend: [`TrainOptions::device`] decides it (CPU `flex` by
 //! default).
@@ -32,11 +34,12 @@ pub mod predict;
 pub mod schedule;
 pub mod text;
 pub mod trainer;
+pub mod warm_start;
 
 pub use backbone::{Backbone, BackboneSpec};
 pub use checkpoint::{CheckpointState, latest_checkpoint};
 pub use ema::ModelEma;
-pub use error::TrainError;
+pub use error::{TensorMismatch, TrainError};
 pub use features::{Batch, FeatureSet, read_features, write_features};
 pub use history::{EpochLog, read_history, write_history};
 pub use images::{Batches, ImageBatch, ImageSource};
@@ -49,3 +52,4 @@ pub use trainer::{
     Cancel, Examples, FineTune, Progress, Sections, TrainData, TrainOptions, TrainOutcome, epoch_permutation,
     model_config, train,
 };
+pub use warm_start::{CLASS_ROW_TENSORS, WarmStart, WarmStartReport};

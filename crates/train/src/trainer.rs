@@ -5,6 +5,10 @@
 //!
 //! Resuming is exact on CPU: the weights, EMA and AdamW state are stored bit for bit, parameter
 //! ids are deterministic, and epoch `e`'s shuffle depends only on `(seed, e)`.
+//!
+//! A run starts from the seeded initialisation or, with [`TrainOptions::warm_start`], from a
+//! trained model ([`crate::warm_start`]). Every finished epoch logs one `tracing` info line
+//! (`train: epoch 3/8 loss 0.1234 val mAP 81.20 / EMA 80.90 lr 9.5e-4 55.2 s`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -28,6 +32,7 @@ use crate::images::{ImageBatch, ImageSource};
 use crate::model::{FORMAT_VERSION, ModelConfig, SspaModel, save_weights};
 use crate::predict::{TextFeatures, expect, files, score_features};
 use crate::text::{PromptTextEncoder, TextInputs};
+use crate::warm_start::{WarmStart, WarmStartReport};
 
 /// Progress callback: `(done_steps, total_steps, message)`.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64, &str) + Send + Sync);
@@ -100,10 +105,17 @@ pub struct TrainOptions {
     pub eval_batch_size: usize,
     /// Epoch checkpoints kept (at least 1).
     pub keep_checkpoints: usize,
+    /// Start from a trained model instead of the seeded initialisation (ignored when a checkpoint
+    /// of this run is resumed).
+    ///
+    /// Its identity (old `config.json` and weights file hash) is part of the checkpoint
+    /// fingerprint: resuming needs the same, unchanged files, and a checkpoint of another start
+    /// is refused.
+    pub warm_start: Option<WarmStart>,
 }
 
 impl TrainOptions {
-    /// Defaults: CPU, run to the end, validation batches of 256, keep 1 checkpoint.
+    /// Defaults: CPU, run to the end, validation batches of 256, keep 1 checkpoint, no warm start.
     pub fn new(checkpoint_dir: impl Into<PathBuf>, output_dir: impl Into<PathBuf>) -> Self {
         Self {
             checkpoint_dir: checkpoint_dir.into(),
@@ -112,6 +124,7 @@ impl TrainOptions {
             device: Device::flex(),
             eval_batch_size: 256,
             keep_checkpoints: 1,
+            warm_start: None,
         }
     }
 }
@@ -127,6 +140,9 @@ pub struct TrainOutcome {
     pub resumed_from: Option<u32>,
     /// The whole log so far.
     pub history: Vec<EpochLog>,
+    /// What the warm start of this run copied (also when this call resumed it); `None` for a run
+    /// from the seeded initialisation.
+    pub warm_started: Option<WarmStartReport>,
 }
 
 /// Builds the [`ModelConfig`] of a run and checks the data against it.
@@ -214,9 +230,10 @@ pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<Mode
     })
 }
 
-/// BLAKE3 over the config, the text inputs and the examples (both feature sets, or the images and
-/// the pretrained encoder's weights).
-fn fingerprint(config: &ModelConfig, data: &TrainData<'_>) -> String {
+/// BLAKE3 over the config, the text inputs, the examples (both feature sets, or the images and
+/// the pretrained encoder's weights) and the warm start's [`WarmStart::identity`], if any (a run
+/// without one keeps the fingerprint it had before warm starts existed).
+fn fingerprint(config: &ModelConfig, data: &TrainData<'_>, warm_start: Option<&str>) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(config.canonical_json().as_bytes());
     crate::features::for_le_bytes(&data.text.knowledge, |bytes| {
@@ -231,6 +248,10 @@ fn fingerprint(config: &ModelConfig, data: &TrainData<'_>) -> String {
             hasher.update(fine_tune.source.fingerprint().as_bytes());
             hasher.update(fine_tune.weights_hash.as_bytes());
         }
+    }
+    if let Some(identity) = warm_start {
+        hasher.update(b"warm start\0");
+        hasher.update(identity.as_bytes());
     }
     hasher.finalize().to_hex().to_string()
 }
@@ -393,7 +414,8 @@ pub fn train(
 ) -> Result<TrainOutcome, TrainError> {
     let config = model_config(sections, &data)?;
     let train_section = &config.train;
-    let fingerprint = fingerprint(&config, &data);
+    let warm_identity = options.warm_start.as_ref().map(WarmStart::identity).transpose()?;
+    let fingerprint = fingerprint(&config, &data, warm_identity.as_deref());
     let device = options.device.clone().autodiff();
     let batch_size = train_section.batch_size as usize;
     let steps_per_epoch = steps_per_epoch(&data, batch_size);
@@ -405,6 +427,9 @@ pub fn train(
     let fixed_context = fixed_context(&config, &data, &device)?;
     let Start { mut model, mut ema, mut optimizer, mut state, resumed_from } =
         start_or_resume(&config, &data, options, &fingerprint, &optimizer_config, &device)?;
+    if let (None, Some(report)) = (resumed_from, &state.warm_start) {
+        tracing::info!("{}", warm_start_line(report));
+    }
 
     let mut epochs_this_call = 0u32;
     while state.epochs_done < train_section.epochs {
@@ -465,14 +490,23 @@ pub fn train(
             options.keep_checkpoints,
         )?;
         epochs_this_call += 1;
-        progress(step, total_steps, &state.history.last().map_or(String::new(), epoch_summary));
+        if let Some(log) = state.history.last() {
+            tracing::info!("{}", epoch_line(log, train_section.epochs));
+            progress(step, total_steps, &epoch_summary(log));
+        }
     }
 
     let finished = state.epochs_done >= train_section.epochs;
     if finished {
         write_outputs(&config, &model, &ema, &data, &knowledge, fixed_context.as_ref(), &state.history, options)?;
     }
-    Ok(TrainOutcome { epochs_done: state.epochs_done, finished, resumed_from, history: state.history })
+    Ok(TrainOutcome {
+        epochs_done: state.epochs_done,
+        finished,
+        resumed_from,
+        history: state.history,
+        warm_started: state.warm_start,
+    })
 }
 
 struct StepInputs<'a, 'd> {
@@ -494,7 +528,8 @@ struct Start {
 }
 
 /// Resumes from the latest checkpoint in `options.checkpoint_dir`, or starts from the seeded
-/// initialisation (with the pretrained backbone when the image encoder is trained).
+/// initialisation (with the pretrained backbone when the image encoder is trained), warm-started
+/// from [`TrainOptions::warm_start`] if given; a fresh start has a fresh EMA and optimiser.
 fn start_or_resume(
     config: &ModelConfig,
     data: &TrainData<'_>,
@@ -525,6 +560,13 @@ fn start_or_resume(
                     config.init_with_backbone(train_section.seed, device, fine_tune.backbone.clone())?
                 }
             };
+            let (model, warm_start) = match &options.warm_start {
+                Some(start) => {
+                    let (model, report) = start.apply(model, config)?;
+                    (model, Some(report))
+                }
+                None => (model, None),
+            };
             let ema = ModelEma::new(&model, train_section.ema_decay);
             let optimizer = optimizer(optimizer_config, &model);
             let state = CheckpointState {
@@ -534,6 +576,7 @@ fn start_or_resume(
                 seed: train_section.seed,
                 fingerprint: fingerprint.to_owned(),
                 history: Vec::new(),
+                warm_start,
             };
             Start { model, ema, optimizer, state, resumed_from: None }
         }
@@ -560,6 +603,38 @@ fn epoch_summary(log: &EpochLog) -> String {
         log.train_loss,
         log.val_map.map_or("-".into(), |m| format!("{m:.2}")),
         log.val_map_ema.map_or("-".into(), |m| format!("{m:.2}"))
+    )
+}
+
+/// The log line of a finished epoch:
+/// `train: epoch 3/8 loss 0.1234 val mAP 81.20 / EMA 80.90 lr 9.5e-4 55.2 s` (`-` without
+/// validation mAP).
+fn epoch_line(log: &EpochLog, epochs: u32) -> String {
+    let map = |map: Option<f64>| map.map_or("-".into(), |map| format!("{map:.2}"));
+    format!(
+        "train: epoch {}/{epochs} loss {:.4} val mAP {} / EMA {} lr {:.1e} {:.1} s",
+        log.epoch,
+        log.train_loss,
+        map(log.val_map),
+        map(log.val_map_ema),
+        log.lr,
+        log.seconds
+    )
+}
+
+/// The log line of a warm start: the file, what was copied, the label changes.
+fn warm_start_line(report: &WarmStartReport) -> String {
+    let labels = |labels: &[String]| if labels.is_empty() { "none".into() } else { labels.join(", ") };
+    format!(
+        "train: warm start from `{}`: {} tensor(s) copied, {} class tensor(s) remapped by label ({} row(s)), \
+         {} kept their initialisation; labels added: {}; labels removed: {}",
+        report.weights.display(),
+        report.tensors_copied,
+        report.tensors_remapped,
+        report.rows_remapped,
+        report.kept_init.len(),
+        labels(&report.labels_added),
+        labels(&report.labels_removed)
     )
 }
 
@@ -633,5 +708,39 @@ mod tests {
         assert_ne!(order, epoch_permutation(7, 4, 100), "epochs differ");
         assert_ne!(order, epoch_permutation(8, 3, 100), "seeds differ");
         assert_ne!(order, sorted, "shuffled");
+    }
+
+    #[test]
+    fn epoch_lines_for_cron_logs() {
+        let log = EpochLog {
+            epoch: 3,
+            steps: 24,
+            train_loss: 0.123_44,
+            lr: 9.5e-4,
+            val_map: Some(81.2),
+            val_map_ema: Some(80.904),
+            seconds: 55.23,
+        };
+        assert_eq!(epoch_line(&log, 8), "train: epoch 3/8 loss 0.1234 val mAP 81.20 / EMA 80.90 lr 9.5e-4 55.2 s");
+        let unvalidated = EpochLog { val_map: None, val_map_ema: None, lr: 0.003, ..log };
+        assert_eq!(epoch_line(&unvalidated, 8), "train: epoch 3/8 loss 0.1234 val mAP - / EMA - lr 3.0e-3 55.2 s");
+    }
+
+    #[test]
+    fn warm_start_lines_name_the_file_and_the_label_changes() {
+        let report = WarmStartReport {
+            weights: "old/model_ema.safetensors".into(),
+            tensors_copied: 40,
+            tensors_remapped: 1,
+            rows_remapped: 4,
+            labels_added: vec!["fox".into(), "owl".into()],
+            labels_removed: Vec::new(),
+            kept_init: vec!["prompts".into()],
+        };
+        assert_eq!(
+            warm_start_line(&report),
+            "train: warm start from `old/model_ema.safetensors`: 40 tensor(s) copied, 1 class tensor(s) remapped \
+             by label (4 row(s)), 1 kept their initialisation; labels added: fox, owl; labels removed: none"
+        );
     }
 }

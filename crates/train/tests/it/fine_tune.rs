@@ -10,6 +10,7 @@ use sspa_train::{
     Backbone, BackboneSpec, Batches, Examples, FineTune, ImageBatch, ImageSource, MeanPromptEncoder, Predictor,
     Sections, TextInputs, TrainData, TrainError, TrainOptions, Weights, epoch_permutation, files, train,
 };
+use sspa_train::{ModelConfig, WarmStart, model_config, save_weights};
 
 const CLASSES: usize = 3;
 const SIZE: usize = 16;
@@ -139,6 +140,16 @@ fn bits<M: burn::module::Module>(module: &M) -> Vec<(u64, Vec<u32>)> {
     values
 }
 
+/// Every tensor's bits, by parameter path (ids aside).
+fn named_bits<M: burn::module::Module>(module: &M) -> Vec<(String, Vec<u32>)> {
+    use burn::store::ModuleSnapshot;
+    let to_bits = |tensor: &burn::store::burn_pack::Tensor| -> Vec<u32> {
+        let data = burn::store::bridge::to_data(tensor).expect("tensor data");
+        data.iter::<f32>().map(f32::to_bits).collect()
+    };
+    module.collect(None, None, false).iter().map(|tensor| (tensor.name.clone(), to_bits(tensor))).collect()
+}
+
 fn run(dir: &std::path::Path, pretrained: &Backbone, max_epochs: Option<u32>) -> sspa_train::TrainOutcome {
     let (model, ablation, train_section) = sections();
     let text = text_inputs();
@@ -230,6 +241,54 @@ fn the_image_encoder_trains_with_the_head_and_resumes_exactly() {
         };
         assert!(read(dir.path()) == read(resumed.path()), "{name}: resumed run differs");
     }
+}
+
+/// A warm start into a fine-tuning run: from a frozen-encoder model the head and prompts are
+/// copied and the image encoder keeps its pretrained weights (listed as kept); from a fine-tuned
+/// model its fine-tuned encoder is copied too.
+#[test]
+fn a_warm_start_keeps_the_pretrained_encoder_unless_the_old_model_trained_one() {
+    let pretrained = pretrained();
+    let (model, ablation, train_section) = sections();
+    let sections = Sections { model: &model, ablation: &ablation, train: &train_section };
+    let text = text_inputs();
+    let device = Device::flex().autodiff();
+    let encoder = MeanPromptEncoder::new(text.labels.clone(), PROMPT_WIDTH, TEXT_WIDTH, 11, &device);
+    let source = Quadrants { train: 128, validation: 48, batch: 16, seed: 4 };
+    let spec = tiny_vit();
+    let fine_tune = FineTune { source: &source, backbone: &pretrained, spec: &spec, weights_hash: "tiny-random" };
+    let data = TrainData { text: &text, encoder: &encoder, examples: Examples::Images(fine_tune) };
+    let config = model_config(sections, &data).expect("config");
+    let fresh = || config.init_with_backbone(train_section.seed, &device, pretrained.clone()).expect("init");
+
+    // An old model of the same head on frozen features: no encoder tensors in its file.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let frozen_dir = dir.path().join("frozen");
+    std::fs::create_dir_all(&frozen_dir).expect("dir");
+    let frozen = ModelConfig { backbone: None, ..config.clone() };
+    let head_only = frozen.init(1, &Device::flex()).expect("init");
+    frozen.save(&frozen_dir.join(files::CONFIG)).expect("config");
+    save_weights(&head_only, &frozen_dir.join(files::MODEL)).expect("weights");
+    let (warm, report) = WarmStart::new(&frozen_dir, Weights::Raw).apply(fresh(), &config).expect("warm start");
+    let encoder_tensors = warm.backbone.as_ref().expect("encoder").num_params();
+    assert!(!report.kept_init.is_empty() && report.kept_init.iter().all(|name| name.starts_with("backbone.")));
+    assert_eq!(report.tensors_copied, sspa_train::parameter_snapshot(&head_only).len());
+    assert!(encoder_tensors > 0);
+    assert!(
+        named_bits(warm.backbone.as_ref().expect("encoder")) == named_bits(&pretrained),
+        "the pretrained encoder is kept"
+    );
+    assert!(bits(&warm.head) == bits(&head_only.head), "the head is copied");
+
+    // An old fine-tuned model: everything is copied, the fine-tuned encoder included.
+    let outcome = run(&dir.path().join("tuned"), &pretrained, None);
+    assert!(outcome.finished);
+    let tuned_dir = dir.path().join("tuned").join("out");
+    let (warm, report) = WarmStart::new(&tuned_dir, Weights::Raw).apply(fresh(), &config).expect("warm start");
+    assert!(report.kept_init.is_empty(), "{:?}", report.kept_init);
+    let tuned = config.load_model(&tuned_dir.join(files::MODEL), &Device::flex()).expect("tuned weights");
+    assert!(bits(&warm) == bits(&tuned), "every tensor of the fine-tuned model is copied");
+    assert!(named_bits(warm.backbone.as_ref().expect("encoder")) != named_bits(&pretrained));
 }
 
 /// Every backbone kind trains: gradients reach its first layer, and its spec predicts the width

@@ -3,3 +3,4 @@
 mod fine_tune;
 mod libtorch;
 mod training;
+mod warm_start;

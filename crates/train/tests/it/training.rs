@@ -12,13 +12,13 @@ use sspa_train::{
     TrainOptions, Weights as Which, files, model_config, read_history, train,
 };
 
-const CLASSES: usize = 4;
-const PATCHES: usize = 9;
-const WIDTH: usize = 16;
-const TEXT_WIDTH: usize = 12;
-const PROMPT_WIDTH: usize = 6;
+pub(crate) const CLASSES: usize = 4;
+pub(crate) const PATCHES: usize = 9;
+pub(crate) const WIDTH: usize = 16;
+pub(crate) const TEXT_WIDTH: usize = 12;
+pub(crate) const PROMPT_WIDTH: usize = 6;
 
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     fn next_u64(&mut self) -> u64 {
@@ -40,8 +40,14 @@ impl Rng {
 /// Images whose labels are encoded by which patches carry which class prototype: every positive
 /// class puts its prototype (plus noise) on its own random patch, the other patches are noise.
 fn synthetic(images: usize, seed: u64) -> FeatureSet {
+    synthetic_classes(CLASSES, images, seed)
+}
+
+/// [`synthetic`] with `classes` classes (at most [`PATCHES`]); class `c`'s prototype is the same
+/// for every class count.
+pub(crate) fn synthetic_classes(classes: usize, images: usize, seed: u64) -> FeatureSet {
     let mut rng = Rng(0xC0FFEE);
-    let prototypes: Vec<Vec<f32>> = (0..CLASSES).map(|_| (0..WIDTH).map(|_| 2.0 * rng.normal()).collect()).collect();
+    let prototypes: Vec<Vec<f32>> = (0..classes).map(|_| (0..WIDTH).map(|_| 2.0 * rng.normal()).collect()).collect();
     let mut rng = Rng(seed);
     let mut set = FeatureSet {
         ids: Vec::new(),
@@ -50,7 +56,7 @@ fn synthetic(images: usize, seed: u64) -> FeatureSet {
         targets: Vec::new(),
         patches_per_image: PATCHES,
         width: WIDTH,
-        classes: CLASSES,
+        classes,
     };
     for image in 0..images {
         let mut patches: Vec<f32> = (0..PATCHES * WIDTH).map(|_| 0.5 * rng.normal()).collect();
@@ -75,10 +81,15 @@ fn synthetic(images: usize, seed: u64) -> FeatureSet {
 }
 
 fn text_inputs() -> TextInputs {
+    text_inputs_classes(CLASSES)
+}
+
+/// Labels `class-0 …` and their `T_k`; class `c`'s row is the same for every class count.
+pub(crate) fn text_inputs_classes(classes: usize) -> TextInputs {
     let mut rng = Rng(99);
     TextInputs {
-        labels: (0..CLASSES).map(|c| format!("class-{c}")).collect(),
-        knowledge: (0..CLASSES * TEXT_WIDTH).map(|_| rng.normal()).collect(),
+        labels: (0..classes).map(|c| format!("class-{c}")).collect(),
+        knowledge: (0..classes * TEXT_WIDTH).map(|_| rng.normal()).collect(),
         width: TEXT_WIDTH,
     }
 }
@@ -87,13 +98,13 @@ fn prompt_encoder(text: &TextInputs) -> MeanPromptEncoder {
     MeanPromptEncoder::new(text.labels.clone(), PROMPT_WIDTH, TEXT_WIDTH, 11, &Device::flex().autodiff())
 }
 
-struct Setup {
-    model: ModelSection,
-    ablation: AblationSection,
-    train: TrainSection,
+pub(crate) struct Setup {
+    pub(crate) model: ModelSection,
+    pub(crate) ablation: AblationSection,
+    pub(crate) train: TrainSection,
 }
 
-fn setup(epochs: u32, batch_size: u32) -> Setup {
+pub(crate) fn setup(epochs: u32, batch_size: u32) -> Setup {
     Setup {
         model: ModelSection { embed_dim: WIDTH as u32, prompt_tokens: 2, ..ModelSection::default() },
         ablation: AblationSection::default(),
@@ -111,13 +122,13 @@ fn setup(epochs: u32, batch_size: u32) -> Setup {
 }
 
 impl Setup {
-    fn sections(&self) -> Sections<'_> {
+    pub(crate) fn sections(&self) -> Sections<'_> {
         Sections { model: &self.model, ablation: &self.ablation, train: &self.train }
     }
 }
 
-fn quiet(_: u64, _: u64, _: &str) {}
-fn never() -> bool {
+pub(crate) fn quiet(_: u64, _: u64, _: &str) {}
+pub(crate) fn never() -> bool {
     false
 }
 
@@ -188,10 +199,10 @@ fn learns_separable_features_and_reports_ema() {
     }
 }
 
-type Weights = Vec<(u64, Vec<u32>)>;
+pub(crate) type Weights = Vec<(u64, Vec<u32>)>;
 
 /// Final raw and EMA weights of a run, as bit patterns by parameter id.
-fn final_weights(dir: &std::path::Path) -> (Weights, Weights) {
+pub(crate) fn final_weights(dir: &std::path::Path) -> (Weights, Weights) {
     let config = sspa_train::ModelConfig::load(&dir.join(files::CONFIG)).expect("config");
     let read = |name: &str| {
         let model = config.load_model(&dir.join(name), &Device::flex()).expect("weights");
@@ -206,7 +217,7 @@ fn final_weights(dir: &std::path::Path) -> (Weights, Weights) {
 }
 
 #[track_caller]
-fn assert_same_weights(actual: &(Weights, Weights), expected: &(Weights, Weights), run: &str) {
+pub(crate) fn assert_same_weights(actual: &(Weights, Weights), expected: &(Weights, Weights), run: &str) {
     for (which, a, b) in [("raw", &actual.0, &expected.0), ("EMA", &actual.1, &expected.1)] {
         assert_eq!(a.len(), b.len(), "{run}: {which} parameter count");
         for ((id, x), (other, y)) in a.iter().zip(b) {

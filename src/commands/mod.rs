@@ -18,8 +18,8 @@ pub use encode::EncodeCommand;
 pub use exp::{AblateArgs, ExpRunArgs, ExpShowArgs};
 pub use manifest::ManifestCommand;
 pub use models::ModelsCommand;
-pub use retrain::RetrainArgs;
 pub use predict::{PredictArgs, PredictFormat};
+pub use retrain::RetrainArgs;
 
 use crate::cli::{Command, SelectArgs};
 

@@ -83,8 +83,7 @@ fn list(config: &ConfigArgs, json: bool) -> anyhow::Result<u8> {
     let aliases = registry.aliases()?;
     let mut rows = Vec::new();
     for number in registry.version_numbers()? {
-        let pointing: Vec<&str> =
-            aliases.iter().filter(|a| a.version == number).map(|a| a.alias.as_str()).collect();
+        let pointing: Vec<&str> = aliases.iter().filter(|a| a.version == number).map(|a| a.alias.as_str()).collect();
         let row = match (registry.info(number), registry.version(number)) {
             (Ok(info), checked) => json!({
                 "version": number,
@@ -109,7 +108,10 @@ fn list(config: &ConfigArgs, json: bool) -> anyhow::Result<u8> {
         println!("no model in `{}` yet: `sspa-pipe retrain` promotes the first", registry.dir().display());
         return Ok(exit::OK);
     }
-    println!("{:<8} {:<21} {:<28} {:>10} {:>7}  {:<12} status", "version", "created", "run", metric, "labels", "aliases");
+    println!(
+        "{:<8} {:<21} {:<28} {:>10} {:>7}  {:<12} status",
+        "version", "created", "run", metric, "labels", "aliases"
+    );
     for row in &rows {
         let text = |key: &str| row.get(key).and_then(Value::as_str).unwrap_or("-").to_owned();
         println!(
@@ -119,7 +121,10 @@ fn list(config: &ConfigArgs, json: bool) -> anyhow::Result<u8> {
             text("run_id"),
             row["value"].as_f64().map_or("-".into(), |v| format!("{v:.2}")),
             row["labels"].as_u64().map_or("-".into(), |v| v.to_string()),
-            row["aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+            row["aliases"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                .unwrap_or_default(),
             text("status"),
         );
     }

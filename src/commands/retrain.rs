@@ -93,18 +93,37 @@ pub fn retrain(args: &RetrainArgs, progress: bool) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     let result = runtime.block_on(sspa_dag::run_locked(&project, &stages, &options, &lock));
     runtime.shutdown_background();
-    let (record, outcome) = result?;
 
     let mut decision = Decision::new(DecisionKind::Failed, CURRENT);
-    decision.run_id = Some(record.run_id.clone());
     decision.previous = champion.as_ref().map(|c| c.info.version);
     decision.version = decision.previous;
     let weights = loaded.config.promote.weights;
     let metric_name = format!("{}.{}", weights.name(), loaded.config.promote.metric);
     decision.metric = Some(metric_name.clone());
+    let (record, outcome) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            // The runner itself failed (its record is closed); the decision log says so too.
+            decision.reasons.push(format!("{e:#}"));
+            registry.record(&decision)?;
+            return Err(e.into());
+        }
+    };
+    decision.run_id = Some(record.run_id.clone());
 
+    let mut failure = None;
     let code = match outcome {
-        Outcome::Succeeded => judge(args, &loaded, &project, &registry, champion.as_ref(), &record, &mut decision)?,
+        Outcome::Succeeded => {
+            match judge(args, &loaded, &project, &registry, champion.as_ref(), &record, &mut decision) {
+                Ok(code) => code,
+                Err(e) => {
+                    decision.decision = DecisionKind::Failed;
+                    decision.reasons.push(format!("{e:#}"));
+                    failure = Some(e);
+                    exit::STAGE_FAILED
+                }
+            }
+        }
         Outcome::StageFailed | Outcome::Interrupted => {
             let failed = record.stages.iter().find(|s| s.status == StageStatus::Failed);
             decision.reasons.push(match failed {
@@ -126,7 +145,10 @@ pub fn retrain(args: &RetrainArgs, progress: bool) -> anyhow::Result<u8> {
         println!("{}", line(&decision, &metric_name, &ran, started.elapsed().as_secs_f64()));
     }
     notify::notify(&loaded.config.notify, &summary);
-    Ok(code)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(code),
+    }
 }
 
 /// A warm start from `current` changes the train key (its weights are an input), so a model
@@ -177,7 +199,8 @@ fn judge(
 ) -> anyhow::Result<u8> {
     let config = &loaded.config;
     let stage = |name: &str| -> anyhow::Result<(String, PathBuf)> {
-        let stage = record.stages.iter().find(|s| s.name == name).with_context(|| format!("the run has no `{name}` stage"))?;
+        let stage =
+            record.stages.iter().find(|s| s.name == name).with_context(|| format!("the run has no `{name}` stage"))?;
         Ok((stage.key.clone(), stage.output_dir.clone()))
     };
     let (train_key, train_dir) = stage("train")?;
@@ -188,7 +211,11 @@ fn judge(
     if let Some(current) = champion.filter(|c| c.info.train_key == train_key) {
         decision.decision = DecisionKind::Unchanged;
         decision.candidate = compare::served_headline(&current.info.metrics, config.promote.weights);
-        decision.reasons.push(format!("the trained model is v{} (train key {})", current.info.version, &train_key[..12]));
+        decision.reasons.push(format!(
+            "the trained model is v{} (train key {})",
+            current.info.version,
+            &train_key[..12]
+        ));
         return Ok(exit::OK);
     }
 
@@ -211,8 +238,16 @@ fn judge(
                         config.evaluate.split,
                         comparison.images,
                         comparison.labels.len(),
-                        if comparison.added.is_empty() { String::new() } else { format!("; new: {}", comparison.added.join(", ")) },
-                        if comparison.removed.is_empty() { String::new() } else { format!("; removed: {}", comparison.removed.join(", ")) },
+                        if comparison.added.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; new: {}", comparison.added.join(", "))
+                        },
+                        if comparison.removed.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; removed: {}", comparison.removed.join(", "))
+                        },
                         current.info.version
                     ));
                     let verdict = if comparison.added.is_empty() {
@@ -240,11 +275,8 @@ fn judge(
     if let Some(reason) = args.reason.as_deref().filter(|_| forced) {
         decision.reasons.push(format!("forced: {reason}"));
     }
-    let outs: Vec<&str> = project
-        .spec
-        .stage("train")
-        .map(|def| def.spec.outs.iter().map(String::as_str).collect())
-        .unwrap_or_default();
+    let outs: Vec<&str> =
+        project.spec.stage("train").map(|def| def.spec.outs.iter().map(String::as_str).collect()).unwrap_or_default();
     let lineage = lineage(project, record)?;
     let labels = sspa_train::ModelConfig::load(&train_dir.join(sspa_train::files::CONFIG))?.labels;
     let version = registry.register(NewVersion {
@@ -268,9 +300,8 @@ fn judge(
 fn lineage(project: &sspa_dag::Project, record: &RunRecord) -> anyhow::Result<Value> {
     let inputs = record.stages.iter().map(|s| (s.name.clone(), s.output_dir.clone())).collect();
     let own = json!({"domain": project.config["domain"], "evaluate": project.config["evaluate"]});
-    let mut lineage = serde_json::to_value(
-        sspa_stages::report_lineage(&inputs, &own).map_err(|e| anyhow::anyhow!("lineage: {e}"))?,
-    )?;
+    let mut lineage =
+        serde_json::to_value(sspa_stages::report_lineage(&inputs, &own).map_err(|e| anyhow::anyhow!("lineage: {e}"))?)?;
     lineage["git_commit"] = json!(record.git_commit);
     lineage["run_config_hash"] = json!(record.config_hash);
     lineage["stage_keys"] = record.stages.iter().map(|s| (s.name.clone(), json!(s.key))).collect();

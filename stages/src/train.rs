@@ -190,7 +190,7 @@ impl TypedStage for Train {
         let data = TrainData { text: &text, encoder: encoder.as_ref(), examples };
         let mut options = TrainOptions::new(&checkpoints(ctx)?, &ctx.out_dir);
         options.device = device;
-        let _ = warm_start(&train_section, &ctx.project_root); // TEMP-WARM
+        options.warm_start = warm_start(&train_section, &ctx.project_root);
         let progress = |done: u64, total: u64, message: &str| {
             ctx.progress.update(done, total);
             ctx.progress.set_message(message.to_owned());
@@ -210,7 +210,7 @@ impl TypedStage for Train {
 /// `train.init_weights` (a registry version's served weights, resolved from `train.init` when
 /// the config was bound to its workspace) as the trainer's warm start: the version directory
 /// holds the model's `config.json` and both weight files.
-fn warm_start(train: &TrainSection, project_root: &Path) -> Option<(PathBuf, sspa_train::Weights)> { // TEMP-WARM
+fn warm_start(train: &TrainSection, project_root: &Path) -> Option<sspa_train::WarmStart> {
     let file = project_root.join(train.init_weights.as_ref()?);
     let weights = if file.file_name().is_some_and(|name| name == sspa_train::files::MODEL) {
         sspa_train::Weights::Raw
@@ -218,7 +218,7 @@ fn warm_start(train: &TrainSection, project_root: &Path) -> Option<(PathBuf, ssp
         sspa_train::Weights::Ema
     };
     tracing::info!("train: warm start ({}) from `{}`", train.init, file.display());
-    Some((file.parent()?.to_path_buf(), weights)) // TEMP-WARM
+    Some(sspa_train::WarmStart::new(file.parent()?, weights))
 }
 
 /// `(train rows, validation rows)` of the shard train split.

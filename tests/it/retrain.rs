@@ -14,7 +14,8 @@ fn scheduled_project() -> tempfile::TempDir {
     let dir = project();
     let manifest = dir.path().join("data_manifest/demo.toml");
     let text_in = std::fs::read_to_string(&manifest).expect("read");
-    let nine = r#"names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag"]"#;
+    let nine =
+        r#"names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag"]"#;
     let changed = text_in
         .replace("train_images = 8000", "train_images = 120")
         .replace("test_images = 2000", "test_images = 300")
@@ -53,7 +54,8 @@ fn retrain(dir: &Path, llm: &str, extra: &[&str]) -> (Output, Value) {
         .output()
         .expect("spawn");
     let (stdout, stderr) = text(&out);
-    let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("summary JSON ({e}): {stdout}\n{stderr}"));
+    let summary =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("summary JSON ({e}): {stdout}\n{stderr}"));
     (out, summary)
 }
 
@@ -109,7 +111,8 @@ fn a_scheduled_week_promotes_keeps_refuses_and_adds_a_label() {
     }
     assert!(stderr.contains("train: warm start (current)"), "{stderr}");
     assert_eq!((day3["decision"].as_str(), day3["version"].as_u64()), (Some("promoted"), Some(2)), "{day3}");
-    let (gain_new, gain_old) = (day3["candidate"].as_f64().expect("candidate"), day3["current"].as_f64().expect("current"));
+    let (gain_new, gain_old) =
+        (day3["candidate"].as_f64().expect("candidate"), day3["current"].as_f64().expect("current"));
     assert!(gain_new > gain_old, "{day3}");
 
     // Day 4: the train labels are corrupted: the candidate trains, the gate refuses it (exit 4),
@@ -154,7 +157,12 @@ fn a_scheduled_week_promotes_keeps_refuses_and_adds_a_label() {
         std::fs::read_to_string(root.join(file))
             .expect("decisions")
             .lines()
-            .map(|line| serde_json::from_str::<Value>(line).expect("decision line")["decision"].as_str().unwrap_or("").to_owned())
+            .map(|line| {
+                serde_json::from_str::<Value>(line).expect("decision line")["decision"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
             .collect()
     };
     let expected = ["promoted", "unchanged", "promoted", "refused", "promoted"];
@@ -196,7 +204,8 @@ fn overlapping_retrains_exit_3_at_once_or_wait() {
     let llm = test_llm();
     let dir = promoted_once(&llm);
     let root = dir.path();
-    let out = bin().args(["retrain", "domains/demo.toml", "--force-promote"]).current_dir(root).output().expect("spawn");
+    let out =
+        bin().args(["retrain", "domains/demo.toml", "--force-promote"]).current_dir(root).output().expect("spawn");
     assert_eq!(out.status.code(), Some(2), "--force-promote needs --reason");
     assert!(text(&out).1.contains("--reason"), "{}", text(&out).1);
 
@@ -227,10 +236,18 @@ fn a_damaged_or_deleted_registry_is_named_and_rebuilt() {
     let bytes = std::fs::read(&weights).expect("weights");
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).expect("truncate");
 
-    let out = bin().current_dir(root).args(["predict", "--model", "domains/demo.toml"]).arg(test_image(root)).output().expect("spawn");
+    let out = bin()
+        .current_dir(root)
+        .args(["predict", "--model", "domains/demo.toml"])
+        .arg(test_image(root))
+        .output()
+        .expect("spawn");
     let (_, stderr) = text(&out);
     assert_ne!(out.status.code(), Some(0));
-    assert!(stderr.contains("v1 is damaged") && stderr.contains("model_ema.safetensors") && stderr.contains("truncated"), "{stderr}");
+    assert!(
+        stderr.contains("v1 is damaged") && stderr.contains("model_ema.safetensors") && stderr.contains("truncated"),
+        "{stderr}"
+    );
     let list = models(root, &["list", "domains/demo.toml"]);
     assert!(text(&list).0.contains("damaged"), "{}", text(&list).0);
 
@@ -243,7 +260,12 @@ fn a_damaged_or_deleted_registry_is_named_and_rebuilt() {
 
     // Registry deleted: predict says so; retrain rebuilds it from the cached result.
     std::fs::remove_dir_all(root.join("work/demo/models")).expect("delete registry");
-    let out = bin().current_dir(root).args(["predict", "--model", "domains/demo.toml"]).arg(test_image(root)).output().expect("spawn");
+    let out = bin()
+        .current_dir(root)
+        .args(["predict", "--model", "domains/demo.toml"])
+        .arg(test_image(root))
+        .output()
+        .expect("spawn");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
     assert!(text(&out).1.contains("no model was promoted yet"), "{}", text(&out).1);
     let (out, summary) = retrain(root, &llm, &[]);

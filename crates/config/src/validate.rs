@@ -49,9 +49,8 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
     }
     let promote = &c.promote;
     let known = gate_metrics(&c.evaluate);
-    let unknown_metric = |name: &str| {
-        format!("`{name}` is not a metric of the evaluate report; one of {}", known.join(", "))
-    };
+    let unknown_metric =
+        |name: &str| format!("`{name}` is not a metric of the evaluate report; one of {}", known.join(", "));
     if !known.contains(&promote.metric) {
         fail("promote.metric", unknown_metric(&promote.metric));
     }

@@ -162,13 +162,8 @@ pub fn render(plan: &MosaicPlan, source: &IdxImages, scale: usize) -> image::Gra
 
 /// Sorted, deduplicated class names of a plan's filled tiles that are among `annotated`.
 pub fn plan_labels(plan: &MosaicPlan, source: &IdxImages, annotated: &[bool; 10]) -> Vec<String> {
-    let mut classes: Vec<usize> = plan
-        .tiles
-        .iter()
-        .flatten()
-        .map(|&i| usize::from(source.labels[i]))
-        .filter(|&c| annotated[c])
-        .collect();
+    let mut classes: Vec<usize> =
+        plan.tiles.iter().flatten().map(|&i| usize::from(source.labels[i])).filter(|&c| annotated[c]).collect();
     classes.sort_unstable();
     classes.dedup();
     classes.into_iter().map(|c| FASHION_CLASSES[c].to_string()).collect()

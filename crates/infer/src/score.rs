@@ -85,13 +85,26 @@ pub fn score_split(
                     if current.fine_tuned {
                         "computed inside training (the image encoder is trained)".to_owned()
                     } else {
-                        format!("of {} (weights {}, {} px)", current.encoder, short(&current.weights_hash), current.image_size)
+                        format!(
+                            "of {} (weights {}, {} px)",
+                            current.encoder,
+                            short(&current.weights_hash),
+                            current.image_size
+                        )
                     }
                 ),
             });
         }
         current.load(features_dir, split)?
     };
+    // The split's targets follow the current label set, which may have grown or shrunk since the
+    // model was trained; scoring reads only the image features, so they are set aside.
+    let mut features = features;
+    let classes = predictor.labels().len();
+    if features.classes != classes {
+        features.targets = vec![0; features.len() * classes];
+        features.classes = classes;
+    }
     let scores = predictor.predict(&features)?;
     Ok(SplitScores { images: features.ids, labels: predictor.labels().to_vec(), scores })
 }

@@ -89,11 +89,8 @@ impl Registry {
         let path = self.dir.join("decisions.jsonl");
         let mut line = serde_json::to_vec(decision).map_err(RegistryError::json(&path))?;
         line.push(b'\n');
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(RegistryError::io(&path))?;
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(RegistryError::io(&path))?;
         // One write of the whole line: appends of one process never interleave with another's.
         file.write_all(&line).and_then(|()| file.sync_all()).map_err(RegistryError::io(&path))
     }

@@ -62,7 +62,11 @@ impl Gate {
                     ));
                 } else {
                     promote = false;
-                    let rule = if delta <= 0.0 { "no improvement".to_owned() } else { format!("< min_delta {:.2}", self.min_delta) };
+                    let rule = if delta <= 0.0 {
+                        "no improvement".to_owned()
+                    } else {
+                        format!("< min_delta {:.2}", self.min_delta)
+                    };
                     reasons.push(format!("{} {new:.2} vs {old:.2}: {delta:+.2}, {rule}", self.metric));
                 }
             }
@@ -130,7 +134,11 @@ mod tests {
         assert!(gate().judge(&report(82.0, 69.1, 59.5), &current).promote, "drops within 1.0");
         let verdict = gate().judge(&report(82.0, 70.0, 58.0), &current);
         assert!(!verdict.promote);
-        assert!(verdict.reasons.iter().any(|r| r.contains("top3.OF1") && r.contains("drops 2.00")), "{:?}", verdict.reasons);
+        assert!(
+            verdict.reasons.iter().any(|r| r.contains("top3.OF1") && r.contains("drops 2.00")),
+            "{:?}",
+            verdict.reasons
+        );
     }
 
     #[test]
@@ -146,6 +154,10 @@ mod tests {
     fn a_missing_metric_refuses_and_says_whose() {
         let verdict = gate().judge(&json!({"mAP": 90.0}), &report(80.0, 70.0, 60.0));
         assert!(!verdict.promote);
-        assert!(verdict.reasons.iter().any(|r| r.contains("guard CF1 missing from the candidate's")), "{:?}", verdict.reasons);
+        assert!(
+            verdict.reasons.iter().any(|r| r.contains("guard CF1 missing from the candidate's")),
+            "{:?}",
+            verdict.reasons
+        );
     }
 }

@@ -160,11 +160,6 @@ impl Registry {
         Ok(Version { dir, info })
     }
 
-    /// Every version's metadata (or why it cannot be read), ascending.
-    pub fn versions(&self) -> Result<Vec<(u32, Result<VersionInfo, RegistryError>)>, RegistryError> {
-        Ok(self.version_numbers()?.into_iter().map(|n| (n, self.info(n))).collect())
-    }
-
     /// Copies a trained model in as the next version: files into `.tmp-v<N>-<pid>`, each synced
     /// and hashed, `version.json` last, then one rename to `v<N>`. Leftovers of promotions that
     /// died half-way are removed first.

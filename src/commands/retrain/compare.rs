@@ -39,7 +39,10 @@ pub fn train_weights(weights: ServedWeights) -> Weights {
 }
 
 /// The same matrix restricted to `labels` (which it must have), in that order.
-fn restrict<T: Copy + Default + Send + Sync>(matrix: &LabelMatrix<T>, labels: &[String]) -> anyhow::Result<LabelMatrix<T>> {
+fn restrict<T: Copy + Default + Send + Sync>(
+    matrix: &LabelMatrix<T>,
+    labels: &[String],
+) -> anyhow::Result<LabelMatrix<T>> {
     let mut values = Vec::with_capacity(labels.len() * matrix.n_images());
     for label in labels {
         let index = matrix.labels().iter().position(|l| l == label).context("label present")?;

@@ -8,12 +8,8 @@ use std::time::{Duration, Instant};
 pub fn notify(section: &sspa_config::NotifySection, decision: &serde_json::Value) {
     let Some((program, args)) = section.command.split_first() else { return };
     let started = Instant::now();
-    let spawned = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn();
+    let spawned =
+        Command::new(program).args(args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {

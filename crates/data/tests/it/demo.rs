@@ -132,7 +132,8 @@ fn tile_classes(path: &std::path::Path, index: &HashMap<Vec<u8>, BTreeSet<usize>
 #[test]
 fn a_label_subset_annotates_only_those_classes_and_shuffled_labels_belong_to_the_next_mosaic() {
     let fixture = Fixture::new();
-    let nine = r#"names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag"]"#;
+    let nine =
+        r#"names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag"]"#;
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data_manifest/demo.toml");
     let text: String = std::fs::read_to_string(shipped)
         .expect("manifest")

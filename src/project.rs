@@ -2,7 +2,7 @@
 
 use crate::cli::ConfigArgs;
 use anyhow::Context;
-use sspa_config::{LoadedConfig, TrainInit};
+use sspa_config::LoadedConfig;
 use sspa_dag::{PipelineSpec, Project, Workspace};
 use sspa_registry::{Reference, Registry, RegistryError};
 
@@ -35,11 +35,7 @@ pub fn load(args: &ConfigArgs) -> anyhow::Result<(LoadedConfig, Project)> {
 /// first scheduled run, or the one after the registry was lost, rebuilds the model; a version
 /// named explicitly must exist.
 fn init_weights(loaded: &LoadedConfig) -> anyhow::Result<Option<String>> {
-    let reference = match &loaded.config.train.init {
-        TrainInit::Scratch => return Ok(None),
-        TrainInit::Alias(alias) => Reference::Alias(alias.clone()),
-        TrainInit::Version(version) => Reference::Version(*version),
-    };
+    let Some(reference) = Reference::of_init(&loaded.config.train.init) else { return Ok(None) };
     let registry = Registry::of_workspace(&loaded.workspace_dir);
     let version = match registry.resolve(&reference) {
         Ok(version) => version,

@@ -88,11 +88,11 @@ fn list(config: &ConfigArgs, json: bool) -> anyhow::Result<u8> {
             (Ok(info), checked) => json!({
                 "version": number,
                 "created_at": info.created_at,
-                "run_id": info.run_id,
-                "weights": info.weights,
-                "metric": format!("{}.{metric}", info.weights),
-                "value": served(&info.metrics, &info.weights, metric),
-                "labels": info.labels.len(),
+                "run_id": info.origin.run_id,
+                "weights": info.origin.weights,
+                "metric": format!("{}.{metric}", info.origin.weights),
+                "value": served(&info.origin.metrics, &info.origin.weights, metric),
+                "labels": info.origin.labels.len(),
                 "aliases": pointing,
                 "status": match checked { Ok(_) => "ok".to_owned(), Err(e) => format!("damaged: {e}") },
             }),
@@ -140,15 +140,15 @@ fn show(config: &ConfigArgs, reference: &str, json: bool) -> anyhow::Result<u8> 
         return Ok(exit::OK);
     }
     let metric = &loaded.config.promote.metric;
-    println!("v{} ({})  created {}  run {}", info.version, version.dir.display(), info.created_at, info.run_id);
-    println!("served weights: {}  train key: {}", info.weights, info.train_key);
-    println!("labels ({}): {}", info.labels.len(), info.labels.join(", "));
+    println!("v{} ({})  created {}  run {}", info.version, version.dir.display(), info.created_at, info.origin.run_id);
+    println!("served weights: {}  train key: {}", info.origin.weights, info.origin.train_key);
+    println!("labels ({}): {}", info.origin.labels.len(), info.origin.labels.join(", "));
     for weights in ["raw", "ema"] {
-        if let Some(value) = served(&info.metrics, weights, metric) {
+        if let Some(value) = served(&info.origin.metrics, weights, metric) {
             println!("{weights}.{metric}: {value:.2}");
         }
     }
-    if let Value::Object(lineage) = &info.lineage {
+    if let Value::Object(lineage) = &info.origin.lineage {
         for (key, value) in lineage {
             if let Some(text) = value.as_str() {
                 println!("{key}: {text}");

@@ -71,7 +71,7 @@ fn source(args: &PredictArgs) -> anyhow::Result<(PathBuf, Weights)> {
     let registry = sspa_registry::Registry::of_workspace(&project.workspace.root);
     let version = registry.resolve(&reference).with_context(|| format!("--model {text}"))?;
     tracing::info!("predict: model v{} of `{}` ({reference})", version.info.version, registry.dir().display());
-    let weights = if version.info.weights == "raw" { Weights::Raw } else { Weights::Ema };
+    let weights = if version.info.origin.weights == "raw" { Weights::Raw } else { Weights::Ema };
     Ok((version.dir, weights))
 }
 

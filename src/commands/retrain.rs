@@ -18,7 +18,9 @@ use crate::exit::{self, UsageError};
 use anyhow::Context;
 use serde_json::{Value, json};
 use sspa_dag::{DagError, Outcome, RunOptions, RunRecord, StageStatus, WorkspaceLock};
-use sspa_registry::{CURRENT, Decision, DecisionKind, Gate, NewVersion, Reference, Registry, RegistryError, Version};
+use sspa_registry::{
+    CURRENT, Decision, DecisionKind, Gate, NewVersion, Origin, Reference, Registry, RegistryError, Version,
+};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -177,7 +179,7 @@ fn up_to_date(
         }
     }
     let plan = sspa_dag::plan(&alternative, stages, options)?;
-    if plan.get("train").is_some_and(|stage| stage.key == current.info.train_key) {
+    if plan.get("train").is_some_and(|stage| stage.key == current.info.origin.train_key) {
         tracing::info!(
             "train: v{} was trained on exactly these inputs; no warm start from itself",
             current.info.version
@@ -208,9 +210,9 @@ fn judge(
     let metrics = compare::candidate_metrics(&evaluate_dir)?;
     decision.candidate = compare::served_headline(&metrics, config.promote.weights);
 
-    if let Some(current) = champion.filter(|c| c.info.train_key == train_key) {
+    if let Some(current) = champion.filter(|c| c.info.origin.train_key == train_key) {
         decision.decision = DecisionKind::Unchanged;
-        decision.candidate = compare::served_headline(&current.info.metrics, config.promote.weights);
+        decision.candidate = compare::served_headline(&current.info.origin.metrics, config.promote.weights);
         decision.reasons.push(format!(
             "the trained model is v{} (train key {})",
             current.info.version,
@@ -279,16 +281,15 @@ fn judge(
         project.spec.stage("train").map(|def| def.spec.outs.iter().map(String::as_str).collect()).unwrap_or_default();
     let lineage = lineage(project, record)?;
     let labels = sspa_train::ModelConfig::load(&train_dir.join(sspa_train::files::CONFIG))?.labels;
-    let version = registry.register(NewVersion {
-        source: &train_dir,
-        files: &outs,
+    let origin = Origin {
         run_id: record.run_id.clone(),
         train_key,
         weights: config.promote.weights.name().into(),
         labels,
         metrics,
         lineage,
-    })?;
+    };
+    let version = registry.register(NewVersion { source: &train_dir, files: &outs, origin })?;
     let why = if forced { "forced" } else { "promoted by the gate" };
     registry.set_alias(CURRENT, version.info.version, why)?;
     decision.decision = if forced { DecisionKind::Forced } else { DecisionKind::Promoted };

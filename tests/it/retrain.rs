@@ -59,6 +59,11 @@ fn retrain(dir: &Path, llm: &str, extra: &[&str]) -> (Output, Value) {
     (out, summary)
 }
 
+/// `predict --model MODEL` on one test image.
+fn predict(dir: &Path, model: &str, extra: &[&str]) -> Output {
+    bin().current_dir(dir).args(["predict", "--model", model]).args(extra).arg(test_image(dir)).output().expect("spawn")
+}
+
 fn models(dir: &Path, args: &[&str]) -> Output {
     bin().current_dir(dir).arg("models").args(args).output().expect("spawn")
 }
@@ -123,12 +128,7 @@ fn a_scheduled_week_promotes_keeps_refuses_and_adds_a_label() {
     assert_eq!(day4["decision"], "refused", "{day4}");
     assert!(day4["candidate"].as_f64() < day4["current"].as_f64(), "{day4}");
     assert_eq!(current_version(root), 2);
-    let predicted = bin()
-        .current_dir(root)
-        .args(["predict", "--model", "domains/demo.toml", "--top-k", "2"])
-        .arg(test_image(root))
-        .output()
-        .expect("spawn");
+    let predicted = predict(root, "domains/demo.toml", &["--top-k", "2"]);
     assert!(predicted.status.success(), "{}", text(&predicted).1);
     assert!(text(&predicted).1.contains("model v2"), "the champion serves: {}", text(&predicted).1);
 
@@ -181,12 +181,7 @@ fn a_scheduled_week_promotes_keeps_refuses_and_adds_a_label() {
     let out = models(root, &["promote", "domains/demo.toml", "--version", "v3", "--reason", "checked by hand"]);
     assert!(out.status.success(), "{}", text(&out).1);
     assert_eq!(current_version(root), 3);
-    let predicted = bin()
-        .current_dir(root)
-        .args(["predict", "--model", "domains/demo.toml@v1", "--top-k", "1", "--format", "csv"])
-        .arg(test_image(root))
-        .output()
-        .expect("spawn");
+    let predicted = predict(root, "domains/demo.toml@v1", &["--top-k", "1", "--format", "csv"]);
     assert!(predicted.status.success() && text(&predicted).1.contains("model v1"), "{}", text(&predicted).1);
 }
 
@@ -236,12 +231,7 @@ fn a_damaged_or_deleted_registry_is_named_and_rebuilt() {
     let bytes = std::fs::read(&weights).expect("weights");
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).expect("truncate");
 
-    let out = bin()
-        .current_dir(root)
-        .args(["predict", "--model", "domains/demo.toml"])
-        .arg(test_image(root))
-        .output()
-        .expect("spawn");
+    let out = predict(root, "domains/demo.toml", &[]);
     let (_, stderr) = text(&out);
     assert_ne!(out.status.code(), Some(0));
     assert!(
@@ -260,12 +250,7 @@ fn a_damaged_or_deleted_registry_is_named_and_rebuilt() {
 
     // Registry deleted: predict says so; retrain rebuilds it from the cached result.
     std::fs::remove_dir_all(root.join("work/demo/models")).expect("delete registry");
-    let out = bin()
-        .current_dir(root)
-        .args(["predict", "--model", "domains/demo.toml"])
-        .arg(test_image(root))
-        .output()
-        .expect("spawn");
+    let out = predict(root, "domains/demo.toml", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
     assert!(text(&out).1.contains("no model was promoted yet"), "{}", text(&out).1);
     let (out, summary) = retrain(root, &llm, &[]);

@@ -27,7 +27,7 @@ pub use alias::AliasFile;
 pub use decision::{Decision, DecisionKind};
 pub use error::RegistryError;
 pub use gate::{Gate, Verdict, metric};
-pub use version::{FileEntry, NewVersion, Version, VersionInfo};
+pub use version::{FileEntry, NewVersion, Origin, Version, VersionInfo};
 
 use std::path::{Path, PathBuf};
 
@@ -42,21 +42,22 @@ pub enum Reference {
 }
 
 impl Reference {
-    /// `v<N>` or an alias name (a-z, 0-9, `-`, `_`).
+    /// `v<N>` or an alias name (a-z, 0-9, `-`, `_`): the syntax of `train.init` without
+    /// `scratch`.
     pub fn parse(text: &str) -> Result<Self, RegistryError> {
-        if let Some(number) = text.strip_prefix('v').filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return number
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(Self::Version)
-                .ok_or_else(|| RegistryError::Reference(text.to_owned()));
+        match sspa_config::TrainInit::parse(text) {
+            Ok(sspa_config::TrainInit::Alias(alias)) => Ok(Self::Alias(alias)),
+            Ok(sspa_config::TrainInit::Version(version)) => Ok(Self::Version(version)),
+            Ok(sspa_config::TrainInit::Scratch) | Err(_) => Err(RegistryError::Reference(text.to_owned())),
         }
-        if alias::valid_name(text) {
-            Ok(Self::Alias(text.to_owned()))
-        } else {
-            Err(RegistryError::Reference(text.to_owned()))
+    }
+
+    /// The model `train.init` names, if any.
+    pub fn of_init(init: &sspa_config::TrainInit) -> Option<Self> {
+        match init {
+            sspa_config::TrainInit::Scratch => None,
+            sspa_config::TrainInit::Alias(alias) => Some(Self::Alias(alias.clone())),
+            sspa_config::TrainInit::Version(version) => Some(Self::Version(*version)),
         }
     }
 }

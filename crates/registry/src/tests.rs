@@ -18,12 +18,14 @@ fn register(registry: &Registry, source: &Path, run: &str) -> Version {
         .register(NewVersion {
             source,
             files: FILES,
-            run_id: run.into(),
-            train_key: format!("key-{run}"),
-            weights: "ema".into(),
-            labels: vec!["a".into(), "b".into()],
-            metrics: json!({"ema": {"mAP": 80.0}}),
-            lineage: json!({"config_hash": "c"}),
+            origin: Origin {
+                run_id: run.into(),
+                train_key: format!("key-{run}"),
+                weights: "ema".into(),
+                labels: vec!["a".into(), "b".into()],
+                metrics: json!({"ema": {"mAP": 80.0}}),
+                lineage: json!({"config_hash": "c"}),
+            },
         })
         .expect("register")
 }

@@ -19,11 +19,10 @@ pub struct FileEntry {
     pub blake3: String,
 }
 
-/// What `version.json` records about one promoted model.
+/// Where a promoted model came from and what it measured (given by the caller of
+/// [`Registry::register`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VersionInfo {
-    pub version: u32,
-    pub created_at: String,
+pub struct Origin {
     /// The run that trained (or reused) the model.
     pub run_id: String,
     /// The train stage's cache key (equal keys: the same computation).
@@ -37,6 +36,15 @@ pub struct VersionInfo {
     /// Config hash, manifest and annotation hashes, description-cache hash, weights hash, git
     /// commit: what the report's lineage shows, plus the stage keys of the run.
     pub lineage: Value,
+}
+
+/// What `version.json` records about one promoted model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: u32,
+    pub created_at: String,
+    #[serde(flatten)]
+    pub origin: Origin,
     /// Every file of the version but `version.json`, by name.
     pub files: BTreeMap<String, FileEntry>,
 }
@@ -51,21 +59,16 @@ pub struct Version {
 impl Version {
     /// The served weights file (`model_ema.safetensors` or `model.safetensors`).
     pub fn weights_file(&self) -> PathBuf {
-        self.dir.join(if self.info.weights == "raw" { "model.safetensors" } else { "model_ema.safetensors" })
+        self.dir.join(if self.info.origin.weights == "raw" { "model.safetensors" } else { "model_ema.safetensors" })
     }
 }
 
-/// What [`Registry::register`] copies in: a trained model's directory and its metadata.
+/// What [`Registry::register`] copies in: a trained model's directory and its origin.
 pub struct NewVersion<'a> {
     pub source: &'a Path,
     /// Files of `source` to copy (all must exist).
     pub files: &'a [&'a str],
-    pub run_id: String,
-    pub train_key: String,
-    pub weights: String,
-    pub labels: Vec<String>,
-    pub metrics: Value,
-    pub lineage: Value,
+    pub origin: Origin,
 }
 
 pub(crate) fn hash_file(path: &Path) -> Result<FileEntry, RegistryError> {
@@ -187,12 +190,7 @@ impl Registry {
         let info = VersionInfo {
             version,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            run_id: new.run_id,
-            train_key: new.train_key,
-            weights: new.weights,
-            labels: new.labels,
-            metrics: new.metrics,
-            lineage: new.lineage,
+            origin: new.origin,
             files,
         };
         let info_path = temp.join(INFO_FILE);

@@ -463,7 +463,7 @@ fn whole_pipeline_runs_then_reruns_only_what_a_param_change_touches() {
     assert_eq!(ran, ["train", "evaluate", "report"]);
     assert!(stderr.contains("checkpoints of this configuration are discarded"), "{stderr}");
     assert!(!stderr.contains("resumed from the checkpoint"), "{stderr}");
-    assert!(stderr.contains("epoch 1: loss"), "trained an epoch: {stderr}");
+    assert!(stderr.contains("train: epoch 1/1 loss"), "trained an epoch: {stderr}");
 
     std::fs::write(&config, small.replace("lr = 1e-3", "lr = 2e-3")).expect("write");
     let third = run_json(&["run", "domains/demo.toml", "--json"]);

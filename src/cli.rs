@@ -92,6 +92,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The remote cache (`[cache] remote`): status, push, pull.
+    Cache {
+        #[command(subcommand)]
+        command: crate::commands::CacheCommand,
+    },
     /// The stage graph in Graphviz DOT on stdout.
     Graph {
         #[command(flatten)]

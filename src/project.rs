@@ -57,3 +57,27 @@ fn init_weights(loaded: &LoadedConfig) -> anyhow::Result<Option<String>> {
     tracing::debug!("train.init = \"{reference}\": warm start from v{} (`{}`)", version.info.version, shown.display());
     Ok(Some(shown.to_string_lossy().into_owned()))
 }
+
+/// The remote cache `[cache] remote` names, if any, with its push policy; a stage named in
+/// `[cache.stages]` must be a stage of the pipeline.
+pub fn remote(loaded: &LoadedConfig, spec: &PipelineSpec) -> anyhow::Result<Option<sspa_dag::RemoteHandle>> {
+    let cache = &loaded.config.cache;
+    let Some(url) = &cache.remote else { return Ok(None) };
+    let unknown: Vec<&String> = cache.stages.keys().filter(|name| spec.stage(name).is_none()).collect();
+    if !unknown.is_empty() {
+        return Err(crate::exit::UsageError(format!(
+            "`{}`: [cache.stages] names no stage of the pipeline: {} (stages: {})",
+            loaded.path.display(),
+            unknown.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+            spec.names().join(", ")
+        ))
+        .into());
+    }
+    let policy = sspa_remote::PushPolicy {
+        default: cache.push,
+        stages: cache.stages.iter().map(|(name, stage)| (name.clone(), stage.push)).collect(),
+    };
+    let remote = sspa_remote::ObjectRemote::open(url, policy)
+        .map_err(|e| crate::exit::UsageError(format!("`{}`: {e}", loaded.path.display())))?;
+    Ok(Some(sspa_dag::RemoteHandle(std::sync::Arc::new(remote))))
+}

@@ -242,6 +242,7 @@ pub(crate) fn run_batch(batch: &Batch) -> anyhow::Result<BatchOutcome> {
     // Load every variant first: problems of all of them at once, nothing run yet.
     let mut projects = Vec::new();
     let mut problems = Vec::new();
+    let mut remote = None;
     for overrides in &batch.variants {
         let config = crate::cli::ConfigArgs {
             config: batch.config.clone(),
@@ -249,7 +250,12 @@ pub(crate) fn run_batch(batch: &Batch) -> anyhow::Result<BatchOutcome> {
             set: overrides.clone(),
         };
         match crate::project::load(&config) {
-            Ok((_, project)) => projects.push((overrides, project)),
+            Ok((loaded, project)) => {
+                if remote.is_none() {
+                    remote = crate::project::remote(&loaded, &project.spec)?;
+                }
+                projects.push((overrides, project));
+            }
             Err(error) => problems.push(format!("{error:#}")),
         }
     }
@@ -304,7 +310,7 @@ pub(crate) fn run_batch(batch: &Batch) -> anyhow::Result<BatchOutcome> {
     sspa_dag::write_json_atomic(&path, &experiment)?;
 
     let registry = sspa_stages::registry();
-    let options = RunOptions { jobs: batch.jobs.into(), progress: batch.progress, ..RunOptions::default() };
+    let options = RunOptions { jobs: batch.jobs.into(), progress: batch.progress, remote, ..RunOptions::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     let total = unique.len();
     let mut interrupted = false;

@@ -1,5 +1,6 @@
 //! One module per subcommand; each returns the process exit code.
 
+mod cache;
 mod clean;
 mod describe;
 mod encode;
@@ -14,6 +15,7 @@ mod retrain;
 mod run;
 mod status;
 
+pub use cache::CacheCommand;
 pub use encode::EncodeCommand;
 pub use exp::{AblateArgs, ExpRunArgs, ExpShowArgs};
 pub use manifest::ManifestCommand;
@@ -46,6 +48,7 @@ pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
         Command::Models { command } => models::models(&command),
         Command::Plan { config, select, json } => plan::plan(&config, &select, json),
         Command::Graph { config } => graph::graph(&config),
+        Command::Cache { command } => cache::cache(&command, progress),
         Command::Status { config, runs, json } => status::status(&config, runs, json),
         Command::Clean { config, keep_last } => clean::clean(&config, keep_last),
         Command::Describe { config, labels, output, json } => {
@@ -60,8 +63,15 @@ pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
     }
 }
 
-fn run_options(select: &SelectArgs, jobs: usize, progress: bool) -> RunOptions {
-    RunOptions { jobs, force: select.force.clone(), until: select.until.clone(), only: select.only.clone(), progress }
+fn run_options(select: &SelectArgs, jobs: usize, progress: bool, remote: Option<sspa_dag::RemoteHandle>) -> RunOptions {
+    RunOptions {
+        jobs,
+        force: select.force.clone(),
+        until: select.until.clone(),
+        only: select.only.clone(),
+        progress,
+        remote,
+    }
 }
 
 /// Writes a JSON document to stdout.

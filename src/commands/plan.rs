@@ -4,9 +4,11 @@ use crate::exit;
 use sspa_dag::Decision;
 
 pub fn plan(config: &ConfigArgs, select: &SelectArgs, json: bool) -> anyhow::Result<u8> {
-    let (_, project) = crate::project::load(config)?;
+    let (loaded, project) = crate::project::load(config)?;
     let registry = sspa_stages::registry();
-    let plan = sspa_dag::plan(&project, &registry, &run_options(select, 1, false))?;
+    let options = run_options(select, 1, false, crate::project::remote(&loaded, &project.spec)?);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let plan = runtime.block_on(sspa_dag::plan_with_remote(&project, &registry, &options))?;
     if json {
         print_json(&plan)?;
     } else {
@@ -14,8 +16,9 @@ pub fn plan(config: &ConfigArgs, select: &SelectArgs, json: bool) -> anyhow::Res
             let decision = match stage.decision {
                 Decision::Run => "run",
                 Decision::Skip => "skip",
+                Decision::Pull => "skip (remote)",
             };
-            println!("{:<10} {:<4} {}  {}", stage.name, decision, &stage.key[..12], stage.reasons.join("; "));
+            println!("{:<10} {:<13} {}  {}", stage.name, decision, &stage.key[..12], stage.reasons.join("; "));
         }
     }
     Ok(exit::OK)

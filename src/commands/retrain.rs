@@ -88,7 +88,8 @@ pub fn retrain(args: &RetrainArgs, progress: bool) -> anyhow::Result<u8> {
     };
 
     let stages = sspa_stages::registry();
-    let options = RunOptions { jobs: args.jobs.into(), progress, ..RunOptions::default() };
+    let remote = crate::project::remote(&loaded, &project.spec)?;
+    let options = RunOptions { jobs: args.jobs.into(), progress, remote, ..RunOptions::default() };
     if let Some(current) = &champion {
         up_to_date(&mut project, current, &stages, &options)?;
     }

@@ -36,6 +36,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("workspace", false),
     ("promote", false),
     ("notify", false),
+    ("cache", false),
 ];
 
 /// A validated domain config and where it came from.
@@ -198,6 +199,7 @@ fn check_section(name: &str, value: &toml::Value, locator: &locate::Locator, err
         "workspace" => check::<WorkspaceSection>(name, value, locator, errors),
         "promote" => check::<PromoteSection>(name, value, locator, errors),
         "notify" => check::<NotifySection>(name, value, locator, errors),
+        "cache" => check::<CacheSection>(name, value, locator, errors),
         _ => {}
     }
 }

@@ -32,6 +32,8 @@ pub struct DomainConfig {
     pub promote: PromoteSection,
     #[serde(default)]
     pub notify: NotifySection,
+    #[serde(default)]
+    pub cache: CacheSection,
 }
 
 /// `[domain]`: what the classifier recognises.
@@ -394,6 +396,38 @@ impl ServedWeights {
             Self::Raw => "raw",
             Self::Ema => "ema",
         }
+    }
+}
+
+/// `[cache]`: a remote cache shared by workspaces (no stage reads it: it changes no key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheSection {
+    /// `s3://bucket/prefix`, `gs://…`, `az://…` or `file:///dir`; credentials come from the
+    /// environment only (`AWS_ACCESS_KEY_ID`, … as the provider's SDKs read them).
+    pub remote: Option<String>,
+    /// Push each computed result (per stage: `[cache.stages.<name>] push = false`).
+    pub push: bool,
+    pub stages: std::collections::BTreeMap<String, CacheStageSection>,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        Self { remote: None, push: true, stages: Default::default() }
+    }
+}
+
+/// `[cache.stages.<name>]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheStageSection {
+    pub push: bool,
+}
+
+impl CacheSection {
+    /// Whether results of `stage` are pushed after they are computed.
+    pub fn pushes(&self, stage: &str) -> bool {
+        self.stages.get(stage).map_or(self.push, |s| s.push)
     }
 }
 

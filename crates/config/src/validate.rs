@@ -70,6 +70,15 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
     }
     positive(&mut fail, "notify.timeout_s", c.notify.timeout_s);
 
+    if let Some(remote) = &c.cache.remote {
+        let schemes = ["s3://", "gs://", "az://", "abfs://", "file:///"];
+        if !schemes.iter().any(|scheme| remote.starts_with(scheme)) {
+            fail("cache.remote", format!("`{remote}` is none of {}", schemes.map(|s| format!("{s}…")).join(", ")));
+        } else if remote.contains('@') {
+            fail("cache.remote", "must not hold credentials: they come from the environment".into());
+        }
+    }
+
     let llm = &c.llm;
     if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {
         fail("llm.base_url", format!("`{}` must start with http:// or https://", llm.base_url));

@@ -2,7 +2,7 @@
 //! result) refers to.
 
 use crate::error::DagError;
-use crate::record::{RunRecord, StageStatus};
+use crate::record::RunRecord;
 use crate::store::Workspace;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -32,7 +32,7 @@ pub fn clean(workspace: &Workspace, stages: &[&str], keep_last: usize) -> Result
     let mut keep: HashSet<(String, String)> = kept
         .iter()
         .flat_map(|r| r.stages.iter())
-        .filter(|s| matches!(s.status, StageStatus::Ran | StageStatus::Skipped))
+        .filter(|s| s.status.has_result())
         .map(|s| (s.name.clone(), s.key.clone()))
         .collect();
     for stage in stages {

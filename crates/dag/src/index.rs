@@ -63,7 +63,7 @@ fn entry(workspace: &Workspace, spec: &PipelineSpec, record: &RunRecord) -> RunE
     let mut problems = Vec::new();
     for stage in &record.stages {
         let Some(def) = spec.stage(&stage.name) else { continue };
-        if def.spec.metrics.is_empty() || !matches!(stage.status, StageStatus::Ran | StageStatus::Skipped) {
+        if def.spec.metrics.is_empty() || !stage.status.has_result() {
             continue;
         }
         let dir = workspace.result_dir(&stage.name, &stage.key);

@@ -13,6 +13,7 @@ pub mod index;
 pub mod key;
 pub mod lock;
 pub mod record;
+pub mod remote;
 pub mod runner;
 pub mod spec;
 pub mod stage;
@@ -23,7 +24,10 @@ pub use fsutil::{write_atomic, write_json_atomic};
 pub use index::{RunEntry, StageEntry, run_index};
 pub use lock::WorkspaceLock;
 pub use record::{RunRecord, RunStatus, StageRecord, StageStatus};
-pub use runner::{Decision, Outcome, Plan, PlannedStage, Project, RunOptions, plan, run, run_locked, stage_params};
+pub use remote::{RemoteCache, RemoteHandle, Transfer};
+pub use runner::{
+    Decision, Outcome, Plan, PlannedStage, Project, RunOptions, plan, plan_with_remote, run, run_locked, stage_params,
+};
 pub use spec::{PipelineSpec, StageDef};
 pub use stage::{Progress, Registry, Stage, StageContext, StageError};
 pub use store::Workspace;

@@ -12,10 +12,19 @@ pub enum StageStatus {
     Pending,
     Ran,
     Skipped,
+    /// Not computed here: its result was pulled from the remote cache.
+    Pulled,
     Failed,
     /// Not run because a stage it needs failed or the run was interrupted.
     NotRun,
     Interrupted,
+}
+
+impl StageStatus {
+    /// Whether the stage's result is in the cache after the run (computed, reused or pulled).
+    pub fn has_result(self) -> bool {
+        matches!(self, Self::Ran | Self::Skipped | Self::Pulled)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +40,9 @@ pub struct StageRecord {
     pub output_dir: PathBuf,
     pub outputs: Vec<String>,
     pub error: Option<String>,
+    /// What the remote cache did for it (`pulled 12.3 MB in 0.8 s`, `pushed ...`, `push failed: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

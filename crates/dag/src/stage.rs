@@ -96,6 +96,11 @@ impl Progress {
         Self { bar }
     }
 
+    /// A progress handle drawing `bar` (commands outside the runner, e.g. cache transfers).
+    pub fn from_bar(bar: indicatif::ProgressBar) -> Self {
+        Self { bar }
+    }
+
     /// A progress handle that draws nothing (tests, library use).
     pub fn hidden() -> Self {
         Self { bar: indicatif::ProgressBar::hidden() }

@@ -19,7 +19,12 @@ struct Finished {
     index: usize,
     result: Result<(), String>,
     duration_s: f64,
+    /// A pull from the remote cache (what moved), not a computation.
+    pulled: Option<Result<crate::remote::Transfer, String>>,
 }
+
+/// A push that finished: stage index, what moved or why not, seconds.
+type Pushed = (usize, Result<crate::remote::Transfer, String>, f64);
 
 /// Whether a pending stage can start.
 enum Readiness {
@@ -44,6 +49,11 @@ struct Execution<'a> {
     tasks: HashMap<tokio::task::Id, usize>,
     /// Running stage index → its temporary output directory.
     running: HashMap<usize, PathBuf>,
+    remote: Option<crate::remote::RemoteHandle>,
+    /// Stages whose pull failed: they are computed instead.
+    pull_failed: std::collections::HashSet<usize>,
+    /// Pushes of computed results, running alongside the next stages.
+    pushes: tokio::task::JoinSet<Pushed>,
 }
 
 /// Runs the plan's pending stages, updating `record` as they finish. On an error of the runner
@@ -78,6 +88,9 @@ pub(super) async fn execute(
         join: tokio::task::JoinSet::new(),
         tasks: HashMap::new(),
         running: HashMap::new(),
+        remote: options.remote.clone(),
+        pull_failed: Default::default(),
+        pushes: tokio::task::JoinSet::new(),
     };
     let result = execution.drive().await;
     if let Err(error) = &result {
@@ -110,7 +123,43 @@ impl Execution<'_> {
                 }
             }
         }
+        // Pushes still under way finish before the run does (an interrupted push leaves no
+        // visible result on the remote: its manifest is written last).
+        loop {
+            tokio::select! {
+                pushed = self.pushes.join_next() => match pushed {
+                    Some(Ok(pushed)) => self.pushed(pushed)?,
+                    Some(Err(error)) => tracing::warn!("a push to the remote cache ended abnormally: {error}"),
+                    None => break,
+                },
+                _ = &mut ctrl_c => {
+                    self.pushes.abort_all();
+                    tracing::warn!("interrupted: pushes to the remote cache abandoned (nothing partial is visible there)");
+                    return Ok(Outcome::Interrupted);
+                }
+            }
+        }
         Ok(if self.record.failed() { Outcome::StageFailed } else { Outcome::Succeeded })
+    }
+
+    /// Records what a push did.
+    fn pushed(&mut self, (i, result, seconds): Pushed) -> Result<(), DagError> {
+        let name = &self.plan.stages[i].name;
+        let note = match result {
+            Ok(transfer) if transfer.already_there => "already on the remote (another writer published it)".to_owned(),
+            Ok(transfer) => format!(
+                "pushed {} files, {} in {seconds:.1} s",
+                transfer.files,
+                crate::remote::human_bytes(transfer.bytes)
+            ),
+            Err(error) => {
+                tracing::warn!(stage = %name, "push to the remote cache failed: {error}");
+                format!("push failed: {error}")
+            }
+        };
+        tracing::info!(stage = %name, "{note}");
+        self.record.stages[i].remote = Some(note);
+        self.record.save(&self.project.workspace.runs_dir())
     }
 
     /// Marks stages whose needs failed as not run and starts every ready stage while slots are free.
@@ -136,7 +185,7 @@ impl Execution<'_> {
         for need in &self.definition(&self.plan.stages[i])?.spec.needs {
             let Some(&j) = self.index_of.get(need.as_str()) else { continue };
             match self.record.stages[j].status {
-                StageStatus::Ran | StageStatus::Skipped => {}
+                StageStatus::Ran | StageStatus::Skipped | StageStatus::Pulled => {}
                 StageStatus::Failed | StageStatus::NotRun | StageStatus::Interrupted => {
                     return Ok(Readiness::Blocked(need.clone()));
                 }
@@ -153,10 +202,41 @@ impl Execution<'_> {
         })
     }
 
-    /// Prepares the stage's directories and context and runs it in a blocking task.
+    /// Pulls the stage's result from the remote cache into its temp directory.
+    fn start_pull(&mut self, i: usize, remote: crate::remote::RemoteHandle) -> Result<(), DagError> {
+        let planned = &self.plan.stages[i];
+        let temp = self.project.workspace.temp_dir(&planned.name, &planned.key);
+        let _ = std::fs::remove_dir_all(&temp);
+        std::fs::create_dir_all(&temp).map_err(DagError::io(&temp))?;
+        let bar = self
+            .bars
+            .add(indicatif::ProgressBar::new(0).with_style(self.style.clone()).with_prefix(planned.name.clone()));
+        bar.set_message(format!("pulling from {}", remote.location()));
+        let progress = Progress::new(bar);
+        tracing::info!(stage = %planned.name, "pulling from the remote cache");
+        self.running.insert(i, temp.clone());
+        let (stage, key) = (planned.name.clone(), planned.key.clone());
+        let task = self.join.spawn(async move {
+            let started = Instant::now();
+            let pulled = remote.pull(&stage, &key, &temp, progress.clone()).await;
+            progress.bar().finish_and_clear();
+            Finished { index: i, result: Ok(()), duration_s: started.elapsed().as_secs_f64(), pulled: Some(pulled) }
+        });
+        self.tasks.insert(task.id(), i);
+        Ok(())
+    }
+
+    /// Prepares the stage's directories and context and runs it in a blocking task (or pulls
+    /// its result, when the plan says so and no pull of it failed yet).
     fn start(&mut self, i: usize) -> Result<(), DagError> {
         let (project, plan) = (self.project, self.plan);
         let planned = &plan.stages[i];
+        if planned.decision == super::Decision::Pull
+            && !self.pull_failed.contains(&i)
+            && let Some(remote) = self.remote.clone()
+        {
+            return self.start_pull(i, remote);
+        }
         let stage = self.registry.get(&planned.kind).ok_or_else(|| DagError::UnknownKind {
             stage: planned.name.clone(),
             kind: planned.kind.clone(),
@@ -203,16 +283,57 @@ impl Execution<'_> {
                 Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
             };
             ctx.progress.bar().finish_and_clear();
-            Finished { index: i, result, duration_s: started.elapsed().as_secs_f64() }
+            Finished { index: i, result, duration_s: started.elapsed().as_secs_f64(), pulled: None }
         });
         self.tasks.insert(task.id(), i);
         Ok(())
+    }
+
+    /// Publishes a pulled result; a pull that failed (unreachable, tampered file) is warned
+    /// about and the stage is computed instead.
+    fn settle_pull(
+        &mut self,
+        i: usize,
+        temp: PathBuf,
+        pulled: Result<crate::remote::Transfer, String>,
+        seconds: f64,
+    ) -> Result<(), DagError> {
+        let name = self.plan.stages[i].name.clone();
+        let key = self.plan.stages[i].key.clone();
+        let published = pulled.and_then(|transfer| {
+            crate::remote::publish_pulled(&self.project.workspace, &name, &key, &temp).map(|_| transfer)
+        });
+        match published {
+            Ok(transfer) => {
+                let note = format!(
+                    "pulled {} files, {} in {seconds:.1} s",
+                    transfer.files,
+                    crate::remote::human_bytes(transfer.bytes)
+                );
+                tracing::info!(stage = %name, "{note}");
+                let stage = &mut self.record.stages[i];
+                stage.status = StageStatus::Pulled;
+                stage.duration_s = seconds;
+                stage.remote = Some(note);
+                self.record.save(&self.project.workspace.runs_dir())
+            }
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&temp);
+                tracing::warn!(stage = %name, "pulling from the remote cache failed ({error}); computing it instead");
+                self.record.stages[i].remote = Some(format!("pull failed: {error}"));
+                self.pull_failed.insert(i);
+                self.start(i)
+            }
+        }
     }
 
     /// Checks a finished stage's declared outputs and publishes them, or records its failure.
     fn settle(&mut self, finished: Finished) -> Result<(), DagError> {
         let i = finished.index;
         let temp = self.running.remove(&i).unwrap_or_default();
+        if let Some(pulled) = finished.pulled {
+            return self.settle_pull(i, temp, pulled, finished.duration_s);
+        }
         let plan = self.plan;
         let planned = &plan.stages[i];
         self.record.stages[i].duration_s = finished.duration_s;
@@ -246,6 +367,15 @@ impl Execution<'_> {
                 }
                 self.record.stages[i].status = StageStatus::Ran;
                 tracing::info!(stage = %planned.name, seconds = format!("{:.2}", finished.duration_s), "done");
+                if let Some(remote) = self.remote.clone().filter(|remote| remote.pushes(&planned.name)) {
+                    let (stage, key) = (planned.name.clone(), planned.key.clone());
+                    let dir = self.project.workspace.result_dir(&stage, &key);
+                    self.pushes.spawn(async move {
+                        let started = Instant::now();
+                        let pushed = remote.push(&stage, &key, &dir, Progress::hidden()).await;
+                        (i, pushed, started.elapsed().as_secs_f64())
+                    });
+                }
             }
             Err(message) => {
                 let _ = std::fs::remove_dir_all(&temp);

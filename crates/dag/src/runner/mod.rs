@@ -13,6 +13,7 @@ use crate::error::DagError;
 use crate::key::canonical_json;
 use crate::lock::WorkspaceLock;
 use crate::record::{RunRecord, RunStatus, StageRecord, StageStatus, git_commit, new_run_id};
+use crate::remote::RemoteHandle;
 use crate::spec::PipelineSpec;
 use crate::stage::Registry;
 use crate::store::Workspace;
@@ -52,12 +53,40 @@ pub struct RunOptions {
     pub only: Option<String>,
     /// Draw progress bars (stderr is a terminal and not `--quiet`).
     pub progress: bool,
+    /// A shared cache to pull missing results from and push computed ones to.
+    pub remote: Option<RemoteHandle>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { jobs: 1, force: Vec::new(), until: Vec::new(), only: None, progress: false }
+        Self { jobs: 1, force: Vec::new(), until: Vec::new(), only: None, progress: false, remote: None }
     }
+}
+
+/// [`plan()`], then, with a remote cache, every stage that would run only because its result is
+/// not cached here (not forced) is looked up there: found, it is pulled instead
+/// ([`Decision::Pull`], reason `result on the remote`). A remote that cannot be reached is
+/// warned about once and the stages are computed.
+///
+/// # Errors
+/// Those of [`plan()`].
+pub async fn plan_with_remote(project: &Project, registry: &Registry, options: &RunOptions) -> Result<Plan, DagError> {
+    let mut plan = plan(project, registry, options)?;
+    let Some(remote) = &options.remote else { return Ok(plan) };
+    for stage in plan.stages.iter_mut().filter(|s| s.decision == Decision::Run && !s.forced) {
+        match remote.contains(&stage.name, &stage.key).await {
+            Ok(true) => {
+                stage.decision = Decision::Pull;
+                stage.reasons.push(format!("result on the remote {}", remote.location()));
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!("remote cache {}: {error}; computing instead", remote.location());
+                break;
+            }
+        }
+    }
+    Ok(plan)
 }
 
 /// How a run ended, for the exit code.
@@ -100,7 +129,7 @@ pub async fn run_locked(
             message: "the lock held is not this workspace's".into(),
         });
     }
-    let plan = plan(project, registry, options)?;
+    let plan = plan_with_remote(project, registry, options).await?;
     let swept = project.workspace.sweep_temp();
     if swept > 0 {
         tracing::info!(
@@ -166,7 +195,7 @@ fn new_record(project: &Project, options: &RunOptions, plan: &Plan) -> RunRecord
                 kind: s.kind.clone(),
                 key: s.key.clone(),
                 status: match s.decision {
-                    Decision::Run => StageStatus::Pending,
+                    Decision::Run | Decision::Pull => StageStatus::Pending,
                     Decision::Skip => StageStatus::Skipped,
                 },
                 reasons: s.reasons.clone(),
@@ -174,6 +203,7 @@ fn new_record(project: &Project, options: &RunOptions, plan: &Plan) -> RunRecord
                 output_dir: project.workspace.result_dir(&s.name, &s.key),
                 outputs: project.spec.stage(&s.name).map(|d| d.spec.outs.clone()).unwrap_or_default(),
                 error: None,
+                remote: None,
             })
             .collect(),
         error: None,

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 pub enum Decision {
     Run,
     Skip,
+    /// Not cached here but published on the remote cache: pulled instead of computed.
+    Pull,
 }
 
 #[derive(Debug, Clone, Serialize)]

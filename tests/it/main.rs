@@ -4,4 +4,5 @@ mod cli;
 mod encode;
 mod exp;
 mod manifest;
+mod remote;
 mod retrain;

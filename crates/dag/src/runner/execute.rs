@@ -158,7 +158,12 @@ impl Execution<'_> {
             }
         };
         tracing::info!(stage = %name, "{note}");
-        self.record.stages[i].remote = Some(note);
+        // A failed pull before the computation stays in the note.
+        let stage = &mut self.record.stages[i];
+        stage.remote = Some(match stage.remote.take() {
+            Some(earlier) => format!("{earlier}; {note}"),
+            None => note,
+        });
         self.record.save(&self.project.workspace.runs_dir())
     }
 

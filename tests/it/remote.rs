@@ -1,0 +1,214 @@
+//! The remote cache (`[cache] remote`) end to end: two workspaces share one bucket (the S3 server
+//! `scripts/test` starts, `SSPA_TEST_S3_ENDPOINT`; a `file://` remote without it), a tampered
+//! remote object is detected and the stage recomputed, a push killed half-way leaves nothing
+//! visible, and missing credentials are named.
+
+use crate::cli::{bin, project, small_training, test_llm, text, tiny_demo};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The S3 test server's endpoint, when `scripts/test` started one.
+fn s3_endpoint() -> Option<String> {
+    std::env::var("SSPA_TEST_S3_ENDPOINT").ok().filter(|s| !s.is_empty())
+}
+
+/// A remote URL of its own for one test: on the S3 server's bucket when there is one.
+fn remote_url(scratch: &Path, name: &str) -> String {
+    let unique = format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        scratch.file_name().map_or("x".into(), |n| n.to_string_lossy().into_owned())
+    );
+    match s3_endpoint() {
+        Some(_) => format!("s3://sspa-test/{unique}"),
+        None => format!("file://{}", scratch.join(unique).display()),
+    }
+}
+
+/// `sspa-pipe` with the S3 server's settings (dummy keys: the server accepts any).
+fn pipe(dir: &Path) -> Command {
+    let mut command = bin();
+    command.current_dir(dir);
+    if let Some(endpoint) = s3_endpoint() {
+        command
+            .env("AWS_ACCESS_KEY_ID", "sspa-test")
+            .env("AWS_SECRET_ACCESS_KEY", "sspa-test")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_REGION", "us-east-1");
+    }
+    command
+}
+
+/// A tiny demo project whose config pushes to `remote`.
+fn project_with_remote(remote: &str) -> tempfile::TempDir {
+    let dir = project();
+    tiny_demo(dir.path());
+    let config = dir.path().join("domains/demo.toml");
+    let text_in = small_training(&std::fs::read_to_string(&config).expect("read"), 64);
+    std::fs::write(&config, format!("{text_in}\n[cache]\nremote = \"{remote}\"\n")).expect("write");
+    dir
+}
+
+fn run_json(dir: &Path, llm: &str, extra: &[&str]) -> Value {
+    let out = pipe(dir)
+        .env("SSPA_LLM_URL", llm)
+        .args(["run", "domains/demo.toml", "--json"])
+        .args(extra)
+        .output()
+        .expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    serde_json::from_str(&stdout).expect("run record")
+}
+
+fn statuses(record: &Value) -> Vec<(String, String)> {
+    record["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap_or("").to_owned(), s["status"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+fn stage<'a>(record: &'a Value, name: &str) -> &'a Value {
+    record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == name)).expect("stage")
+}
+
+fn metrics(record: &Value) -> Value {
+    let dir = stage(record, "evaluate")["output_dir"].as_str().expect("dir").to_owned();
+    serde_json::from_slice(&std::fs::read(Path::new(&dir).join("metrics.json")).expect("metrics")).expect("json")
+}
+
+#[test]
+fn a_second_workspace_computes_nothing_the_first_pushed() {
+    let llm = test_llm();
+    let scratch = tempfile::tempdir().expect("tmp");
+    let remote = remote_url(scratch.path(), "share");
+    let first = project_with_remote(&remote);
+    let record = run_json(first.path(), &llm, &[]);
+    assert!(statuses(&record).iter().all(|(_, s)| s == "ran"), "{:?}", statuses(&record));
+    for (name, _) in statuses(&record) {
+        let note = stage(&record, &name)["remote"].as_str().unwrap_or("").to_owned();
+        assert!(note.starts_with("pushed "), "{name}: {note}");
+    }
+
+    // Another project directory, another workspace, the same remote.
+    let second = project_with_remote(&remote);
+    let out = pipe(second.path()).args(["plan", "domains/demo.toml"]).output().expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("skip (remote)")).count(), 7, "{stdout}");
+    let pulled = run_json(second.path(), &llm, &[]);
+    assert!(statuses(&pulled).iter().all(|(_, s)| s == "pulled"), "{:?}", statuses(&pulled));
+    assert_eq!(metrics(&pulled), metrics(&record), "the same results");
+    // A pulled result works in its new workspace: predict with the pulled train result.
+    let train_dir = stage(&pulled, "train")["output_dir"].as_str().expect("dir").to_owned();
+    let image = first.path().join("data/fashion-mosaic/test/000000.png");
+    {
+        let out = pipe(second.path())
+            .args(["predict", "--run", &train_dir, "--top-k", "1"])
+            .arg(&image)
+            .output()
+            .expect("spawn");
+        assert!(out.status.success(), "{}", text(&out).1);
+    }
+    let out = pipe(second.path()).args(["cache", "status", "domains/demo.toml", "--json"]).output().expect("spawn");
+    let status: Value = serde_json::from_str(&text(&out).0).expect("status JSON");
+    assert!(
+        status["stages"].as_array().expect("stages").iter().all(|s| s["local"] == true && s["remote"] == true),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_tampered_remote_object_is_detected_and_the_stage_recomputed() {
+    let llm = test_llm();
+    let scratch = tempfile::tempdir().expect("tmp");
+    let bucket = scratch.path().join("bucket");
+    let remote = format!("file://{}", bucket.display());
+    let first = project_with_remote(&remote);
+    let record = run_json(first.path(), &llm, &[]);
+    let key = stage(&record, "evaluate")["key"].as_str().expect("key").to_owned();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(bucket.join("evaluate").join(&key).join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    let object =
+        bucket.join("evaluate").join(&key).join(manifest["upload"].as_str().expect("upload")).join("metrics.json");
+    std::fs::write(&object, b"{\"raw\": {\"mAP\": 100.0}}").expect("tamper");
+
+    let second = project_with_remote(&remote);
+    let pulled = run_json(second.path(), &llm, &[]);
+    let evaluate = stage(&pulled, "evaluate");
+    assert_eq!(evaluate["status"], "ran", "recomputed: {evaluate}");
+    let note = evaluate["remote"].as_str().unwrap_or("");
+    assert!(note.contains("pull failed") && note.contains("metrics.json") && note.contains("does not match"), "{note}");
+    assert_eq!(stage(&pulled, "train")["status"], "pulled");
+    assert_eq!(
+        metrics(&pulled)["raw"]["mAP"],
+        metrics(&record)["raw"]["mAP"],
+        "the recomputed metrics, not the tampered ones"
+    );
+}
+
+#[test]
+fn a_push_killed_half_way_leaves_no_visible_result() {
+    let llm = test_llm();
+    let scratch = tempfile::tempdir().expect("tmp");
+    let dir = project_with_remote("file:///nonexistent-unused");
+    // Compute once without the remote (a local workspace), then push it to fresh remotes and
+    // kill each push at another moment.
+    let config = dir.path().join("domains/demo.toml");
+    let text_in = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text_in.split("\n[cache]").next().expect("config")).expect("write");
+    run_json(dir.path(), &llm, &[]);
+    for round in 0..8u64 {
+        let remote = remote_url(scratch.path(), &format!("kill{round}"));
+        let with = |args: &[&str]| -> Vec<String> {
+            let mut all = vec!["-S".to_owned(), format!("cache.remote=\"{remote}\"")];
+            all.extend(args.iter().map(|a| (*a).to_owned()));
+            all
+        };
+        let mut child = pipe(dir.path())
+            .args(["cache", "push", "domains/demo.toml"])
+            .args(with(&[]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(5 + round * 12));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Whatever the remote shows as published pulls back intact into a fresh workspace.
+        let workspace = format!("workspace.dir=\"pulled{round}\"");
+        let out: Output = pipe(dir.path())
+            .args(["cache", "pull", "domains/demo.toml", "--json", "-S", &workspace])
+            .args(with(&[]))
+            .output()
+            .expect("spawn");
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "round {round}: {stderr}\n{stdout}");
+        let pulled: Value = serde_json::from_str(&stdout).expect("pull JSON");
+        for row in pulled["stages"].as_array().expect("stages") {
+            assert_eq!(row["local"], row["remote"], "round {round}: published ⇒ pulled intact: {row}");
+        }
+    }
+}
+
+#[test]
+fn missing_credentials_are_named_before_anything_runs() {
+    let dir = project_with_remote("s3://some-bucket/prefix");
+    let out = bin()
+        .current_dir(dir.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(["run", "domains/demo.toml"])
+        .output()
+        .expect("spawn");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"), "{stderr}");
+    assert!(!dir.path().join("work/demo/runs").exists(), "nothing ran");
+}

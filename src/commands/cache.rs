@@ -66,7 +66,7 @@ pub fn cache(command: &CacheCommand, progress: bool) -> anyhow::Result<u8> {
     let workspace = &project.workspace;
     let _lock = match command {
         CacheCommand::Status { .. } => None,
-        _ => Some(super::retrain::acquire(&workspace.root, "sspa-pipe cache", None)?),
+        _ => Some(sspa_dag::WorkspaceLock::acquire(&workspace.root, "sspa-pipe cache")?),
     };
     let mut rows = Vec::new();
     let mut failed = 0;

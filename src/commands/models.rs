@@ -169,7 +169,7 @@ fn promote(config: &ConfigArgs, version: &str, alias: &str, reason: &str, json: 
         return Err(UsageError(format!("--version takes `v<N>`, not the alias `{version}`")).into());
     };
     let (_, project, registry) = registry(config)?;
-    let _lock = super::retrain::acquire(&project.workspace.root, "sspa-pipe models promote", None)?;
+    let _lock = sspa_dag::WorkspaceLock::acquire(&project.workspace.root, "sspa-pipe models promote")?;
     let previous = registry.alias(alias)?.map(|a| a.version);
     registry.set_alias(alias, number, reason)?;
     let mut decision = Decision::new(DecisionKind::Forced, alias);
@@ -182,7 +182,7 @@ fn promote(config: &ConfigArgs, version: &str, alias: &str, reason: &str, json: 
 
 fn rollback(config: &ConfigArgs, alias: &str, reason: &str, json: bool) -> anyhow::Result<u8> {
     let (_, project, registry) = registry(config)?;
-    let _lock = super::retrain::acquire(&project.workspace.root, "sspa-pipe models rollback", None)?;
+    let _lock = sspa_dag::WorkspaceLock::acquire(&project.workspace.root, "sspa-pipe models rollback")?;
     let previous = registry.alias(alias)?.map(|a| a.version);
     let moved = registry.rollback(alias, reason)?;
     let mut decision = Decision::new(DecisionKind::RolledBack, alias);

@@ -17,7 +17,7 @@ use crate::cli::ConfigArgs;
 use crate::exit::{self, UsageError};
 use anyhow::Context;
 use serde_json::{Value, json};
-use sspa_dag::{DagError, Outcome, RunOptions, RunRecord, StageStatus, WorkspaceLock};
+use sspa_dag::{Outcome, RunOptions, RunRecord, StageStatus, WorkspaceLock};
 use sspa_registry::{
     CURRENT, Decision, DecisionKind, Gate, NewVersion, Origin, Reference, Registry, RegistryError, Version,
 };
@@ -46,27 +46,6 @@ pub struct RetrainArgs {
     pub json: bool,
 }
 
-/// The lock, taken at once or within `wait` seconds.
-pub fn acquire(workspace: &std::path::Path, command: &str, wait: Option<f64>) -> anyhow::Result<WorkspaceLock> {
-    let deadline = wait.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-    let mut announced = false;
-    loop {
-        match WorkspaceLock::acquire(workspace, command) {
-            Ok(lock) => return Ok(lock),
-            Err(DagError::Locked { pid, started, .. })
-                if deadline.is_some_and(|deadline| Instant::now() < deadline) =>
-            {
-                if !announced {
-                    tracing::info!("waiting for PID {pid} (started {started}) to release the workspace");
-                    announced = true;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
 pub fn retrain(args: &RetrainArgs, progress: bool) -> anyhow::Result<u8> {
     if args.reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
         return Err(UsageError("--reason must say why the gate is bypassed".into()).into());
@@ -76,7 +55,8 @@ pub fn retrain(args: &RetrainArgs, progress: bool) -> anyhow::Result<u8> {
     }
     let started = Instant::now();
     let (loaded, mut project) = crate::project::load(&args.config)?;
-    let lock = acquire(&project.workspace.root, "sspa-pipe retrain", args.wait)?;
+    let wait = args.wait.map(|seconds| Duration::from_secs_f64(seconds.max(0.0)));
+    let lock = WorkspaceLock::acquire_within(&project.workspace.root, "sspa-pipe retrain", wait)?;
     let registry = Registry::of_workspace(&project.workspace.root);
     let champion = match registry.resolve(&Reference::Alias(CURRENT.into())) {
         Ok(version) => Some(version),

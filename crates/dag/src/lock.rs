@@ -78,6 +78,31 @@ impl WorkspaceLock {
         Ok(Self { file, path, took_over })
     }
 
+    /// [`WorkspaceLock::acquire`], waiting up to `wait` for another holder to let go (`None`:
+    /// no waiting, the error at once).
+    pub fn acquire_within(
+        workspace: &Path,
+        command: &str,
+        wait: Option<std::time::Duration>,
+    ) -> Result<Self, DagError> {
+        let deadline = wait.map(|wait| std::time::Instant::now() + wait);
+        let mut announced = false;
+        loop {
+            match Self::acquire(workspace, command) {
+                Err(DagError::Locked { pid, started, .. })
+                    if deadline.is_some_and(|deadline| std::time::Instant::now() < deadline) =>
+                {
+                    if !announced {
+                        tracing::info!("waiting for PID {pid} (started {started}) to release the workspace");
+                        announced = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Who holds the lock now, if anyone (for `status`).
     pub fn holder(workspace: &Path) -> Option<Holder> {
         let path = workspace.join("lock");

@@ -45,11 +45,10 @@ impl Reference {
     /// `v<N>` or an alias name (a-z, 0-9, `-`, `_`): the syntax of `train.init` without
     /// `scratch`.
     pub fn parse(text: &str) -> Result<Self, RegistryError> {
-        match sspa_config::TrainInit::parse(text) {
-            Ok(sspa_config::TrainInit::Alias(alias)) => Ok(Self::Alias(alias)),
-            Ok(sspa_config::TrainInit::Version(version)) => Ok(Self::Version(version)),
-            Ok(sspa_config::TrainInit::Scratch) | Err(_) => Err(RegistryError::Reference(text.to_owned())),
-        }
+        sspa_config::TrainInit::parse(text)
+            .ok()
+            .and_then(|init| Self::of_init(&init))
+            .ok_or_else(|| RegistryError::Reference(text.to_owned()))
     }
 
     /// The model `train.init` names, if any.

@@ -51,14 +51,14 @@ fn restrict<T: Copy + Default + Send + Sync>(
     Ok(LabelMatrix::from_columns(matrix.images().to_vec(), labels.to_vec(), values)?)
 }
 
-/// The report as the gate and the decision log keep it: every headline metric, no per-class list.
-fn headline(report: &sspa_metrics::Report) -> Value {
-    let mut json = report.to_json();
-    if let Value::Object(map) = &mut json {
+/// A report's JSON as the gate and the decision log keep it: every headline metric, no
+/// per-class lists.
+fn headline(mut report: Value) -> Value {
+    if let Value::Object(map) = &mut report {
         map.remove("per_class_ap");
         map.remove("classes_without_positives");
     }
-    json
+    report
 }
 
 /// Scores the current model on the split the candidate was evaluated on and reports both on the
@@ -108,7 +108,7 @@ pub fn compare(
     let report = |scores: &Scores, who: &str| -> anyhow::Result<Value> {
         let data = EvalData::new(restrict(scores, &labels)?, targets.clone())
             .with_context(|| format!("matching the {who}'s scores to `{}`", targets_path.display()))?;
-        Ok(headline(&sspa_metrics::evaluate_data(&data, &options)?))
+        Ok(headline(sspa_metrics::evaluate_data(&data, &options)?.to_json()))
     };
     Ok(Comparison {
         candidate: report(&candidate, "candidate")?,
@@ -129,10 +129,5 @@ pub fn candidate_metrics(evaluate_dir: &Path) -> anyhow::Result<Value> {
 
 /// `metrics[weights]` without the per-class lists.
 pub fn served_headline(metrics: &Value, weights: ServedWeights) -> Value {
-    let mut json = metrics.get(weights.name()).cloned().unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut json {
-        map.remove("per_class_ap");
-        map.remove("classes_without_positives");
-    }
-    json
+    headline(metrics.get(weights.name()).cloned().unwrap_or(Value::Null))
 }

@@ -22,26 +22,35 @@ pub use ablate::{AblateArgs, ablate};
 pub use show::{ExpShowArgs, show};
 
 /// `exp run` arguments.
+/// What `exp run` and `ablate` share.
 #[derive(Debug, clap::Args)]
-pub struct ExpRunArgs {
+pub struct BatchArgs {
     /// Domain config, e.g. `domains/demo.toml`.
     pub config: PathBuf,
     /// Pipeline definition to use instead of `<project>/pipeline/pipeline.toml`.
     #[arg(long, value_name = "FILE")]
     pub pipeline: Option<PathBuf>,
-    /// A grid axis, `-S train.lr=1e-3,2e-3`: comma-separated TOML values (commas inside `[...]`,
-    /// `{...}` or quotes belong to the value). Repeatable; the grid is their product.
-    #[arg(short = 'S', long = "set", value_name = "KEY=V1,V2")]
-    pub set: Vec<String>,
-    /// Seeds (`train.seed`) to run every variant with, e.g. `--seeds 0,1,2`.
+    /// Seeds (`train.seed`) to run every variant with, e.g. `--seeds 0,1,2` (default: the
+    /// config's seed).
     #[arg(long, value_delimiter = ',', value_name = "S1,S2")]
     pub seeds: Vec<u64>,
     /// Stages run at once within a variant.
     #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
-    /// Experiment name (default: derived from the grid, so the same grid resumes).
+    /// Experiment name (default: derived from what is run — the grid, or the tables — and the
+    /// seeds, so the same batch resumes).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExpRunArgs {
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    /// A grid axis, `-S train.lr=1e-3,2e-3`: comma-separated TOML values (commas inside `[...]`,
+    /// `{...}` or quotes belong to the value). Repeatable; the grid is their product.
+    #[arg(short = 'S', long = "set", value_name = "KEY=V1,V2")]
+    pub set: Vec<String>,
     /// Print the experiment record as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -147,12 +156,12 @@ fn grid(axes: &[Vec<Override>], seeds: &[u64]) -> Result<Vec<Vec<Override>>, Str
 
 fn default_name(args: &ExpRunArgs) -> String {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(args.config.as_os_str().as_encoded_bytes());
+    hasher.update(args.batch.config.as_os_str().as_encoded_bytes());
     for set in &args.set {
         hasher.update(set.as_bytes());
         hasher.update(b"\0");
     }
-    for seed in &args.seeds {
+    for seed in &args.batch.seeds {
         hasher.update(&seed.to_le_bytes());
     }
     format!("exp-{}", &hasher.finalize().to_hex()[..10])
@@ -165,16 +174,16 @@ fn record_path(workspace: &Path, name: &str) -> PathBuf {
 /// `exp run`.
 pub fn run(args: &ExpRunArgs, progress: bool) -> anyhow::Result<u8> {
     let axes: Vec<Vec<Override>> = args.set.iter().map(|a| axis(a)).collect::<Result<_, _>>().map_err(UsageError)?;
-    let variants = grid(&axes, &args.seeds).map_err(UsageError)?;
-    let name = args.name.clone().unwrap_or_else(|| default_name(args));
+    let variants = grid(&axes, &args.batch.seeds).map_err(UsageError)?;
+    let name = args.batch.name.clone().unwrap_or_else(|| default_name(args));
     let batch = Batch {
-        config: args.config.clone(),
-        pipeline: args.pipeline.clone(),
+        config: args.batch.config.clone(),
+        pipeline: args.batch.pipeline.clone(),
         name,
         grid: args.set.clone(),
-        seeds: args.seeds.clone(),
+        seeds: args.batch.seeds.clone(),
         variants,
-        jobs: args.jobs,
+        jobs: args.batch.jobs,
         progress,
         command: "exp run",
     };

@@ -8,28 +8,15 @@ use sspa_config::Override;
 use sspa_exp::ablation::{self, Cell, Results, StudyTable, row_key};
 use sspa_exp::{ParamColumns, RunRecord, RunStatus, TableOptions};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 /// `ablate` arguments.
 #[derive(Debug, clap::Args)]
 pub struct AblateArgs {
-    /// Domain config, e.g. `domains/demo.toml`.
-    pub config: PathBuf,
-    /// Pipeline definition to use instead of `<project>/pipeline/pipeline.toml`.
-    #[arg(long, value_name = "FILE")]
-    pub pipeline: Option<PathBuf>,
-    /// Seeds (`train.seed`) every variant runs with (default: the config's seed).
-    #[arg(long, value_delimiter = ',', value_name = "S1,S2")]
-    pub seeds: Vec<u64>,
+    #[command(flatten)]
+    pub batch: super::BatchArgs,
     /// Paper tables to run: VI, VII, VIII, IX, fig5, fig6 (default: all).
     #[arg(long, value_delimiter = ',', value_name = "T1,T2")]
     pub tables: Vec<String>,
-    /// Stages run at once within a variant.
-    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    pub jobs: u16,
-    /// Experiment name (default: `ablation-` and the tables and seeds, so the same study resumes).
-    #[arg(long)]
-    pub name: Option<String>,
     /// The metric of the tables (an evaluate `metrics.json` leaf).
     #[arg(long, default_value = "ema.mAP")]
     pub metric: String,
@@ -64,10 +51,10 @@ fn variants(tables: &[StudyTable], seeds: &[u64]) -> Result<Vec<Planned>, String
 /// `ablate`.
 pub fn ablate(args: &AblateArgs, progress: bool) -> anyhow::Result<u8> {
     let tables = ablation::select(&args.tables).map_err(|e| UsageError(format!("--tables: {e}")))?;
-    let planned = variants(&tables, &args.seeds).map_err(UsageError)?;
+    let planned = variants(&tables, &args.batch.seeds).map_err(UsageError)?;
     let ids: Vec<&str> = tables.iter().map(|t| t.id).collect();
-    let name = args.name.clone().unwrap_or_else(|| {
-        let seeds: Vec<String> = args.seeds.iter().map(u64::to_string).collect();
+    let name = args.batch.name.clone().unwrap_or_else(|| {
+        let seeds: Vec<String> = args.batch.seeds.iter().map(u64::to_string).collect();
         format!(
             "ablation-{}{}",
             ids.join("-"),
@@ -75,13 +62,13 @@ pub fn ablate(args: &AblateArgs, progress: bool) -> anyhow::Result<u8> {
         )
     });
     let batch = Batch {
-        config: args.config.clone(),
-        pipeline: args.pipeline.clone(),
+        config: args.batch.config.clone(),
+        pipeline: args.batch.pipeline.clone(),
         name,
         grid: ids.iter().map(|id| format!("table {id}")).collect(),
-        seeds: args.seeds.clone(),
+        seeds: args.batch.seeds.clone(),
         variants: planned.iter().map(|(_, _, overrides)| overrides.clone()).collect(),
-        jobs: args.jobs,
+        jobs: args.batch.jobs,
         progress,
         command: "ablate",
     };
@@ -140,7 +127,7 @@ pub fn ablate(args: &AblateArgs, progress: bool) -> anyhow::Result<u8> {
             },
         );
     }
-    let seeds = args.seeds.len().max(1);
+    let seeds = args.batch.seeds.len().max(1);
     let markdown = ablation::render_markdown(&tables, &results, &args.metric, seeds);
     let html = ablation::render_html(&tables, &results, &args.metric, seeds);
     let dir = outcome.path.with_extension("");

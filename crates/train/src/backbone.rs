@@ -156,7 +156,11 @@ mod tests {
         let back: BackboneSpec = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, spec);
 
-        let backbone = spec.init(&device).expect("init");
+        // Under the process-wide seed lock: other tests seed and draw concurrently.
+        let backbone = crate::model::seeded(&device, 0, || {
+            spec.init(&device).inspect(|backbone| drop(crate::optim::parameter_snapshot(backbone)))
+        })
+        .expect("init");
         let features = backbone.forward(Tensor::zeros([2, 3, 48, 48], &device));
         assert_eq!(features.global.dims(), [2, spec.width()]);
         assert_eq!(features.patches.dims(), [2, spec.patches_per_image(48), spec.width()]);

@@ -73,8 +73,12 @@ mod tests {
     #[test]
     fn the_average_moves_by_one_minus_decay() {
         let device = Device::flex().autodiff();
-        device.seed(7);
-        let start = MlpConfig::new(4).init(&device);
+        // Seeded and drawn under the process-wide lock: other tests seed and draw concurrently.
+        let start = crate::model::seeded(&device, 7, || {
+            let start = MlpConfig::new(4).init(&device);
+            drop(crate::optim::parameter_snapshot(&start));
+            start
+        });
         let mut ema = ModelEma::new(&start, 0.75);
         assert!(!ema.model().expand.weight.val().is_autodiff());
 

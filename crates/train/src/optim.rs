@@ -150,10 +150,20 @@ mod tests {
         device
     }
 
+    /// A module drawn under the process-wide seed lock (other tests seed and draw concurrently),
+    /// its lazy parameters materialised there.
+    fn drawn<M: burn::module::Module>(device: &Device, init: impl FnOnce() -> M) -> M {
+        crate::model::seeded(device, 0, || {
+            let module = init();
+            drop(parameter_snapshot(&module));
+            module
+        })
+    }
+
     #[test]
     fn decay_reaches_weight_matrices_only() {
         let device = device().autodiff();
-        let head = SspaHeadConfig::new(8).init(&device);
+        let head = drawn(&device, || SspaHeadConfig::new(8).init(&device));
         let decayed = decayed_parameter_ids(&head);
         let before = parameter_snapshot(&head);
         assert!(!decayed.is_empty() && decayed.len() < before.len());
@@ -175,7 +185,7 @@ mod tests {
     #[test]
     fn global_norm_clipping_scales_all_gradients_together() {
         let device = device().autodiff();
-        let head = SspaHeadConfig::new(8).init(&device);
+        let head = drawn(&device, || SspaHeadConfig::new(8).init(&device));
         let loss = sum_of_parameters(&head).mul_scalar(3.0);
         let grads = GradientsParams::from_grads(loss.backward(), &head);
         // d(3 Σθ)/dθ = 3 everywhere: the norm is 3·√(#params).

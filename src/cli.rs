@@ -52,6 +52,37 @@ pub struct SelectArgs {
     pub only: Option<String>,
 }
 
+/// `graph --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Argo,
+}
+
+/// Where `run` computes stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// In this process.
+    #[default]
+    Local,
+    /// Each stage one Slurm job (`sbatch` of `sspa-pipe run CONFIG --only STAGE`) over this
+    /// workspace, which the compute nodes must share; resources from `[executor.slurm.<stage>]`.
+    Slurm,
+}
+
+/// `run --executor` and its options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ExecutorArgs {
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+    /// Partition of every job (instead of `[executor.slurm] partition`).
+    #[arg(long, value_name = "P")]
+    pub slurm_partition: Option<String>,
+    /// One more `sbatch` argument for every job, e.g. `--slurm-arg=--account=ml` (repeatable).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub slurm_arg: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the pipeline for a domain: skip what is cached, run what changed.
@@ -60,9 +91,12 @@ pub enum Command {
         config: ConfigArgs,
         #[command(flatten)]
         select: SelectArgs,
-        /// Stages run at once when they do not depend on each other.
-        #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        jobs: u16,
+        /// Stages run at once when they do not depend on each other (default 1; with
+        /// `--executor slurm`, jobs in the queue at once, default every stage).
+        #[arg(short, long, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
+        #[command(flatten)]
+        executor: ExecutorArgs,
         /// Print the run record as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -97,11 +131,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::commands::CacheCommand,
     },
-    /// The stage graph in Graphviz DOT on stdout.
-    Graph {
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
+    /// The stage graph on stdout: Graphviz DOT, or an Argo Workflows manifest (`--format argo`).
+    Graph(crate::commands::GraphArgs),
     /// Recent runs and the state of each stage.
     Status {
         #[command(flatten)]

@@ -58,6 +58,76 @@ fn init_weights(loaded: &LoadedConfig) -> anyhow::Result<Option<String>> {
     Ok(Some(shown.to_string_lossy().into_owned()))
 }
 
+/// The executor `run --executor` names: `None` for the local one; for Slurm, the cluster's client
+/// commands checked to answer, every job running this binary on this config (with the same
+/// `-S` overrides and pipeline file) from the current directory. A stage named in
+/// `[executor.slurm.<stage>]` must be a stage of the pipeline.
+pub fn executor(
+    loaded: &LoadedConfig,
+    spec: &PipelineSpec,
+    config: &ConfigArgs,
+    args: &crate::cli::ExecutorArgs,
+) -> anyhow::Result<Option<sspa_dag::ExecutorHandle>> {
+    use crate::cli::ExecutorKind;
+    let slurm = &loaded.config.executor.slurm;
+    if args.executor == ExecutorKind::Local {
+        if args.slurm_partition.is_some() || !args.slurm_arg.is_empty() {
+            return Err(
+                crate::exit::UsageError("--slurm-partition and --slurm-arg need --executor slurm".into()).into()
+            );
+        }
+        return Ok(None);
+    }
+    let unknown: Vec<&String> = slurm.stages.keys().filter(|name| spec.stage(name).is_none()).collect();
+    if !unknown.is_empty() {
+        return Err(crate::exit::UsageError(format!(
+            "`{}`: [executor.slurm.<stage>] names no stage of the pipeline: {} (stages: {}; the settings of every job are partition, args, poll_s, program)",
+            loaded.path.display(),
+            unknown.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+            spec.names().join(", ")
+        ))
+        .into());
+    }
+    let cwd = std::env::current_dir().context("the current directory")?;
+    let absolute = |path: &std::path::Path| if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) };
+    let program = match &slurm.program {
+        Some(program) => loaded.resolve(program),
+        None => std::env::current_exe().context("locating this sspa-pipe binary for the jobs")?,
+    };
+    let mut run_args: Vec<std::ffi::OsString> = vec!["run".into(), absolute(&config.config).into()];
+    if let Some(pipeline) = &config.pipeline {
+        run_args.extend(["--pipeline".into(), absolute(pipeline).into()]);
+    }
+    for set in &config.set {
+        run_args.extend(["-S".into(), set.argument.clone().into()]);
+    }
+    let options = sspa_slurm::SlurmOptions {
+        program,
+        run_args,
+        workdir: cwd,
+        partition: args.slurm_partition.clone().or_else(|| slurm.partition.clone()),
+        args: slurm.args.iter().chain(&args.slurm_arg).cloned().collect(),
+        stages: slurm
+            .stages
+            .iter()
+            .map(|(name, stage)| {
+                let resources = sspa_slurm::StageResources {
+                    partition: stage.partition.clone(),
+                    gres: stage.gres.clone(),
+                    cpus: stage.cpus,
+                    mem: stage.mem.clone(),
+                    time: stage.time.clone(),
+                    args: stage.args.clone(),
+                };
+                (name.clone(), resources)
+            })
+            .collect(),
+        poll: std::time::Duration::from_secs_f64(slurm.poll_s),
+    };
+    let executor = sspa_slurm::SlurmExecutor::connect(options).map_err(|e| anyhow::anyhow!("--executor slurm: {e}"))?;
+    Ok(Some(sspa_dag::ExecutorHandle(std::sync::Arc::new(executor))))
+}
+
 /// The remote cache `[cache] remote` names, if any, with its push policy; a stage named in
 /// `[cache.stages]` must be a stage of the pipeline.
 pub fn remote(loaded: &LoadedConfig, spec: &PipelineSpec) -> anyhow::Result<Option<sspa_dag::RemoteHandle>> {

@@ -18,6 +18,7 @@ mod status;
 pub use cache::CacheCommand;
 pub use encode::EncodeCommand;
 pub use exp::{AblateArgs, ExpRunArgs, ExpShowArgs};
+pub use graph::GraphArgs;
 pub use manifest::ManifestCommand;
 pub use models::ModelsCommand;
 pub use predict::{PredictArgs, PredictFormat};
@@ -40,14 +41,16 @@ use sspa_dag::RunOptions;
 
 pub fn dispatch(command: Command, progress: bool) -> anyhow::Result<u8> {
     match command {
-        Command::Run { config, select, jobs, json } => run::run(&config, &select, jobs.into(), json, progress),
+        Command::Run { config, select, jobs, executor, json } => {
+            run::run(&config, &select, jobs.map(usize::from), &executor, json, progress)
+        }
         Command::Exp { command: ExpCommand::Run(args) } => exp::run(&args, progress),
         Command::Exp { command: ExpCommand::Show(args) } => exp::show(&args),
         Command::Ablate(args) => exp::ablate(&args, progress),
         Command::Retrain(args) => retrain::retrain(&args, progress),
         Command::Models { command } => models::models(&command),
         Command::Plan { config, select, json } => plan::plan(&config, &select, json),
-        Command::Graph { config } => graph::graph(&config),
+        Command::Graph(args) => graph::graph(&args),
         Command::Cache { command } => cache::cache(&command, progress),
         Command::Status { config, runs, json } => status::status(&config, runs, json),
         Command::Clean { config, keep_last } => clean::clean(&config, keep_last),
@@ -71,6 +74,7 @@ fn run_options(select: &SelectArgs, jobs: usize, progress: bool, remote: Option<
         only: select.only.clone(),
         progress,
         remote,
+        executor: None,
     }
 }
 

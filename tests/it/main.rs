@@ -6,3 +6,4 @@ mod exp;
 mod manifest;
 mod remote;
 mod retrain;
+mod slurm;

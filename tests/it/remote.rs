@@ -212,3 +212,41 @@ fn missing_credentials_are_named_before_anything_runs() {
     assert!(stderr.contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"), "{stderr}");
     assert!(!dir.path().join("work/demo/runs").exists(), "nothing ran");
 }
+
+/// `graph --format argo` writes exactly the committed example (`deploy/argo/demo-workflow.yaml`,
+/// which `tests/deploy/check` validates against Argo's schema): one task per stage with the
+/// pipeline's dependencies, each pod running `run --until STAGE` with the same overrides.
+#[test]
+fn graph_argo_writes_the_committed_workflow_and_needs_a_shared_remote() {
+    let dir = project();
+    let graph = |extra: &[&str]| {
+        bin()
+            .current_dir(dir.path())
+            .args(["graph", "domains/demo.toml", "--format", "argo"])
+            .args(extra)
+            .output()
+            .expect("spawn")
+    };
+    let out = graph(&["-S", "cache.remote=s3://sspa-cache/demo"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/argo/demo-workflow.yaml"))
+            .expect("committed workflow");
+    assert_eq!(stdout, committed, "regenerate deploy/argo/demo-workflow.yaml with the command in its header");
+    for (stage, needs) in [("train", vec!["embed", "shard", "features"]), ("describe", vec![])] {
+        let task = stdout.split("      - name: ").find(|t| t.starts_with(&format!("\"{stage}\""))).expect("task");
+        for need in &needs {
+            assert!(task.contains(&format!("        - \"{need}\"")), "{stage} needs {need}: {task}");
+        }
+        assert_eq!(task.contains("dependencies"), !needs.is_empty(), "{task}");
+    }
+    assert_eq!(stdout.matches("- \"--until\"").count(), 7);
+
+    let out = graph(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("--format argo needs [cache] remote"), "{}", text(&out).1);
+    let out = graph(&["-S", "cache.remote=file:///tmp/cache"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("pods do not share"), "{}", text(&out).1);
+}

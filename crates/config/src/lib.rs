@@ -37,6 +37,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("promote", false),
     ("notify", false),
     ("cache", false),
+    ("executor", false),
 ];
 
 /// A validated domain config and where it came from.
@@ -200,6 +201,7 @@ fn check_section(name: &str, value: &toml::Value, locator: &locate::Locator, err
         "promote" => check::<PromoteSection>(name, value, locator, errors),
         "notify" => check::<NotifySection>(name, value, locator, errors),
         "cache" => check::<CacheSection>(name, value, locator, errors),
+        "executor" => check::<ExecutorSection>(name, value, locator, errors),
         _ => {}
     }
 }

@@ -34,6 +34,8 @@ pub struct DomainConfig {
     pub notify: NotifySection,
     #[serde(default)]
     pub cache: CacheSection,
+    #[serde(default)]
+    pub executor: ExecutorSection,
 }
 
 /// `[domain]`: what the classifier recognises.
@@ -429,6 +431,52 @@ impl CacheSection {
     pub fn pushes(&self, stage: &str) -> bool {
         self.stages.get(stage).map_or(self.push, |s| s.push)
     }
+}
+
+/// `[executor]`: where `run --executor …` runs stages (no stage reads it: it changes no key).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExecutorSection {
+    pub slurm: SlurmSection,
+}
+
+/// `[executor.slurm]`: every job's `sbatch` settings; `[executor.slurm.<stage>]`: one stage's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SlurmSection {
+    /// `--partition` of every job (`--slurm-partition` overrides it).
+    pub partition: Option<String>,
+    /// More `sbatch` arguments for every job, e.g. `["--account=ml"]`.
+    pub args: Vec<String>,
+    /// Seconds between two `squeue` polls of a job.
+    pub poll_s: f64,
+    /// The `sspa-pipe` the compute nodes run (default: this one; it must be on a shared path).
+    pub program: Option<PathBuf>,
+    /// `[executor.slurm.<stage>]`.
+    #[serde(flatten)]
+    pub stages: std::collections::BTreeMap<String, SlurmStageSection>,
+}
+
+impl Default for SlurmSection {
+    fn default() -> Self {
+        Self { partition: None, args: Vec::new(), poll_s: 2.0, program: None, stages: Default::default() }
+    }
+}
+
+/// `[executor.slurm.<stage>]`: the stage's resources, each the `sbatch` option of that name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlurmStageSection {
+    pub partition: Option<String>,
+    /// `--gres`, e.g. `"gpu:1"`.
+    pub gres: Option<String>,
+    /// `--cpus-per-task`.
+    pub cpus: Option<u32>,
+    /// `--mem`, e.g. `"32G"`.
+    pub mem: Option<String>,
+    /// `--time`, e.g. `"04:00:00"`.
+    pub time: Option<String>,
+    pub args: Vec<String>,
 }
 
 /// `[notify]`: a command run after every `retrain` decision with the decision JSON on stdin.

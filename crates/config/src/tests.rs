@@ -235,3 +235,28 @@ fn warm_start_and_gate_keys_are_checked_together() {
     assert!(shown.contains("`notify.command`"), "{shown}");
     assert_eq!(TrainInit::parse("v0").expect_err("v0"), "`v0`: registry versions start at v1");
 }
+
+#[test]
+fn executor_slurm_settings_and_per_stage_resources() {
+    let dir = project();
+    let text = format!(
+        "{GOOD}\n[executor.slurm]\npartition = \"cpu\"\nargs = [\"--account=ml\"]\npoll_s = 0.5\n\
+         [executor.slurm.train]\ngres = \"gpu:1\"\ncpus = 8\nmem = \"32G\"\n"
+    );
+    let c = parse(Path::new("d.toml"), &text, dir.path(), &Checks::default()).expect("valid");
+    let slurm = &c.executor.slurm;
+    assert_eq!((slurm.partition.as_deref(), slurm.poll_s), (Some("cpu"), 0.5));
+    assert_eq!(slurm.args, ["--account=ml"]);
+    let train = &slurm.stages["train"];
+    assert_eq!((train.gres.as_deref(), train.cpus, train.mem.as_deref()), (Some("gpu:1"), Some(8), Some("32G")));
+    assert_eq!(slurm.stages.len(), 1, "the job-wide keys are no stages");
+
+    // A misspelt resource is named with the ones that exist; a zero poll interval is refused.
+    let text = format!("{GOOD}\n[executor.slurm.train]\ngpus = \"gpu:1\"\n");
+    let err = parse(Path::new("d.toml"), &text, dir.path(), &Checks::default()).expect_err("invalid");
+    let shown = err.to_string();
+    assert!(shown.contains("unknown field `gpus`, expected one of `partition`, `gres`"), "{shown}");
+    let text = format!("{GOOD}\n[executor.slurm]\npoll_s = 0\n");
+    let err = parse(Path::new("d.toml"), &text, dir.path(), &Checks::default()).expect_err("invalid");
+    assert!(err.to_string().contains("`executor.slurm.poll_s`"), "{err}");
+}

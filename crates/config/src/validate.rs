@@ -79,6 +79,8 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
         }
     }
 
+    positive(&mut fail, "executor.slurm.poll_s", c.executor.slurm.poll_s);
+
     let llm = &c.llm;
     if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {
         fail("llm.base_url", format!("`{}` must start with http:// or https://", llm.base_url));

@@ -43,6 +43,20 @@ pub struct StageRecord {
     /// What the remote cache did for it (`pulled 12.3 MB in 0.8 s`, `pushed ...`, `push failed: ...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// The scheduler job that computed it (`--executor slurm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobRecord>,
+}
+
+/// A stage's job on a cluster scheduler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// `slurm`.
+    pub executor: String,
+    pub id: String,
+    pub log: PathBuf,
+    /// The scheduler's last known state (`PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, …).
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +88,10 @@ pub struct RunRecord {
     /// in its [`StageRecord::error`] instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a stage run as a job of another run (`--executor slurm`): that run's id. Such records
+    /// are filed under the parent's directory (`runs/<parent>/jobs/`), not listed as runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_run: Option<String>,
 }
 
 impl RunRecord {

@@ -6,6 +6,8 @@ use super::error_chain;
 use super::plan::{Plan, PlannedStage};
 use super::{Outcome, Project, RunOptions};
 use crate::error::DagError;
+use crate::executor::{JobEnd, JobHandle, JobRequest};
+use crate::record::JobRecord;
 use crate::record::{RunRecord, StageStatus};
 use crate::stage::{Progress, Registry, StageContext};
 use crate::store::ResultInfo;
@@ -21,6 +23,8 @@ struct Finished {
     duration_s: f64,
     /// A pull from the remote cache (what moved), not a computation.
     pulled: Option<Result<crate::remote::Transfer, String>>,
+    /// A job of the executor: how it ended.
+    job: Option<crate::executor::JobEnd>,
 }
 
 /// A push that finished: stage index, what moved or why not, seconds.
@@ -54,6 +58,13 @@ struct Execution<'a> {
     pull_failed: std::collections::HashSet<usize>,
     /// Pushes of computed results, running alongside the next stages.
     pushes: tokio::task::JoinSet<Pushed>,
+    executor: Option<crate::executor::ExecutorHandle>,
+    /// Stage index → its job, while the job is in flight.
+    jobs_in_flight: HashMap<usize, JobHandle>,
+    /// Environment every job gets (the lock token, this run's id).
+    job_env: Vec<(String, String)>,
+    /// Where the record is saved.
+    runs_dir: PathBuf,
 }
 
 /// Runs the plan's pending stages, updating `record` as they finish. On an error of the runner
@@ -65,6 +76,8 @@ pub(super) async fn execute(
     options: &RunOptions,
     plan: &Plan,
     record: &mut RunRecord,
+    runs_dir: &std::path::Path,
+    job_env: Vec<(String, String)>,
 ) -> Result<Outcome, DagError> {
     let bars = if options.progress {
         indicatif::MultiProgress::new()
@@ -91,6 +104,10 @@ pub(super) async fn execute(
         remote: options.remote.clone(),
         pull_failed: Default::default(),
         pushes: tokio::task::JoinSet::new(),
+        executor: options.executor.clone(),
+        jobs_in_flight: HashMap::new(),
+        job_env,
+        runs_dir: runs_dir.to_path_buf(),
     };
     let result = execution.drive().await;
     if let Err(error) = &result {
@@ -164,7 +181,7 @@ impl Execution<'_> {
             Some(earlier) => format!("{earlier}; {note}"),
             None => note,
         });
-        self.record.save(&self.project.workspace.runs_dir())
+        self.record.save(&self.runs_dir)
     }
 
     /// Marks stages whose needs failed as not run and starts every ready stage while slots are free.
@@ -191,6 +208,8 @@ impl Execution<'_> {
             let Some(&j) = self.index_of.get(need.as_str()) else { continue };
             match self.record.stages[j].status {
                 StageStatus::Ran | StageStatus::Skipped | StageStatus::Pulled => {}
+                // A job waits for the jobs it needs in the scheduler's queue (chained).
+                StageStatus::Pending if self.jobs_in_flight.contains_key(&j) => {}
                 StageStatus::Failed | StageStatus::NotRun | StageStatus::Interrupted => {
                     return Ok(Readiness::Blocked(need.clone()));
                 }
@@ -225,7 +244,13 @@ impl Execution<'_> {
             let started = Instant::now();
             let pulled = remote.pull(&stage, &key, &temp, progress.clone()).await;
             progress.bar().finish_and_clear();
-            Finished { index: i, result: Ok(()), duration_s: started.elapsed().as_secs_f64(), pulled: Some(pulled) }
+            Finished {
+                index: i,
+                result: Ok(()),
+                duration_s: started.elapsed().as_secs_f64(),
+                pulled: Some(pulled),
+                job: None,
+            }
         });
         self.tasks.insert(task.id(), i);
         Ok(())
@@ -241,6 +266,9 @@ impl Execution<'_> {
             && let Some(remote) = self.remote.clone()
         {
             return self.start_pull(i, remote);
+        }
+        if let Some(executor) = self.executor.clone() {
+            return self.start_job(i, executor);
         }
         let stage = self.registry.get(&planned.kind).ok_or_else(|| DagError::UnknownKind {
             stage: planned.name.clone(),
@@ -288,10 +316,155 @@ impl Execution<'_> {
                 Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
             };
             ctx.progress.bar().finish_and_clear();
-            Finished { index: i, result, duration_s: started.elapsed().as_secs_f64(), pulled: None }
+            Finished { index: i, result, duration_s: started.elapsed().as_secs_f64(), pulled: None, job: None }
         });
         self.tasks.insert(task.id(), i);
         Ok(())
+    }
+
+    /// Submits the stage as a job of the executor, chained after the jobs of the stages it needs
+    /// that are still in flight, and waits for it in a blocking task.
+    fn start_job(&mut self, i: usize, executor: crate::executor::ExecutorHandle) -> Result<(), DagError> {
+        let planned = &self.plan.stages[i];
+        let after = self
+            .definition(planned)?
+            .spec
+            .needs
+            .iter()
+            .filter_map(|n| self.index_of.get(n.as_str()))
+            .filter_map(|j| self.jobs_in_flight.get(j))
+            .map(|job| job.id.clone())
+            .collect();
+        let request = JobRequest {
+            stage: planned.name.clone(),
+            key: planned.key.clone(),
+            after,
+            log_dir: self.runs_dir.join(&self.record.run_id).join("logs"),
+            env: self.job_env.clone(),
+        };
+        std::fs::create_dir_all(&request.log_dir).map_err(DagError::io(&request.log_dir))?;
+        let job = match executor.submit(&request) {
+            Ok(job) => job,
+            Err(error) => {
+                self.fail(i, format!("cannot submit it to {}: {error}", executor.name()));
+                return self.record.save(&self.runs_dir);
+            }
+        };
+        let after =
+            if request.after.is_empty() { String::new() } else { format!(" after job {}", request.after.join(", ")) };
+        tracing::info!(stage = %planned.name, "submitted as {} job {}{after}; log: {}", executor.name(), job.id, job.log.display());
+        let bar = self
+            .bars
+            .add(indicatif::ProgressBar::new(0).with_style(self.style.clone()).with_prefix(planned.name.clone()));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar.set_message(format!("{} job {} ({})", executor.name(), job.id, job.log.display()));
+        self.record.stages[i].job = Some(JobRecord {
+            executor: executor.name().to_string(),
+            id: job.id.clone(),
+            log: job.log.clone(),
+            state: "PENDING".into(),
+        });
+        self.jobs_in_flight.insert(i, job.clone());
+        self.running.insert(i, PathBuf::new());
+        let cancel = self.cancel.clone();
+        let task = self.join.spawn_blocking(move || {
+            let started = Instant::now();
+            let end = executor.wait(&job, &cancel);
+            bar.finish_and_clear();
+            Finished {
+                index: i,
+                result: Ok(()),
+                duration_s: started.elapsed().as_secs_f64(),
+                pulled: None,
+                job: Some(end),
+            }
+        });
+        self.tasks.insert(task.id(), i);
+        self.record.save(&self.runs_dir)
+    }
+
+    /// Records how a job ended: its result must now be published in the workspace (the job
+    /// published it); a job the scheduler dropped because a job it needed failed is `not run`.
+    fn settle_job(&mut self, i: usize, end: JobEnd, seconds: f64) -> Result<(), DagError> {
+        self.jobs_in_flight.remove(&i);
+        let planned = &self.plan.stages[i];
+        let name = planned.name.clone();
+        self.record.stages[i].duration_s = seconds;
+        if let Some(job) = &mut self.record.stages[i].job {
+            job.state = end.state.clone();
+        }
+        let id = self.record.stages[i].job.as_ref().map(|j| j.id.clone()).unwrap_or_default();
+        let unfinished_need = self
+            .definition(planned)?
+            .spec
+            .needs
+            .iter()
+            .find(|n| self.index_of.get(n.as_str()).is_some_and(|&j| !self.record.stages[j].status.has_result()))
+            .cloned();
+        if end.succeeded {
+            match self.project.workspace.missing_outputs(&name, &planned.key) {
+                Some(missing) if missing.is_empty() => {
+                    self.record.stages[i].status = StageStatus::Ran;
+                    // The stage's own time, as the job recorded it (not its time in the queue).
+                    if let Some(ran) = self.job_stage_seconds(&name, &planned.key) {
+                        self.record.stages[i].duration_s = ran;
+                    }
+                    tracing::info!(stage = %name, seconds = format!("{seconds:.2}"), "job {id} done");
+                }
+                Some(missing) => self.fail(i, format!("job {id} ended {} but its result lacks {}", end.state, missing.join(", "))),
+                None => self.fail(
+                    i,
+                    format!(
+                        "job {id} ended {} but published no result for key {} (does the job see this workspace and run this binary?)",
+                        end.state, planned.key
+                    ),
+                ),
+            }
+        } else if let Some(need) = unfinished_need {
+            let stage = &mut self.record.stages[i];
+            stage.status = StageStatus::NotRun;
+            stage.reasons.push(format!("upstream {need} did not finish (job {id} {})", end.state));
+        } else {
+            let message = end.message.unwrap_or_else(|| format!("job {id} ended {}", end.state));
+            self.fail(i, message);
+            // Jobs chained after this one can never start: drop them now.
+            self.cancel_dependants(i);
+        }
+        self.record.save(&self.runs_dir)
+    }
+
+    /// How long `stage` ran inside its job, from the job's own run record (`<run>/jobs/`).
+    fn job_stage_seconds(&self, stage: &str, key: &str) -> Option<f64> {
+        let jobs = self.runs_dir.join(&self.record.run_id).join("jobs");
+        RunRecord::list(&jobs)
+            .iter()
+            .flat_map(|record| &record.stages)
+            .find(|s| s.name == stage && s.key == key && s.status == StageStatus::Ran)
+            .map(|s| s.duration_s)
+    }
+
+    /// Cancels the in-flight jobs of every stage downstream of stage `i`.
+    fn cancel_dependants(&mut self, i: usize) {
+        let Some(executor) = self.executor.clone() else { return };
+        let mut down = std::collections::HashSet::from([self.plan.stages[i].name.clone()]);
+        for planned in &self.plan.stages {
+            if let Some(def) = self.project.spec.stage(&planned.name)
+                && def.spec.needs.iter().any(|n| down.contains(n))
+            {
+                down.insert(planned.name.clone());
+            }
+        }
+        let jobs: Vec<JobHandle> = self
+            .jobs_in_flight
+            .iter()
+            .filter(|(j, _)| down.contains(&self.plan.stages[**j].name))
+            .map(|(_, job)| job.clone())
+            .collect();
+        if !jobs.is_empty()
+            && let Err(error) = executor.cancel(&jobs)
+        {
+            tracing::warn!("cancelling the jobs after a failed one: {error}");
+        }
     }
 
     /// Publishes a pulled result; a pull that failed (unreachable, tampered file) is warned
@@ -320,7 +493,7 @@ impl Execution<'_> {
                 stage.status = StageStatus::Pulled;
                 stage.duration_s = seconds;
                 stage.remote = Some(note);
-                self.record.save(&self.project.workspace.runs_dir())
+                self.record.save(&self.runs_dir)
             }
             Err(error) => {
                 let _ = std::fs::remove_dir_all(&temp);
@@ -338,6 +511,9 @@ impl Execution<'_> {
         let temp = self.running.remove(&i).unwrap_or_default();
         if let Some(pulled) = finished.pulled {
             return self.settle_pull(i, temp, pulled, finished.duration_s);
+        }
+        if let Some(end) = finished.job {
+            return self.settle_job(i, end, finished.duration_s);
         }
         let plan = self.plan;
         let planned = &plan.stages[i];
@@ -387,7 +563,7 @@ impl Execution<'_> {
                 self.fail(i, message);
             }
         }
-        self.record.save(&self.project.workspace.runs_dir())
+        self.record.save(&self.runs_dir)
     }
 
     /// A task that ended without handing back its result (its stage's panic is caught inside
@@ -398,7 +574,7 @@ impl Execution<'_> {
             let _ = std::fs::remove_dir_all(&temp);
         }
         self.fail(i, format!("stage task ended abnormally: {error}"));
-        self.record.save(&self.project.workspace.runs_dir())
+        self.record.save(&self.runs_dir)
     }
 
     fn fail(&mut self, i: usize, message: String) {
@@ -421,6 +597,23 @@ impl Execution<'_> {
 
     fn stop(&mut self, reason: &str) {
         self.cancel.store(true, Ordering::Relaxed);
+        if let Some(executor) = self.executor.clone()
+            && !self.jobs_in_flight.is_empty()
+        {
+            let jobs: Vec<JobHandle> = self.jobs_in_flight.drain().map(|(_, job)| job).collect();
+            let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+            tracing::warn!("cancelling {} job(s) {}", executor.name(), ids.join(", "));
+            match executor.cancel(&jobs) {
+                Ok(()) => {
+                    for stage in &mut self.record.stages {
+                        if let Some(job) = stage.job.as_mut().filter(|j| ids.contains(&j.id.as_str())) {
+                            job.state = "CANCELLED".into();
+                        }
+                    }
+                }
+                Err(error) => tracing::error!("could not cancel every job: {error}"),
+            }
+        }
         for (i, temp) in self.running.drain() {
             let _ = std::fs::remove_dir_all(&temp);
             self.record.stages[i].status = StageStatus::Interrupted;

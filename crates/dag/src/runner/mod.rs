@@ -10,6 +10,7 @@ use plan::error_chain;
 pub use plan::{Decision, Plan, PlannedStage, plan, stage_params};
 
 use crate::error::DagError;
+use crate::executor::{ExecutorHandle, LOCK_TOKEN_ENV, PARENT_RUN_ENV};
 use crate::key::canonical_json;
 use crate::lock::WorkspaceLock;
 use crate::record::{RunRecord, RunStatus, StageRecord, StageStatus, git_commit, new_run_id};
@@ -55,11 +56,22 @@ pub struct RunOptions {
     pub progress: bool,
     /// A shared cache to pull missing results from and push computed ones to.
     pub remote: Option<RemoteHandle>,
+    /// Where stages that compute run: `None` in this process; else as jobs of a cluster
+    /// scheduler (pulls from the remote cache stay here).
+    pub executor: Option<ExecutorHandle>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { jobs: 1, force: Vec::new(), until: Vec::new(), only: None, progress: false, remote: None }
+        Self {
+            jobs: 1,
+            force: Vec::new(),
+            until: Vec::new(),
+            only: None,
+            progress: false,
+            remote: None,
+            executor: None,
+        }
     }
 }
 
@@ -130,27 +142,37 @@ pub async fn run_locked(
         });
     }
     let plan = plan_with_remote(project, registry, options).await?;
-    let swept = project.workspace.sweep_temp();
-    if swept > 0 {
-        tracing::info!(
-            "removed {swept} partial output director{} left by an interrupted run",
-            if swept == 1 { "y" } else { "ies" }
-        );
-    }
-    // Holding the lock, any record still marked running belongs to a process that died.
-    for mut stale in
-        RunRecord::list(&project.workspace.runs_dir()).into_iter().filter(|r| r.status == RunStatus::Running)
-    {
-        tracing::warn!("run {} ended without finishing (killed); marking it interrupted", stale.run_id);
-        stale.status = RunStatus::Interrupted;
-        stale.save(&project.workspace.runs_dir())?;
+    // A job of another run works beside that run's other jobs: their partial outputs and the
+    // parent's running record are not leftovers of a crash.
+    let parent_run = if lock.delegated() { std::env::var(PARENT_RUN_ENV).ok().filter(|p| !p.is_empty()) } else { None };
+    if !lock.delegated() {
+        let swept = project.workspace.sweep_temp();
+        if swept > 0 {
+            tracing::info!(
+                "removed {swept} partial output director{} left by an interrupted run",
+                if swept == 1 { "y" } else { "ies" }
+            );
+        }
+        // Holding the lock, any record still marked running belongs to a process that died.
+        for mut stale in
+            RunRecord::list(&project.workspace.runs_dir()).into_iter().filter(|r| r.status == RunStatus::Running)
+        {
+            tracing::warn!("run {} ended without finishing (killed); marking it interrupted", stale.run_id);
+            stale.status = RunStatus::Interrupted;
+            stale.save(&project.workspace.runs_dir())?;
+        }
     }
     let started = Instant::now();
     let mut record = new_record(project, options, &plan);
-    let runs_dir = project.workspace.runs_dir();
+    record.parent_run = parent_run;
+    let runs_dir = records_dir(project, &record);
     record.save(&runs_dir)?;
+    let job_env = vec![
+        (LOCK_TOKEN_ENV.to_string(), lock.token().to_string()),
+        (PARENT_RUN_ENV.to_string(), record.run_id.clone()),
+    ];
 
-    let executed = execute::execute(project, registry, options, &plan, &mut record).await;
+    let executed = execute::execute(project, registry, options, &plan, &mut record, &runs_dir, job_env).await;
     record.status = match &executed {
         Ok(Outcome::Succeeded) => RunStatus::Succeeded,
         Ok(Outcome::StageFailed) | Err(_) => RunStatus::Failed,
@@ -171,6 +193,15 @@ pub async fn run_locked(
     };
     saved?;
     Ok((record, outcome))
+}
+
+/// The directory a run's record is saved under (`runs/`, or `runs/<parent>/jobs/` for a job of
+/// another run).
+pub fn records_dir(project: &Project, record: &RunRecord) -> PathBuf {
+    match &record.parent_run {
+        Some(parent) => project.workspace.runs_dir().join(parent).join("jobs"),
+        None => project.workspace.runs_dir(),
+    }
 }
 
 /// The record of a run about to start: every stage pending or skipped, as planned.
@@ -204,8 +235,10 @@ fn new_record(project: &Project, options: &RunOptions, plan: &Plan) -> RunRecord
                 outputs: project.spec.stage(&s.name).map(|d| d.spec.outs.clone()).unwrap_or_default(),
                 error: None,
                 remote: None,
+                job: None,
             })
             .collect(),
         error: None,
+        parent_run: None,
     }
 }

@@ -323,6 +323,13 @@ pub(crate) fn run_batch(batch: &Batch) -> anyhow::Result<BatchOutcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     let total = unique.len();
     let mut interrupted = false;
+    let queued = experiment.variants.iter().filter(|v| v.status != VariantStatus::Succeeded).count();
+    tracing::info!("{name}: {total} variant(s), {} done earlier, {queued} queued", total - queued);
+    for (index, (overrides, _)) in unique.iter().enumerate() {
+        if experiment.variants[index].status != VariantStatus::Succeeded {
+            tracing::info!("variant {}/{total} [{}]: queued", index + 1, overrides.join(", "));
+        }
+    }
     for (index, (overrides, project)) in unique.iter().enumerate() {
         let label = format!("variant {}/{total} [{}]", index + 1, overrides.join(", "));
         if experiment.variants[index].status == VariantStatus::Succeeded {

@@ -188,3 +188,109 @@ fn ablate_runs_the_paper_tables_and_writes_them_like_the_paper() {
     assert!(out.status.success(), "{}", text(&out).1);
     assert_eq!(runs(dir.path()), before, "finished variants are not run again");
 }
+
+/// The tiny demo, shrunk for training.
+fn tiny_project() -> tempfile::TempDir {
+    let dir = project();
+    tiny_demo(dir.path());
+    let config = dir.path().join("domains/demo.toml");
+    std::fs::write(&config, small_training(&std::fs::read_to_string(&config).expect("read"), 64)).expect("write");
+    dir
+}
+
+#[test]
+fn a_failing_variant_is_marked_failed_and_the_others_finish() {
+    let llm = test_llm();
+    let dir = tiny_project();
+    // The first variant's LLM endpoint answers nothing (port 9): its describe fails, no retries.
+    let out = bin()
+        .current_dir(dir.path())
+        .env("SSPA_LLM_URL", &llm)
+        .env("SSPA_TEST_DEAD_LLM", "http://127.0.0.1:9/v1")
+        .args(["exp", "run", "domains/demo.toml", "--json"])
+        .args(["-S", "llm.base_url_env=SSPA_TEST_DEAD_LLM,SSPA_LLM_URL", "-S", "llm.max_retries=0"])
+        .output()
+        .expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let experiment: serde_json::Value = serde_json::from_str(&stdout).expect("experiment JSON");
+    let variants = experiment["variants"].as_array().expect("variants");
+    assert_eq!(variants.len(), 2);
+    assert_eq!(variants[0]["status"], "failed", "{stdout}");
+    assert_eq!(variants[1]["status"], "succeeded", "the next variant still runs: {stdout}");
+    assert!(variants[1]["metrics"]["evaluate.raw.mAP"].is_number(), "{stdout}");
+    let error = variants[0]["error"].as_str().expect("error");
+    assert!(error.starts_with("stage `describe`:"), "{error}");
+
+    // The table keeps the failed variant, with its status and error.
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["exp", "show", "domains/demo.toml", "--format", "json"])
+        .output()
+        .expect("spawn");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let table: serde_json::Value = serde_json::from_str(&stdout).expect("table JSON");
+    let rows = table["rows"].as_array().expect("rows");
+    let failed = rows.iter().find(|r| r["status"] == "failed").unwrap_or_else(|| panic!("no failed row: {stdout}"));
+    assert!(failed.to_string().contains("describe"), "{failed}");
+    assert!(rows.iter().any(|r| r["status"] == "succeeded" && r["raw.mAP"].is_number()), "{stdout}");
+}
+
+#[test]
+fn a_batch_killed_mid_way_resumes_with_only_the_missing_variants() {
+    let llm = test_llm();
+    let dir = tiny_project();
+    let grid = ["-S", "train.lr=1e-3,2e-3,3e-3", "--name", "lr3"];
+    let mut child = bin()
+        .current_dir(dir.path())
+        .env("SSPA_LLM_URL", &llm)
+        .args(["exp", "run", "domains/demo.toml"])
+        .args(grid)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let record = dir.path().join("work/demo/experiments/lr3.json");
+    let succeeded = |experiment: &serde_json::Value| -> Vec<String> {
+        experiment["variants"]
+            .as_array()
+            .map(|v| v.iter().filter(|v| v["status"] == "succeeded").map(|v| v["run_id"].to_string()).collect())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let done_before = loop {
+        assert!(std::time::Instant::now() < deadline, "no variant finished");
+        let experiment: serde_json::Value = std::fs::read(&record)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let done = succeeded(&experiment);
+        if !done.is_empty() {
+            child.kill().expect("kill -9");
+            break done;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = child.wait();
+    let experiment: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).expect("record")).expect("json");
+    let done_at_kill = succeeded(&experiment);
+    assert!(done_at_kill.len() >= done_before.len() && done_at_kill.len() < 3, "{experiment}");
+    let runs_before = runs(dir.path());
+
+    let out = exp(dir.path(), &llm, &[&grid[..], &["--json"]].concat());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let experiment: serde_json::Value = serde_json::from_str(&stdout).expect("experiment JSON");
+    let done = succeeded(&experiment);
+    assert_eq!(done.len(), 3, "{stdout}");
+    for run_id in &done_at_kill {
+        assert!(done.contains(run_id), "a variant finished before the kill keeps its run {run_id}: {stdout}");
+    }
+    assert_eq!(runs(dir.path()) - runs_before, 3 - done_at_kill.len(), "only the missing variants ran");
+    assert_eq!(
+        stderr.matches("]: done earlier").count(),
+        done_at_kill.len(),
+        "the resumed batch says which variants it skips: {stderr}"
+    );
+}

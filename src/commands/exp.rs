@@ -34,7 +34,8 @@ pub struct BatchArgs {
     /// config's seed).
     #[arg(long, value_delimiter = ',', value_name = "S1,S2")]
     pub seeds: Vec<u64>,
-    /// Stages run at once within a variant.
+    /// Variants run at once (each runs its stages one at a time; a variant that would compute a
+    /// result another running variant computes waits for it and reuses it).
     #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
     /// Experiment name (default: derived from what is run — the grid, or the tables — and the
@@ -319,60 +320,110 @@ pub(crate) fn run_batch(batch: &Batch) -> anyhow::Result<BatchOutcome> {
     sspa_dag::write_json_atomic(&path, &experiment)?;
 
     let registry = sspa_stages::registry();
-    let options = RunOptions { jobs: batch.jobs.into(), progress: batch.progress, remote, ..RunOptions::default() };
+    // Variants run `jobs` at once, each its stages one at a time, beside each other under the one
+    // lock: the workspace is recovered once, here, not by each run.
+    let jobs = usize::from(batch.jobs).max(1);
+    let options =
+        RunOptions { jobs: 1, progress: batch.progress, remote, beside_others: true, ..RunOptions::default() };
+    sspa_dag::recover(&workspace)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     let total = unique.len();
     let mut interrupted = false;
     let queued = experiment.variants.iter().filter(|v| v.status != VariantStatus::Succeeded).count();
-    tracing::info!("{name}: {total} variant(s), {} done earlier, {queued} queued", total - queued);
-    for (index, (overrides, _)) in unique.iter().enumerate() {
-        if experiment.variants[index].status != VariantStatus::Succeeded {
-            tracing::info!("variant {}/{total} [{}]: queued", index + 1, overrides.join(", "));
-        }
-    }
-    for (index, (overrides, project)) in unique.iter().enumerate() {
-        let label = format!("variant {}/{total} [{}]", index + 1, overrides.join(", "));
+    tracing::info!("{name}: {total} variant(s), {} done earlier, {queued} queued, {jobs} at a time", total - queued);
+    let label = |index: usize| format!("variant {}/{total} [{}]", index + 1, unique[index].0.join(", "));
+    let mut pending = Vec::new();
+    for index in 0..total {
         if experiment.variants[index].status == VariantStatus::Succeeded {
             tracing::info!(
-                "{label}: done earlier (run {})",
+                "{}: done earlier (run {})",
+                label(index),
                 experiment.variants[index].run_id.as_deref().unwrap_or("?")
             );
-            continue;
-        }
-        tracing::info!("{label}: running");
-        let result = runtime.block_on(sspa_dag::run_locked(project, &registry, &options, &lock));
-        let variant = &mut experiment.variants[index];
-        match result {
-            Ok((record, outcome)) => {
-                variant.run_id = Some(record.run_id.clone());
-                let failed = record.stages.iter().find(|s| s.error.is_some());
-                variant.error = failed.map(|s| format!("stage `{}`: {}", s.name, s.error.clone().unwrap_or_default()));
-                variant.status = match outcome {
-                    Outcome::Succeeded => VariantStatus::Succeeded,
-                    Outcome::StageFailed => VariantStatus::Failed,
-                    Outcome::Interrupted => VariantStatus::Interrupted,
-                };
-                variant.metrics = sspa_dag::run_index(&project.workspace, &project.spec)
-                    .into_iter()
-                    .find(|entry| entry.run_id == record.run_id)
-                    .map(|entry| entry.metrics)
-                    .unwrap_or_default();
-                interrupted = outcome == Outcome::Interrupted;
-            }
-            Err(error) => {
-                variant.status = VariantStatus::Failed;
-                variant.error = Some(format!("{error:#}"));
-            }
-        }
-        match variant.status {
-            VariantStatus::Succeeded => tracing::info!("{label}: done{}", headline(&variant.metrics)),
-            _ => tracing::error!("{label}: {:?}: {}", variant.status, variant.error.as_deref().unwrap_or("")),
-        }
-        sspa_dag::write_json_atomic(&path, &experiment)?;
-        if interrupted {
-            break;
+        } else {
+            tracing::info!("{}: queued", label(index));
+            pending.push(index);
         }
     }
+    let (registry, options, lock_ref) = (&registry, &options, &lock);
+    runtime.block_on(async {
+        use futures::StreamExt;
+        use tracing::Instrument;
+        let mut running = futures::stream::FuturesUnordered::new();
+        // The (stage, key) results each running variant computes: a variant that would compute
+        // one of them too waits until it is published, then reuses it.
+        let mut busy: std::collections::HashMap<usize, Vec<(String, String)>> = Default::default();
+        loop {
+            let mut started = Vec::new();
+            for &index in &pending {
+                if running.len() >= jobs || interrupted {
+                    break;
+                }
+                let project = &unique[index].1;
+                let computes: Vec<(String, String)> = match sspa_dag::plan_with_remote(project, registry, options).await
+                {
+                    Ok(plan) => plan
+                        .stages
+                        .iter()
+                        .filter(|s| s.decision != sspa_dag::Decision::Skip)
+                        .map(|s| (s.name.clone(), s.key.clone()))
+                        .collect(),
+                    // The run reports it.
+                    Err(_) => Vec::new(),
+                };
+                if busy.values().flatten().any(|taken| computes.contains(taken)) {
+                    continue;
+                }
+                tracing::info!("{}: running", label(index));
+                busy.insert(index, computes);
+                started.push(index);
+                let span = tracing::info_span!("variant", n = index + 1);
+                running.push(
+                    async move { (index, sspa_dag::run_locked(project, registry, options, lock_ref).await) }
+                        .instrument(span),
+                );
+            }
+            pending.retain(|index| !started.contains(index));
+            let Some((index, result)) = running.next().await else { break };
+            busy.remove(&index);
+            let project = &unique[index].1;
+            let variant = &mut experiment.variants[index];
+            match result {
+                Ok((record, outcome)) => {
+                    variant.run_id = Some(record.run_id.clone());
+                    let failed = record.stages.iter().find(|s| s.error.is_some());
+                    variant.error =
+                        failed.map(|s| format!("stage `{}`: {}", s.name, s.error.clone().unwrap_or_default()));
+                    variant.status = match outcome {
+                        Outcome::Succeeded => VariantStatus::Succeeded,
+                        Outcome::StageFailed => VariantStatus::Failed,
+                        Outcome::Interrupted => VariantStatus::Interrupted,
+                    };
+                    variant.metrics = sspa_dag::run_index(&project.workspace, &project.spec)
+                        .into_iter()
+                        .find(|entry| entry.run_id == record.run_id)
+                        .map(|entry| entry.metrics)
+                        .unwrap_or_default();
+                    interrupted |= outcome == Outcome::Interrupted;
+                }
+                Err(error) => {
+                    variant.status = VariantStatus::Failed;
+                    variant.error = Some(format!("{error:#}"));
+                }
+            }
+            match variant.status {
+                VariantStatus::Succeeded => tracing::info!("{}: done{}", label(index), headline(&variant.metrics)),
+                _ => tracing::error!(
+                    "{}: {:?}: {}",
+                    label(index),
+                    variant.status,
+                    variant.error.as_deref().unwrap_or("")
+                ),
+            }
+            sspa_dag::write_json_atomic(&path, &experiment)?;
+        }
+        anyhow::Ok(())
+    })?;
     runtime.shutdown_background();
     drop(lock);
     Ok(BatchOutcome { experiment, path, hashes, interrupted })

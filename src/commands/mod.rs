@@ -75,6 +75,7 @@ fn run_options(select: &SelectArgs, jobs: usize, progress: bool, remote: Option<
         progress,
         remote,
         executor: None,
+        beside_others: false,
     }
 }
 

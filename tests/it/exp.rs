@@ -294,3 +294,42 @@ fn a_batch_killed_mid_way_resumes_with_only_the_missing_variants() {
         "the resumed batch says which variants it skips: {stderr}"
     );
 }
+
+#[test]
+fn jobs_2_runs_variants_side_by_side_and_still_computes_shared_results_once() {
+    let llm = test_llm();
+    let dir = tiny_project();
+    let out = exp(dir.path(), &llm, &["-S", "train.lr=1e-3,2e-3,3e-3", "--jobs", "2", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let experiment: serde_json::Value = serde_json::from_str(&stdout).expect("experiment JSON");
+    let records: Vec<serde_json::Value> = experiment["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .map(|v| {
+            assert_eq!(v["status"], "succeeded", "{stdout}");
+            let path = dir.path().join("work/demo/runs").join(v["run_id"].as_str().expect("run id")).join("run.json");
+            serde_json::from_slice(&std::fs::read(path).expect("run record")).expect("json")
+        })
+        .collect();
+    // Every upstream result computed by one variant only; the variants share its key.
+    for name in ["describe", "embed", "shard", "features"] {
+        let ran = records
+            .iter()
+            .flat_map(|r| r["stages"].as_array().expect("stages"))
+            .filter(|s| s["name"] == name && s["status"] == "ran")
+            .count();
+        assert_eq!(ran, 1, "{name} computed once");
+    }
+    // The two train-only variants ran at the same time (their runs overlap).
+    let span = |r: &serde_json::Value| {
+        (r["started_at"].as_str().unwrap_or("").to_owned(), r["finished_at"].as_str().unwrap_or("").to_owned())
+    };
+    let (a, b) = (span(&records[1]), span(&records[2]));
+    assert!(a.0 < b.1 && b.0 < a.1, "variants 2 and 3 overlap: {a:?} {b:?}");
+    assert!(
+        stderr.contains("variant{n=2}: ") && stderr.contains("variant{n=3}: "),
+        "log lines name their variant: {stderr}"
+    );
+}

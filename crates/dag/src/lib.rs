@@ -28,8 +28,8 @@ pub use lock::WorkspaceLock;
 pub use record::{JobRecord, RunRecord, RunStatus, StageRecord, StageStatus};
 pub use remote::{RemoteCache, RemoteHandle, Transfer};
 pub use runner::{
-    Decision, Outcome, Plan, PlannedStage, Project, RunOptions, plan, plan_with_remote, records_dir, run, run_locked,
-    stage_params,
+    Decision, Outcome, Plan, PlannedStage, Project, RunOptions, plan, plan_with_remote, records_dir, recover, run,
+    run_locked, stage_params,
 };
 pub use spec::{PipelineSpec, StageDef};
 pub use stage::{Progress, Registry, Stage, StageContext, StageError};

@@ -116,9 +116,20 @@ impl RunRecord {
     }
 }
 
-/// Sortable, unique enough for one workspace (which only one process writes at a time).
+/// Sortable and unique in a workspace (which one process writes at a time): the start time to the
+/// millisecond and the PID; runs this process starts in the same millisecond (an experiment's
+/// variants at once) get the next free millisecond.
 pub fn new_run_id() -> String {
-    format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id())
+    static LAST: std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut now = chrono::Utc::now();
+    if let Some(previous) = *last
+        && now.timestamp_millis() <= previous.timestamp_millis()
+    {
+        now = previous + chrono::Duration::milliseconds(1);
+    }
+    *last = Some(now);
+    format!("{}-{}", now.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id())
 }
 
 /// `git rev-parse HEAD` in the project, when it is a git checkout.

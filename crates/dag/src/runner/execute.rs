@@ -309,7 +309,10 @@ impl Execution<'_> {
         };
         tracing::info!(stage = %planned.name, reasons = %planned.reasons.join("; "), "running");
         self.running.insert(i, temp);
+        // The stage's logs carry the caller's span (e.g. which experiment variant runs).
+        let span = tracing::Span::current();
         let task = self.join.spawn_blocking(move || {
+            let _span = span.enter();
             let started = Instant::now();
             let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.run(&ctx))) {
                 Ok(result) => result.map_err(|e| error_chain(e.as_ref())),

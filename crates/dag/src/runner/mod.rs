@@ -59,6 +59,10 @@ pub struct RunOptions {
     /// Where stages that compute run: `None` in this process; else as jobs of a cluster
     /// scheduler (pulls from the remote cache stay here).
     pub executor: Option<ExecutorHandle>,
+    /// Other runs of this process run beside this one under the same lock (an experiment's
+    /// variants at once): the caller has already recovered the workspace ([`recover`]), and
+    /// their partial outputs are not leftovers of a crash.
+    pub beside_others: bool,
 }
 
 impl Default for RunOptions {
@@ -71,6 +75,7 @@ impl Default for RunOptions {
             progress: false,
             remote: None,
             executor: None,
+            beside_others: false,
         }
     }
 }
@@ -145,22 +150,8 @@ pub async fn run_locked(
     // A job of another run works beside that run's other jobs: their partial outputs and the
     // parent's running record are not leftovers of a crash.
     let parent_run = if lock.delegated() { std::env::var(PARENT_RUN_ENV).ok().filter(|p| !p.is_empty()) } else { None };
-    if !lock.delegated() {
-        let swept = project.workspace.sweep_temp();
-        if swept > 0 {
-            tracing::info!(
-                "removed {swept} partial output director{} left by an interrupted run",
-                if swept == 1 { "y" } else { "ies" }
-            );
-        }
-        // Holding the lock, any record still marked running belongs to a process that died.
-        for mut stale in
-            RunRecord::list(&project.workspace.runs_dir()).into_iter().filter(|r| r.status == RunStatus::Running)
-        {
-            tracing::warn!("run {} ended without finishing (killed); marking it interrupted", stale.run_id);
-            stale.status = RunStatus::Interrupted;
-            stale.save(&project.workspace.runs_dir())?;
-        }
+    if !lock.delegated() && !options.beside_others {
+        recover(&project.workspace)?;
     }
     let started = Instant::now();
     let mut record = new_record(project, options, &plan);
@@ -193,6 +184,28 @@ pub async fn run_locked(
     };
     saved?;
     Ok((record, outcome))
+}
+
+/// What a run that died left behind, cleared by the next holder of the workspace lock: partial
+/// output directories are removed and records still marked running become interrupted.
+///
+/// # Errors
+/// A record that cannot be rewritten.
+pub fn recover(workspace: &crate::store::Workspace) -> Result<(), DagError> {
+    let swept = workspace.sweep_temp();
+    if swept > 0 {
+        tracing::info!(
+            "removed {swept} partial output director{} left by an interrupted run",
+            if swept == 1 { "y" } else { "ies" }
+        );
+    }
+    // Holding the lock, any record still marked running belongs to a process that died.
+    for mut stale in RunRecord::list(&workspace.runs_dir()).into_iter().filter(|r| r.status == RunStatus::Running) {
+        tracing::warn!("run {} ended without finishing (killed); marking it interrupted", stale.run_id);
+        stale.status = RunStatus::Interrupted;
+        stale.save(&workspace.runs_dir())?;
+    }
+    Ok(())
 }
 
 /// The directory a run's record is saved under (`runs/`, or `runs/<parent>/jobs/` for a job of

@@ -314,6 +314,17 @@ pub(crate) fn test_llm() -> String {
     server.base_url()
 }
 
+/// A temp project with the tiny demo (32 + 16 mosaics), its config shrunk by [`small_training`] at
+/// 64 px and followed by `extra` (more TOML sections).
+pub(crate) fn tiny_training_project(extra: &str) -> tempfile::TempDir {
+    let dir = project();
+    tiny_demo(dir.path());
+    let config = dir.path().join("domains/demo.toml");
+    let text_in = small_training(&std::fs::read_to_string(&config).expect("read"), 64);
+    std::fs::write(&config, format!("{text_in}\n{extra}")).expect("write");
+    dir
+}
+
 /// The demo config shrunk for tests: `image_size` px, d = 16, one epoch of batches of 16.
 pub(crate) fn small_training(config: &str, image_size: u32) -> String {
     config

@@ -1,7 +1,7 @@
 //! `sspa-pipe exp run` and `exp show` on the tiny demo: a grid shares every upstream result it does
 //! not change, and its table reads back.
 
-use crate::cli::{bin, project, small_training, test_llm, text, tiny_demo};
+use crate::cli::{bin, project, small_training, test_llm, text, tiny_demo, tiny_training_project};
 use std::path::Path;
 
 fn exp(dir: &Path, llm: &str, args: &[&str]) -> std::process::Output {
@@ -189,19 +189,10 @@ fn ablate_runs_the_paper_tables_and_writes_them_like_the_paper() {
     assert_eq!(runs(dir.path()), before, "finished variants are not run again");
 }
 
-/// The tiny demo, shrunk for training.
-fn tiny_project() -> tempfile::TempDir {
-    let dir = project();
-    tiny_demo(dir.path());
-    let config = dir.path().join("domains/demo.toml");
-    std::fs::write(&config, small_training(&std::fs::read_to_string(&config).expect("read"), 64)).expect("write");
-    dir
-}
-
 #[test]
 fn a_failing_variant_is_marked_failed_and_the_others_finish() {
     let llm = test_llm();
-    let dir = tiny_project();
+    let dir = tiny_training_project("");
     // The first variant's LLM endpoint answers nothing (port 9): its describe fails, no retries.
     let out = bin()
         .current_dir(dir.path())
@@ -240,7 +231,7 @@ fn a_failing_variant_is_marked_failed_and_the_others_finish() {
 #[test]
 fn a_batch_killed_mid_way_resumes_with_only_the_missing_variants() {
     let llm = test_llm();
-    let dir = tiny_project();
+    let dir = tiny_training_project("");
     let grid = ["-S", "train.lr=1e-3,2e-3,3e-3", "--name", "lr3"];
     let mut child = bin()
         .current_dir(dir.path())
@@ -298,7 +289,7 @@ fn a_batch_killed_mid_way_resumes_with_only_the_missing_variants() {
 #[test]
 fn jobs_2_runs_variants_side_by_side_and_still_computes_shared_results_once() {
     let llm = test_llm();
-    let dir = tiny_project();
+    let dir = tiny_training_project("");
     let out = exp(dir.path(), &llm, &["-S", "train.lr=1e-3,2e-3,3e-3", "--jobs", "2", "--json"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");

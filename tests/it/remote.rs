@@ -3,7 +3,7 @@
 //! remote object is detected and the stage recomputed, a push killed half-way leaves nothing
 //! visible, and missing credentials are named.
 
-use crate::cli::{bin, project, small_training, test_llm, text, tiny_demo};
+use crate::cli::{bin, project, test_llm, text, tiny_training_project};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -43,12 +43,7 @@ fn pipe(dir: &Path) -> Command {
 
 /// A tiny demo project whose config pushes to `remote`.
 fn project_with_remote(remote: &str) -> tempfile::TempDir {
-    let dir = project();
-    tiny_demo(dir.path());
-    let config = dir.path().join("domains/demo.toml");
-    let text_in = small_training(&std::fs::read_to_string(&config).expect("read"), 64);
-    std::fs::write(&config, format!("{text_in}\n[cache]\nremote = \"{remote}\"\n")).expect("write");
-    dir
+    tiny_training_project(&format!("[cache]\nremote = \"{remote}\"\n"))
 }
 
 fn run_json(dir: &Path, llm: &str, extra: &[&str]) -> Value {

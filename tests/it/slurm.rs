@@ -4,7 +4,7 @@
 //! local executor's metrics, a failing job marks its stage failed and its dependants not run,
 //! Ctrl-C cancels every submitted job.
 
-use crate::cli::{bin, copy_tree, project, small_training, test_llm, text, tiny_demo};
+use crate::cli::{bin, copy_tree, test_llm, text, tiny_training_project};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -20,12 +20,7 @@ fn cluster() -> bool {
 
 /// The tiny demo, polling the scheduler every 0.2 s.
 fn slurm_project() -> tempfile::TempDir {
-    let dir = project();
-    tiny_demo(dir.path());
-    let config = dir.path().join("domains/demo.toml");
-    let text_in = small_training(&std::fs::read_to_string(&config).expect("read"), 64);
-    std::fs::write(&config, format!("{text_in}\n[executor.slurm]\npoll_s = 0.2\n")).expect("write");
-    dir
+    tiny_training_project("[executor.slurm]\npoll_s = 0.2\n")
 }
 
 fn run_json(dir: &Path, llm: &str, extra: &[&str]) -> (Option<i32>, Value, String) {

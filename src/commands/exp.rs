@@ -360,16 +360,20 @@ pub(crate) fn run_batch(batch: &Batch) -> anyhow::Result<BatchOutcome> {
                     break;
                 }
                 let project = &unique[index].1;
-                let computes: Vec<(String, String)> = match sspa_dag::plan_with_remote(project, registry, options).await
-                {
-                    Ok(plan) => plan
-                        .stages
-                        .iter()
-                        .filter(|s| s.decision != sspa_dag::Decision::Skip)
-                        .map(|s| (s.name.clone(), s.key.clone()))
-                        .collect(),
-                    // The run reports it.
-                    Err(_) => Vec::new(),
+                // One variant at a time never overlaps another: no extra plan (the run makes its own).
+                let computes: Vec<(String, String)> = if jobs == 1 {
+                    Vec::new()
+                } else {
+                    match sspa_dag::plan_with_remote(project, registry, options).await {
+                        Ok(plan) => plan
+                            .stages
+                            .iter()
+                            .filter(|s| s.decision != sspa_dag::Decision::Skip)
+                            .map(|s| (s.name.clone(), s.key.clone()))
+                            .collect(),
+                        // The run reports it.
+                        Err(_) => Vec::new(),
+                    }
                 };
                 if busy.values().flatten().any(|taken| computes.contains(taken)) {
                     continue;

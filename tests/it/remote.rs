@@ -67,7 +67,8 @@ fn statuses(record: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn stage<'a>(record: &'a Value, name: &str) -> &'a Value {
+/// The named stage of a run record.
+pub(crate) fn stage<'a>(record: &'a Value, name: &str) -> &'a Value {
     record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == name)).expect("stage")
 }
 

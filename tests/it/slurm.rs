@@ -5,6 +5,7 @@
 //! Ctrl-C cancels every submitted job.
 
 use crate::cli::{bin, copy_tree, test_llm, text, tiny_training_project};
+use crate::remote::stage;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -34,10 +35,6 @@ fn run_json(dir: &Path, llm: &str, extra: &[&str]) -> (Option<i32>, Value, Strin
     let (stdout, stderr) = text(&out);
     let record = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("no run record ({e}): {stderr}"));
     (out.status.code(), record, stderr)
-}
-
-fn stage<'a>(record: &'a Value, name: &str) -> &'a Value {
-    record["stages"].as_array().and_then(|s| s.iter().find(|x| x["name"] == name)).expect("stage")
 }
 
 fn metrics(record: &Value) -> Vec<u8> {

@@ -34,6 +34,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from torch_encoders import EfficientNetLite0  # noqa: E402  (scripts/torch_encoders.py)
+
 
 SENTENCES = [
     "A photo of a cat.",
@@ -115,73 +118,6 @@ def minilm_fixtures(model_dir):
 
 
 # ---------------------------------------------------------------- EfficientNet-Lite0 reference
-
-
-class SameConv(nn.Conv2d):
-    """Conv2d with TensorFlow SAME padding (extra pixel at the bottom/right)."""
-
-    def forward(self, x):
-        ih, iw = x.shape[-2:]
-        kh, kw = self.weight.shape[-2:]
-        sh, sw = self.stride
-        oh, ow = math.ceil(ih / sh), math.ceil(iw / sw)
-        ph = max((oh - 1) * sh + kh - ih, 0)
-        pw = max((ow - 1) * sw + kw - iw, 0)
-        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-        return F.conv2d(x, self.weight, None, self.stride, 0, 1, self.groups)
-
-
-class Block(nn.Module):
-    def __init__(self, cin, cout, kernel, stride, expand):
-        super().__init__()
-        mid = cin * expand
-        self.expand = expand
-        if expand != 1:
-            self._expand_conv = SameConv(cin, mid, 1, bias=False)
-            self._bn0 = nn.BatchNorm2d(mid, eps=1e-3)
-        self._depthwise_conv = SameConv(mid, mid, kernel, stride=stride, groups=mid, bias=False)
-        self._bn1 = nn.BatchNorm2d(mid, eps=1e-3)
-        self._project_conv = SameConv(mid, cout, 1, bias=False)
-        self._bn2 = nn.BatchNorm2d(cout, eps=1e-3)
-        self.skip = stride == 1 and cin == cout
-
-    def forward(self, inputs):
-        x = inputs
-        if self.expand != 1:
-            x = F.relu6(self._bn0(self._expand_conv(x)))
-        x = F.relu6(self._bn1(self._depthwise_conv(x)))
-        x = self._bn2(self._project_conv(x))
-        return x + inputs if self.skip else x
-
-
-STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
-
-
-class EfficientNetLite0(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self._conv_stem = SameConv(3, 32, 3, stride=2, bias=False)
-        self._bn0 = nn.BatchNorm2d(32, eps=1e-3)
-        blocks = []
-        for repeats, kernel, stride, expand, cin, cout in STAGES:
-            for i in range(repeats):
-                blocks.append(Block(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand))
-        self._blocks = nn.ModuleList(blocks)
-        self._conv_head = SameConv(320, 1280, 1, bias=False)
-        self._bn1 = nn.BatchNorm2d(1280, eps=1e-3)
-        self._fc = nn.Linear(1280, 1000)
-
-    def features(self, x):
-        x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
-            x = block(x)
-        return F.relu6(self._bn1(self._conv_head(x)))
-
-    def forward(self, x):
-        fmap = self.features(x)
-        pooled = fmap.mean(dim=(2, 3))
-        return fmap, pooled, self._fc(pooled)
 
 
 def crop_224(path):

@@ -4,7 +4,7 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use sspa_attention::{AttentionMask, attention, default_scale};
 use sspa_encoders::weights::Checkpoint;
 
 use crate::weights;
@@ -74,11 +74,10 @@ impl Attention {
             fused.clone().narrow(2, index, 1).reshape([batch, length, heads, head_width]).swap_dims(1, 2)
         };
         let (query, key, value) = (part(0), part(1), part(2));
-        let mut scores = query.matmul(key.swap_dims(2, 3)) / (head_width as f64).sqrt();
-        if let Some(mask) = additive_mask {
-            scores = scores + mask.reshape([1, 1, length, length]);
-        }
-        let context = softmax(scores, 3).matmul(value).swap_dims(1, 2).reshape([batch, length, width]);
+        // Fused forward, backward recomputing the probabilities (`sspa-attention`).
+        let mask = additive_mask.map(|mask| AttentionMask::additive(mask.reshape([1, 1, length, length])));
+        let context = attention(query, key, value, mask, default_scale(head_width));
+        let context = context.swap_dims(1, 2).reshape([batch, length, width]);
         self.out_proj.forward(context)
     }
 }

@@ -42,8 +42,10 @@ pub fn bicubic_matrix(input: usize, output: usize) -> Vec<f32> {
 pub fn resize_grid(grid: Tensor<2>, grid_height: usize, grid_width: usize, height: usize, width: usize) -> Tensor<2> {
     let [_, channels] = grid.dims();
     let device = grid.device();
+    let dtype = grid.dtype();
+    // In the grid's float type (bf16 under mixed precision), not the device default.
     let matrix = |input: usize, output: usize| {
-        Tensor::<2>::from_data(TensorData::new(bicubic_matrix(input, output), [output, input]), &device)
+        Tensor::<2>::from_data(TensorData::new(bicubic_matrix(input, output), [output, input]), &device).cast(dtype)
     };
     // Along the width: [gh, gw, C] → [gh, w, C].
     let along_width =

@@ -2,7 +2,8 @@
 
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::activation::sigmoid;
+use sspa_gelu::gelu;
 use sspa_encoders::weights::Checkpoint;
 
 use crate::attention::{Attention, AttentionConfig};

@@ -226,8 +226,12 @@ pub enum Precision {
     /// f32 everywhere.
     #[default]
     F32,
-    /// bf16 weights and activations on a libtorch device, the loss in f32.
+    /// f32 master weights, AdamW state and EMA; forward and backward on a bf16 copy of the model,
+    /// the loss in f32.
     Mixed,
+    /// bf16 weights, AdamW state, activations and gradients, the loss in f32: faster, but an
+    /// update below bf16's resolution (`lr · update ≪ 2⁻⁸ · |w|`) rounds away.
+    Bf16,
 }
 
 impl fmt::Display for Precision {
@@ -235,6 +239,7 @@ impl fmt::Display for Precision {
         f.write_str(match self {
             Self::F32 => "f32",
             Self::Mixed => "mixed",
+            Self::Bf16 => "bf16",
         })
     }
 }

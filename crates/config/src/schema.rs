@@ -261,7 +261,7 @@ pub struct TrainSection {
     /// `cpu` (burn flex), `libtorch` or `cuda:N` (libtorch; builds with the `tch` feature): the
     /// device of every stage that computes.
     pub device: ComputeDevice,
-    /// `f32` or `mixed` (bf16 on a libtorch device).
+    /// `f32`, `mixed` (f32 master weights, bf16 forward and backward) or `bf16` (everything bf16).
     pub precision: Precision,
     pub asl: AslSection,
     /// Where training starts: `scratch` (the seeded initialisation), `current` or another alias

@@ -100,11 +100,12 @@ fn with_sections(extra: &str) -> String {
 #[test]
 fn cross_field_rules_are_reported_together() {
     let dir = project();
-    let text = with_sections("[model]\npreset = \"clip-vit-b16\"\n[train]\ndevice = \"cpu\"\nprecision = \"mixed\"\n");
+    let text =
+        with_sections("[model]\npreset = \"clip-vit-b16\"\n[train]\ndevice = \"cuda:0\"\nprecision = \"mixed\"\n");
     let err = parse(Path::new("d.toml"), &text, dir.path(), &Checks::default()).expect_err("invalid");
     let text = err.to_string();
     assert!(text.contains("`clip-vit-b16` needs CLIP weights"), "{text}");
-    assert!(text.contains("`train.precision`: `mixed` (bf16) needs a libtorch device"), "{text}");
+    assert!(text.contains("`train.device`: `cuda:0` needs the libtorch backend"), "{text}");
     assert_eq!(err.errors.len(), 2, "{text}");
 }
 
@@ -118,6 +119,37 @@ fn libtorch_devices_need_the_feature() {
     let config = parse(Path::new("d.toml"), &text, dir.path(), &with_tch).expect("tch build");
     assert_eq!(config.train.device, ComputeDevice::Cuda(0));
     assert_eq!(config.train.precision, Precision::Mixed);
+}
+
+#[test]
+fn every_precision_parses_on_every_device() {
+    // burn's flex CPU backend computes bf16 with autodiff: no precision needs libtorch.
+    let dir = project();
+    let with_tch = Checks { libtorch: true, external: None };
+    for (name, precision) in [("f32", Precision::F32), ("mixed", Precision::Mixed), ("bf16", Precision::Bf16)] {
+        assert_eq!(precision.to_string(), name);
+        for (device, checks) in [("cpu", Checks::default()), ("libtorch", with_tch), ("cuda:1", with_tch)] {
+            let text = with_sections(&format!("[train]\ndevice = \"{device}\"\nprecision = \"{name}\"\n"));
+            let config = parse(Path::new("d.toml"), &text, dir.path(), &checks)
+                .unwrap_or_else(|err| panic!("`{device}` with `{name}`: {err}"));
+            assert_eq!(config.train.precision, precision, "`{device}` with `{name}`");
+        }
+        let overridden = parse_with_overrides(
+            Path::new("d.toml"),
+            GOOD,
+            dir.path(),
+            &Checks::default(),
+            &overrides(&[&format!("train.precision={name}")]),
+        )
+        .expect("override");
+        assert_eq!(overridden.train.precision, precision);
+    }
+    // Other spellings and other float types are refused.
+    for wrong in ["BF16", "fp16", "f16"] {
+        let text = with_sections(&format!("[train]\nprecision = \"{wrong}\"\n"));
+        let err = parse(Path::new("d.toml"), &text, dir.path(), &Checks::default()).expect_err(wrong);
+        assert!(err.to_string().contains("train.precision"), "{err}");
+    }
 }
 
 #[test]
@@ -167,11 +199,11 @@ fn overrides_are_validated_like_the_file_and_name_their_argument() {
     assert_eq!(err.errors.len(), 3, "{text}");
 
     // Rules between values, too, once every value has its type.
-    let bad = overrides(&["train.epochs=0", "train.precision=mixed"]);
+    let bad = overrides(&["train.epochs=0", "train.device=libtorch"]);
     let err = parse_with_overrides(Path::new("d.toml"), GOOD, dir.path(), &checks, &bad).expect_err("invalid");
     let text = err.to_string();
     assert!(text.contains("`-S train.epochs=0`: `train.epochs`: 0 must be positive"), "{text}");
-    assert!(text.contains("`-S train.precision=mixed`: `train.precision`: `mixed` (bf16) needs a libtorch"), "{text}");
+    assert!(text.contains("`-S train.device=libtorch`: `train.device`: `libtorch` needs the libtorch"), "{text}");
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! between fields, and what the build offers.
 
 use crate::Checks;
-use crate::preset::{ComputeDevice, Precision};
 use crate::schema::*;
 use std::path::Path;
 
@@ -188,14 +187,8 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
             ),
         );
     }
-    if t.precision == Precision::Mixed && t.device == ComputeDevice::Cpu {
-        fail(
-            "train.precision",
-            "`mixed` (bf16) needs a libtorch device (`train.device = \"cuda:N\"` or `\"libtorch\"`); `cpu` \
-             computes in f32"
-                .into(),
-        );
-    }
+    // `train.precision` (`f32`, `mixed`, `bf16`) suits every device: burn's flex CPU backend
+    // computes bf16 with autodiff too (converting through f32: for tests, not for speed).
     non_negative(&mut fail, "train.asl.gamma_pos", t.asl.gamma_pos);
     non_negative(&mut fail, "train.asl.gamma_neg", t.asl.gamma_neg);
     if !(0.0..1.0).contains(&t.asl.clip) {

@@ -2,7 +2,7 @@
 
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use sspa_attention::{AttentionMask, attention, default_scale};
 
 use crate::weights::{self, Checkpoint};
 
@@ -76,8 +76,10 @@ impl BertAttention {
         let query = split(self.query.forward(input.clone()));
         let key = split(self.key.forward(input.clone()));
         let value = split(self.value.forward(input.clone()));
-        let scores = query.matmul(key.swap_dims(2, 3)) / (head_width as f64).sqrt() + additive_mask;
-        let context = softmax(scores, 3).matmul(value).swap_dims(1, 2).reshape([batch, length, width]);
+        // Fused forward, backward recomputing the probabilities (`sspa-attention`).
+        let mask = Some(AttentionMask::additive(additive_mask));
+        let context = attention(query, key, value, mask, default_scale(head_width));
+        let context = context.swap_dims(1, 2).reshape([batch, length, width]);
         self.norm.forward(self.output.forward(context) + input)
     }
 }

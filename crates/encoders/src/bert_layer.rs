@@ -2,7 +2,7 @@
 
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
+use sspa_gelu::gelu;
 
 use crate::bert_attention::{BertAttention, BertAttentionConfig};
 use crate::weights::{self, Checkpoint};

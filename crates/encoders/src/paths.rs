@@ -17,16 +17,29 @@ pub const MINILM: &str = "all-MiniLM-L6-v2";
 /// Name of the EfficientNet-Lite0 directory under the encoders root.
 pub const EFFICIENTNET_LITE0: &str = "efficientnet-lite0";
 
+/// `SSPA_CACHE`, else `$HOME/.cache/sspa-pipe`: where the install scripts put what they install.
+pub fn cache_root() -> PathBuf {
+    std::env::var_os("SSPA_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".cache").join("sspa-pipe")
+    })
+}
+
 /// `SSPA_ENCODERS_DIR`, else `$SSPA_CACHE/encoders`, else `$HOME/.cache/sspa-pipe/encoders`.
 pub fn encoders_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("SSPA_ENCODERS_DIR") {
         return PathBuf::from(dir);
     }
-    let cache = std::env::var_os("SSPA_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-        home.join(".cache").join("sspa-pipe")
-    });
-    cache.join("encoders")
+    cache_root().join("encoders")
+}
+
+/// The Python the benchmarks run their PyTorch sides with: `SSPA_BENCH_TORCH_PYTHON`, else the
+/// venv of `scripts/install-torch` (`<cache>/torch/bin/python`) when it exists.
+pub fn torch_python() -> Option<PathBuf> {
+    if let Some(python) = std::env::var_os("SSPA_BENCH_TORCH_PYTHON") {
+        return Some(PathBuf::from(python));
+    }
+    Some(cache_root().join("torch").join("bin").join("python")).filter(|python| python.exists())
 }
 
 /// The MiniLM model directory: `SSPA_MINILM_DIR` or `<root>/all-MiniLM-L6-v2`.

@@ -8,9 +8,13 @@
 //! | `libtorch` | libtorch on the CPU (burn-tch) | a build with `--features tch` |
 //! | `cuda:N` | libtorch on CUDA GPU `N` (burn-tch) | a build with `--features tch`, a CUDA GPU |
 //!
-//! `train.precision = "mixed"` makes bf16 the device's default float type (weights, activations
-//! and gradients; bf16 keeps f32's exponent range, so no loss scaling is needed). It is offered on
-//! the libtorch devices (CUDA, and the CPU for testing); burn's flex backend computes in f32.
+//! `train.precision` sets the device's default float type to the type of the trained weights
+//! (`sspa_train::precision`): f32 for `f32` and `mixed` (f32 master weights; the training loop
+//! casts a bf16 working copy of the model and its inputs every step), bf16 for `bf16` (weights,
+//! activations, gradients and AdamW state all bf16, the loss in f32: faster, but updates below
+//! bf16's resolution round away). bf16 keeps f32's exponent range, so no loss scaling is needed.
+//! Every device computes bf16 with autodiff, burn's flex CPU backend included (its bf16 kernels
+//! convert through f32, so bf16 saves memory there but no time: it is for testing).
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -42,11 +46,6 @@ pub enum DeviceError {
          `cargo build --release --features tch` (LIBTORCH_USE_PYTORCH=1 with PyTorch 2.9.0 in the active venv; see README)"
     )]
     NoLibtorch { device: ComputeDevice },
-    #[error(
-        "`train.precision = \"mixed\"` needs a libtorch device (`train.device = \"cuda:N\"` or `\"libtorch\"`); \
-         `{device}` computes in f32"
-    )]
-    MixedOnFlex { device: ComputeDevice },
     #[error("configuring the default float type of `{device}`: {message}")]
     Configure { device: ComputeDevice, message: String },
 }
@@ -55,23 +54,30 @@ pub enum DeviceError {
 /// repeated for callers that build settings themselves (a trained run's `config.json`).
 ///
 /// # Errors
-/// [`DeviceError`] for a libtorch device in a build without `tch`, or mixed precision on the CPU.
+/// [`DeviceError`] for a libtorch device in a build without `tch`, or a device already configured
+/// for another float type in this process.
 pub fn select(settings: DeviceSettings) -> Result<Device, DeviceError> {
-    let mixed = settings.precision == Precision::Mixed;
-    if mixed && settings.device == ComputeDevice::Cpu {
-        return Err(DeviceError::MixedOnFlex { device: settings.device });
-    }
     #[allow(unused_mut)]
     let mut device = build(settings.device)?;
     // A device's default dtype is set once per process; later stages find it already set.
-    let wanted = if mixed { burn::tensor::FloatDType::BF16 } else { burn::tensor::FloatDType::F32 };
+    let wanted = default_float(settings.precision);
     if device.settings().float_dtype != wanted {
         device.configure(wanted).map_err(|e| DeviceError::Configure {
             device: settings.device,
-            message: format!("{e:?} (one process cannot mix `f32` and `mixed` on one device)"),
+            message: format!(
+                "{e:?} (one process cannot use one device with `bf16` and with `f32` or `mixed`, whose weights are f32)"
+            ),
         })?;
     }
     Ok(device)
+}
+
+/// The device's default float type under `precision`: the type of the trained weights.
+pub fn default_float(precision: Precision) -> burn::tensor::FloatDType {
+    match precision {
+        Precision::F32 | Precision::Mixed => burn::tensor::FloatDType::F32,
+        Precision::Bf16 => burn::tensor::FloatDType::BF16,
+    }
 }
 
 #[cfg(feature = "tch")]
@@ -101,12 +107,19 @@ mod tests {
     }
 
     #[test]
-    fn cpu_is_flex_and_mixed_precision_needs_libtorch() {
-        assert!(select(settings("cpu", Precision::F32)).is_ok());
-        assert_eq!(
-            select(settings("cpu", Precision::Mixed)).err(),
-            Some(DeviceError::MixedOnFlex { device: ComputeDevice::Cpu })
-        );
+    fn cpu_is_flex_and_mixed_precision_keeps_f32_weights_there() {
+        let device = select(settings("cpu", Precision::F32)).expect("flex");
+        // A tensor fixes the device's settings (to f32) for the process.
+        assert_eq!(Tensor::<1>::zeros([1], &device).dtype(), burn::tensor::DType::F32);
+        // `mixed` keeps f32 master weights: the same device, usable next to `f32` in one process.
+        let mixed = select(settings("cpu", Precision::Mixed)).expect("mixed on flex");
+        assert_eq!(mixed.settings().float_dtype, burn::tensor::FloatDType::F32);
+        assert_eq!(default_float(Precision::Bf16), burn::tensor::FloatDType::BF16);
+        // `bf16` would configure the flex device for the whole process (other tests use it in
+        // f32): it is refused once the device computes in f32.
+        let error = select(settings("cpu", Precision::Bf16)).expect_err("flex is already f32 here");
+        assert!(matches!(error, DeviceError::Configure { .. }), "{error}");
+        assert!(error.to_string().contains("one process cannot use one device"), "{error}");
     }
 
     #[cfg(not(feature = "tch"))]
@@ -119,8 +132,8 @@ mod tests {
 
     #[cfg(feature = "tch")]
     #[test]
-    fn mixed_precision_computes_in_bf16_close_to_f32() {
-        let bf16 = select(settings("libtorch", Precision::Mixed)).expect("bf16 libtorch");
+    fn bf16_precision_computes_in_bf16_close_to_f32() {
+        let bf16 = select(settings("libtorch", Precision::Bf16)).expect("bf16 libtorch");
         // One process cannot use the libtorch CPU device in both dtypes: f32 runs on flex.
         let f32_device = select(settings("cpu", Precision::F32)).expect("flex");
         let values: Vec<f32> = (0..64).map(|i| (i as f32 * 0.173).sin()).collect();
@@ -134,7 +147,7 @@ mod tests {
         };
         let (dtype, low) = run(&bf16);
         let (full_dtype, full) = run(&f32_device);
-        assert_eq!(dtype, burn::tensor::DType::BF16, "mixed precision computes in bf16");
+        assert_eq!(dtype, burn::tensor::DType::BF16, "bf16 precision computes in bf16");
         assert_eq!(full_dtype, burn::tensor::DType::F32);
         assert!(low.is_finite() && (low - full).abs() <= 0.02 * full.abs(), "bf16 {low} vs f32 {full}");
     }

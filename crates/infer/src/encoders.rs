@@ -338,7 +338,7 @@ impl TextModel {
 /// The preset's pretrained image encoder at `location` ([`image_location`]) on `device`: on a
 /// plain device the frozen feature extractor, on an autodiff device the encoder the train stage
 /// trains (its parameters require gradients). CLIP keeps only its image tower. Parameters take
-/// the device's float type (bf16 under `train.precision = "mixed"`).
+/// the device's float type (bf16 under `train.precision = "bf16"`).
 ///
 /// # Errors
 /// Missing or mismatched weights.

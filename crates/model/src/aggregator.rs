@@ -78,7 +78,8 @@ impl Aggregator {
             (AggregatorKind::Hard, _) => {
                 let max = patch_logits.clone().detach().max_dim(1);
                 let winners = patch_logits.clone().detach().equal(max.expand(patch_logits.dims()));
-                let winners = winners.float();
+                // In the logits' float type (bf16 under mixed precision), not the device default.
+                let winners = patch_logits.clone().detach().zeros_like().mask_fill(winners, 1.0);
                 let count = winners.clone().sum_dim(1);
                 winners / count
             }

@@ -68,7 +68,7 @@ impl AsymmetricLoss {
     pub fn forward(&self, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
         let config = &self.config;
         let [batch, _] = logits.dims();
-        // The loss is computed in f32 also under bf16 (`train.precision = "mixed"`): its logs,
+        // The loss is computed in f32 also under bf16 (`train.precision = "mixed"` or `"bf16"`): its logs,
         // clamps and powers lose too much in 8 mantissa bits. A no-op for f32 inputs.
         let (logits, targets) = (logits.cast(FloatDType::F32), targets.cast(FloatDType::F32));
         let positive = targets.clone().equal_elem(1.0).float();

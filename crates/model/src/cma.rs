@@ -7,6 +7,7 @@
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
+use sspa_attention::{attention, default_scale};
 
 /// Configuration of [`CrossModalAttention`].
 #[derive(Config, Debug)]
@@ -51,7 +52,13 @@ impl CrossModalAttention {
     /// - y (keys = values): `[B, m, d]`
     /// - output: `[B, n, d]`
     pub fn forward(&self, x: Tensor<3>, y: Tensor<3>) -> Tensor<3> {
-        self.forward_with_attention(x, y).0
+        let query = self.query.forward(self.norm_query.forward(x));
+        let key_value = self.norm_key_value.forward(y);
+        // One head: `[B, 1, n, d]` against `[B, 1, m, d]`. Fused forward, backward recomputing the
+        // `n × m` weights instead of keeping them (`sspa-attention`).
+        let key_value = key_value.unsqueeze_dim::<4>(1);
+        let output = attention(query.unsqueeze_dim(1), key_value.clone(), key_value, None, self.scale());
+        output.squeeze_dim(1)
     }
 
     /// `CMA(x, y)` and the attention weights (rows sum to 1 over the `m` keys).
@@ -66,5 +73,54 @@ impl CrossModalAttention {
         let scores = query.matmul(key_value.clone().swap_dims(1, 2)).div_scalar((self.d_model as f64).sqrt());
         let attention = softmax(scores, 2);
         (attention.clone().matmul(key_value), attention)
+    }
+
+    /// `1 / √d`.
+    fn scale(&self) -> f64 {
+        default_scale(self.d_model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seeded values in `[-1, 1)`.
+    fn seeded<const D: usize>(shape: [usize; D], seed: u32, device: &Device) -> Tensor<D> {
+        let count: usize = shape.iter().product();
+        let values: Vec<f32> = (0..count as u32)
+            .map(|index| ((index.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)) % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
+    fn max_abs_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    #[test]
+    fn the_fused_forward_equals_the_explicit_one_in_value_and_gradient() {
+        let device = Device::flex().autodiff();
+        let cma = CrossModalAttentionConfig::new(12).init(&device);
+        let x = seeded([3, 5, 12], 1, &device).require_grad();
+        let y = seeded([3, 7, 12], 2, &device).require_grad();
+        let upstream = seeded([3, 5, 12], 3, &device);
+
+        let fused = cma.forward(x.clone(), y.clone());
+        let explicit = cma.forward_with_attention(x.clone(), y.clone()).0;
+        assert!(max_abs_difference(fused.clone(), explicit.clone()) < 1e-5);
+
+        let grads_fused = (fused * upstream.clone()).sum().backward();
+        let grads_explicit = (explicit * upstream).sum().backward();
+        for (name, input) in [("x", &x), ("y", &y)] {
+            let fused = input.grad(&grads_fused).expect("gradient through the fused op");
+            let explicit = input.grad(&grads_explicit).expect("gradient through the explicit op");
+            let difference = max_abs_difference(fused, explicit);
+            assert!(difference < 1e-5, "{name}: {difference}");
+        }
+        let weight = cma.query.weight.val();
+        let fused = weight.grad(&grads_fused).expect("W_q gradient through the fused op");
+        let explicit = weight.grad(&grads_explicit).expect("W_q gradient through the explicit op");
+        assert!(max_abs_difference(fused, explicit) < 1e-5);
     }
 }

@@ -2,7 +2,7 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
+use sspa_gelu::gelu;
 
 /// Configuration of [`Mlp`].
 #[derive(Config, Debug)]

@@ -2,6 +2,12 @@
 //! CAP with M = 4 prompt tokens through a small frozen encoder) on the CPU `flex` backend, and with
 //! `--features tch` also on libtorch (`SSPA_BENCH_DEVICES=flex,libtorch,cuda:0` picks the devices).
 //!
+//! `SSPA_BENCH_PRECISION=f32,mixed,bf16` picks `train.precision` (default `f32`); the devices keep
+//! f32 as their default float type (as `mixed` has it), so `bf16` runs with bf16 weights cast
+//! from it and its inputs cast at the model's edge, unless it is the only precision asked for:
+//! then the device is configured for bf16 as `train.precision = "bf16"` configures it.
+//! `SSPA_BENCH_VARIANTS=N` runs the first `N` head variants only (default: all 3).
+//!
 //! `cargo bench -p sspa-train --bench train_steps` (release). Timing starts after the first two
 //! steps (warm-up) and ends at the last step of the epoch, so validation and checkpoint writing
 //! are not counted.
@@ -12,8 +18,8 @@ use std::time::Instant;
 mod common;
 
 use burn::prelude::*;
-use common::{device, pseudo_random};
-use sspa_config::{AblationSection, Alignment, Branches, ModelSection, TrainSection};
+use common::{device, pseudo_features, pseudo_random};
+use sspa_config::{AblationSection, Alignment, Branches, ModelSection, Precision, TrainSection};
 use sspa_train::{Examples, FeatureSet, MeanPromptEncoder, Sections, TextInputs, TrainData, TrainOptions, train};
 
 const WIDTH: usize = 384;
@@ -24,22 +30,7 @@ const STEPS: usize = 12;
 
 fn main() {
     let images = BATCH * STEPS;
-    let features = FeatureSet {
-        ids: (0..images).map(|i| format!("img-{i}")).collect(),
-        global: pseudo_random(images * WIDTH, 1),
-        patches: pseudo_random(images * PATCHES * WIDTH, 2),
-        targets: pseudo_random(images * CLASSES, 3).into_iter().map(|v| i8::from(v > 0.4)).collect(),
-        patches_per_image: PATCHES,
-        width: WIDTH,
-        classes: CLASSES,
-    };
-    let empty = FeatureSet {
-        ids: Vec::new(),
-        global: Vec::new(),
-        patches: Vec::new(),
-        targets: Vec::new(),
-        ..features.clone()
-    };
+    let (features, empty) = pseudo_features(images, PATCHES, WIDTH, CLASSES, 0.4);
     let labels: Vec<String> = (0..CLASSES).map(|c| format!("label-{c}")).collect();
     let text = TextInputs { labels: labels.clone(), knowledge: pseudo_random(CLASSES * WIDTH, 4), width: WIDTH };
     let model = ModelSection { embed_dim: WIDTH as u32, prompt_tokens: 4, ..ModelSection::default() };
@@ -58,12 +49,31 @@ fn main() {
     ];
     let wanted = std::env::var("SSPA_BENCH_DEVICES")
         .unwrap_or_else(|_| if cfg!(feature = "tch") { "flex,libtorch".into() } else { "flex".into() });
+    let precisions: Vec<Precision> = std::env::var("SSPA_BENCH_PRECISION")
+        .unwrap_or_else(|_| "f32".into())
+        .split(',')
+        .map(|name| match name.trim() {
+            "f32" => Precision::F32,
+            "mixed" => Precision::Mixed,
+            "bf16" => Precision::Bf16,
+            other => panic!("SSPA_BENCH_PRECISION: unknown precision `{other}` (f32, mixed, bf16)"),
+        })
+        .collect();
+    let variant_count = std::env::var("SSPA_BENCH_VARIANTS")
+        .map_or(variants.len(), |count| count.parse::<usize>().expect("SSPA_BENCH_VARIANTS=N"))
+        .min(variants.len());
     for device_name in wanted.split(',').map(str::trim) {
-        let device = device(device_name);
+        let mut device = device(device_name);
+        if precisions == [Precision::Bf16] {
+            device.configure(burn::tensor::FloatDType::BF16).expect("bf16 as the device's default float type");
+        }
         let encoder = MeanPromptEncoder::new(labels.clone(), WIDTH, WIDTH, 5, &device.clone().autodiff());
-        for (name, ablation) in &variants {
-            let name = format!("{device_name}: {name}");
-            run(&name, &model, ablation, &train_section, &text, &encoder, &features, &empty, &device);
+        for &precision in &precisions {
+            let train_section = TrainSection { precision, ..train_section.clone() };
+            for (name, ablation) in &variants[..variant_count] {
+                let name = format!("{device_name}, precision {precision}: {name}");
+                run(&name, &model, ablation, &train_section, &text, &encoder, &features, &empty, &device);
+            }
         }
     }
 }

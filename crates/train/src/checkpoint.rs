@@ -4,7 +4,8 @@
 //! ```text
 //! epoch-0003/            one finished epoch
 //!   config.json          ModelConfig (must equal the resuming run's)
-//!   model.safetensors    raw weights (head + prompts)
+//!   model.safetensors    raw weights (head + prompts), as trained: f32 master weights under
+//!                        `train.precision = "f32"` or `"mixed"`, bf16 under `"bf16"`
 //!   model_ema.safetensors
 //!   optimizer.bpk        AdamW moments and step counts (burnpack), keyed by parameter id
 //!   state.json           CheckpointState: epochs, global step, seed, fingerprint, history
@@ -184,8 +185,14 @@ pub fn load_checkpoint(
         return Err(mismatch("history length differs from the epochs done".into()));
     }
 
-    let model = load_weights(config.init(state.seed, device)?, &epoch_dir.join("model.safetensors"))?;
-    let ema = load_weights(config.init(state.seed, device)?, &epoch_dir.join("model_ema.safetensors"))?;
+    // The weights as trained: f32 master weights under `f32` and `mixed` (read without a detour
+    // through bf16 on an f32 device), bf16 under `bf16`.
+    let master = crate::precision::master_dtype(config.train.precision);
+    let load = |file: &str| -> Result<SspaModel, TrainError> {
+        let model = load_weights(config.init(state.seed, device)?, &epoch_dir.join(file))?;
+        Ok(crate::precision::cast_parameters(model, master))
+    };
+    let (model, ema) = (load("model.safetensors")?, load("model_ema.safetensors")?);
     let optimizer_path = epoch_dir.join("optimizer.bpk");
     let optimizer = fresh_optimizer(&model)
         .load(&optimizer_path)

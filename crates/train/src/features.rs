@@ -110,12 +110,8 @@ impl FeatureSet {
     /// BLAKE3 of the payload and ids, as written in the cache header.
     pub fn content_hash(&self) -> String {
         let mut hasher = blake3::Hasher::new();
-        for_le_bytes(&self.global, |bytes| {
-            hasher.update(bytes);
-        });
-        for_le_bytes(&self.patches, |bytes| {
-            hasher.update(bytes);
-        });
+        hasher.update(&le_bytes(&self.global));
+        hasher.update(&le_bytes(&self.patches));
         hasher.update(&self.targets.iter().map(|&t| t as u8).collect::<Vec<_>>());
         for id in &self.ids {
             hasher.update(&(id.len() as u64).to_le_bytes());
@@ -135,13 +131,29 @@ pub(crate) fn check_buffer(
     if actual == expected { Ok(()) } else { Err(TrainError::FeatureShape { name, actual, expected, shape }) }
 }
 
-/// Calls `sink` with the little-endian bytes of `values`, a block at a time.
+/// Calls `sink` with the little-endian bytes of `values`.
 pub(crate) fn for_le_bytes(values: &[f32], mut sink: impl FnMut(&[u8])) {
-    let mut buffer = Vec::with_capacity(4 * 16_384);
-    for block in values.chunks(16_384) {
-        buffer.clear();
-        buffer.extend(block.iter().flat_map(|value| value.to_le_bytes()));
-        sink(&buffer);
+    sink(&le_bytes(values));
+}
+
+/// The little-endian bytes of `values`: the values' own memory on little-endian targets (no
+/// per-value loop: the demo's feature sets are ~10⁸ values), a converted copy elsewhere.
+pub(crate) fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
+    } else {
+        std::borrow::Cow::Owned(values.iter().flat_map(|value| value.to_le_bytes()).collect())
+    }
+}
+
+/// `f32` values from little-endian bytes at any alignment (a length not a multiple of 4 drops
+/// the tail; callers check shapes).
+pub(crate) fn from_le_bytes(data: &[u8]) -> Vec<f32> {
+    let data = &data[..data.len() - data.len() % 4];
+    if cfg!(target_endian = "little") {
+        bytemuck::pod_collect_to_vec(data)
+    } else {
+        data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
     }
 }
 
@@ -169,9 +181,8 @@ pub fn write_features(
     set.validate()?;
     let bad = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
     let n = set.len();
-    let f32_bytes = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
-    let global = f32_bytes(&set.global);
-    let patches = f32_bytes(&set.patches);
+    let global = le_bytes(&set.global);
+    let patches = le_bytes(&set.patches);
     let targets: Vec<u8> = set.targets.iter().map(|&t| t as u8).collect();
     let views = [
         ("global", TensorView::new(safetensors::Dtype::F32, vec![n, set.width], &global)),
@@ -225,11 +236,10 @@ pub fn read_features(path: &Path) -> Result<(FeatureSet, std::collections::BTree
     if ids.len() != n {
         return Err(bad(format!("{} ids for {n} images", ids.len())));
     }
-    let floats = |data: &[u8]| data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     let set = FeatureSet {
         ids,
-        global: floats(global.data()),
-        patches: floats(patches.data()),
+        global: from_le_bytes(global.data()),
+        patches: from_le_bytes(patches.data()),
         targets: targets.data().iter().map(|&b| b as i8).collect(),
         patches_per_image,
         width,

@@ -11,6 +11,8 @@
 //! - [`trainer`]: the loop ([`train`]), per-epoch validation mAP of raw and EMA weights.
 //! - [`optim`], [`schedule`], [`ema`]: AdamW with SSPA's parameter groups and global-norm
 //!   clipping, warm-up + cosine learning rate, exponential moving average of weights.
+//! - [`precision`]: `train.precision`: f32 master weights with a bf16 working copy (`mixed`),
+//!   or everything in one type (`f32`, `bf16`).
 //! - [`checkpoint`]: per-epoch checkpoints and exact resume.
 //! - [`history`]: the per-epoch log (validation mAP by [`sspa_metrics::mean_average_precision`],
 //!   the evaluate stage's AP).
@@ -30,6 +32,7 @@ pub mod history;
 pub mod images;
 pub mod model;
 pub mod optim;
+pub mod precision;
 pub mod predict;
 pub mod schedule;
 pub mod text;

@@ -192,9 +192,10 @@ pub(crate) fn renumber<M: Module>(module: M) -> M {
 }
 
 /// Casts every float parameter to the default float type of its device (`bf16` on a device
-/// configured for `train.precision = "mixed"`), keeping ids and gradient settings. Weights read
-/// from files arrive as stored (f32); computing with them next to bf16 activations would mix
-/// types. A no-op where the types already agree.
+/// configured for `train.precision = "bf16"`; f32 under `"f32"` and `"mixed"`, whose bf16 copies
+/// are made per step by [`crate::precision::working_copy`]), keeping ids and gradient settings.
+/// Weights read from files arrive as stored; computing with them next to activations of the
+/// device's type would mix types. A no-op where the types already agree.
 pub fn match_device_float<M: Module>(module: M) -> M {
     struct Cast;
     impl ModuleMapper for Cast {

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use sspa_config::TrainSection;
 
 /// Ids of the parameters that receive weight decay: every float parameter of rank ≥ 2.
@@ -82,7 +83,7 @@ impl AdamWGroupsConfig {
 
 /// Scales all gradients by `min(1, max_norm / ‖g‖)` with `‖g‖` the norm over every parameter of
 /// `module` together; returns the gradients and the norm before clipping. `max_norm ≤ 0` only
-/// measures.
+/// measures. The norm is summed in f32; the gradients keep their type.
 pub fn clip_grad_norm<M: Module>(module: &M, mut grads: GradientsParams, max_norm: f64) -> (GradientsParams, f64) {
     // The squares are summed on the device and read once: one synchronisation per step rather
     // than one per parameter (which dominates small steps on a GPU).
@@ -93,7 +94,9 @@ pub fn clip_grad_norm<M: Module>(module: &M, mut grads: GradientsParams, max_nor
     impl ModuleVisitor for SquaredNorm<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(grad) = self.grads.get::<D>(param.id) {
-                let squares = grad.square().sum();
+                // In f32 whatever the gradient's type (a no-op for the f32 gradients of master
+                // weights under `train.precision = "mixed"`; bf16 gradients under `"bf16"`).
+                let squares = grad.cast(FloatDType::F32).square().sum();
                 self.total = Some(match self.total.take() {
                     Some(total) => total + squares,
                     None => squares,

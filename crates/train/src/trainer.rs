@@ -6,6 +6,10 @@
 //! Resuming is exact on CPU: the weights, EMA and AdamW state are stored bit for bit, parameter
 //! ids are deterministic, and epoch `e`'s shuffle depends only on `(seed, e)`.
 //!
+//! `train.precision` ([`crate::precision`]) picks the type of the trained weights and of the
+//! passes: under `mixed` the weights, AdamW state, EMA and checkpoints are f32 and every step runs
+//! forward and backward on a bf16 copy of the model.
+//!
 //! A run starts from the seeded initialisation or, with [`TrainOptions::warm_start`], from a
 //! trained model ([`crate::warm_start`]). Every finished epoch logs one `tracing` info line
 //! (`train: epoch 3/8 loss 0.1234 val mAP 81.20 / EMA 80.90 lr 9.5e-4 55.2 s`).
@@ -15,10 +19,12 @@ use std::time::Instant;
 
 use crate::ema::ModelEma;
 use crate::optim::{AdamWGroupsConfig, clip_grad_norm};
+use crate::precision::{cast_parameters, compute_dtype, master_dtype, to_compute, to_device_float, working_copy};
 use crate::schedule::WarmupCosine;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_metrics::mean_average_precision;
 use sspa_model::{SspaHeadConfig, SspaLoss};
@@ -276,10 +282,12 @@ pub fn epoch_permutation(seed: u64, epoch: u32, n: usize) -> Vec<usize> {
     order
 }
 
-/// `T_l` for `model`: through the encoder with its prompts, or the fixed one.
+/// `T_l` for `model`: through the encoder with its prompts, or the fixed one. The frozen encoder
+/// computes in its device's default float type: prompts of another type (the bf16 working copy
+/// under `train.precision = "mixed"`) are cast to it on the way in.
 fn context(model: &SspaModel, data: &TrainData<'_>, fixed: Option<&Tensor<2>>) -> Tensor<2> {
     match (&model.prompts, fixed) {
-        (Some(prompts), _) => data.encoder.forward(prompts.val(), &data.text.labels),
+        (Some(prompts), _) => data.encoder.forward(to_device_float(prompts.val()), &data.text.labels),
         (None, Some(fixed)) => fixed.clone(),
         (None, None) => unreachable!("a run without prompts computes its fixed T_l up front"),
     }
@@ -301,6 +309,12 @@ fn evaluate(
 ) -> Result<Evaluation, TrainError> {
     let plain = &options.device;
     let knowledge = knowledge.clone().without_autodiff();
+    // Validation computes in the device's default float type: the weights as trained (f32 under
+    // `mixed`, bf16 under `bf16` on its bf16 device); a no-op unless the two differ.
+    let float = plain.settings().float_dtype;
+    let ema_model = cast_parameters(ema.model().clone(), float);
+    let ema = &ema_model;
+    let model = &cast_parameters(model.clone(), float);
     match data.examples {
         Examples::Features { validation, .. } => {
             if validation.is_empty() {
@@ -312,7 +326,7 @@ fn evaluate(
                 let scores = score_features(&head, &knowledge, &context, validation, options.eval_batch_size, plain);
                 mean_average_precision(&scores, &validation.targets, validation.classes)
             };
-            Ok(Evaluation { map: run(model), map_ema: run(ema.model()) })
+            Ok(Evaluation { map: run(model), map_ema: run(ema) })
         }
         Examples::Images(fine_tune) => {
             if fine_tune.source.validation_len() == 0 {
@@ -333,7 +347,7 @@ fn evaluate(
                 }
                 Ok(mean_average_precision(&scores, &targets, data.text.classes()))
             };
-            Ok(Evaluation { map: run(model)?, map_ema: run(ema.model())? })
+            Ok(Evaluation { map: run(model)?, map_ema: run(ema)? })
         }
     }
 }
@@ -454,7 +468,7 @@ pub fn train(
                 optimizer,
                 StepInputs { data: &data, batch, knowledge: &knowledge, fixed: fixed_context.as_ref(), lr },
                 &loss_function,
-                train_section.grad_clip,
+                StepSettings { grad_clip: train_section.grad_clip, compute: compute_dtype(train_section.precision) },
                 &device,
                 loss_sum,
             )?;
@@ -567,6 +581,8 @@ fn start_or_resume(
                 }
                 None => (model, None),
             };
+            // The master weights: f32 under `f32` and `mixed`, bf16 under `bf16`.
+            let model = cast_parameters(model, master_dtype(train_section.precision));
             let ema = ModelEma::new(&model, train_section.ema_decay);
             let optimizer = optimizer(optimizer_config, &model);
             let state = CheckpointState {
@@ -638,31 +654,48 @@ fn warm_start_line(report: &WarmStartReport) -> String {
     )
 }
 
+/// What a step needs besides its batch.
+#[derive(Debug, Clone, Copy)]
+struct StepSettings {
+    /// Global gradient-norm clip (0: none).
+    grad_clip: f64,
+    /// The float type of the forward and backward passes ([`compute_dtype`]).
+    compute: FloatDType,
+}
+
 /// One optimiser step; returns the updated model and optimiser and `loss_sum` plus this loss.
+///
+/// The passes run on [`working_copy`]`(model, compute)` (the model itself when the types agree)
+/// with the inputs cast to `compute`; the loss casts the logits to f32; the gradients reach the
+/// master weights in their own type, where clipping and AdamW read them.
 fn train_step(
     model: SspaModel,
     mut optimizer: ModuleOptimizer,
     inputs: StepInputs<'_, '_>,
     loss_function: &SspaLoss,
-    grad_clip: f64,
+    settings: StepSettings,
     device: &Device,
     loss_sum: f64,
 ) -> Result<(SspaModel, ModuleOptimizer, f64), TrainError> {
+    let compute = settings.compute;
+    let working = working_copy(&model, compute);
     let (global, patches, targets) = match inputs.batch {
         StepBatch::Features(batch) => (batch.global, batch.patches, batch.targets),
         StepBatch::Images(batch) => {
             batch.validate(inputs.data.text.classes())?;
             let (images, targets) = batch.into_tensors(device);
-            let (global, patches) = encode(&model, images)?;
+            let (global, patches) = encode(&working, to_compute(images, compute))?;
             (global, patches, targets)
         }
     };
-    let context = context(&model, inputs.data, inputs.fixed);
-    let output = model.head.forward(inputs.knowledge.clone(), context, global, patches);
+    let context = to_compute(context(&working, inputs.data, inputs.fixed), compute);
+    let knowledge = to_compute(inputs.knowledge.clone(), compute);
+    let output = working.head.forward(knowledge, context, to_compute(global, compute), to_compute(patches, compute));
     let loss = loss_function.forward(&output, targets);
+    drop(working);
     let value = f64::from(loss.clone().into_scalar::<f32>());
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let grads = if grad_clip > 0.0 { clip_grad_norm(&model, grads, grad_clip).0 } else { grads };
+    let grads = if settings.grad_clip > 0.0 { clip_grad_norm(&model, grads, settings.grad_clip).0 } else { grads };
     let model = optimizer.step(inputs.lr, model, grads);
     Ok((model, optimizer, loss_sum + value))
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the training benches.
 
 use burn::prelude::*;
+use sspa_train::FeatureSet;
 
 /// `count` values in `[-1, 1)` from a 64-bit LCG seeded by `seed`.
 pub fn pseudo_random(count: usize, seed: u64) -> Vec<f32> {
@@ -24,4 +25,34 @@ pub fn device(name: &str) -> Device {
         cuda if cuda.starts_with("cuda:") => Device::libtorch_cuda(cuda[5..].parse::<usize>().expect("cuda:N")),
         other => panic!("unknown bench device `{other}` (flex; with --features tch: libtorch, cuda:N)"),
     }
+}
+
+/// Pseudo-random frozen features of `images` images (`patches` patch rows and a global row of
+/// `width` each) and targets over `classes` labels, a label present where its value is above
+/// `threshold` (in `[-1, 1)`); and an empty set of the same sizes (no validation).
+#[allow(dead_code)] // fine_tune_step trains on images
+pub fn pseudo_features(
+    images: usize,
+    patches: usize,
+    width: usize,
+    classes: usize,
+    threshold: f32,
+) -> (FeatureSet, FeatureSet) {
+    let features = FeatureSet {
+        ids: (0..images).map(|i| format!("img-{i}")).collect(),
+        global: pseudo_random(images * width, 1),
+        patches: pseudo_random(images * patches * width, 2),
+        targets: pseudo_random(images * classes, 3).into_iter().map(|v| i8::from(v > threshold)).collect(),
+        patches_per_image: patches,
+        width,
+        classes,
+    };
+    let empty = FeatureSet {
+        ids: Vec::new(),
+        global: Vec::new(),
+        patches: Vec::new(),
+        targets: Vec::new(),
+        ..features.clone()
+    };
+    (features, empty)
 }

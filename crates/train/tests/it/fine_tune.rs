@@ -151,7 +151,18 @@ fn named_bits<M: burn::module::Module>(module: &M) -> Vec<(String, Vec<u32>)> {
 }
 
 fn run(dir: &std::path::Path, pretrained: &Backbone, max_epochs: Option<u32>) -> sspa_train::TrainOutcome {
-    let (model, ablation, train_section) = sections();
+    run_with(dir, pretrained, max_epochs, |_| {})
+}
+
+/// [`run`] with `adjust` applied to `[train]`.
+fn run_with(
+    dir: &std::path::Path,
+    pretrained: &Backbone,
+    max_epochs: Option<u32>,
+    adjust: impl FnOnce(&mut TrainSection),
+) -> sspa_train::TrainOutcome {
+    let (model, ablation, mut train_section) = sections();
+    adjust(&mut train_section);
     let text = text_inputs();
     let device = Device::flex().autodiff();
     let encoder = MeanPromptEncoder::new(text.labels.clone(), PROMPT_WIDTH, TEXT_WIDTH, 11, &device);
@@ -326,4 +337,37 @@ fn every_backbone_kind_passes_gradients_and_matches_its_spec() {
         let norm: f32 = first.powf_scalar(2.0).sum().into_scalar();
         assert!(norm > 0.0 && norm.is_finite(), "{}: gradient norm² {norm}", spec.name());
     }
+}
+
+/// `train.precision = "mixed"` with the image encoder trained: the ViT and the head compute on a
+/// bf16 copy (the images cast at the model's edge), the f32 master weights are what is saved, and
+/// the loss tracks an f32 run.
+#[test]
+fn mixed_precision_fine_tuning_tracks_f32_and_saves_f32_weights() {
+    let pretrained = pretrained();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let epochs = |train: &mut TrainSection| train.epochs = 2;
+    let full = run_with(&dir.path().join("f32"), &pretrained, None, epochs);
+    let mixed = run_with(&dir.path().join("mixed"), &pretrained, None, |train| {
+        epochs(train);
+        train.precision = sspa_config::Precision::Mixed;
+    });
+    assert!(full.finished && mixed.finished);
+    for (a, b) in full.history.iter().zip(&mixed.history) {
+        eprintln!("epoch {}: loss f32 {:.5} mixed {:.5}", a.epoch, a.train_loss, b.train_loss);
+        let relative = (a.train_loss - b.train_loss).abs() / a.train_loss;
+        assert!(relative < 0.03, "epoch {}: mixed loss {} vs f32 {}", a.epoch, b.train_loss, a.train_loss);
+    }
+    let out = dir.path().join("mixed").join("out");
+    let config = ModelConfig::load(&out.join(files::CONFIG)).expect("config");
+    let model = config.load_model(&out.join(files::MODEL), &Device::flex()).expect("weights");
+    let encoder = model.backbone.as_ref().expect("trained encoder");
+    let Backbone::ClipVit(tower) = encoder else { panic!("a ViT") };
+    assert_eq!(tower.conv1.weight.val().dtype(), burn::tensor::DType::F32);
+    let bytes = std::fs::read(out.join(files::MODEL)).expect("weights file");
+    let stored = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    assert!(stored.tensors().iter().all(|(_, view)| view.dtype() == safetensors::Dtype::F32));
+    let Backbone::ClipVit(start) = &pretrained else { panic!("a ViT") };
+    let moved: f32 = (tower.conv1.weight.val() - start.conv1.weight.val().without_autodiff()).abs().max().into_scalar();
+    assert!(moved > 1e-4, "the encoder trained (moved by {moved})");
 }

@@ -2,5 +2,6 @@
 
 mod fine_tune;
 mod libtorch;
+mod precision;
 mod training;
 mod warm_start;

@@ -3,8 +3,8 @@
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
-use sspa_gelu::gelu;
 use sspa_encoders::weights::Checkpoint;
+use sspa_gelu::gelu;
 
 use crate::attention::{Attention, AttentionConfig};
 use crate::weights::{self, KeyLayout};

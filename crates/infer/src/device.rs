@@ -59,8 +59,9 @@ pub enum DeviceError {
 pub fn select(settings: DeviceSettings) -> Result<Device, DeviceError> {
     #[allow(unused_mut)]
     let mut device = build(settings.device)?;
-    // A device's default dtype is set once per process; later stages find it already set.
-    let wanted = default_float(settings.precision);
+    // A device's default dtype is set once per process; later stages find it already set. It is
+    // the type of the trained weights.
+    let wanted = sspa_train::precision::master_dtype(settings.precision);
     if device.settings().float_dtype != wanted {
         device.configure(wanted).map_err(|e| DeviceError::Configure {
             device: settings.device,
@@ -70,14 +71,6 @@ pub fn select(settings: DeviceSettings) -> Result<Device, DeviceError> {
         })?;
     }
     Ok(device)
-}
-
-/// The device's default float type under `precision`: the type of the trained weights.
-pub fn default_float(precision: Precision) -> burn::tensor::FloatDType {
-    match precision {
-        Precision::F32 | Precision::Mixed => burn::tensor::FloatDType::F32,
-        Precision::Bf16 => burn::tensor::FloatDType::BF16,
-    }
 }
 
 #[cfg(feature = "tch")]
@@ -114,7 +107,6 @@ mod tests {
         // `mixed` keeps f32 master weights: the same device, usable next to `f32` in one process.
         let mixed = select(settings("cpu", Precision::Mixed)).expect("mixed on flex");
         assert_eq!(mixed.settings().float_dtype, burn::tensor::FloatDType::F32);
-        assert_eq!(default_float(Precision::Bf16), burn::tensor::FloatDType::BF16);
         // `bf16` would configure the flex device for the whole process (other tests use it in
         // f32): it is refused once the device computes in f32.
         let error = select(settings("cpu", Precision::Bf16)).expect_err("flex is already f32 here");

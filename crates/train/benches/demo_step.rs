@@ -15,13 +15,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
-use std::time::Instant;
 
 mod common;
 
 use burn::prelude::*;
-use common::{device, pseudo_features, pseudo_random};
+use common::{StepClock, device, pseudo_features, pseudo_random};
 use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_encoders::MiniLm;
 use sspa_train::{Examples, PromptTextEncoder, Sections, TextInputs, TrainData, TrainOptions, train};
@@ -85,12 +83,8 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let options = TrainOptions::new(dir.path().join("checkpoints"), dir.path().join("out"));
-    let marks = Mutex::new(Vec::<(u64, Instant)>::new());
-    let progress = |done: u64, _total: u64, _message: &str| {
-        if let Ok(mut marks) = marks.lock() {
-            marks.push((done, Instant::now()));
-        }
-    };
+    let clock = StepClock::default();
+    let progress = |done: u64, _total: u64, _message: &str| clock.mark(done);
     train(
         Sections { model: &model, ablation: &ablation, train: &train_section },
         TrainData {
@@ -103,14 +97,7 @@ fn main() {
         &|| false,
     )
     .expect("training");
-    let marks = marks.into_inner().expect("progress marks");
-    let timed: Vec<_> = marks.iter().filter(|(done, _)| *done >= WARMUP as u64).collect();
-    let (Some(first), Some(last)) =
-        (timed.first(), timed.iter().rev().find(|(done, _)| *done == (WARMUP + steps) as u64))
-    else {
-        panic!("no progress reported");
-    };
-    let burn_steps = (last.0 - first.0) as f64 / last.1.duration_since(first.1).as_secs_f64();
+    let burn_steps = steps as f64 / clock.seconds(WARMUP, WARMUP + steps);
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let rss = peak_rss_mib();
     println!(

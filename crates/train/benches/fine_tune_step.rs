@@ -24,7 +24,7 @@ use burn::module::Module;
 mod common;
 
 use burn::prelude::*;
-use common::{device, pseudo_random};
+use common::{StepClock, device, pseudo_random};
 use sspa_clip::tokenizer::ClipTokens;
 use sspa_clip::{TextTransformer, TextTransformerConfig, VisionTransformerConfig};
 use sspa_config::{AblationSection, ModelSection, TrainSection};
@@ -241,12 +241,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut options = TrainOptions::new(dir.path().join("checkpoints"), dir.path().join("out"));
     options.device = plain;
-    let marks = Mutex::new(Vec::<(u64, Instant)>::new());
-    let progress = |done: u64, _total: u64, _message: &str| {
-        if let Ok(mut marks) = marks.lock() {
-            marks.push((done, Instant::now()));
-        }
-    };
+    let clock = StepClock::default();
+    let progress = |done: u64, _total: u64, _message: &str| clock.mark(done);
     let started = Instant::now();
     let outcome = train(
         Sections { model: &model, ablation: &ablation, train: &train_section },
@@ -268,12 +264,7 @@ fn main() {
     let total = started.elapsed().as_secs_f64();
     let loss = outcome.history.last().map_or(f64::NAN, |log| log.train_loss);
 
-    let marks = marks.into_inner().expect("progress marks");
-    let at = |step: usize| marks.iter().find(|(done, _)| *done == step as u64).map(|(_, t)| *t);
-    let (Some(first), Some(last)) = (at(warmup), at(total_steps)) else {
-        panic!("no progress marks for steps {warmup} and {total_steps}");
-    };
-    let seconds = last.duration_since(first).as_secs_f64();
+    let seconds = clock.seconds(warmup, total_steps);
     let (steps_per_s, images_per_s) = (steps as f64 / seconds, (steps * sizes.batch) as f64 / seconds);
     println!(
         "sspa-train fine_tune_step: ViT W={} L={} at {} px (N = {}), text W={} L={}, C={}, d={}, B={}, {device_name} \

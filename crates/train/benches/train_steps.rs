@@ -12,13 +12,12 @@
 //! steps (warm-up) and ends at the last step of the epoch, so validation and checkpoint writing
 //! are not counted.
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 mod common;
 
 use burn::prelude::*;
-use common::{device, pseudo_features, pseudo_random};
+use common::{StepClock, device, pseudo_features, pseudo_random};
 use sspa_config::{AblationSection, Alignment, Branches, ModelSection, Precision, TrainSection};
 use sspa_train::{Examples, FeatureSet, MeanPromptEncoder, Sections, TextInputs, TrainData, TrainOptions, train};
 
@@ -94,12 +93,8 @@ fn run(
     let mut options = TrainOptions::new(dir.path().join("checkpoints"), dir.path().join("out"));
     options.device = device.clone();
 
-    let marks = Mutex::new(Vec::<(u64, Instant)>::new());
-    let progress = |done: u64, _total: u64, _message: &str| {
-        if let Ok(mut marks) = marks.lock() {
-            marks.push((done, Instant::now()));
-        }
-    };
+    let clock = StepClock::default();
+    let progress = |done: u64, _total: u64, _message: &str| clock.mark(done);
     let started = Instant::now();
     train(
         Sections { model, ablation, train: train_section },
@@ -111,15 +106,8 @@ fn run(
     .expect("training");
     let total = started.elapsed().as_secs_f64();
 
-    let marks = marks.into_inner().expect("progress marks");
-    let step_marks: Vec<_> = marks.iter().filter(|(done, _)| *done >= 2).collect();
-    let (Some(first), Some(last)) =
-        (step_marks.first(), step_marks.iter().rev().find(|(done, _)| *done == STEPS as u64))
-    else {
-        panic!("no progress reported");
-    };
-    let steps = (last.0 - first.0) as f64;
-    let seconds = last.1.duration_since(first.1).as_secs_f64();
+    let steps = (STEPS - 2) as f64;
+    let seconds = clock.seconds(2, STEPS);
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "sspa-train bench: d={WIDTH} C={CLASSES} N={PATCHES} B={BATCH}, {name}, {threads} threads: \

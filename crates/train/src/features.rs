@@ -131,11 +131,6 @@ pub(crate) fn check_buffer(
     if actual == expected { Ok(()) } else { Err(TrainError::FeatureShape { name, actual, expected, shape }) }
 }
 
-/// Calls `sink` with the little-endian bytes of `values`.
-pub(crate) fn for_le_bytes(values: &[f32], mut sink: impl FnMut(&[u8])) {
-    sink(&le_bytes(values));
-}
-
 /// The little-endian bytes of `values`: the values' own memory on little-endian targets (no
 /// per-value loop: the demo's feature sets are ~10⁸ values), a converted copy elsewhere.
 pub(crate) fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {

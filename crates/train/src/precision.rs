@@ -77,7 +77,7 @@ pub fn working_copy<M: Module>(master: &M, dtype: FloatDType) -> M {
     impl ModuleMapper for InGraph {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let dtype = self.0;
-            param.map(|tensor| if has_dtype(&tensor, dtype) { tensor } else { tensor.cast(dtype) })
+            param.map(|tensor| to_compute(tensor, dtype))
         }
     }
     master.clone().map(&mut InGraph(dtype))

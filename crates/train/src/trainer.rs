@@ -242,9 +242,7 @@ pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<Mode
 fn fingerprint(config: &ModelConfig, data: &TrainData<'_>, warm_start: Option<&str>) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(config.canonical_json().as_bytes());
-    crate::features::for_le_bytes(&data.text.knowledge, |bytes| {
-        hasher.update(bytes);
-    });
+    hasher.update(&crate::features::le_bytes(&data.text.knowledge));
     match data.examples {
         Examples::Features { train, validation } => {
             hasher.update(train.content_hash().as_bytes());

@@ -1,5 +1,8 @@
 //! Helpers shared by the training benches.
 
+use std::sync::Mutex;
+use std::time::Instant;
+
 use burn::prelude::*;
 use sspa_train::FeatureSet;
 
@@ -55,4 +58,32 @@ pub fn pseudo_features(
         ..features.clone()
     };
     (features, empty)
+}
+
+/// When each training step finished, from `train`'s progress callback (`clock.mark(done)`).
+#[derive(Default)]
+pub struct StepClock(Mutex<Vec<(u64, Instant)>>);
+
+impl StepClock {
+    /// Records that `done` steps are finished now.
+    pub fn mark(&self, done: u64) {
+        if let Ok(mut marks) = self.0.lock() {
+            marks.push((done, Instant::now()));
+        }
+    }
+
+    /// Seconds from the end of step `from` to the end of step `to`, each at its first mark (the
+    /// trainer reports the epoch's last step again after validation and the checkpoint, which
+    /// are not training steps).
+    ///
+    /// # Panics
+    /// When a step was not reported.
+    pub fn seconds(&self, from: usize, to: usize) -> f64 {
+        let marks = self.0.lock().expect("progress marks");
+        let at = |step: usize| marks.iter().find(|(done, _)| *done == step as u64).map(|(_, time)| *time);
+        let (Some(first), Some(last)) = (at(from), at(to)) else {
+            panic!("no progress marks for steps {from} and {to}");
+        };
+        last.duration_since(first).as_secs_f64()
+    }
 }

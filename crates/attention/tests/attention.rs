@@ -1,6 +1,7 @@
 //! The fused op against the decomposed reference: forward values, Q/K/V gradients, masking.
 //!
-//! Every test runs on flex, and on libtorch (CPU) too with `--features tch`.
+//! Every test runs on flex, and on libtorch too with `--features tch` (its CPU device, or
+//! `SSPA_TEST_TORCH_DEVICE=cuda:N`).
 
 mod common;
 
@@ -10,13 +11,18 @@ use sspa_attention::{
     AttentionMask, attention, attention_decomposed, attention_probabilities, default_scale, is_fused,
 };
 
-/// The devices under test (without autodiff).
+/// The devices under test (without autodiff): flex, and with `--features tch` libtorch's CPU
+/// device, or the GPU named by `SSPA_TEST_TORCH_DEVICE=cuda:N` (`scripts/gpu-checks`).
 #[allow(deprecated)] // burn-tch is deprecated upstream; it is this project's libtorch path.
 fn devices() -> Vec<Device> {
     #[allow(unused_mut)]
     let mut devices = vec![Device::flex()];
     #[cfg(feature = "tch")]
-    devices.push(Device::libtorch());
+    devices.push(match std::env::var("SSPA_TEST_TORCH_DEVICE").as_deref() {
+        Ok(cuda) if cuda.starts_with("cuda:") => Device::libtorch_cuda(cuda[5..].parse::<usize>().expect("cuda:N")),
+        Ok("libtorch") | Err(_) => Device::libtorch(),
+        Ok(other) => panic!("SSPA_TEST_TORCH_DEVICE=`{other}`: expected `libtorch` or `cuda:N`"),
+    });
     devices
 }
 

@@ -1,10 +1,11 @@
 //! The pre-LN residual attention block of CLIP's transformers.
 
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 use sspa_encoders::weights::Checkpoint;
 use sspa_gelu::gelu;
+use sspa_norm::{LayerNorm, LayerNormConfig};
 
 use crate::attention::{Attention, AttentionConfig};
 use crate::weights::{self, KeyLayout};

@@ -6,10 +6,11 @@
 //! tokenizer output.
 
 use burn::module::Param;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig};
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
 use sspa_encoders::weights::Checkpoint;
+use sspa_norm::{LayerNorm, LayerNormConfig};
 
 use crate::error::ClipError;
 use crate::residual::ResidualAttentionBlockConfig;

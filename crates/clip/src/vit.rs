@@ -5,11 +5,11 @@
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use sspa_encoders::ImageFeatures;
 use sspa_encoders::weights::Checkpoint;
+use sspa_norm::{LayerNorm, LayerNormConfig};
 
 use crate::interpolate::resize_grid;
 use crate::residual::ResidualAttentionBlockConfig;

@@ -1,5 +1,5 @@
 //! Small helpers turning checkpoint tensors into burn layers (PyTorch `[out, in]` weights are
-//! transposed to burn's `[in, out]`).
+//! transposed to burn's `[in, out]`, contiguous: see `Checkpoint::take_transposed`).
 
 use burn::module::Param;
 use burn::nn::Linear;
@@ -13,11 +13,11 @@ pub(crate) fn fused_linear(checkpoint: &mut Checkpoint, prefixes: [&str; 3], wid
     let mut weights = Vec::with_capacity(3);
     let mut biases = Vec::with_capacity(3);
     for prefix in prefixes {
-        weights.push(checkpoint.take::<2>(&format!("{prefix}.weight"), [width, width], device));
+        weights.push(checkpoint.take_transposed(&format!("{prefix}.weight"), [width, width], device));
         biases.push(checkpoint.take::<1>(&format!("{prefix}.bias"), [width], device));
     }
     Linear {
-        weight: Param::from_tensor(Tensor::cat(weights, 0).transpose()),
+        weight: Param::from_tensor(Tensor::cat(weights, 1)),
         bias: Some(Param::from_tensor(Tensor::cat(biases, 0))),
     }
 }
@@ -25,9 +25,9 @@ pub(crate) fn fused_linear(checkpoint: &mut Checkpoint, prefixes: [&str; 3], wid
 /// A [`Linear`] `inputs → 3 · inputs` from PyTorch `nn.MultiheadAttention`'s
 /// `in_proj_weight` `[3W, W]` and `in_proj_bias` `[3W]`.
 pub(crate) fn in_projection(checkpoint: &mut Checkpoint, prefix: &str, width: usize, device: &Device) -> Linear {
-    let weight = checkpoint.take(&format!("{prefix}.in_proj_weight"), [3 * width, width], device);
+    let weight = checkpoint.take_transposed(&format!("{prefix}.in_proj_weight"), [3 * width, width], device);
     let bias = checkpoint.take(&format!("{prefix}.in_proj_bias"), [3 * width], device);
-    Linear { weight: Param::from_tensor(weight.transpose()), bias: Some(Param::from_tensor(bias)) }
+    Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) }
 }
 
 /// A projection matrix `[inputs, outputs]` applied as `x · P`: OpenAI stores it so
@@ -41,7 +41,7 @@ pub(crate) fn projection(
     device: &Device,
 ) -> Param<Tensor<2>> {
     let matrix = if pytorch_linear {
-        checkpoint.take::<2>(key, [outputs, inputs], device).transpose()
+        checkpoint.take_transposed(key, [outputs, inputs], device)
     } else {
         checkpoint.take::<2>(key, [inputs, outputs], device)
     };

@@ -9,11 +9,11 @@
 //! | `embeddings.position_embeddings.weight` `[P, d]` | `embeddings.position.weight` | |
 //! | `embeddings.token_type_embeddings.weight` `[T, d]` | `embeddings.token_type.weight` | |
 //! | `embeddings.LayerNorm.{weight,bias}` | `embeddings.norm.{gamma,beta}` | |
-//! | `encoder.layer.{i}.attention.self.{query,key,value}.{weight,bias}` | `layers[i].attention.{query,key,value}` | weight transposed |
-//! | `encoder.layer.{i}.attention.output.dense.{weight,bias}` | `layers[i].attention.output` | weight transposed |
+//! | `encoder.layer.{i}.attention.self.{query,key,value}.{weight,bias}` | `layers[i].attention.qkv` | concatenated `[3d, d]`, kept in both layouts ([`FrozenLinear`](crate::frozen_linear::FrozenLinear)) |
+//! | `encoder.layer.{i}.attention.output.dense.{weight,bias}` | `layers[i].attention.output` | both layouts |
 //! | `encoder.layer.{i}.attention.output.LayerNorm.{weight,bias}` | `layers[i].attention.norm` | |
-//! | `encoder.layer.{i}.intermediate.dense.{weight,bias}` | `layers[i].intermediate` | weight transposed |
-//! | `encoder.layer.{i}.output.dense.{weight,bias}` | `layers[i].output` | weight transposed |
+//! | `encoder.layer.{i}.intermediate.dense.{weight,bias}` | `layers[i].intermediate` | both layouts |
+//! | `encoder.layer.{i}.output.dense.{weight,bias}` | `layers[i].output` | both layouts |
 //! | `encoder.layer.{i}.output.LayerNorm.{weight,bias}` | `layers[i].norm` | |
 //! | `embeddings.position_ids`, `pooler.dense.{weight,bias}` | — | ignored: a buffer, and the unused `[CLS]` pooler |
 //!

@@ -1,9 +1,11 @@
 //! BERT multi-head self-attention with its output projection, residual and LayerNorm (post-LN).
 
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::LinearConfig;
 use burn::prelude::*;
 use sspa_attention::{AttentionMask, attention, default_scale};
+use sspa_norm::{LayerNorm, LayerNormConfig};
 
+use crate::frozen_linear::FrozenLinear;
 use crate::weights::{self, Checkpoint};
 
 /// Configuration of [`BertAttention`].
@@ -20,12 +22,10 @@ pub struct BertAttentionConfig {
 impl BertAttentionConfig {
     /// Random initialisation.
     pub fn init(&self, device: &Device) -> BertAttention {
-        let linear = || LinearConfig::new(self.hidden_size, self.hidden_size).init(device);
+        let width = self.hidden_size;
         BertAttention {
-            query: linear(),
-            key: linear(),
-            value: linear(),
-            output: linear(),
+            qkv: FrozenLinear::from_linear(LinearConfig::new(width, 3 * width).init(device)),
+            output: FrozenLinear::from_linear(LinearConfig::new(width, width).init(device)),
             norm: LayerNormConfig::new(self.hidden_size).with_epsilon(self.layer_norm_eps).init(device),
             num_heads: self.num_heads,
         }
@@ -35,28 +35,31 @@ impl BertAttentionConfig {
     /// `{prefix}.output.LayerNorm` (PyTorch `[out, in]` weights are transposed for burn).
     pub fn load(&self, checkpoint: &mut Checkpoint, prefix: &str, device: &Device) -> BertAttention {
         let width = self.hidden_size;
-        let mut linear = |name: &str| weights::linear(checkpoint, &format!("{prefix}.{name}"), width, width, device);
-        let query = linear("self.query");
-        let key = linear("self.key");
-        let value = linear("self.value");
-        let output = linear("output.dense");
+        let mut take = |name: &str| {
+            let weight = checkpoint.take::<2>(&format!("{prefix}.{name}.weight"), [width, width], device);
+            let bias = checkpoint.take::<1>(&format!("{prefix}.{name}.bias"), [width], device);
+            (weight, bias)
+        };
+        let (query, key, value) = (take("self.query"), take("self.key"), take("self.value"));
+        let qkv = FrozenLinear::from_pytorch(
+            Tensor::cat(vec![query.0, key.0, value.0], 0),
+            Tensor::cat(vec![query.1, key.1, value.1], 0),
+        );
+        let (weight, bias) = take("output.dense");
+        let output = FrozenLinear::from_pytorch(weight, bias);
         let norm =
             weights::layer_norm(checkpoint, &format!("{prefix}.output.LayerNorm"), width, self.layer_norm_eps, device);
-        BertAttention { query, key, value, output, norm, num_heads: self.num_heads }
+        BertAttention { qkv, output, norm, num_heads: self.num_heads }
     }
 }
 
 /// `LN(x + W_o · softmax(Q Kᵀ / √d_head + mask) V)`.
 #[derive(Module, Debug)]
 pub struct BertAttention {
-    /// Query projection.
-    pub query: Linear,
-    /// Key projection.
-    pub key: Linear,
-    /// Value projection.
-    pub value: Linear,
+    /// Query, key and value projections as one `Linear(d, 3d)`: one matmul instead of three.
+    pub qkv: FrozenLinear,
     /// Output projection.
-    pub output: Linear,
+    pub output: FrozenLinear,
     /// Post-residual LayerNorm.
     pub norm: LayerNorm,
     /// Number of heads.
@@ -72,10 +75,11 @@ impl BertAttention {
         let [batch, length, width] = input.dims();
         let heads = self.num_heads;
         let head_width = width / heads;
-        let split = |x: Tensor<3>| x.reshape([batch, length, heads, head_width]).swap_dims(1, 2);
-        let query = split(self.query.forward(input.clone()));
-        let key = split(self.key.forward(input.clone()));
-        let value = split(self.value.forward(input.clone()));
+        let qkv = self.qkv.forward(input.clone());
+        let split = |index: usize| {
+            qkv.clone().narrow(2, index * width, width).reshape([batch, length, heads, head_width]).swap_dims(1, 2)
+        };
+        let (query, key, value) = (split(0), split(1), split(2));
         // Fused forward, backward recomputing the probabilities (`sspa-attention`).
         let mask = Some(AttentionMask::additive(additive_mask));
         let context = attention(query, key, value, mask, default_scale(head_width));

@@ -1,8 +1,9 @@
 //! BERT input embeddings: word + absolute position + token type, then LayerNorm.
 
 use burn::module::Param;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig};
 use burn::prelude::*;
+use sspa_norm::{LayerNorm, LayerNormConfig};
 
 use crate::weights::{self, Checkpoint};
 

@@ -1,10 +1,12 @@
 //! One BERT encoder layer: self-attention block, then the feed-forward block (GELU, exact).
 
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::LinearConfig;
 use burn::prelude::*;
 use sspa_gelu::gelu;
+use sspa_norm::{LayerNorm, LayerNormConfig};
 
 use crate::bert_attention::{BertAttention, BertAttentionConfig};
+use crate::frozen_linear::FrozenLinear;
 use crate::weights::{self, Checkpoint};
 
 /// Configuration of [`BertLayer`].
@@ -29,8 +31,10 @@ impl BertLayerConfig {
     pub fn init(&self, device: &Device) -> BertLayer {
         BertLayer {
             attention: self.attention().init(device),
-            intermediate: LinearConfig::new(self.hidden_size, self.intermediate_size).init(device),
-            output: LinearConfig::new(self.intermediate_size, self.hidden_size).init(device),
+            intermediate: FrozenLinear::from_linear(
+                LinearConfig::new(self.hidden_size, self.intermediate_size).init(device),
+            ),
+            output: FrozenLinear::from_linear(LinearConfig::new(self.intermediate_size, self.hidden_size).init(device)),
             norm: LayerNormConfig::new(self.hidden_size).with_epsilon(self.layer_norm_eps).init(device),
         }
     }
@@ -39,14 +43,14 @@ impl BertLayerConfig {
     /// `{prefix}.output.LayerNorm`.
     pub fn load(&self, checkpoint: &mut Checkpoint, prefix: &str, device: &Device) -> BertLayer {
         let attention = self.attention().load(checkpoint, &format!("{prefix}.attention"), device);
-        let intermediate = weights::linear(
+        let intermediate = weights::frozen_linear(
             checkpoint,
             &format!("{prefix}.intermediate.dense"),
             self.hidden_size,
             self.intermediate_size,
             device,
         );
-        let output = weights::linear(
+        let output = weights::frozen_linear(
             checkpoint,
             &format!("{prefix}.output.dense"),
             self.intermediate_size,
@@ -70,9 +74,9 @@ pub struct BertLayer {
     /// Self-attention block.
     pub attention: BertAttention,
     /// `d_t → intermediate`.
-    pub intermediate: Linear,
+    pub intermediate: FrozenLinear,
     /// `intermediate → d_t`.
-    pub output: Linear,
+    pub output: FrozenLinear,
     /// Post-residual LayerNorm.
     pub norm: LayerNorm,
 }

@@ -7,7 +7,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use burn::tensor::activation::{relu, relu6};
+use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
 use crate::weights::Checkpoint;
@@ -155,7 +155,7 @@ impl ConvBn {
         match self.activation {
             Activation::None => output,
             Activation::Relu => relu(output),
-            Activation::Relu6 => relu6(output),
+            Activation::Relu6 => sspa_gelu::relu6(output),
         }
     }
 }

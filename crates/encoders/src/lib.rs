@@ -17,6 +17,7 @@ pub mod bert_layer;
 pub mod conv_bn;
 pub mod efficientnet;
 pub mod error;
+pub mod frozen_linear;
 pub mod mbconv;
 pub mod minilm;
 pub mod paths;

@@ -138,6 +138,15 @@ impl Checkpoint {
         Tensor::from_data(TensorData::new(values, expected), device)
     }
 
+    /// A PyTorch `nn.Linear` weight `[rows, cols]` (`[out, in]`) as burn's `[cols, rows]`
+    /// (`[in, out]`), transposed here on the host so that the tensor is contiguous: a lazily
+    /// transposed (column-major) weight makes every forward matmul pack a strided operand, about
+    /// 1.5× slower on flex at MiniLM's shapes.
+    pub fn take_transposed(&mut self, key: &str, [rows, cols]: [usize; 2], device: &Device) -> Tensor<2> {
+        let transposed = self.take::<2>(key, [rows, cols], device).transpose();
+        Tensor::from_data(transposed.into_data(), device)
+    }
+
     /// Marks `key` as known but unused (buffers such as `position_ids`, heads not needed).
     /// Absent ignored keys are not an error.
     pub fn ignore(&mut self, key: &str) {
@@ -168,21 +177,35 @@ pub fn linear(
     device: &Device,
 ) -> burn::nn::Linear {
     use burn::module::Param;
-    let weight = checkpoint.take(&format!("{prefix}.weight"), [d_output, d_input], device);
+    let weight = checkpoint.take_transposed(&format!("{prefix}.weight"), [d_output, d_input], device);
     let bias = checkpoint.take(&format!("{prefix}.bias"), [d_output], device);
-    burn::nn::Linear { weight: Param::from_tensor(weight.transpose()), bias: Some(Param::from_tensor(bias)) }
+    burn::nn::Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) }
 }
 
-/// Builds a [`burn::nn::LayerNorm`] from PyTorch `weight`/`bias` keys.
+/// A [`FrozenLinear`](crate::frozen_linear::FrozenLinear) from PyTorch `weight` `[out, in]` and
+/// `bias` `[out]` keys.
+pub fn frozen_linear(
+    checkpoint: &mut Checkpoint,
+    prefix: &str,
+    d_input: usize,
+    d_output: usize,
+    device: &Device,
+) -> crate::frozen_linear::FrozenLinear {
+    let weight = checkpoint.take(&format!("{prefix}.weight"), [d_output, d_input], device);
+    let bias = checkpoint.take(&format!("{prefix}.bias"), [d_output], device);
+    crate::frozen_linear::FrozenLinear::from_pytorch(weight, bias)
+}
+
+/// Builds a [`sspa_norm::LayerNorm`] from PyTorch `weight`/`bias` keys.
 pub fn layer_norm(
     checkpoint: &mut Checkpoint,
     prefix: &str,
     width: usize,
     epsilon: f64,
     device: &Device,
-) -> burn::nn::LayerNorm {
+) -> sspa_norm::LayerNorm {
     use burn::module::Param;
-    let mut norm = burn::nn::LayerNormConfig::new(width).with_epsilon(epsilon).init(device);
+    let mut norm = sspa_norm::LayerNormConfig::new(width).with_epsilon(epsilon).init(device);
     norm.gamma = Param::from_tensor(checkpoint.take(&format!("{prefix}.weight"), [width], device));
     norm.beta = Some(Param::from_tensor(checkpoint.take(&format!("{prefix}.bias"), [width], device)));
     norm

@@ -7,6 +7,7 @@
 //! - [`exp`]: Cephes' `expf` (range reduction by `ln 2`, degree-5 polynomial, `2ⁿ` built from the
 //!   exponent bits), relative error below 2e-7 on the range used here.
 //! - [`gelu`], [`gelu_grad`]: `x Φ(x)` and `g (Φ(x) + x φ(x))` with `Φ(x) = ½ (1 + erf(x / √2))`.
+//! - [`relu6`], [`relu6_grad`]: `min(max(x, 0), 6)` (EfficientNet-Lite0) and its gradient.
 
 use std::f32::consts::{FRAC_1_SQRT_2, LOG2_E};
 
@@ -22,6 +23,9 @@ enum Loop<'a> {
     Gelu { input: &'a [f32], out: &'a mut [f32] },
     GeluInPlace { values: &'a mut [f32] },
     GeluGrad { input: &'a [f32], grad: &'a mut [f32] },
+    Relu6 { input: &'a [f32], out: &'a mut [f32] },
+    Relu6InPlace { values: &'a mut [f32] },
+    Relu6Grad { input: &'a [f32], grad: &'a mut [f32] },
 }
 
 impl pulp::WithSimd for Loop<'_> {
@@ -43,6 +47,21 @@ impl pulp::WithSimd for Loop<'_> {
             Loop::GeluGrad { input, grad } => {
                 for (g, &x) in grad.iter_mut().zip(input) {
                     *g = gelu_grad(x, *g);
+                }
+            }
+            Loop::Relu6 { input, out } => {
+                for (y, &x) in out.iter_mut().zip(input) {
+                    *y = relu6(x);
+                }
+            }
+            Loop::Relu6InPlace { values } => {
+                for value in values.iter_mut() {
+                    *value = relu6(*value);
+                }
+            }
+            Loop::Relu6Grad { input, grad } => {
+                for (g, &x) in grad.iter_mut().zip(input) {
+                    *g = relu6_grad(x, *g);
                 }
             }
         }
@@ -89,6 +108,57 @@ pub fn gelu_grad_in_place(input: &[f32], grad: &mut [f32]) {
             .zip(grad.par_chunks_mut(CHUNK))
             .for_each(|(input, grad)| run(Loop::GeluGrad { input, grad }));
     }
+}
+
+/// `out[i] = relu6(input[i])`, as [`gelu_slice`].
+///
+/// # Panics
+/// When the slices differ in length.
+pub fn relu6_slice(input: &[f32], out: &mut [f32]) {
+    assert_eq!(input.len(), out.len(), "relu6_slice: lengths differ");
+    if input.len() <= CHUNK {
+        run(Loop::Relu6 { input, out });
+    } else {
+        input.par_chunks(CHUNK).zip(out.par_chunks_mut(CHUNK)).for_each(|(input, out)| run(Loop::Relu6 { input, out }));
+    }
+}
+
+/// `values[i] = relu6(values[i])`, as [`gelu_slice`].
+pub fn relu6_in_place(values: &mut [f32]) {
+    if values.len() <= CHUNK {
+        run(Loop::Relu6InPlace { values });
+    } else {
+        values.par_chunks_mut(CHUNK).for_each(|values| run(Loop::Relu6InPlace { values }));
+    }
+}
+
+/// `grad[i] = relu6_grad(input[i], grad[i])`, as [`gelu_slice`].
+///
+/// # Panics
+/// When the slices differ in length.
+pub fn relu6_grad_in_place(input: &[f32], grad: &mut [f32]) {
+    assert_eq!(input.len(), grad.len(), "relu6_grad_in_place: lengths differ");
+    if input.len() <= CHUNK {
+        run(Loop::Relu6Grad { input, grad });
+    } else {
+        input
+            .par_chunks(CHUNK)
+            .zip(grad.par_chunks_mut(CHUNK))
+            .for_each(|(input, grad)| run(Loop::Relu6Grad { input, grad }));
+    }
+}
+
+/// `min(max(x, 0), 6)`; NaN stays NaN (compare-and-select, which vectorises; flex's clamp is a
+/// scalar closure with a NaN branch per value).
+#[inline(always)]
+pub fn relu6(x: f32) -> f32 {
+    x.clamp(0.0, 6.0)
+}
+
+/// `g` where `0 < x < 6`, else 0 (PyTorch's `hardtanh_backward`).
+#[inline(always)]
+pub fn relu6_grad(x: f32, g: f32) -> f32 {
+    if x > 0.0 && x < 6.0 { g } else { 0.0 }
 }
 
 /// `1 / √(2π)`.

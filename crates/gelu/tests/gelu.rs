@@ -64,3 +64,27 @@ fn gradient_flows_through_a_chain_and_only_to_what_requires_it() {
     let out = sspa_gelu::gelu(constant);
     assert!(out.into_data().try_to_vec::<f32>().expect("f32")[0] > 0.84);
 }
+
+#[test]
+fn relu6_matches_burns_relu6_with_and_without_autodiff() {
+    for device in [Device::flex(), Device::flex().autodiff()] {
+        // Values on both sides of 0 and 6, a few exactly on them, and more than one parallel chunk.
+        let spread = Tensor::<2>::random([40, 1000], Distribution::Normal(3.0, 5.0), &device);
+        let edges = Tensor::<2>::from_floats([[-1.0, 0.0, 0.5, 5.5, 6.0, 7.0]], &device);
+        let x = Tensor::cat(vec![spread.flatten::<1>(0, 1), edges.flatten::<1>(0, 1)], 0);
+        let x = if device.is_autodiff() { x.require_grad() } else { x };
+        let ours = sspa_gelu::relu6(x.clone());
+        let theirs = burn::tensor::activation::relu6(x.clone());
+        assert_eq!(ours.clone().into_data(), theirs.into_data(), "forward differs");
+        if device.is_autodiff() {
+            let upstream = Tensor::<1>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let grads = (ours * upstream.clone()).sum().backward();
+            let grad = x.grad(&grads).expect("input gradient");
+            let inside = x.clone().detach().greater_elem(0.0).float() * x.clone().detach().lower_elem(6.0).float();
+            let expected = upstream * inside;
+            // Exact up to the sign of zero (`-g · 0` is `-0`).
+            let difference = (grad.without_autodiff() - expected.without_autodiff()).abs().max().into_scalar::<f32>();
+            assert_eq!(difference, 0.0, "gradient differs");
+        }
+    }
+}

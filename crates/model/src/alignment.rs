@@ -3,8 +3,8 @@
 //! `X' = Gate(X, CMA(X, Y))`, `X* = X' + MLP(LN(X'))`. Visual-to-semantic is `X = T_u`,
 //! `Y = F_p`; semantic-to-visual is `X = F_p`, `Y = T_u`.
 
-use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
+use sspa_norm::{LayerNorm, LayerNormConfig};
 
 use crate::cma::{CrossModalAttention, CrossModalAttentionConfig};
 use crate::gate::{Gate, GateConfig};

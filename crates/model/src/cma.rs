@@ -4,10 +4,11 @@
 //! original semantics (normalised, never projected); one head, `W_q` without bias, no output
 //! projection, no mask, softmax over the keys.
 
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use sspa_attention::{attention, default_scale};
+use sspa_norm::{LayerNorm, LayerNormConfig};
 
 /// Configuration of [`CrossModalAttention`].
 #[derive(Config, Debug)]

@@ -3,8 +3,8 @@
 //! `T̂ = T_l + CMA(T_l, F_p)`, `T_c = T̂ + MLP(LN(T̂))`: the CAP text features attend to the
 //! image's patches and are refined per image.
 
-use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
+use sspa_norm::{LayerNorm, LayerNormConfig};
 
 use crate::cma::{CrossModalAttention, CrossModalAttentionConfig};
 use crate::mlp::{Mlp, MlpConfig};

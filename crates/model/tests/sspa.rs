@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use burn::module::{ModuleVisitor, Param, ParamId};
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::Linear;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -14,6 +14,7 @@ use sspa_model::{
     AggregatorConfig, AsymmetricLossConfig, CrossModalAttentionConfig, GateConfig, MlpConfig, QsmConfig,
     QuaternionLinear, QuaternionLinearConfig, SspaHeadConfig, SspaLoss,
 };
+use sspa_norm::LayerNorm;
 
 // ------------------------------------------------------------------------------------ helpers
 

@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! cargo bench -p sspa-train --bench fine_tune_step --features tch          # cuda:0, f32
+//! SSPA_BENCH_DEVICE=cuda:0 SSPA_BENCH_PRECISION=mixed …                     # bf16 compute, f32 master weights
 //! SSPA_BENCH_DEVICE=cuda:0 SSPA_BENCH_PRECISION=bf16 …                      # libtorch bf16
 //! SSPA_BENCH_TINY=1 SSPA_BENCH_DEVICE=flex cargo bench -p sspa-train --bench fine_tune_step
 //! ```
@@ -27,7 +28,7 @@ use burn::prelude::*;
 use common::{StepClock, device, pseudo_random};
 use sspa_clip::tokenizer::ClipTokens;
 use sspa_clip::{TextTransformer, TextTransformerConfig, VisionTransformerConfig};
-use sspa_config::{AblationSection, ModelSection, TrainSection};
+use sspa_config::{AblationSection, ModelSection, Precision, TrainSection};
 use sspa_train::{
     Backbone, BackboneSpec, Batches, Examples, FineTune, ImageBatch, ImageSource, PromptTextEncoder, Sections,
     TextInputs, TrainData, TrainError, TrainOptions, train,
@@ -176,7 +177,15 @@ fn main() {
     let (steps, warmup) = (env("SSPA_BENCH_STEPS", if tiny { 2 } else { 10 }), env("SSPA_BENCH_WARMUP", 3usize));
     let sizes = Sizes::new(tiny);
     let mut plain = device(&device_name);
-    if precision == "bf16" {
+    // `train.precision`: f32, mixed (bf16 compute on a copy, f32 master weights and AdamW state)
+    // or bf16 (everything bf16, the device's float type).
+    let train_precision = match precision.as_str() {
+        "f32" => Precision::F32,
+        "mixed" => Precision::Mixed,
+        "bf16" => Precision::Bf16,
+        other => panic!("SSPA_BENCH_PRECISION={other}: expected f32, mixed or bf16"),
+    };
+    if train_precision == Precision::Bf16 {
         plain.configure(burn::tensor::FloatDType::BF16).expect("bf16 on this device");
     }
     let autodiff = plain.clone().autodiff();
@@ -235,6 +244,7 @@ fn main() {
         weight_decay: 1e-4,
         grad_clip: 1.0,
         ema_decay: 0.9997,
+        precision: train_precision,
         ..TrainSection::default()
     };
     let ablation = AblationSection::default();

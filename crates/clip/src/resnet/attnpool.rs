@@ -69,10 +69,7 @@ impl AttentionPool2dConfig {
     pub fn load(&self, checkpoint: &mut Checkpoint, prefix: &str, device: &Device) -> AttentionPool2d {
         let tokens = self.grid * self.grid + 1;
         let mut linear = |name: &str, d_output: usize| {
-            let weight: Tensor<2> =
-                checkpoint.take(&format!("{prefix}{name}.weight"), [d_output, self.embed_dim], device);
-            let bias: Tensor<1> = checkpoint.take(&format!("{prefix}{name}.bias"), [d_output], device);
-            Linear { weight: Param::from_tensor(weight.transpose()), bias: Some(Param::from_tensor(bias)) }
+            sspa_encoders::weights::linear(checkpoint, &format!("{prefix}{name}"), self.embed_dim, d_output, device)
         };
         let q_proj = linear("q_proj", self.embed_dim);
         let k_proj = linear("k_proj", self.embed_dim);

@@ -72,26 +72,36 @@ fn run(op: Loop<'_>) {
     pulp::Arch::new().dispatch(op);
 }
 
+/// `make(input, out)` over the whole slices, or over chunks of [`CHUNK`] values on rayon's threads.
+fn zip_chunks(input: &[f32], out: &mut [f32], make: for<'x> fn(&'x [f32], &'x mut [f32]) -> Loop<'x>) {
+    assert_eq!(input.len(), out.len(), "kernel slices differ in length");
+    if input.len() <= CHUNK {
+        run(make(input, out));
+    } else {
+        input.par_chunks(CHUNK).zip(out.par_chunks_mut(CHUNK)).for_each(|(input, out)| run(make(input, out)));
+    }
+}
+
+/// `make(values)` over the whole slice, or over chunks of [`CHUNK`] values on rayon's threads.
+fn chunks(values: &mut [f32], make: for<'x> fn(&'x mut [f32]) -> Loop<'x>) {
+    if values.len() <= CHUNK {
+        run(make(values));
+    } else {
+        values.par_chunks_mut(CHUNK).for_each(|values| run(make(values)));
+    }
+}
+
 /// `out[i] = gelu(input[i])`, in parallel chunks of vectorised loops.
 ///
 /// # Panics
 /// When the slices differ in length.
 pub fn gelu_slice(input: &[f32], out: &mut [f32]) {
-    assert_eq!(input.len(), out.len(), "gelu_slice: lengths differ");
-    if input.len() <= CHUNK {
-        run(Loop::Gelu { input, out });
-    } else {
-        input.par_chunks(CHUNK).zip(out.par_chunks_mut(CHUNK)).for_each(|(input, out)| run(Loop::Gelu { input, out }));
-    }
+    zip_chunks(input, out, |input, out| Loop::Gelu { input, out });
 }
 
 /// `values[i] = gelu(values[i])`, as [`gelu_slice`].
 pub fn gelu_in_place(values: &mut [f32]) {
-    if values.len() <= CHUNK {
-        run(Loop::GeluInPlace { values });
-    } else {
-        values.par_chunks_mut(CHUNK).for_each(|values| run(Loop::GeluInPlace { values }));
-    }
+    chunks(values, |values| Loop::GeluInPlace { values });
 }
 
 /// `grad[i] = gelu_grad(input[i], grad[i])`, as [`gelu_slice`].
@@ -99,15 +109,7 @@ pub fn gelu_in_place(values: &mut [f32]) {
 /// # Panics
 /// When the slices differ in length.
 pub fn gelu_grad_in_place(input: &[f32], grad: &mut [f32]) {
-    assert_eq!(input.len(), grad.len(), "gelu_grad_in_place: lengths differ");
-    if input.len() <= CHUNK {
-        run(Loop::GeluGrad { input, grad });
-    } else {
-        input
-            .par_chunks(CHUNK)
-            .zip(grad.par_chunks_mut(CHUNK))
-            .for_each(|(input, grad)| run(Loop::GeluGrad { input, grad }));
-    }
+    zip_chunks(input, grad, |input, grad| Loop::GeluGrad { input, grad });
 }
 
 /// `out[i] = relu6(input[i])`, as [`gelu_slice`].
@@ -115,21 +117,12 @@ pub fn gelu_grad_in_place(input: &[f32], grad: &mut [f32]) {
 /// # Panics
 /// When the slices differ in length.
 pub fn relu6_slice(input: &[f32], out: &mut [f32]) {
-    assert_eq!(input.len(), out.len(), "relu6_slice: lengths differ");
-    if input.len() <= CHUNK {
-        run(Loop::Relu6 { input, out });
-    } else {
-        input.par_chunks(CHUNK).zip(out.par_chunks_mut(CHUNK)).for_each(|(input, out)| run(Loop::Relu6 { input, out }));
-    }
+    zip_chunks(input, out, |input, out| Loop::Relu6 { input, out });
 }
 
 /// `values[i] = relu6(values[i])`, as [`gelu_slice`].
 pub fn relu6_in_place(values: &mut [f32]) {
-    if values.len() <= CHUNK {
-        run(Loop::Relu6InPlace { values });
-    } else {
-        values.par_chunks_mut(CHUNK).for_each(|values| run(Loop::Relu6InPlace { values }));
-    }
+    chunks(values, |values| Loop::Relu6InPlace { values });
 }
 
 /// `grad[i] = relu6_grad(input[i], grad[i])`, as [`gelu_slice`].
@@ -137,15 +130,7 @@ pub fn relu6_in_place(values: &mut [f32]) {
 /// # Panics
 /// When the slices differ in length.
 pub fn relu6_grad_in_place(input: &[f32], grad: &mut [f32]) {
-    assert_eq!(input.len(), grad.len(), "relu6_grad_in_place: lengths differ");
-    if input.len() <= CHUNK {
-        run(Loop::Relu6Grad { input, grad });
-    } else {
-        input
-            .par_chunks(CHUNK)
-            .zip(grad.par_chunks_mut(CHUNK))
-            .for_each(|(input, grad)| run(Loop::Relu6Grad { input, grad }));
-    }
+    zip_chunks(input, grad, |input, grad| Loop::Relu6Grad { input, grad });
 }
 
 /// `min(max(x, 0), 6)`; NaN stays NaN (compare-and-select, which vectorises; flex's clamp is a

@@ -45,8 +45,7 @@ impl BertAttentionConfig {
             Tensor::cat(vec![query.0, key.0, value.0], 0),
             Tensor::cat(vec![query.1, key.1, value.1], 0),
         );
-        let (weight, bias) = take("output.dense");
-        let output = FrozenLinear::from_pytorch(weight, bias);
+        let output = weights::frozen_linear(checkpoint, &format!("{prefix}.output.dense"), width, width, device);
         let norm =
             weights::layer_norm(checkpoint, &format!("{prefix}.output.LayerNorm"), width, self.layer_norm_eps, device);
         BertAttention { qkv, output, norm, num_heads: self.num_heads }

@@ -24,6 +24,8 @@ use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
 
+use crate::weights::transposed;
+
 /// `y = x W + b` with `W` `[in, out]` and its transpose `Wᵀ` `[out, in]`, both contiguous.
 ///
 /// # Shapes
@@ -42,9 +44,8 @@ pub struct FrozenLinear {
 impl FrozenLinear {
     /// From a PyTorch weight `[out, in]` and bias `[out]` (both taken as they are stored).
     pub fn from_pytorch(weight: Tensor<2>, bias: Tensor<1>) -> Self {
-        let transposed = contiguous(weight.clone().transpose());
         FrozenLinear {
-            weight: Param::from_tensor(transposed),
+            weight: Param::from_tensor(transposed(weight.clone())),
             weight_t: Param::from_tensor(weight),
             bias: Param::from_tensor(bias),
         }
@@ -57,7 +58,7 @@ impl FrozenLinear {
         let device = weight.device();
         let bias = linear.bias.map(|bias| bias.val()).unwrap_or_else(|| Tensor::zeros([outputs], &device));
         FrozenLinear {
-            weight_t: Param::from_tensor(contiguous(weight.clone().transpose())),
+            weight_t: Param::from_tensor(transposed(weight.clone())),
             weight: Param::from_tensor(weight),
             bias: Param::from_tensor(bias),
         }
@@ -77,13 +78,6 @@ impl FrozenLinear {
             self.bias.val().into_dispatch(),
         ))
     }
-}
-
-/// `tensor` with its values laid out row-major (a copy through flex's tiled transpose when it is a
-/// view).
-fn contiguous(tensor: Tensor<2>) -> Tensor<2> {
-    let device = tensor.device();
-    Tensor::from_data(tensor.into_data(), &device)
 }
 
 /// The linear layer of a frozen weight as a backend operation: the backend's own `linear`
@@ -158,8 +152,7 @@ mod tests {
         let weight = seeded([24, 40], &device); // PyTorch [out, in]
         let bias = seeded([24], &device);
         let frozen = FrozenLinear::from_pytorch(weight.clone(), bias.clone());
-        let plain =
-            Linear { weight: Param::from_tensor(contiguous(weight.transpose())), bias: Some(Param::from_tensor(bias)) };
+        let plain = Linear { weight: Param::from_tensor(transposed(weight)), bias: Some(Param::from_tensor(bias)) };
         let x = seeded([3, 5, 40], &device).require_grad();
         let upstream = seeded([3, 5, 24], &device);
 

@@ -143,8 +143,7 @@ impl Checkpoint {
     /// transposed (column-major) weight makes every forward matmul pack a strided operand, about
     /// 1.5× slower on flex at MiniLM's shapes.
     pub fn take_transposed(&mut self, key: &str, [rows, cols]: [usize; 2], device: &Device) -> Tensor<2> {
-        let transposed = self.take::<2>(key, [rows, cols], device).transpose();
-        Tensor::from_data(transposed.into_data(), device)
+        transposed(self.take::<2>(key, [rows, cols], device))
     }
 
     /// Marks `key` as known but unused (buffers such as `position_ids`, heads not needed).
@@ -180,6 +179,13 @@ pub fn linear(
     let weight = checkpoint.take_transposed(&format!("{prefix}.weight"), [d_output, d_input], device);
     let bias = checkpoint.take(&format!("{prefix}.bias"), [d_output], device);
     burn::nn::Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) }
+}
+
+/// `matrix` transposed into a contiguous tensor (a copy through the backend's tiled transpose; a
+/// lazy `transpose()` view would make every matmul that reads it pack a strided operand).
+pub fn transposed(matrix: Tensor<2>) -> Tensor<2> {
+    let device = matrix.device();
+    Tensor::from_data(matrix.transpose().into_data(), &device)
 }
 
 /// A [`FrozenLinear`](crate::frozen_linear::FrozenLinear) from PyTorch `weight` `[out, in]` and

@@ -23,6 +23,8 @@ pub use backend::LayerNormBackend;
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::module::{Module, Param};
 use burn::prelude::*;
+use burn::tensor::module::layer_norm;
+use burn::tensor::{DType, FloatDType};
 
 /// Configuration of [`LayerNorm`], as `burn::nn::LayerNormConfig`.
 #[derive(Config, Debug)]
@@ -67,13 +69,13 @@ impl LayerNorm {
     /// Normalises `input` over its last dimension.
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         let gamma = self.gamma.val();
+        if !is_fast(&input) {
+            return self.burn_forward(input, gamma);
+        }
         let beta = match &self.beta {
             Some(beta) => beta.val(),
             None => Tensor::zeros(gamma.dims(), &gamma.device()),
         };
-        if !is_fast(&input) {
-            return burn::tensor::module::layer_norm(input, gamma, Some(beta), self.epsilon);
-        }
         Tensor::from_dispatch(<Dispatch as LayerNormBackend>::fused_layer_norm(
             input.into_dispatch(),
             gamma.into_dispatch(),
@@ -83,8 +85,21 @@ impl LayerNorm {
     }
 }
 
+impl LayerNorm {
+    /// `burn::nn::LayerNorm::forward`'s arithmetic: the backend's `layer_norm`, widening `f16` (not
+    /// `bf16`) to `f32` for the sum of squares as burn does.
+    fn burn_forward<const D: usize>(&self, input: Tensor<D>, gamma: Tensor<1>) -> Tensor<D> {
+        let beta = self.beta.as_ref().map(Param::val);
+        if input.dtype() == DType::F16 {
+            let wide = FloatDType::F32;
+            let output = layer_norm(input.cast(wide), gamma.cast(wide), beta.map(|b| b.cast(wide)), self.epsilon);
+            return output.cast(FloatDType::F16);
+        }
+        layer_norm(input, gamma, beta, self.epsilon)
+    }
+}
+
 /// Whether [`LayerNorm::forward`] uses this crate's op: `f32` on flex, with or without autodiff.
 fn is_fast<const D: usize>(input: &Tensor<D>) -> bool {
-    input.dtype() == burn::tensor::DType::F32
-        && matches!(input.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_))
+    input.dtype() == DType::F32 && matches!(input.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_))
 }

@@ -179,12 +179,7 @@ fn main() {
     let mut plain = device(&device_name);
     // `train.precision`: f32, mixed (bf16 compute on a copy, f32 master weights and AdamW state)
     // or bf16 (everything bf16, the device's float type).
-    let train_precision = match precision.as_str() {
-        "f32" => Precision::F32,
-        "mixed" => Precision::Mixed,
-        "bf16" => Precision::Bf16,
-        other => panic!("SSPA_BENCH_PRECISION={other}: expected f32, mixed or bf16"),
-    };
+    let train_precision = common::precision(&precision);
     if train_precision == Precision::Bf16 {
         plain.configure(burn::tensor::FloatDType::BF16).expect("bf16 on this device");
     }

@@ -51,12 +51,7 @@ fn main() {
     let precisions: Vec<Precision> = std::env::var("SSPA_BENCH_PRECISION")
         .unwrap_or_else(|_| "f32".into())
         .split(',')
-        .map(|name| match name.trim() {
-            "f32" => Precision::F32,
-            "mixed" => Precision::Mixed,
-            "bf16" => Precision::Bf16,
-            other => panic!("SSPA_BENCH_PRECISION: unknown precision `{other}` (f32, mixed, bf16)"),
-        })
+        .map(common::precision)
         .collect();
     let variant_count = std::env::var("SSPA_BENCH_VARIANTS")
         .map_or(variants.len(), |count| count.parse::<usize>().expect("SSPA_BENCH_VARIANTS=N"))

@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::prelude::*;
+use sspa_config::Precision;
 use sspa_train::FeatureSet;
 
 /// `count` values in `[-1, 1)` from a 64-bit LCG seeded by `seed`.
@@ -27,6 +28,17 @@ pub fn device(name: &str) -> Device {
         #[cfg(feature = "tch")]
         cuda if cuda.starts_with("cuda:") => Device::libtorch_cuda(cuda[5..].parse::<usize>().expect("cuda:N")),
         other => panic!("unknown bench device `{other}` (flex; with --features tch: libtorch, cuda:N)"),
+    }
+}
+
+/// `train.precision` by its config name (`SSPA_BENCH_PRECISION`).
+#[allow(dead_code)] // demo_step runs f32 only
+pub fn precision(name: &str) -> Precision {
+    match name.trim() {
+        "f32" => Precision::F32,
+        "mixed" => Precision::Mixed,
+        "bf16" => Precision::Bf16,
+        other => panic!("SSPA_BENCH_PRECISION: unknown precision `{other}` (f32, mixed, bf16)"),
     }
 }
 

@@ -52,6 +52,7 @@ fn settings(url: &str, max_tokens: u32) -> LlmSettings {
         stream: true,
         idle_timeout: Duration::from_secs(20),
         concurrency: 1,
+        probe_concurrency: None,
         requests_per_second: 0.0,
         retry: RetryPolicy::default(),
         min_chars: 1,

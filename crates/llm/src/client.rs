@@ -83,7 +83,7 @@ impl LlmClient {
             .map_err(LlmError::Client)?;
         Ok(Self {
             http,
-            in_flight: AdaptiveLimit::new(settings.concurrency),
+            in_flight: AdaptiveLimit::new(settings.concurrency, settings.probe_concurrency),
             rate: RateLimiter::new(settings.requests_per_second),
             requests: AtomicU64::new(0),
             stream: AtomicBool::new(settings.stream),
@@ -152,11 +152,11 @@ impl LlmClient {
     async fn discover_slots(&self) {
         let base = self.settings.base_url.strip_suffix("/v1").unwrap_or(&self.settings.base_url);
         let request = self.authorised(self.http.get(format!("{base}/props"))).timeout(Duration::from_secs(3));
-        let Ok(response) = request.send().await else { return };
+        let Ok(response) = request.send().await else { return self.no_slots() };
         if !response.status().is_success() {
-            return;
+            return self.no_slots();
         }
-        let Ok(props) = response.json::<Value>().await else { return };
+        let Ok(props) = response.json::<Value>().await else { return self.no_slots() };
         if let Some(slots) = props["total_slots"].as_u64().filter(|&slots| slots > 0) {
             let slots = usize::try_from(slots).unwrap_or(usize::MAX);
             if slots < self.settings.concurrency {
@@ -167,6 +167,20 @@ impl LlmClient {
                 );
             }
             self.in_flight.cap(slots);
+        } else {
+            self.no_slots();
+        }
+    }
+
+    /// The server advertises no slots: `llm.concurrency` stays the ceiling unless
+    /// `llm.probe_concurrency` allows more.
+    fn no_slots(&self) {
+        if let Some(probe) = self.settings.probe_concurrency.filter(|&probe| probe > self.settings.concurrency) {
+            tracing::info!(
+                concurrency = self.settings.concurrency,
+                probe_concurrency = probe,
+                "the LLM server advertises no slots; probing above llm.concurrency up to llm.probe_concurrency"
+            );
         }
     }
 

@@ -141,7 +141,8 @@ impl FaultServer {
         lock(&self.shared).advertised_slots = Some(slots);
     }
 
-    /// Most requests answered at the same time so far (queue waiters not counted).
+    /// Most requests answered at the same time so far (queue waiters not counted), each counted
+    /// until its last bytes start to go out: never more than the client had in flight.
     pub fn most_serving(&self) -> usize {
         lock(&self.shared).most_serving
     }
@@ -341,7 +342,9 @@ async fn answer(
         },
         None => None,
     };
-    let _serving = Serving::enter(shared);
+    // Released just before the last bytes go out: a client that read them may start its next
+    // request before this task returns, and that must not count as one more at once.
+    let serving = Serving::enter(shared);
     let chat = body["messages"].is_array();
     let json_answer = |text: &str| -> String {
         let usage = usage_json(body, text);
@@ -355,6 +358,7 @@ async fn answer(
     };
     if streaming && no_streaming {
         let bytes = response("400 Bad Request", "", r#"{"error":{"message":"streaming is not supported"}}"#);
+        drop(serving);
         return writer.write_all(&bytes).await.is_ok();
     }
     let bytes = match fault {
@@ -387,14 +391,17 @@ async fn answer(
             tokio::time::sleep(delay).await;
             response("200 OK", "", &json_answer(&answer_for(label)))
         }
-        fault => return stream_answer(writer, body, label, fault, chat, delay, pause).await,
+        fault => return stream_answer(writer, serving, body, label, fault, chat, delay, pause).await,
     };
+    drop(serving);
     writer.write_all(&bytes).await.is_ok()
 }
 
 /// A streamed answer (server-sent events), or a streaming fault.
+#[allow(clippy::too_many_arguments)]
 async fn stream_answer(
     writer: &mut OwnedWriteHalf,
+    serving: Serving,
     body: &Value,
     label: &str,
     fault: Option<Fault>,
@@ -442,5 +449,6 @@ async fn stream_answer(
         tail.push_str(&format!("data: {}\n\n", json!({"choices": [], "usage": usage_json(body, &text)})));
     }
     tail.push_str("data: [DONE]\n\n");
+    drop(serving);
     writer.write_all(tail.as_bytes()).await.is_ok()
 }

@@ -7,9 +7,11 @@
 //! a stream silent for `idle_timeout` or an answer slower than `timeout` is closed (so the server
 //! stops generating it) and retried; a server that refuses streaming is asked without, from then
 //! on. Requests in flight start at `concurrency` and adapt (AIMD): halved on timeouts, 429 and
-//! 503, one more after a window of successes, never above the slots the server advertises
-//! (llama.cpp `GET /props`). At most `requests_per_second` start each second, retries included. The API key is read from the
-//! environment variable the config names and is never logged ([`ApiKey`] redacts itself).
+//! 503, one more after a window of successes, never above `concurrency` (or
+//! `probe_concurrency`, opt-in, while the server advertises no slots) nor the slots the server
+//! advertises (llama.cpp `GET /props`). At most `requests_per_second` start each second, retries
+//! included. The API key is read from the environment variable the config names and is never
+//! logged ([`ApiKey`] redacts itself).
 
 mod client;
 #[cfg(feature = "fault-server")]

@@ -16,6 +16,7 @@ fn settings(base_url: &str) -> LlmSettings {
         stream: true,
         idle_timeout: Duration::from_secs(20),
         concurrency: 2,
+        probe_concurrency: None,
         requests_per_second: 0.0,
         retry: RetryPolicy {
             max_retries: 3,
@@ -231,4 +232,76 @@ async fn advertised_slots_cap_the_limit() {
     let stats = client.concurrency();
     assert_eq!((stats.server_slots, stats.start, stats.current, stats.highest), (Some(3), 3, 3, 3), "{stats:?}");
     assert_eq!(server.most_serving(), 3);
+}
+
+/// Runs `count` prompts `L0..` at once through one client and waits for every answer.
+async fn ask_all(client: &std::sync::Arc<LlmClient>, count: usize) -> Vec<Result<sspa_llm::Generation, LlmError>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..count {
+        let client = client.clone();
+        tasks.spawn(async move { client.generate(&prompt(&format!("L{index}")), 0).await });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        results.push(joined.expect("task"));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_the_ceiling_when_the_server_advertises_no_slots() {
+    // vLLM, TGI and hosted endpoints have no llama.cpp `/props`: nothing caps the limit but
+    // `llm.concurrency`, and a window of successes must not raise it past that.
+    let server = FaultServer::start().await.expect("server");
+    server.set_answer_delay(Duration::from_millis(5));
+    let mut settings = streaming_settings(&server.base_url());
+    settings.concurrency = 4;
+    let client = std::sync::Arc::new(LlmClient::new(settings).expect("client"));
+    client.check_endpoint().await.expect("up");
+    for result in ask_all(&client, 120).await {
+        result.expect("answered");
+    }
+    let stats = client.concurrency();
+    eprintln!("concurrency = 4, no /props, 120 prompts: {stats:?}, most in flight {}", server.most_serving());
+    assert_eq!(stats.server_slots, None);
+    assert_eq!((stats.start, stats.current, stats.highest), (4, 4, 4), "{stats:?}");
+    assert!(server.most_serving() <= 4, "{} requests in flight at once", server.most_serving());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_concurrency_goes_above_only_when_the_server_advertises_no_slots() {
+    for advertised in [None, Some(8)] {
+        let server = FaultServer::start().await.expect("server");
+        if let Some(slots) = advertised {
+            server.advertise_slots(slots);
+        }
+        server.set_answer_delay(Duration::from_millis(5));
+        let mut settings = streaming_settings(&server.base_url());
+        settings.concurrency = 2;
+        settings.probe_concurrency = Some(6);
+        let client = std::sync::Arc::new(LlmClient::new(settings).expect("client"));
+        client.check_endpoint().await.expect("up");
+        for result in ask_all(&client, 120).await {
+            result.expect("answered");
+        }
+        let stats = client.concurrency();
+        match advertised {
+            // 2 + 3 + 4 + 5 = 14 successes reach 6; 120 leave room for a halving under load.
+            None => {
+                assert_eq!((stats.start, stats.ceiling), (2, 6), "{stats:?}");
+                assert!(stats.highest > 2 && stats.highest <= 6, "{stats:?}");
+                assert!(server.most_serving() <= 6, "{}", server.most_serving());
+            }
+            // The server says: `concurrency` is the ceiling again, even below its slots.
+            Some(_) => {
+                assert_eq!((stats.start, stats.ceiling, stats.highest), (2, 2, 2), "{stats:?}");
+                assert!(server.most_serving() <= 2, "{}", server.most_serving());
+            }
+        }
+    }
+    let mut settings = settings("http://127.0.0.1:9/v1");
+    settings.concurrency = 4;
+    settings.probe_concurrency = Some(3);
+    let error = LlmClient::new(settings).expect_err("below concurrency");
+    assert!(error.to_string().contains("`probe_concurrency`") && error.to_string().contains("(4)"), "{error}");
 }

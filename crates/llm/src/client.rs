@@ -11,6 +11,19 @@ use std::time::Duration;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Characters of an error body kept in messages.
 const BODY_SNIPPET: usize = 300;
+/// The smallest response body limit, and the limit for bodies that are not answers (`/props`,
+/// error bodies).
+pub const MIN_RESPONSE_BYTES: usize = 1 << 20;
+/// Response body bytes allowed per `max_tokens` token above [`MIN_RESPONSE_BYTES`]: a streamed
+/// token costs one event of about 150–300 bytes of JSON; this leaves room for long tokens,
+/// escapes and servers that add fields.
+pub const RESPONSE_BYTES_PER_TOKEN: usize = 4096;
+
+/// The most bytes one response body may have for answers of at most `max_tokens` tokens: the
+/// larger of [`MIN_RESPONSE_BYTES`] and [`RESPONSE_BYTES_PER_TOKEN`] per token.
+pub fn response_limit(max_tokens: u32) -> usize {
+    MIN_RESPONSE_BYTES.max(RESPONSE_BYTES_PER_TOKEN.saturating_mul(max_tokens as usize))
+}
 
 /// Token counts the server reported for one answer (`usage`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -91,6 +104,11 @@ impl LlmClient {
         })
     }
 
+    /// The most bytes a response body may have (see [`response_limit`]).
+    pub fn response_limit(&self) -> usize {
+        response_limit(self.settings.params.max_tokens)
+    }
+
     pub fn settings(&self) -> &LlmSettings {
         &self.settings
     }
@@ -134,7 +152,10 @@ impl LlmClient {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     if status == 401 || status == 403 {
-                        let body = snippet(&response.text().await.unwrap_or_default());
+                        let body = match read_body(response, MIN_RESPONSE_BYTES).await {
+                            Ok(bytes) => snippet(&String::from_utf8_lossy(&bytes)),
+                            Err(error) => error.to_string(),
+                        };
                         return Err(LlmError::Refused { url, status, body });
                     }
                     self.discover_slots().await;
@@ -156,7 +177,8 @@ impl LlmClient {
         if !response.status().is_success() {
             return self.no_slots();
         }
-        let Ok(props) = response.json::<Value>().await else { return self.no_slots() };
+        let Ok(bytes) = read_body(response, MIN_RESPONSE_BYTES).await else { return self.no_slots() };
+        let Ok(props) = serde_json::from_slice::<Value>(&bytes) else { return self.no_slots() };
         if let Some(slots) = props["total_slots"].as_u64().filter(|&slots| slots > 0) {
             let slots = usize::try_from(slots).unwrap_or(usize::MAX);
             if slots < self.settings.concurrency {
@@ -344,9 +366,10 @@ impl LlmClient {
         if status.is_success() && event_stream {
             return self.read_events(response, prompt).await;
         }
-        let bytes = match response.bytes().await {
+        let bytes = match read_body(response, self.response_limit()).await {
             Ok(bytes) => bytes,
-            Err(error) => {
+            Err(BodyError::TooLarge { limit }) => return Attempt::Fail(self.too_large(limit)),
+            Err(BodyError::Read(error)) => {
                 return Attempt::Retry {
                     reason: describe_error(&error),
                     after: None,
@@ -406,6 +429,14 @@ impl LlmClient {
         self.judge(text.to_owned(), usage_of(&parsed))
     }
 
+    fn too_large(&self, limit: usize) -> String {
+        format!(
+            "the response body exceeded {limit} bytes, the limit for answers of `llm.max_tokens` = {} tokens (the \
+             larger of 1 MiB and 4 KiB per token): the server sends more than an answer, or does not stop",
+            self.settings.params.max_tokens
+        )
+    }
+
     fn idle_reason(&self, what: &str) -> String {
         format!("idle timeout: waited {:?} for {what}", self.settings.idle_timeout)
     }
@@ -417,6 +448,7 @@ impl LlmClient {
         let mut text = String::new();
         let mut usage = None;
         let mut finished = false;
+        let (limit, mut received) = (self.response_limit(), 0usize);
         loop {
             let chunk = match tokio::time::timeout(self.settings.idle_timeout, response.chunk()).await {
                 Err(_) => return overloaded(self.idle_reason("the next token")),
@@ -424,6 +456,10 @@ impl LlmClient {
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(chunk))) => chunk,
             };
+            received = received.saturating_add(chunk.len());
+            if received > limit {
+                return Attempt::Fail(self.too_large(limit));
+            }
             pending.extend_from_slice(&chunk);
             while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
@@ -485,6 +521,41 @@ impl LlmClient {
         }
         Attempt::Answer(text, usage)
     }
+}
+
+/// Why a response body was not read whole.
+#[derive(Debug)]
+enum BodyError {
+    /// It is (or says it is) longer than `limit` bytes; the connection is dropped unread.
+    TooLarge {
+        limit: usize,
+    },
+    Read(reqwest::Error),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge { limit } => write!(f, "the response body exceeded {limit} bytes"),
+            Self::Read(error) => f.write_str(&describe_error(error)),
+        }
+    }
+}
+
+/// Reads a whole response body of at most `limit` bytes: a `Content-Length` above it is refused
+/// before reading, and a body without one is read chunk by chunk until it passes the limit.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|length| length > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `usage.{prompt_tokens, completion_tokens}`, when present.

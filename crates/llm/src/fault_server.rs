@@ -40,6 +40,12 @@ pub enum Fault {
     /// A streaming answer whose connection closes in the middle of an event, before the end.
     /// (Without streaming: the same as [`Fault::Reset`].)
     CutStream,
+    /// HTTP 200 whose body never ends: an event stream of words without pause, or (without
+    /// streaming) a JSON body without `Content-Length` that grows until the client goes away.
+    Endless,
+    /// A well-formed answer whose text is this many bytes: one JSON body with its
+    /// `Content-Length`, or (streaming) one event of that size.
+    HugeBody(usize),
 }
 
 /// One request as the server saw it.
@@ -377,6 +383,20 @@ async fn answer(
         }
         Some(Fault::MalformedJson) if !streaming => response("200 OK", "", r#"{"choices": [{"text": "A trunc"#),
         Some(Fault::EmptyText) if !streaming => response("200 OK", "", &json_answer("")),
+        Some(Fault::HugeBody(bytes)) if !streaming => response("200 OK", "", &json_answer(&"a".repeat(bytes))),
+        Some(Fault::Endless) if !streaming => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"choices\": [{\"text\": \"";
+            if writer.write_all(head.as_bytes()).await.is_err() {
+                return false;
+            }
+            let filler = [b'a'; 16 * 1024];
+            loop {
+                if writer.write_all(&filler).await.is_err() || writer.flush().await.is_err() {
+                    return false;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
         Some(Fault::Trickle(pause)) if !streaming => {
             let bytes = response("200 OK", "", &json_answer(&answer_for(label)));
             for piece in bytes.chunks(16) {
@@ -418,8 +438,25 @@ async fn stream_answer(
     if fault == Some(Fault::MalformedJson) {
         return writer.write_all(b"data: {\"choices\": [{\"text\": \"A tru\n\n").await.is_ok();
     }
-    let text = if fault == Some(Fault::EmptyText) { String::new() } else { answer_for(label) };
-    let pieces: Vec<&str> = text.split_inclusive(' ').collect();
+    if fault == Some(Fault::Endless) {
+        let event = sse_event(chat, " on", None);
+        loop {
+            if writer.write_all(event.as_bytes()).await.is_err() || writer.flush().await.is_err() {
+                return false;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    let text = match fault {
+        Some(Fault::EmptyText) => String::new(),
+        Some(Fault::HugeBody(bytes)) => "a".repeat(bytes),
+        _ => answer_for(label),
+    };
+    let pieces: Vec<&str> = if matches!(fault, Some(Fault::HugeBody(_))) {
+        vec![text.as_str()]
+    } else {
+        text.split_inclusive(' ').collect()
+    };
     let pause = match fault {
         Some(Fault::Trickle(trickle)) => trickle,
         _ => pause,

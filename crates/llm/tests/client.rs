@@ -305,3 +305,28 @@ async fn probe_concurrency_goes_above_only_when_the_server_advertises_no_slots()
     let error = LlmClient::new(settings).expect_err("below concurrency");
     assert!(error.to_string().contains("`probe_concurrency`") && error.to_string().contains("(4)"), "{error}");
 }
+
+#[tokio::test]
+async fn endless_and_oversized_bodies_fail_fast_at_the_byte_limit() {
+    // max_tokens = 32: the limit is the 1 MiB floor.
+    for stream in [true, false] {
+        for fault in [Fault::Endless, Fault::HugeBody(3 << 20)] {
+            let server = FaultServer::start().await.expect("server");
+            let mut settings = streaming_settings(&server.base_url());
+            settings.stream = stream;
+            settings.timeout = Duration::from_secs(20);
+            let client = LlmClient::new(settings).expect("client");
+            server.plan("Coat", std::iter::repeat_n(fault.clone(), 4));
+            let started = Instant::now();
+            let error = client.generate(&prompt("Coat"), 0).await.expect_err("too big");
+            let message = error.to_string();
+            assert!(message.contains("1048576 bytes"), "{fault:?}, stream {stream}: {message}");
+            assert!(started.elapsed() < Duration::from_secs(5), "{fault:?}, stream {stream}: {:?}", started.elapsed());
+            assert_eq!(server.counts()["Coat"], 1, "{fault:?}, stream {stream}: not asked again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if fault == Fault::Endless {
+                assert_eq!(server.abandoned(), 1, "{fault:?}, stream {stream}: the connection was closed");
+            }
+        }
+    }
+}

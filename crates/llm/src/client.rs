@@ -41,6 +41,19 @@ pub struct Generation {
     pub attempts: u32,
     /// What the server said the answer cost, when it said.
     pub usage: Option<Usage>,
+    /// Why the server stopped: `stop` (a stop sequence or the end of the answer), `length` (cut
+    /// off by `max_tokens`, accepted only by [`LlmClient::accept_cut_off`]'s rule), when it said.
+    pub finish_reason: Option<String>,
+}
+
+/// Which answers cut off by `max_tokens` may be used as they are.
+#[derive(Clone)]
+struct CutOffRule(std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for CutOffRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CutOffRule(..)")
+    }
 }
 
 /// An OpenAI-compatible client with retries, an adaptive concurrency limit and a rate limit.
@@ -53,11 +66,13 @@ pub struct LlmClient {
     requests: AtomicU64,
     /// Cleared, once, when the server shows it does not stream.
     stream: AtomicBool,
+    /// Cut-off answers this accepts are used; others are retried, then failed.
+    cut_off: Option<CutOffRule>,
 }
 
 /// What one attempt came to.
 enum Attempt {
-    Answer(String, Option<Usage>),
+    Answer(String, Option<Usage>, Option<String>),
     /// Worth another try; `after` is the server's `Retry-After`; `overload` when the server is
     /// too busy (timeouts, 429, 503), which lowers the concurrency limit.
     Retry {
@@ -100,8 +115,18 @@ impl LlmClient {
             rate: RateLimiter::new(settings.requests_per_second),
             requests: AtomicU64::new(0),
             stream: AtomicBool::new(settings.stream),
+            cut_off: None,
             settings,
         })
+    }
+
+    /// Uses answers cut off by `max_tokens` (`finish_reason = "length"`) for which `usable`
+    /// holds, e.g. because what the caller keeps of them ends before the cut. Without this, every
+    /// cut-off answer is retried, then failed.
+    #[must_use]
+    pub fn accept_cut_off(mut self, usable: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.cut_off = Some(CutOffRule(std::sync::Arc::new(usable)));
+        self
     }
 
     /// The most bytes a response body may have (see [`response_limit`]).
@@ -275,7 +300,9 @@ impl LlmClient {
                 outcome
             };
             let (reason, after, connect) = match outcome {
-                Attempt::Answer(text, usage) => return Ok(Generation { text, attempts: attempt, usage }),
+                Attempt::Answer(text, usage, finish_reason) => {
+                    return Ok(Generation { text, attempts: attempt, usage, finish_reason });
+                }
                 Attempt::Fail(reason) | Attempt::NoStreaming(reason) => {
                     return Err(LlmError::Failed { attempts: attempt, reason });
                 }
@@ -426,7 +453,7 @@ impl LlmClient {
             };
             return retry(format!("malformed response: no string `{field}` in `{}`", snippet(&parsed.to_string())));
         };
-        self.judge(text.to_owned(), usage_of(&parsed))
+        self.judge(text.to_owned(), usage_of(&parsed), choice["finish_reason"].as_str().map(str::to_owned))
     }
 
     fn too_large(&self, limit: usize) -> String {
@@ -447,7 +474,7 @@ impl LlmClient {
         let mut pending: Vec<u8> = Vec::new();
         let mut text = String::new();
         let mut usage = None;
-        let mut finished = false;
+        let mut finish_reason: Option<String> = None;
         let (limit, mut received) = (self.response_limit(), 0usize);
         loop {
             let chunk = match tokio::time::timeout(self.settings.idle_timeout, response.chunk()).await {
@@ -467,8 +494,8 @@ impl LlmClient {
                 let Some(data) = line.trim().strip_prefix("data:") else { continue };
                 let data = data.trim();
                 if data == "[DONE]" {
-                    return if finished || !text.is_empty() {
-                        self.judge(text, usage)
+                    return if finish_reason.is_some() || !text.is_empty() {
+                        self.judge(text, usage, finish_reason)
                     } else {
                         retry("stream ended with [DONE] before any answer")
                     };
@@ -494,11 +521,13 @@ impl LlmClient {
                     RenderedPrompt::Chat(_) => choice["delta"]["content"].as_str(),
                 };
                 text.push_str(piece.unwrap_or_default());
-                finished |= choice["finish_reason"].is_string();
+                if let Some(reason) = choice["finish_reason"].as_str() {
+                    finish_reason = Some(reason.to_owned());
+                }
             }
         }
-        if finished {
-            return self.judge(text, usage);
+        if finish_reason.is_some() {
+            return self.judge(text, usage, finish_reason);
         }
         retry(format!(
             "stream ended before the answer was complete (no finish_reason or [DONE]) after {} chars",
@@ -506,8 +535,9 @@ impl LlmClient {
         ))
     }
 
-    /// Accepts an answer, or retries an empty or too short one.
-    fn judge(&self, text: String, usage: Option<Usage>) -> Attempt {
+    /// Accepts an answer, or retries an empty, too short or cut-off one (a cut-off answer that
+    /// the [`LlmClient::accept_cut_off`] rule accepts is used).
+    fn judge(&self, text: String, usage: Option<Usage>, finish_reason: Option<String>) -> Attempt {
         let length = text.trim().chars().count();
         if length == 0 {
             return retry("empty answer");
@@ -519,7 +549,15 @@ impl LlmClient {
                 text.trim()
             ));
         }
-        Attempt::Answer(text, usage)
+        if finish_reason.as_deref() == Some("length") && !self.cut_off.as_ref().is_some_and(|rule| (rule.0)(&text)) {
+            return retry(format!(
+                "answer cut off at `llm.max_tokens` = {} tokens (finish_reason `length`) before it was complete: \
+                 `{}`; raise `llm.max_tokens`",
+                self.settings.params.max_tokens,
+                snippet(&text)
+            ));
+        }
+        Attempt::Answer(text, usage, finish_reason)
     }
 }
 

@@ -40,6 +40,9 @@ pub enum Fault {
     /// A streaming answer whose connection closes in the middle of an event, before the end.
     /// (Without streaming: the same as [`Fault::Reset`].)
     CutStream,
+    /// The answer's first this many words, ended with `finish_reason = "length"`, as a server
+    /// does when `max_tokens` runs out mid-answer.
+    CutOff(usize),
     /// HTTP 200 whose body never ends: an event stream of words without pause, or (without
     /// streaming) a JSON body without `Content-Length` that grows until the client goes away.
     Endless,
@@ -179,6 +182,13 @@ impl FaultServer {
 /// The answer text the server gives for a label.
 pub fn answer_for(label: &str) -> String {
     format!(" A {label} has a distinct shape, colour and parts. It is often seen next to related things.")
+}
+
+/// [`answer_for`]'s first `words` words, as an answer cut off by `max_tokens`.
+pub fn cut_answer(label: &str, words: usize) -> String {
+    let answer = answer_for(label);
+    let kept: Vec<&str> = answer.split_inclusive(' ').take(words + 1).collect();
+    kept.concat().trim_end().to_owned()
 }
 
 /// The label a prompt asks about: its last line without `Describe: ` and the trailing colon.
@@ -352,16 +362,17 @@ async fn answer(
     // request before this task returns, and that must not count as one more at once.
     let serving = Serving::enter(shared);
     let chat = body["messages"].is_array();
-    let json_answer = |text: &str| -> String {
+    let json_answer_ending = |text: &str, finish: &str| -> String {
         let usage = usage_json(body, text);
         if chat {
-            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "model": "fake", "usage": usage})
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}], "model": "fake", "usage": usage})
                 .to_string()
         } else {
-            json!({"choices": [{"index": 0, "text": text, "finish_reason": "stop"}], "model": "fake", "usage": usage})
+            json!({"choices": [{"index": 0, "text": text, "finish_reason": finish}], "model": "fake", "usage": usage})
                 .to_string()
         }
     };
+    let json_answer = |text: &str| json_answer_ending(text, "stop");
     if streaming && no_streaming {
         let bytes = response("400 Bad Request", "", r#"{"error":{"message":"streaming is not supported"}}"#);
         drop(serving);
@@ -383,6 +394,9 @@ async fn answer(
         }
         Some(Fault::MalformedJson) if !streaming => response("200 OK", "", r#"{"choices": [{"text": "A trunc"#),
         Some(Fault::EmptyText) if !streaming => response("200 OK", "", &json_answer("")),
+        Some(Fault::CutOff(words)) if !streaming => {
+            response("200 OK", "", &json_answer_ending(&cut_answer(label, words), "length"))
+        }
         Some(Fault::HugeBody(bytes)) if !streaming => response("200 OK", "", &json_answer(&"a".repeat(bytes))),
         Some(Fault::Endless) if !streaming => {
             let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"choices\": [{\"text\": \"";
@@ -449,9 +463,11 @@ async fn stream_answer(
     }
     let text = match fault {
         Some(Fault::EmptyText) => String::new(),
+        Some(Fault::CutOff(words)) => cut_answer(label, words),
         Some(Fault::HugeBody(bytes)) => "a".repeat(bytes),
         _ => answer_for(label),
     };
+    let finish = if matches!(fault, Some(Fault::CutOff(_))) { "length" } else { "stop" };
     let pieces: Vec<&str> = if matches!(fault, Some(Fault::HugeBody(_))) {
         vec![text.as_str()]
     } else {
@@ -481,7 +497,7 @@ async fn stream_answer(
         }
         tokio::time::sleep(pause).await;
     }
-    let mut tail = sse_event(chat, "", Some("stop"));
+    let mut tail = sse_event(chat, "", Some(finish));
     if body["stream_options"]["include_usage"].as_bool() == Some(true) {
         tail.push_str(&format!("data: {}\n\n", json!({"choices": [], "usage": usage_json(body, &text)})));
     }

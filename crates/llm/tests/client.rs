@@ -1,7 +1,7 @@
 //! The client alone against the fault-injecting server.
 
 use sspa_config::LlmApi;
-use sspa_llm::fault_server::{Fault, FaultServer, answer_for};
+use sspa_llm::fault_server::{Fault, FaultServer, answer_for, cut_answer};
 use sspa_llm::{ApiKey, GenerationParams, LlmClient, LlmError, LlmSettings, RetryPolicy, Usage};
 use sspa_prompt::{ChatMessage, RenderedPrompt, Role};
 use std::time::{Duration, Instant};
@@ -304,6 +304,39 @@ async fn probe_concurrency_goes_above_only_when_the_server_advertises_no_slots()
     settings.probe_concurrency = Some(3);
     let error = LlmClient::new(settings).expect_err("below concurrency");
     assert!(error.to_string().contains("`probe_concurrency`") && error.to_string().contains("(4)"), "{error}");
+}
+
+#[tokio::test]
+async fn a_cut_off_answer_is_retried_then_fails_naming_max_tokens() {
+    for stream in [true, false] {
+        let server = FaultServer::start().await.expect("server");
+        let mut settings = streaming_settings(&server.base_url());
+        settings.stream = stream;
+        let client = LlmClient::new(settings).expect("client");
+        // Cut off once, then a whole answer: the whole one is returned.
+        server.plan("Coat", [Fault::CutOff(11)]);
+        let answer = client.generate(&prompt("Coat"), 0).await.expect("answer");
+        assert_eq!((answer.text, answer.attempts), (answer_for("Coat"), 2), "stream {stream}");
+        // Cut off every time: a failure that says why and what to change.
+        server.plan("Bag", std::iter::repeat_n(Fault::CutOff(11), 4));
+        let error = client.generate(&prompt("Bag"), 0).await.expect_err("cut off every time");
+        let message = error.to_string();
+        assert!(!error.is_fatal(), "{message}");
+        assert!(message.contains("4 attempt") && message.contains("cut off"), "stream {stream}: {message}");
+        assert!(message.contains("`llm.max_tokens` = 32"), "stream {stream}: {message}");
+        assert_eq!(server.counts()["Bag"], 4, "stream {stream}");
+        // A caller's rule may use a cut-off answer as it is; what it refuses is retried.
+        let mut settings = streaming_settings(&server.base_url());
+        settings.stream = stream;
+        let client = LlmClient::new(settings).expect("client").accept_cut_off(|text| text.contains("parts."));
+        server.plan("Hat", [Fault::CutOff(11), Fault::CutOff(5)]);
+        let answer = client.generate(&prompt("Hat"), 0).await.expect("accepted");
+        assert_eq!((answer.text.as_str(), answer.attempts), (cut_answer("Hat", 11).as_str(), 1), "stream {stream}");
+        assert_eq!(answer.finish_reason.as_deref(), Some("length"));
+        let answer = client.generate(&prompt("Hat"), 0).await.expect("refused by the rule, then whole");
+        assert_eq!((answer.text, answer.attempts), (answer_for("Hat"), 2), "stream {stream}");
+        assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
+    }
 }
 
 #[tokio::test]

@@ -99,6 +99,12 @@ pub struct LlmSection {
     pub idle_timeout_s: f64,
     /// Requests in flight at once.
     pub concurrency: u32,
+    /// Opt-in probing above `concurrency`: when set and the server advertises no slots (vLLM,
+    /// TGI and hosted endpoints have no llama.cpp `GET /props`), the adaptive limit may rise one
+    /// request at a time up to this many in flight while the server keeps up. At least
+    /// `concurrency`; unset (the default), `concurrency` is the most ever in flight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_concurrency: Option<u32>,
     /// Requests started per second at most; 0 means unlimited.
     pub requests_per_second: f64,
     /// Retries after the first attempt, for transient failures.
@@ -125,6 +131,7 @@ impl Default for LlmSection {
             stream: true,
             idle_timeout_s: 20.0,
             concurrency: 2,
+            probe_concurrency: None,
             requests_per_second: 0.0,
             max_retries: 4,
             min_chars: 12,

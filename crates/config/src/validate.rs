@@ -95,6 +95,14 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
     positive(&mut fail, "llm.timeout_s", llm.timeout_s);
     positive(&mut fail, "llm.idle_timeout_s", llm.idle_timeout_s);
     positive(&mut fail, "llm.concurrency", llm.concurrency as f64);
+    if let Some(probe) = llm.probe_concurrency
+        && probe < llm.concurrency
+    {
+        fail(
+            "llm.probe_concurrency",
+            format!("{probe} is below `llm.concurrency` ({}): it may only allow more in flight", llm.concurrency),
+        );
+    }
     if llm.requests_per_second < 0.0 || !llm.requests_per_second.is_finite() {
         fail("llm.requests_per_second", "must be 0 (unlimited) or positive".into());
     }

@@ -46,6 +46,10 @@ pub struct CacheRow {
     /// Tokens of the answer (`usage.completion_tokens`), when the server said.
     #[serde(default)]
     pub completion_tokens: Option<u64>,
+    /// Why the server stopped (`stop`, or `length` for an answer cut off by `llm.max_tokens`
+    /// whose kept sentences ended before the cut), when it said; absent in rows written before.
+    #[serde(default)]
+    pub finish_reason: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +213,7 @@ fn schema() -> Arc<Schema> {
         Field::new("created_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
         Field::new("prompt_tokens", DataType::UInt64, true),
         Field::new("completion_tokens", DataType::UInt64, true),
+        Field::new("finish_reason", DataType::Utf8, true),
     ]))
 }
 
@@ -233,6 +238,7 @@ pub fn write_parquet(path: &Path, rows: &[CacheRow]) -> Result<(), CacheError> {
         ),
         Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.prompt_tokens))),
         Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.completion_tokens))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.finish_reason.as_deref()))),
     ];
     let batch = RecordBatch::try_new(schema(), columns)
         .map_err(|source| sspa_table::TableError::Arrow { path: path.to_path_buf(), source })?;
@@ -255,6 +261,8 @@ pub fn read_parquet(path: &Path) -> Result<Vec<CacheRow>, CacheError> {
         let prompt_tokens = optional_column::<UInt64Array>(&batch, "prompt_tokens", path)?;
         let completion_tokens = optional_column::<UInt64Array>(&batch, "completion_tokens", path)?;
         let value = |column: Option<&UInt64Array>, i: usize| column.filter(|c| !c.is_null(i)).map(|c| c.value(i));
+        // So did `finish_reason`.
+        let finish_reason = optional_column::<StringArray>(&batch, "finish_reason", path)?;
         for i in 0..batch.num_rows() {
             if created_at.is_null(i) || request_key.is_null(i) {
                 return Err(sspa_table::TableError::Invalid {
@@ -277,6 +285,7 @@ pub fn read_parquet(path: &Path) -> Result<Vec<CacheRow>, CacheError> {
                 created_at: DateTime::from_timestamp_micros(created_at.value(i)).unwrap_or_default(),
                 prompt_tokens: value(prompt_tokens, i),
                 completion_tokens: value(completion_tokens, i),
+                finish_reason: finish_reason.filter(|c| !c.is_null(i)).map(|c| c.value(i).to_owned()),
             });
         }
     }
@@ -302,6 +311,7 @@ mod tests {
             created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap_or_default(),
             prompt_tokens: Some(11),
             completion_tokens: None,
+            finish_reason: Some("stop".into()),
         }
     }
 
@@ -338,12 +348,12 @@ mod tests {
         let old = RecordBatch::try_new(Arc::new(Schema::new(old_fields)), new.columns()[..11].to_vec()).expect("batch");
         sspa_table::write_batch(&path, &old).expect("write");
         let rows = read_parquet(&path).expect("old file reads");
-        assert_eq!(rows, [CacheRow { prompt_tokens: None, completion_tokens: None, ..row("a") }]);
+        assert_eq!(rows, [CacheRow { prompt_tokens: None, completion_tokens: None, finish_reason: None, ..row("a") }]);
 
         let mut line = serde_json::to_value(row("b")).expect("json");
-        line.as_object_mut().expect("object").retain(|key, _| !key.ends_with("_tokens"));
+        line.as_object_mut().expect("object").retain(|key, _| !key.ends_with("_tokens") && key != "finish_reason");
         let parsed: CacheRow = serde_json::from_value(line).expect("old line reads");
-        assert_eq!(parsed.prompt_tokens, None);
+        assert_eq!((parsed.prompt_tokens, parsed.finish_reason), (None, None));
     }
 
     fn read_batch(path: &Path) -> RecordBatch {

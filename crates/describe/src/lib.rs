@@ -8,7 +8,8 @@
 //! - [`read_label_file`] / [`LabelList::from_names`]: checked label lists for new label sets.
 //! - [`DescriptionCache`]: answers keyed by [`request_key`], made durable one by one as they
 //!   arrive, compacted into `descriptions.parquet`; a re-run asks only for missing keys.
-//! - [`postprocess`]: raw answer → description.
+//! - [`postprocess`]: raw answer → description; [`cut_off_is_harmless`]: whether an answer cut
+//!   off by `llm.max_tokens` gives the description the whole answer would (then it is used).
 
 mod cache;
 mod labels;
@@ -17,7 +18,7 @@ mod run;
 
 pub use cache::{CacheError, CacheRow, DESCRIPTIONS_FILE, DescriptionCache, read_parquet, write_parquet};
 pub use labels::{DuplicateLabel, LabelError, LabelList, LabelProblem, MAX_LABEL_BYTES, read_label_file};
-pub use postprocess::postprocess;
+pub use postprocess::{cut_off_is_harmless, postprocess};
 pub use run::{
     CACHE_FORMAT_VERSION, DescribeError, DescribeProgress, DescribeRequest, DescribeSummary, LabelFailure, describe,
     request_key,

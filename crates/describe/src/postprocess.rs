@@ -5,15 +5,28 @@
 /// space; whole sentences are kept while they fit both limits; a first sentence longer than
 /// `max_chars` is cut at a word boundary. The kept text always ends with sentence punctuation.
 pub fn postprocess(raw: &str, label: &str, max_chars: usize, max_sentences: usize) -> String {
-    let body = first_sentences(raw, max_chars.max(1), max_sentences.max(1));
+    let (body, _) = first_sentences(raw, max_chars.max(1), max_sentences.max(1));
     if body.is_empty() { format!("A photo of a {label}.") } else { format!("{body} A photo of a {label}.") }
 }
 
-fn first_sentences(raw: &str, max_chars: usize, max_sentences: usize) -> String {
+/// Whether [`postprocess`] gives `raw` the description it would give the whole answer, when `raw`
+/// was cut off by the token limit (`finish_reason = "length"`): true when the sentences it keeps
+/// all end before the last, possibly unfinished, piece of `raw` (a piece that ends in `.` at
+/// the very end counts as unfinished too: "2." may have become "2.5"). A last piece too long to
+/// fit is cut the same way whatever followed it, so it does not count as kept.
+pub fn cut_off_is_harmless(raw: &str, max_chars: usize, max_sentences: usize) -> bool {
+    let (_, used_last) = first_sentences(raw, max_chars.max(1), max_sentences.max(1));
+    !used_last
+}
+
+/// The kept text, and whether it holds the last piece of the answer whole.
+fn first_sentences(raw: &str, max_chars: usize, max_sentences: usize) -> (String, bool) {
     let text = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     let text = text.trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace());
     let mut kept = String::new();
-    for (sentences, sentence) in split_sentences(text).into_iter().enumerate() {
+    let pieces = split_sentences(text);
+    let mut used_last = false;
+    for (sentences, sentence) in pieces.iter().enumerate() {
         if sentences == max_sentences
             || kept.chars().count() + usize::from(!kept.is_empty()) + sentence.chars().count() > max_chars
         {
@@ -23,6 +36,7 @@ fn first_sentences(raw: &str, max_chars: usize, max_sentences: usize) -> String 
             kept.push(' ');
         }
         kept.push_str(sentence);
+        used_last = sentences + 1 == pieces.len();
     }
     if kept.is_empty() && !text.is_empty() {
         // The first sentence alone is too long: cut it at the last space that fits.
@@ -36,7 +50,7 @@ fn first_sentences(raw: &str, max_chars: usize, max_sentences: usize) -> String 
     if !kept.is_empty() && !kept.ends_with(['.', '!', '?']) {
         kept.push('.');
     }
-    kept
+    (kept, used_last)
 }
 
 /// Sentences end at `.`, `!` or `?` followed by a space or the end; the last piece may be a
@@ -63,7 +77,7 @@ fn split_sentences(text: &str) -> Vec<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::postprocess;
+    use super::{cut_off_is_harmless, postprocess};
 
     #[test]
     fn keeps_first_sentences_and_appends_the_photo_sentence() {
@@ -89,6 +103,28 @@ mod tests {
     fn decimals_and_quotes_do_not_end_sentences() {
         let raw = "\"A 2.5 cm strap holds it. Second one. Third.\"";
         assert_eq!(postprocess(raw, "Sandal", 300, 2), "A 2.5 cm strap holds it. Second one. A photo of a Sandal.");
+    }
+
+    #[test]
+    fn a_cut_off_answer_is_harmless_when_its_kept_sentences_end_before_the_cut() {
+        let cut = " A coat is long and dark. It has buttons. It is wa";
+        assert!(cut_off_is_harmless(cut, 300, 2));
+        assert!(cut_off_is_harmless(cut, 300, 1));
+        assert!(!cut_off_is_harmless(cut, 300, 3), "the third sentence is the unfinished one");
+        // The unfinished piece does not fit in 45 characters; the whole one would not either.
+        assert!(cut_off_is_harmless(cut, 45, 3));
+        assert!(!cut_off_is_harmless(cut, 60, 3));
+        // Ending in a full stop proves nothing: "It has 2." may have become "It has 2.5 cm straps."
+        assert!(!cut_off_is_harmless("A coat is long. It has 2.", 300, 2));
+        assert!(cut_off_is_harmless("A coat is long. It has 2.", 300, 1));
+        // One endless sentence, longer than `max_chars`: cut at a word whatever followed.
+        let endless = "An airplane is on a runway, often on a runway, often on a runway, often on a";
+        assert!(cut_off_is_harmless(endless, 40, 2));
+        assert_eq!(
+            postprocess(endless, "airplane", 40, 2),
+            postprocess(&format!("{endless} runway."), "airplane", 40, 2)
+        );
+        assert!(!cut_off_is_harmless(endless, 300, 2), "it fits, unfinished");
     }
 
     #[test]

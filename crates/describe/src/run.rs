@@ -2,7 +2,7 @@
 
 use crate::cache::{CacheError, CacheRow, DescriptionCache, write_parquet};
 use crate::labels::{DuplicateLabel, LabelList};
-use crate::postprocess::postprocess;
+use crate::postprocess::{cut_off_is_harmless, postprocess};
 use serde::Serialize;
 use serde_json::json;
 use sspa_config::{DomainSection, LlmApi, LlmSection, PromptSection};
@@ -67,7 +67,8 @@ pub struct DescribeSummary {
     pub samples_per_label: u32,
     /// Answers wanted: `labels × samples_per_label`.
     pub total: usize,
-    /// Answers found in the cache.
+    /// Answers found in the cache and used. A cached answer cut off by `llm.max_tokens` that
+    /// post-processing would now read into counts as failed instead (see `failures`).
     pub cached: usize,
     /// Answers received in this run.
     pub new: usize,
@@ -186,14 +187,39 @@ pub async fn describe(
     let total = jobs.len() as u64;
 
     let mut cache = DescriptionCache::open(state_dir)?;
+    let (max_chars, max_sentences) = (req.prompt.max_chars as usize, req.prompt.max_sentences as usize);
     let missing: Vec<usize> = (0..jobs.len()).filter(|&i| cache.get(&jobs[i].key).is_none()).collect();
-    let cached = jobs.len() - missing.len();
-    progress(DescribeProgress { done: cached as u64, total, concurrency: None });
+    // A cached answer cut off by `max_tokens` was kept because its kept sentences ended before the
+    // cut; post-processing that now keeps more would read into the cut. Asking again would get the
+    // same cut (the request is the same), so such a label fails, saying what to change.
+    let mut tally = Tally::default();
+    let mut unusable = std::collections::HashSet::new();
+    for (index, job) in jobs.iter().enumerate() {
+        if let Some(row) = cache.get(&job.key)
+            && row.finish_reason.as_deref() == Some("length")
+            && !cut_off_is_harmless(&row.raw, max_chars, max_sentences)
+        {
+            unusable.insert(index);
+            tracing::warn!(label = %job.label, sample = job.sample, "the cached answer was cut off before what is kept of it now");
+            tally.failures.push(LabelFailure {
+                label: job.label.clone(),
+                sample: job.sample,
+                reason: format!(
+                    "the cached answer was cut off at `llm.max_tokens` = {} tokens and `prompt.max_sentences` = \
+                     {max_sentences} / `prompt.max_chars` = {max_chars} now keep its unfinished end; raise \
+                     `llm.max_tokens` (a new request) or keep fewer sentences",
+                    req.llm.max_tokens
+                ),
+            });
+        }
+    }
+    let cached = jobs.len() - missing.len() - unusable.len();
+    progress(DescribeProgress { done: (cached + unusable.len()) as u64, total, concurrency: None });
     tracing::info!(labels = req.labels.len(), total, cached, missing = missing.len(), "describe");
 
-    let mut tally = Tally::default();
     if !missing.is_empty() {
-        let outcome = query(req, &jobs, &missing, &mut cache, &mut tally, cached as u64, total, progress).await;
+        let done = (cached + unusable.len()) as u64;
+        let outcome = query(req, &jobs, &missing, &mut cache, &mut tally, done, total, progress).await;
         // Whatever happened, fold what arrived into the Parquet file before reporting.
         let compacted = cache.compact();
         outcome?;
@@ -203,18 +229,13 @@ pub async fn describe(
     }
 
     let mut rows = Vec::with_capacity(jobs.len());
-    for job in &jobs {
-        if let Some(row) = cache.get(&job.key) {
+    for (index, job) in jobs.iter().enumerate() {
+        if let Some(row) = cache.get(&job.key).filter(|_| !unusable.contains(&index)) {
             rows.push(CacheRow {
                 label_id: job.label_id,
                 label: job.label.clone(),
                 domain: req.domain.name.clone(),
-                description: postprocess(
-                    &row.raw,
-                    &job.label,
-                    req.prompt.max_chars as usize,
-                    req.prompt.max_sentences as usize,
-                ),
+                description: postprocess(&row.raw, &job.label, max_chars, max_sentences),
                 ..row.clone()
             });
         }
@@ -287,12 +308,16 @@ async fn query(
     if let Some(retry) = req.retry {
         settings.retry = RetryPolicy { max_retries: req.llm.max_retries, ..retry };
     }
-    let client = Arc::new(LlmClient::new(settings)?);
+    let (max_chars, max_sentences) = (req.prompt.max_chars as usize, req.prompt.max_sentences as usize);
+    // An answer cut off by `max_tokens` is used when the sentences kept of it end before the cut
+    // (its description is the whole answer's); other cut-off answers are retried, then failed.
+    let client = Arc::new(
+        LlmClient::new(settings)?.accept_cut_off(move |raw| cut_off_is_harmless(raw, max_chars, max_sentences)),
+    );
     tally.client = Some(client.clone());
     client.check_endpoint().await?;
     // The limit as it starts (cut to the server's slots by `check_endpoint`), before any answer.
     progress(DescribeProgress { done, total, concurrency: Some(client.concurrency().current) });
-    let (max_chars, max_sentences) = (req.prompt.max_chars as usize, req.prompt.max_sentences as usize);
     // Dropping the set (an early return, or the caller cancelling this future) aborts the
     // requests still in flight; every answer already received is in the cache by then.
     let mut tasks = tokio::task::JoinSet::new();
@@ -327,7 +352,7 @@ async fn query(
         let Some(index) = index else { continue };
         let job = &jobs[index];
         match result {
-            Ok((Generation { text, attempts, usage }, description)) => {
+            Ok((Generation { text, attempts, usage, finish_reason }, description)) => {
                 tracing::debug!(label = %job.label, sample = job.sample, attempts, "answered");
                 match usage {
                     Some(usage) => {
@@ -350,6 +375,7 @@ async fn query(
                     created_at: chrono::Utc::now(),
                     prompt_tokens: usage.map(|u| u.prompt_tokens),
                     completion_tokens: usage.map(|u| u.completion_tokens),
+                    finish_reason,
                 });
                 if let Err(error) = appended {
                     break Err(error.into());

@@ -11,6 +11,19 @@ use std::time::Duration;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Characters of an error body kept in messages.
 const BODY_SNIPPET: usize = 300;
+/// The smallest response body limit, and the limit for bodies that are not answers (`/props`,
+/// error bodies).
+pub const MIN_RESPONSE_BYTES: usize = 1 << 20;
+/// Response body bytes allowed per `max_tokens` token above [`MIN_RESPONSE_BYTES`]: a streamed
+/// token costs one event of about 150–300 bytes of JSON; this leaves room for long tokens,
+/// escapes and servers that add fields.
+pub const RESPONSE_BYTES_PER_TOKEN: usize = 4096;
+
+/// The most bytes one response body may have for answers of at most `max_tokens` tokens: the
+/// larger of [`MIN_RESPONSE_BYTES`] and [`RESPONSE_BYTES_PER_TOKEN`] per token.
+pub fn response_limit(max_tokens: u32) -> usize {
+    MIN_RESPONSE_BYTES.max(RESPONSE_BYTES_PER_TOKEN.saturating_mul(max_tokens as usize))
+}
 
 /// Token counts the server reported for one answer (`usage`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -28,6 +41,19 @@ pub struct Generation {
     pub attempts: u32,
     /// What the server said the answer cost, when it said.
     pub usage: Option<Usage>,
+    /// Why the server stopped: `stop` (a stop sequence or the end of the answer), `length` (cut
+    /// off by `max_tokens`, accepted only by [`LlmClient::accept_cut_off`]'s rule), when it said.
+    pub finish_reason: Option<String>,
+}
+
+/// Which answers cut off by `max_tokens` may be used as they are.
+#[derive(Clone)]
+struct CutOffRule(std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for CutOffRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CutOffRule(..)")
+    }
 }
 
 /// An OpenAI-compatible client with retries, an adaptive concurrency limit and a rate limit.
@@ -40,11 +66,13 @@ pub struct LlmClient {
     requests: AtomicU64,
     /// Cleared, once, when the server shows it does not stream.
     stream: AtomicBool,
+    /// Cut-off answers this accepts are used; others are retried, then failed.
+    cut_off: Option<CutOffRule>,
 }
 
 /// What one attempt came to.
 enum Attempt {
-    Answer(String, Option<Usage>),
+    Answer(String, Option<Usage>, Option<String>),
     /// Worth another try; `after` is the server's `Retry-After`; `overload` when the server is
     /// too busy (timeouts, 429, 503), which lowers the concurrency limit.
     Retry {
@@ -83,12 +111,27 @@ impl LlmClient {
             .map_err(LlmError::Client)?;
         Ok(Self {
             http,
-            in_flight: AdaptiveLimit::new(settings.concurrency),
+            in_flight: AdaptiveLimit::new(settings.concurrency, settings.probe_concurrency),
             rate: RateLimiter::new(settings.requests_per_second),
             requests: AtomicU64::new(0),
             stream: AtomicBool::new(settings.stream),
+            cut_off: None,
             settings,
         })
+    }
+
+    /// Uses answers cut off by `max_tokens` (`finish_reason = "length"`) for which `usable`
+    /// holds, e.g. because what the caller keeps of them ends before the cut. Without this, every
+    /// cut-off answer is retried, then failed.
+    #[must_use]
+    pub fn accept_cut_off(mut self, usable: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.cut_off = Some(CutOffRule(std::sync::Arc::new(usable)));
+        self
+    }
+
+    /// The most bytes a response body may have (see [`response_limit`]).
+    pub fn response_limit(&self) -> usize {
+        response_limit(self.settings.params.max_tokens)
     }
 
     pub fn settings(&self) -> &LlmSettings {
@@ -134,7 +177,10 @@ impl LlmClient {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     if status == 401 || status == 403 {
-                        let body = snippet(&response.text().await.unwrap_or_default());
+                        let body = match read_body(response, MIN_RESPONSE_BYTES).await {
+                            Ok(bytes) => snippet(&String::from_utf8_lossy(&bytes)),
+                            Err(error) => error.to_string(),
+                        };
                         return Err(LlmError::Refused { url, status, body });
                     }
                     self.discover_slots().await;
@@ -152,11 +198,12 @@ impl LlmClient {
     async fn discover_slots(&self) {
         let base = self.settings.base_url.strip_suffix("/v1").unwrap_or(&self.settings.base_url);
         let request = self.authorised(self.http.get(format!("{base}/props"))).timeout(Duration::from_secs(3));
-        let Ok(response) = request.send().await else { return };
+        let Ok(response) = request.send().await else { return self.no_slots() };
         if !response.status().is_success() {
-            return;
+            return self.no_slots();
         }
-        let Ok(props) = response.json::<Value>().await else { return };
+        let Ok(bytes) = read_body(response, MIN_RESPONSE_BYTES).await else { return self.no_slots() };
+        let Ok(props) = serde_json::from_slice::<Value>(&bytes) else { return self.no_slots() };
         if let Some(slots) = props["total_slots"].as_u64().filter(|&slots| slots > 0) {
             let slots = usize::try_from(slots).unwrap_or(usize::MAX);
             if slots < self.settings.concurrency {
@@ -167,6 +214,20 @@ impl LlmClient {
                 );
             }
             self.in_flight.cap(slots);
+        } else {
+            self.no_slots();
+        }
+    }
+
+    /// The server advertises no slots: `llm.concurrency` stays the ceiling unless
+    /// `llm.probe_concurrency` allows more.
+    fn no_slots(&self) {
+        if let Some(probe) = self.settings.probe_concurrency.filter(|&probe| probe > self.settings.concurrency) {
+            tracing::info!(
+                concurrency = self.settings.concurrency,
+                probe_concurrency = probe,
+                "the LLM server advertises no slots; probing above llm.concurrency up to llm.probe_concurrency"
+            );
         }
     }
 
@@ -239,7 +300,9 @@ impl LlmClient {
                 outcome
             };
             let (reason, after, connect) = match outcome {
-                Attempt::Answer(text, usage) => return Ok(Generation { text, attempts: attempt, usage }),
+                Attempt::Answer(text, usage, finish_reason) => {
+                    return Ok(Generation { text, attempts: attempt, usage, finish_reason });
+                }
                 Attempt::Fail(reason) | Attempt::NoStreaming(reason) => {
                     return Err(LlmError::Failed { attempts: attempt, reason });
                 }
@@ -330,9 +393,10 @@ impl LlmClient {
         if status.is_success() && event_stream {
             return self.read_events(response, prompt).await;
         }
-        let bytes = match response.bytes().await {
+        let bytes = match read_body(response, self.response_limit()).await {
             Ok(bytes) => bytes,
-            Err(error) => {
+            Err(BodyError::TooLarge { limit }) => return Attempt::Fail(self.too_large(limit)),
+            Err(BodyError::Read(error)) => {
                 return Attempt::Retry {
                     reason: describe_error(&error),
                     after: None,
@@ -389,7 +453,15 @@ impl LlmClient {
             };
             return retry(format!("malformed response: no string `{field}` in `{}`", snippet(&parsed.to_string())));
         };
-        self.judge(text.to_owned(), usage_of(&parsed))
+        self.judge(text.to_owned(), usage_of(&parsed), choice["finish_reason"].as_str().map(str::to_owned))
+    }
+
+    fn too_large(&self, limit: usize) -> String {
+        format!(
+            "the response body exceeded {limit} bytes, the limit for answers of `llm.max_tokens` = {} tokens (the \
+             larger of 1 MiB and 4 KiB per token): the server sends more than an answer, or does not stop",
+            self.settings.params.max_tokens
+        )
     }
 
     fn idle_reason(&self, what: &str) -> String {
@@ -402,7 +474,8 @@ impl LlmClient {
         let mut pending: Vec<u8> = Vec::new();
         let mut text = String::new();
         let mut usage = None;
-        let mut finished = false;
+        let mut finish_reason: Option<String> = None;
+        let (limit, mut received) = (self.response_limit(), 0usize);
         loop {
             let chunk = match tokio::time::timeout(self.settings.idle_timeout, response.chunk()).await {
                 Err(_) => return overloaded(self.idle_reason("the next token")),
@@ -410,6 +483,10 @@ impl LlmClient {
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(chunk))) => chunk,
             };
+            received = received.saturating_add(chunk.len());
+            if received > limit {
+                return Attempt::Fail(self.too_large(limit));
+            }
             pending.extend_from_slice(&chunk);
             while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
@@ -417,8 +494,8 @@ impl LlmClient {
                 let Some(data) = line.trim().strip_prefix("data:") else { continue };
                 let data = data.trim();
                 if data == "[DONE]" {
-                    return if finished || !text.is_empty() {
-                        self.judge(text, usage)
+                    return if finish_reason.is_some() || !text.is_empty() {
+                        self.judge(text, usage, finish_reason)
                     } else {
                         retry("stream ended with [DONE] before any answer")
                     };
@@ -444,11 +521,13 @@ impl LlmClient {
                     RenderedPrompt::Chat(_) => choice["delta"]["content"].as_str(),
                 };
                 text.push_str(piece.unwrap_or_default());
-                finished |= choice["finish_reason"].is_string();
+                if let Some(reason) = choice["finish_reason"].as_str() {
+                    finish_reason = Some(reason.to_owned());
+                }
             }
         }
-        if finished {
-            return self.judge(text, usage);
+        if finish_reason.is_some() {
+            return self.judge(text, usage, finish_reason);
         }
         retry(format!(
             "stream ended before the answer was complete (no finish_reason or [DONE]) after {} chars",
@@ -456,8 +535,9 @@ impl LlmClient {
         ))
     }
 
-    /// Accepts an answer, or retries an empty or too short one.
-    fn judge(&self, text: String, usage: Option<Usage>) -> Attempt {
+    /// Accepts an answer, or retries an empty, too short or cut-off one (a cut-off answer that
+    /// the [`LlmClient::accept_cut_off`] rule accepts is used).
+    fn judge(&self, text: String, usage: Option<Usage>, finish_reason: Option<String>) -> Attempt {
         let length = text.trim().chars().count();
         if length == 0 {
             return retry("empty answer");
@@ -469,8 +549,51 @@ impl LlmClient {
                 text.trim()
             ));
         }
-        Attempt::Answer(text, usage)
+        if finish_reason.as_deref() == Some("length") && !self.cut_off.as_ref().is_some_and(|rule| (rule.0)(&text)) {
+            return retry(format!(
+                "answer cut off at `llm.max_tokens` = {} tokens (finish_reason `length`) before it was complete: \
+                 `{}`; raise `llm.max_tokens`",
+                self.settings.params.max_tokens,
+                snippet(&text)
+            ));
+        }
+        Attempt::Answer(text, usage, finish_reason)
     }
+}
+
+/// Why a response body was not read whole.
+#[derive(Debug)]
+enum BodyError {
+    /// It is (or says it is) longer than `limit` bytes; the connection is dropped unread.
+    TooLarge {
+        limit: usize,
+    },
+    Read(reqwest::Error),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge { limit } => write!(f, "the response body exceeded {limit} bytes"),
+            Self::Read(error) => f.write_str(&describe_error(error)),
+        }
+    }
+}
+
+/// Reads a whole response body of at most `limit` bytes: a `Content-Length` above it is refused
+/// before reading, and a body without one is read chunk by chunk until it passes the limit.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|length| length > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `usage.{prompt_tokens, completion_tokens}`, when present.

@@ -40,6 +40,15 @@ pub enum Fault {
     /// A streaming answer whose connection closes in the middle of an event, before the end.
     /// (Without streaming: the same as [`Fault::Reset`].)
     CutStream,
+    /// The answer's first this many words, ended with `finish_reason = "length"`, as a server
+    /// does when `max_tokens` runs out mid-answer.
+    CutOff(usize),
+    /// HTTP 200 whose body never ends: an event stream of words without pause, or (without
+    /// streaming) a JSON body without `Content-Length` that grows until the client goes away.
+    Endless,
+    /// A well-formed answer whose text is this many bytes: one JSON body with its
+    /// `Content-Length`, or (streaming) one event of that size.
+    HugeBody(usize),
 }
 
 /// One request as the server saw it.
@@ -141,7 +150,8 @@ impl FaultServer {
         lock(&self.shared).advertised_slots = Some(slots);
     }
 
-    /// Most requests answered at the same time so far (queue waiters not counted).
+    /// Most requests answered at the same time so far (queue waiters not counted), each counted
+    /// until its last bytes start to go out: never more than the client had in flight.
     pub fn most_serving(&self) -> usize {
         lock(&self.shared).most_serving
     }
@@ -172,6 +182,13 @@ impl FaultServer {
 /// The answer text the server gives for a label.
 pub fn answer_for(label: &str) -> String {
     format!(" A {label} has a distinct shape, colour and parts. It is often seen next to related things.")
+}
+
+/// [`answer_for`]'s first `words` words, as an answer cut off by `max_tokens`.
+pub fn cut_answer(label: &str, words: usize) -> String {
+    let answer = answer_for(label);
+    let kept: Vec<&str> = answer.split_inclusive(' ').take(words + 1).collect();
+    kept.concat().trim_end().to_owned()
 }
 
 /// The label a prompt asks about: its last line without `Describe: ` and the trailing colon.
@@ -341,20 +358,24 @@ async fn answer(
         },
         None => None,
     };
-    let _serving = Serving::enter(shared);
+    // Released just before the last bytes go out: a client that read them may start its next
+    // request before this task returns, and that must not count as one more at once.
+    let serving = Serving::enter(shared);
     let chat = body["messages"].is_array();
-    let json_answer = |text: &str| -> String {
+    let json_answer_ending = |text: &str, finish: &str| -> String {
         let usage = usage_json(body, text);
         if chat {
-            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "model": "fake", "usage": usage})
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}], "model": "fake", "usage": usage})
                 .to_string()
         } else {
-            json!({"choices": [{"index": 0, "text": text, "finish_reason": "stop"}], "model": "fake", "usage": usage})
+            json!({"choices": [{"index": 0, "text": text, "finish_reason": finish}], "model": "fake", "usage": usage})
                 .to_string()
         }
     };
+    let json_answer = |text: &str| json_answer_ending(text, "stop");
     if streaming && no_streaming {
         let bytes = response("400 Bad Request", "", r#"{"error":{"message":"streaming is not supported"}}"#);
+        drop(serving);
         return writer.write_all(&bytes).await.is_ok();
     }
     let bytes = match fault {
@@ -373,6 +394,23 @@ async fn answer(
         }
         Some(Fault::MalformedJson) if !streaming => response("200 OK", "", r#"{"choices": [{"text": "A trunc"#),
         Some(Fault::EmptyText) if !streaming => response("200 OK", "", &json_answer("")),
+        Some(Fault::CutOff(words)) if !streaming => {
+            response("200 OK", "", &json_answer_ending(&cut_answer(label, words), "length"))
+        }
+        Some(Fault::HugeBody(bytes)) if !streaming => response("200 OK", "", &json_answer(&"a".repeat(bytes))),
+        Some(Fault::Endless) if !streaming => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"choices\": [{\"text\": \"";
+            if writer.write_all(head.as_bytes()).await.is_err() {
+                return false;
+            }
+            let filler = [b'a'; 16 * 1024];
+            loop {
+                if writer.write_all(&filler).await.is_err() || writer.flush().await.is_err() {
+                    return false;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
         Some(Fault::Trickle(pause)) if !streaming => {
             let bytes = response("200 OK", "", &json_answer(&answer_for(label)));
             for piece in bytes.chunks(16) {
@@ -387,14 +425,17 @@ async fn answer(
             tokio::time::sleep(delay).await;
             response("200 OK", "", &json_answer(&answer_for(label)))
         }
-        fault => return stream_answer(writer, body, label, fault, chat, delay, pause).await,
+        fault => return stream_answer(writer, serving, body, label, fault, chat, delay, pause).await,
     };
+    drop(serving);
     writer.write_all(&bytes).await.is_ok()
 }
 
 /// A streamed answer (server-sent events), or a streaming fault.
+#[allow(clippy::too_many_arguments)]
 async fn stream_answer(
     writer: &mut OwnedWriteHalf,
+    serving: Serving,
     body: &Value,
     label: &str,
     fault: Option<Fault>,
@@ -411,8 +452,27 @@ async fn stream_answer(
     if fault == Some(Fault::MalformedJson) {
         return writer.write_all(b"data: {\"choices\": [{\"text\": \"A tru\n\n").await.is_ok();
     }
-    let text = if fault == Some(Fault::EmptyText) { String::new() } else { answer_for(label) };
-    let pieces: Vec<&str> = text.split_inclusive(' ').collect();
+    if fault == Some(Fault::Endless) {
+        let event = sse_event(chat, " on", None);
+        loop {
+            if writer.write_all(event.as_bytes()).await.is_err() || writer.flush().await.is_err() {
+                return false;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    let text = match fault {
+        Some(Fault::EmptyText) => String::new(),
+        Some(Fault::CutOff(words)) => cut_answer(label, words),
+        Some(Fault::HugeBody(bytes)) => "a".repeat(bytes),
+        _ => answer_for(label),
+    };
+    let finish = if matches!(fault, Some(Fault::CutOff(_))) { "length" } else { "stop" };
+    let pieces: Vec<&str> = if matches!(fault, Some(Fault::HugeBody(_))) {
+        vec![text.as_str()]
+    } else {
+        text.split_inclusive(' ').collect()
+    };
     let pause = match fault {
         Some(Fault::Trickle(trickle)) => trickle,
         _ => pause,
@@ -437,10 +497,11 @@ async fn stream_answer(
         }
         tokio::time::sleep(pause).await;
     }
-    let mut tail = sse_event(chat, "", Some("stop"));
+    let mut tail = sse_event(chat, "", Some(finish));
     if body["stream_options"]["include_usage"].as_bool() == Some(true) {
         tail.push_str(&format!("data: {}\n\n", json!({"choices": [], "usage": usage_json(body, &text)})));
     }
     tail.push_str("data: [DONE]\n\n");
+    drop(serving);
     writer.write_all(tail.as_bytes()).await.is_ok()
 }

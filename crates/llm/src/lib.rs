@@ -2,14 +2,19 @@
 //!
 //! [`LlmClient::generate`] sends one prompt to `/v1/completions` or `/v1/chat/completions` and
 //! retries what is worth retrying: connect errors, timeouts, dropped connections, 429 (waiting as
-//! long as `Retry-After` asks), 5xx, malformed JSON and empty or too-short answers. Waits grow
-//! exponentially with jitter. Answers are streamed (server-sent events) when `stream` is set:
-//! a stream silent for `idle_timeout` or an answer slower than `timeout` is closed (so the server
-//! stops generating it) and retried; a server that refuses streaming is asked without, from then
-//! on. Requests in flight start at `concurrency` and adapt (AIMD): halved on timeouts, 429 and
-//! 503, one more after a window of successes, never above the slots the server advertises
-//! (llama.cpp `GET /props`). At most `requests_per_second` start each second, retries included. The API key is read from the
-//! environment variable the config names and is never logged ([`ApiKey`] redacts itself).
+//! long as `Retry-After` asks), 5xx, malformed JSON, empty or too-short answers and answers cut
+//! off by `max_tokens` (`finish_reason = "length"`, unless the caller's
+//! [`LlmClient::accept_cut_off`] rule uses them as they are). Waits grow exponentially with
+//! jitter. Answers are streamed (server-sent events) when `stream` is set: a stream silent for
+//! `idle_timeout` or an answer slower than `timeout` is closed (so the server stops generating
+//! it) and retried; a server that refuses streaming is asked without, from then on. A response
+//! body longer than [`response_limit`] (the larger of 1 MiB and 4 KiB per `max_tokens` token)
+//! fails its prompt as soon as it passes the limit. Requests in flight start at `concurrency`
+//! and adapt (AIMD): halved on timeouts, 429 and 503, one more after a window of successes, never
+//! above `concurrency` (or `probe_concurrency`, opt-in, while the server advertises no slots) nor
+//! the slots the server advertises (llama.cpp `GET /props`). At most `requests_per_second` start
+//! each second, retries included. The API key is read from the environment variable the config
+//! names and is never logged ([`ApiKey`] redacts itself).
 
 mod client;
 #[cfg(feature = "fault-server")]
@@ -17,7 +22,7 @@ pub mod fault_server;
 mod limit;
 mod settings;
 
-pub use client::{Generation, LlmClient, Usage};
+pub use client::{Generation, LlmClient, MIN_RESPONSE_BYTES, RESPONSE_BYTES_PER_TOKEN, Usage, response_limit};
 pub use limit::ConcurrencyStats;
 pub use settings::{ApiKey, GenerationParams, LlmSettings, RetryPolicy};
 

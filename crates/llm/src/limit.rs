@@ -42,6 +42,9 @@ const PROBE_AFTER_WINDOWS: usize = 50;
 pub struct ConcurrencyStats {
     /// `llm.concurrency`, cut to the server's slots when it advertises them.
     pub start: usize,
+    /// The most the limit may reach: `start`, or `llm.probe_concurrency` when that is set and
+    /// the server advertises no slots.
+    pub ceiling: usize,
     /// The limit now.
     pub current: usize,
     pub lowest: usize,
@@ -59,8 +62,8 @@ struct State {
     debt: usize,
     successes: usize,
     /// The limit that last overloaded the server; additive increase stops below it.
-    ceiling: Option<usize>,
-    windows_at_ceiling: usize,
+    overloaded_at: Option<usize>,
+    windows_at_overload: usize,
     /// Bumped on every decrease; an outcome of a request started before counts for nothing.
     epoch: u64,
     stats: ConcurrencyStats,
@@ -68,7 +71,8 @@ struct State {
 
 /// Additive increase, multiplicative decrease on the number of requests in flight: halved on
 /// overload (timeouts, 429, 503), one more after a window of `limit` successes, never above the
-/// server's advertised slots.
+/// ceiling (`llm.concurrency`, or `llm.probe_concurrency` while the server advertises no slots)
+/// nor the server's advertised slots.
 #[derive(Debug)]
 pub(crate) struct AdaptiveLimit {
     semaphore: Semaphore,
@@ -83,18 +87,28 @@ pub(crate) struct Permit<'a> {
 }
 
 impl AdaptiveLimit {
-    pub(crate) fn new(start: usize) -> Self {
+    /// Starts at `start`; additive increase may go up to `probe` (at least `start`) until the
+    /// server advertises its slots.
+    pub(crate) fn new(start: usize, probe: Option<usize>) -> Self {
         let start = start.max(1);
-        let stats =
-            ConcurrencyStats { start, current: start, lowest: start, highest: start, decreases: 0, server_slots: None };
+        let ceiling = probe.map_or(start, |probe| probe.max(start));
+        let stats = ConcurrencyStats {
+            start,
+            ceiling,
+            current: start,
+            lowest: start,
+            highest: start,
+            decreases: 0,
+            server_slots: None,
+        };
         Self {
             semaphore: Semaphore::new(start),
             state: Mutex::new(State {
                 limit: start,
                 debt: 0,
                 successes: 0,
-                ceiling: None,
-                windows_at_ceiling: 0,
+                overloaded_at: None,
+                windows_at_overload: 0,
                 epoch: 0,
                 stats,
             }),
@@ -109,16 +123,20 @@ impl AdaptiveLimit {
         self.lock().stats
     }
 
-    /// Caps the limit at the server's slots (and makes that the start).
+    /// The server advertises `slots`: the ceiling becomes `llm.concurrency` cut to the slots (no
+    /// probing above the config once the server says), and the start too. Called before any
+    /// request, so the limit is still the start.
     pub(crate) fn cap(&self, slots: usize) {
         let slots = slots.max(1);
         let mut state = self.lock();
         state.stats.server_slots = Some(slots);
-        if state.limit > slots {
-            self.shrink(&mut state, slots);
-            state.stats.start = slots;
-            state.stats.highest = slots;
-            state.stats.lowest = slots;
+        let ceiling = state.stats.start.min(slots);
+        state.stats.ceiling = ceiling;
+        if state.limit > ceiling {
+            self.shrink(&mut state, ceiling);
+            state.stats.start = ceiling;
+            state.stats.highest = ceiling;
+            state.stats.lowest = ceiling;
         }
     }
 
@@ -149,18 +167,18 @@ impl Permit<'_> {
         }
         state.successes = 0;
         let next = state.limit + 1;
-        if state.stats.server_slots.is_some_and(|slots| next > slots) {
+        if next > state.stats.ceiling {
             return;
         }
-        if let Some(ceiling) = state.ceiling
-            && next >= ceiling
+        if let Some(overloaded_at) = state.overloaded_at
+            && next >= overloaded_at
         {
-            state.windows_at_ceiling += 1;
-            if state.windows_at_ceiling < PROBE_AFTER_WINDOWS {
+            state.windows_at_overload += 1;
+            if state.windows_at_overload < PROBE_AFTER_WINDOWS {
                 return;
             }
-            state.ceiling = None;
-            state.windows_at_ceiling = 0;
+            state.overloaded_at = None;
+            state.windows_at_overload = 0;
         }
         state.limit = next;
         if state.debt > 0 {
@@ -182,11 +200,11 @@ impl Permit<'_> {
         }
         state.epoch += 1;
         state.successes = 0;
-        state.windows_at_ceiling = 0;
+        state.windows_at_overload = 0;
         if state.limit <= 1 {
             return;
         }
-        state.ceiling = Some(state.limit);
+        state.overloaded_at = Some(state.limit);
         let to = (state.limit / 2).max(1);
         limit.shrink(&mut state, to);
         state.stats.decreases += 1;

@@ -80,8 +80,12 @@ pub struct LlmSettings {
     pub stream: bool,
     /// A streaming answer that sends nothing for this long is closed and retried.
     pub idle_timeout: Duration,
-    /// Requests in flight at once at the start; adapted during the run (see `LlmClient`).
+    /// Requests in flight at once, at most; the adaptive limit starts here and stays at or
+    /// below it (see `LlmClient`).
     pub concurrency: usize,
+    /// Opt-in: while the server advertises no slots, the adaptive limit may rise above
+    /// `concurrency` up to this (at least `concurrency`).
+    pub probe_concurrency: Option<usize>,
     /// Requests started per second at most; 0 means unlimited.
     pub requests_per_second: f64,
     pub retry: RetryPolicy,
@@ -121,6 +125,7 @@ impl LlmSettings {
             stream: section.stream,
             idle_timeout: duration("idle_timeout_s", section.idle_timeout_s)?,
             concurrency: section.concurrency.max(1) as usize,
+            probe_concurrency: section.probe_concurrency.map(|probe| probe as usize),
             requests_per_second: section.requests_per_second,
             retry: RetryPolicy { max_retries: section.max_retries, ..RetryPolicy::default() },
             min_chars: section.min_chars as usize,
@@ -137,6 +142,14 @@ impl LlmSettings {
         }
         if !(self.requests_per_second.is_finite() && self.requests_per_second >= 0.0) {
             return setting("requests_per_second", "must be 0 (unlimited) or positive");
+        }
+        if let Some(probe) = self.probe_concurrency
+            && probe < self.concurrency
+        {
+            return setting(
+                "probe_concurrency",
+                &format!("{probe} is below `llm.concurrency` ({}): it may only allow more in flight", self.concurrency),
+            );
         }
         if self.timeout.is_zero() {
             return setting("timeout_s", "must be positive");

@@ -39,6 +39,7 @@ fn api_key_is_redacted() {
         stream: true,
         idle_timeout: Duration::from_secs(20),
         concurrency: 1,
+        probe_concurrency: None,
         requests_per_second: 0.0,
         retry: RetryPolicy::default(),
         min_chars: 1,
@@ -66,6 +67,13 @@ fn settings_from_config_read_env() {
     section.base_url_env = None;
     assert!(LlmSettings::from_config(&section).is_err());
     section.base_url = "http://x/v1".into();
+    section.concurrency = 4;
+    section.probe_concurrency = Some(16);
+    assert_eq!(LlmSettings::from_config(&section).expect("valid").probe_concurrency, Some(16));
+    section.probe_concurrency = Some(3);
+    let error = LlmSettings::from_config(&section).expect_err("probe below concurrency");
+    assert!(error.to_string().contains("`probe_concurrency`"), "{error}");
+    section.probe_concurrency = None;
     section.timeout_s = 0.0;
     assert!(LlmSettings::from_config(&section).is_err());
 }

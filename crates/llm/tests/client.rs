@@ -1,7 +1,7 @@
 //! The client alone against the fault-injecting server.
 
 use sspa_config::LlmApi;
-use sspa_llm::fault_server::{Fault, FaultServer, answer_for};
+use sspa_llm::fault_server::{Fault, FaultServer, answer_for, cut_answer};
 use sspa_llm::{ApiKey, GenerationParams, LlmClient, LlmError, LlmSettings, RetryPolicy, Usage};
 use sspa_prompt::{ChatMessage, RenderedPrompt, Role};
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ fn settings(base_url: &str) -> LlmSettings {
         stream: true,
         idle_timeout: Duration::from_secs(20),
         concurrency: 2,
+        probe_concurrency: None,
         requests_per_second: 0.0,
         retry: RetryPolicy {
             max_retries: 3,
@@ -231,4 +232,134 @@ async fn advertised_slots_cap_the_limit() {
     let stats = client.concurrency();
     assert_eq!((stats.server_slots, stats.start, stats.current, stats.highest), (Some(3), 3, 3, 3), "{stats:?}");
     assert_eq!(server.most_serving(), 3);
+}
+
+/// Runs `count` prompts `L0..` at once through one client and waits for every answer.
+async fn ask_all(client: &std::sync::Arc<LlmClient>, count: usize) -> Vec<Result<sspa_llm::Generation, LlmError>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..count {
+        let client = client.clone();
+        tasks.spawn(async move { client.generate(&prompt(&format!("L{index}")), 0).await });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        results.push(joined.expect("task"));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_the_ceiling_when_the_server_advertises_no_slots() {
+    // vLLM, TGI and hosted endpoints have no llama.cpp `/props`: nothing caps the limit but
+    // `llm.concurrency`, and a window of successes must not raise it past that.
+    let server = FaultServer::start().await.expect("server");
+    server.set_answer_delay(Duration::from_millis(5));
+    let mut settings = streaming_settings(&server.base_url());
+    settings.concurrency = 4;
+    let client = std::sync::Arc::new(LlmClient::new(settings).expect("client"));
+    client.check_endpoint().await.expect("up");
+    for result in ask_all(&client, 120).await {
+        result.expect("answered");
+    }
+    let stats = client.concurrency();
+    eprintln!("concurrency = 4, no /props, 120 prompts: {stats:?}, most in flight {}", server.most_serving());
+    assert_eq!(stats.server_slots, None);
+    assert_eq!((stats.start, stats.current, stats.highest), (4, 4, 4), "{stats:?}");
+    assert!(server.most_serving() <= 4, "{} requests in flight at once", server.most_serving());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_concurrency_goes_above_only_when_the_server_advertises_no_slots() {
+    for advertised in [None, Some(8)] {
+        let server = FaultServer::start().await.expect("server");
+        if let Some(slots) = advertised {
+            server.advertise_slots(slots);
+        }
+        server.set_answer_delay(Duration::from_millis(5));
+        let mut settings = streaming_settings(&server.base_url());
+        settings.concurrency = 2;
+        settings.probe_concurrency = Some(6);
+        let client = std::sync::Arc::new(LlmClient::new(settings).expect("client"));
+        client.check_endpoint().await.expect("up");
+        for result in ask_all(&client, 120).await {
+            result.expect("answered");
+        }
+        let stats = client.concurrency();
+        match advertised {
+            // 2 + 3 + 4 + 5 = 14 successes reach 6; 120 leave room for a halving under load.
+            None => {
+                assert_eq!((stats.start, stats.ceiling), (2, 6), "{stats:?}");
+                assert!(stats.highest > 2 && stats.highest <= 6, "{stats:?}");
+                assert!(server.most_serving() <= 6, "{}", server.most_serving());
+            }
+            // The server says: `concurrency` is the ceiling again, even below its slots.
+            Some(_) => {
+                assert_eq!((stats.start, stats.ceiling, stats.highest), (2, 2, 2), "{stats:?}");
+                assert!(server.most_serving() <= 2, "{}", server.most_serving());
+            }
+        }
+    }
+    let mut settings = settings("http://127.0.0.1:9/v1");
+    settings.concurrency = 4;
+    settings.probe_concurrency = Some(3);
+    let error = LlmClient::new(settings).expect_err("below concurrency");
+    assert!(error.to_string().contains("`probe_concurrency`") && error.to_string().contains("(4)"), "{error}");
+}
+
+#[tokio::test]
+async fn a_cut_off_answer_is_retried_then_fails_naming_max_tokens() {
+    for stream in [true, false] {
+        let server = FaultServer::start().await.expect("server");
+        let mut settings = streaming_settings(&server.base_url());
+        settings.stream = stream;
+        let client = LlmClient::new(settings).expect("client");
+        // Cut off once, then a whole answer: the whole one is returned.
+        server.plan("Coat", [Fault::CutOff(11)]);
+        let answer = client.generate(&prompt("Coat"), 0).await.expect("answer");
+        assert_eq!((answer.text, answer.attempts), (answer_for("Coat"), 2), "stream {stream}");
+        // Cut off every time: a failure that says why and what to change.
+        server.plan("Bag", std::iter::repeat_n(Fault::CutOff(11), 4));
+        let error = client.generate(&prompt("Bag"), 0).await.expect_err("cut off every time");
+        let message = error.to_string();
+        assert!(!error.is_fatal(), "{message}");
+        assert!(message.contains("4 attempt") && message.contains("cut off"), "stream {stream}: {message}");
+        assert!(message.contains("`llm.max_tokens` = 32"), "stream {stream}: {message}");
+        assert_eq!(server.counts()["Bag"], 4, "stream {stream}");
+        // A caller's rule may use a cut-off answer as it is; what it refuses is retried.
+        let mut settings = streaming_settings(&server.base_url());
+        settings.stream = stream;
+        let client = LlmClient::new(settings).expect("client").accept_cut_off(|text| text.contains("parts."));
+        server.plan("Hat", [Fault::CutOff(11), Fault::CutOff(5)]);
+        let answer = client.generate(&prompt("Hat"), 0).await.expect("accepted");
+        assert_eq!((answer.text.as_str(), answer.attempts), (cut_answer("Hat", 11).as_str(), 1), "stream {stream}");
+        assert_eq!(answer.finish_reason.as_deref(), Some("length"));
+        let answer = client.generate(&prompt("Hat"), 0).await.expect("refused by the rule, then whole");
+        assert_eq!((answer.text, answer.attempts), (answer_for("Hat"), 2), "stream {stream}");
+        assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
+    }
+}
+
+#[tokio::test]
+async fn endless_and_oversized_bodies_fail_fast_at_the_byte_limit() {
+    // max_tokens = 32: the limit is the 1 MiB floor.
+    for stream in [true, false] {
+        for fault in [Fault::Endless, Fault::HugeBody(3 << 20)] {
+            let server = FaultServer::start().await.expect("server");
+            let mut settings = streaming_settings(&server.base_url());
+            settings.stream = stream;
+            settings.timeout = Duration::from_secs(20);
+            let client = LlmClient::new(settings).expect("client");
+            server.plan("Coat", std::iter::repeat_n(fault.clone(), 4));
+            let started = Instant::now();
+            let error = client.generate(&prompt("Coat"), 0).await.expect_err("too big");
+            let message = error.to_string();
+            assert!(message.contains("1048576 bytes"), "{fault:?}, stream {stream}: {message}");
+            assert!(started.elapsed() < Duration::from_secs(5), "{fault:?}, stream {stream}: {:?}", started.elapsed());
+            assert_eq!(server.counts()["Coat"], 1, "{fault:?}, stream {stream}: not asked again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if fault == Fault::Endless {
+                assert_eq!(server.abandoned(), 1, "{fault:?}, stream {stream}: the connection was closed");
+            }
+        }
+    }
 }

@@ -295,3 +295,60 @@ fn describe_future_is_send() {
     let future = describe(&request, dir.path(), dir.path(), &progress);
     assert_send(&future);
 }
+
+/// Answers cut off by `llm.max_tokens` (`finish_reason = "length"`): retried, then failed with the
+/// label and the setting to change, and never cached — unless post-processing keeps only whole
+/// sentences from before the cut (then the description is the one the whole answer gives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_off_answers_are_retried_failed_and_not_cached_unless_the_kept_sentences_are_whole() {
+    for stream in [true, false] {
+        let server = FaultServer::start().await.expect("server");
+        // `CutOff(11)`: " A L has a distinct shape, colour and parts. It is" — one whole sentence.
+        server.plan("L1", std::iter::repeat_n(Fault::CutOff(11), 5));
+        server.plan("L2", [Fault::CutOff(11)]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = project(dir.path());
+        let mut request = request(&root, &server.base_url(), labels(&["L0", "L1", "L2"]));
+        request.llm.stream = stream;
+        request.llm.max_tokens = 11;
+        let (state, out) = (dir.path().join("state"), dir.path().join("out.parquet"));
+        let summary = describe(&request, &state, &out, &no_progress).await.expect("run");
+        assert_eq!((summary.new, summary.failed), (2, 1), "stream {stream}: {summary:?}");
+        let failure = &summary.failures[0];
+        assert_eq!(failure.label, "L1");
+        assert!(failure.reason.contains("5 attempt") && failure.reason.contains("cut off"), "{}", failure.reason);
+        assert!(failure.reason.contains("`llm.max_tokens` = 11"), "{}", failure.reason);
+        assert_eq!(server.counts()["L1"], 5);
+        assert_eq!(server.counts()["L2"], 2, "cut off once, then whole");
+        assert_eq!(labels_in(&out), ["L0", "L2"]);
+        let rows = read_parquet(&out).expect("output");
+        assert_eq!(
+            rows[1].description,
+            "A L2 has a distinct shape, colour and parts. It is often seen next to related things. A photo of a L2."
+        );
+        assert!(!segment_labels(&state).contains(&"L1".to_owned()) && summary.cached == 0);
+
+        // One sentence kept: the cut does not reach it, so the cut-off answer is used and cached.
+        server.clear_log();
+        server.plan("L1", [Fault::CutOff(11)]);
+        let mut one = request.clone();
+        one.prompt.max_sentences = 1;
+        let summary = describe(&one, &state, &out, &no_progress).await.expect("one sentence");
+        assert_eq!((summary.cached, summary.new, summary.failed), (2, 1, 0), "stream {stream}: {summary:?}");
+        assert_eq!(server.counts()["L1"], 1, "accepted as it came");
+        let rows = read_parquet(&out).expect("output");
+        assert_eq!(rows[1].description, "A L1 has a distinct shape, colour and parts. A photo of a L1.");
+        assert_eq!(rows[1].finish_reason.as_deref(), Some("length"));
+        assert_eq!(rows[0].finish_reason.as_deref(), Some("stop"));
+
+        // Two sentences again: the cached answer's cut now matters. It fails, naming the label and
+        // the setting, without asking (the same request would be cut the same way).
+        server.clear_log();
+        let summary = describe(&request, &state, &out, &no_progress).await.expect("two sentences");
+        assert_eq!((summary.cached, summary.new, summary.failed), (2, 0, 1), "stream {stream}: {summary:?}");
+        assert_eq!(summary.failures[0].label, "L1");
+        assert!(summary.failures[0].reason.contains("`llm.max_tokens` = 11"), "{}", summary.failures[0].reason);
+        assert!(server.log().is_empty(), "nothing asked");
+        assert_eq!(labels_in(&out), ["L0", "L2"]);
+    }
+}

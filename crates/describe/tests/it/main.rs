@@ -5,4 +5,5 @@ mod faults;
 mod kill_resume;
 mod labels;
 mod real_llm;
+mod settings;
 mod support;

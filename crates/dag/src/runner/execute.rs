@@ -349,7 +349,7 @@ impl Execution<'_> {
         let job = match executor.submit(&request) {
             Ok(job) => job,
             Err(error) => {
-                self.fail(i, format!("cannot submit it to {}: {error}", executor.name()));
+                self.fail(i, error_chain(&error));
                 return self.record.save(&self.runs_dir);
             }
         };
@@ -466,7 +466,7 @@ impl Execution<'_> {
         if !jobs.is_empty()
             && let Err(error) = executor.cancel(&jobs)
         {
-            tracing::warn!("cancelling the jobs after a failed one: {error}");
+            tracing::warn!("cancelling the jobs after a failed one: {}", error_chain(&error));
         }
     }
 
@@ -614,7 +614,7 @@ impl Execution<'_> {
                         }
                     }
                 }
-                Err(error) => tracing::error!("could not cancel every job: {error}"),
+                Err(error) => tracing::error!("could not cancel every job: {}", error_chain(&error)),
             }
         }
         for (i, temp) in self.running.drain() {

@@ -6,7 +6,7 @@
 mod execute;
 mod plan;
 
-use plan::error_chain;
+pub use plan::error_chain;
 pub use plan::{Decision, Plan, PlannedStage, plan, stage_params};
 
 use crate::error::DagError;

@@ -207,7 +207,7 @@ fn verify(
     }
     let remaining = entries
         .iter()
-        .filter(|e| e.status == "damaged" && !e.action.as_deref().is_some_and(|a| !a.starts_with("failed")))
+        .filter(|e| e.status == "damaged" && e.action.as_deref().is_none_or(|a| a.starts_with("failed")))
         .count();
     if json {
         print_json(&serde_json::json!({"remote": remote.location(), "entries": entries}))?;

@@ -118,15 +118,30 @@ fn a_second_workspace_computes_nothing_the_first_pushed() {
     );
 }
 
-#[test]
-fn a_tampered_remote_object_is_detected_and_the_stage_recomputed() {
-    let llm = test_llm();
+/// A `file://` remote in a scratch directory, and a first workspace that computed and pushed
+/// every result to it.
+struct Shared {
+    _scratch: tempfile::TempDir,
+    bucket: std::path::PathBuf,
+    remote: String,
+    first: tempfile::TempDir,
+    record: Value,
+}
+
+fn shared_file_remote(llm: &str) -> Shared {
     let scratch = tempfile::tempdir().expect("tmp");
     let bucket = scratch.path().join("bucket");
     let remote = format!("file://{}", bucket.display());
     let first = project_with_remote(&remote);
-    let record = run_json(first.path(), &llm, &[]);
-    let key = stage(&record, "evaluate")["key"].as_str().expect("key").to_owned();
+    let record = run_json(first.path(), llm, &[]);
+    Shared { _scratch: scratch, bucket, remote, first, record }
+}
+
+#[test]
+fn a_tampered_remote_object_is_detected_and_the_stage_recomputed() {
+    let llm = test_llm();
+    let Shared { bucket, remote, record, .. } = &shared_file_remote(&llm);
+    let key = stage(record, "evaluate")["key"].as_str().expect("key").to_owned();
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(bucket.join("evaluate").join(&key).join("manifest.json")).expect("manifest"),
     )
@@ -135,7 +150,7 @@ fn a_tampered_remote_object_is_detected_and_the_stage_recomputed() {
         bucket.join("evaluate").join(&key).join(manifest["upload"].as_str().expect("upload")).join("metrics.json");
     std::fs::write(&object, b"{\"raw\": {\"mAP\": 100.0}}").expect("tamper");
 
-    let second = project_with_remote(&remote);
+    let second = project_with_remote(remote);
     let pulled = run_json(second.path(), &llm, &[]);
     let evaluate = stage(&pulled, "evaluate");
     assert_eq!(evaluate["status"], "ran", "recomputed: {evaluate}");
@@ -144,7 +159,7 @@ fn a_tampered_remote_object_is_detected_and_the_stage_recomputed() {
     assert_eq!(stage(&pulled, "train")["status"], "pulled");
     assert_eq!(
         metrics(&pulled)["raw"]["mAP"],
-        metrics(&record)["raw"]["mAP"],
+        metrics(record)["raw"]["mAP"],
         "the recomputed metrics, not the tampered ones"
     );
 }
@@ -278,18 +293,14 @@ fn lose_upload(bucket: &Path, stage: &str, key: &str) {
 #[test]
 fn a_remote_entry_whose_files_are_gone_is_replaced_and_verify_repairs() {
     let llm = test_llm();
-    let scratch = tempfile::tempdir().expect("tmp");
-    let bucket = scratch.path().join("bucket");
-    let remote = format!("file://{}", bucket.display());
-    let first = project_with_remote(&remote);
-    let record = run_json(first.path(), &llm, &[]);
+    let Shared { bucket, remote, first, record, .. } = &shared_file_remote(&llm);
     let key = |record: &Value, name: &str| stage(record, name)["key"].as_str().expect("key").to_owned();
     let (code, entries, _) = verify(first.path(), &[]);
     assert_eq!(code, Some(0));
     assert_eq!(entries.len(), 7, "{entries:?}");
     assert!(entries.iter().all(|(_, status)| status == "intact"), "{entries:?}");
 
-    lose_upload(&bucket, "evaluate", &key(&record, "evaluate"));
+    lose_upload(bucket, "evaluate", &key(record, "evaluate"));
     let (code, _, report) = verify(first.path(), &[]);
     assert_eq!(code, Some(1), "a damaged entry fails the check: {report}");
     let damaged: Vec<&Value> =
@@ -298,7 +309,7 @@ fn a_remote_entry_whose_files_are_gone_is_replaced_and_verify_repairs() {
     assert_eq!(damaged[0]["stage"], "evaluate");
     assert!(damaged[0]["problem"].as_str().unwrap_or("").contains("missing on the remote"), "{report}");
 
-    let second = project_with_remote(&remote);
+    let second = project_with_remote(remote);
     let pulled = run_json(second.path(), &llm, &[]);
     let evaluate = stage(&pulled, "evaluate");
     assert_eq!(evaluate["status"], "ran", "{evaluate}");
@@ -307,16 +318,16 @@ fn a_remote_entry_whose_files_are_gone_is_replaced_and_verify_repairs() {
     assert!(note.contains("; replaced a damaged entry: pushed "), "the push replaced it: {note}");
     assert!(!note.contains("already on the remote"), "{note}");
 
-    let third = project_with_remote(&remote);
+    let third = project_with_remote(remote);
     let again = run_json(third.path(), &llm, &[]);
     assert!(statuses(&again).iter().all(|(_, s)| s == "pulled"), "{:?}", statuses(&again));
-    assert_eq!(metrics(&again), metrics(&record));
+    assert_eq!(metrics(&again), metrics(record));
     assert_eq!(verify(first.path(), &[]).0, Some(0));
 
     // By hand: a workspace holding the result pushes it again; one without takes the entry off.
-    lose_upload(&bucket, "evaluate", &key(&record, "evaluate"));
-    lose_upload(&bucket, "report", &key(&record, "report"));
-    let fresh = project_with_remote(&remote);
+    lose_upload(bucket, "evaluate", &key(record, "evaluate"));
+    lose_upload(bucket, "report", &key(record, "report"));
+    let fresh = project_with_remote(remote);
     std::fs::remove_dir_all(first.path().join("work/demo/cache/report")).expect("rm report here");
     let (code, _, report) = verify(first.path(), &["--repair"]);
     assert_eq!(code, Some(0), "{report}");

@@ -184,6 +184,15 @@ impl ObjectRemote {
         }
     }
 
+    /// The manifest of `(stage, key)`; [`TransferError::NotFound`] when none is published.
+    async fn required_manifest(&self, stage: &str, key: &str) -> Result<Manifest, TransferError> {
+        self.manifest(stage, key).await?.ok_or_else(|| TransferError::NotFound {
+            stage: stage.into(),
+            key: key.into(),
+            remote: self.url.clone(),
+        })
+    }
+
     /// The stored manifest object of `(stage, key)` and its version, parsed or not.
     async fn published(&self, stage: &str, key: &str) -> Result<Option<Published>, TransferError> {
         let location = self.path(&[stage, key, MANIFEST]);
@@ -227,11 +236,7 @@ impl ObjectRemote {
         into: &Path,
         progress: &Progress,
     ) -> Result<Transfer, TransferError> {
-        let manifest = self.manifest(stage, key).await?.ok_or_else(|| TransferError::NotFound {
-            stage: stage.into(),
-            key: key.into(),
-            remote: self.url.clone(),
-        })?;
+        let manifest = self.required_manifest(stage, key).await?;
         progress.set_length(manifest.bytes());
         progress.set_message(format!("pulling {} from {}", sspa_dag::remote::human_bytes(manifest.bytes()), self.url));
         for (name, expected) in &manifest.files {
@@ -307,11 +312,7 @@ impl ObjectRemote {
     /// [`TransferError::NotFound`] when nothing is published; the first damage found
     /// ([`TransferError::is_damage`]); the store's error.
     pub async fn verify(&self, stage: &str, key: &str, progress: &Progress) -> Result<Transfer, TransferError> {
-        let manifest = self.manifest(stage, key).await?.ok_or_else(|| TransferError::NotFound {
-            stage: stage.into(),
-            key: key.into(),
-            remote: self.url.clone(),
-        })?;
+        let manifest = self.required_manifest(stage, key).await?;
         progress.set_length(manifest.bytes());
         for (name, expected) in &manifest.files {
             let location = self.path(&[stage, key, &manifest.upload, name]);

@@ -7,8 +7,6 @@ use super::error_chain;
 use crate::executor::{ExecutorHandle, JobEnd, JobHandle};
 use crate::remote::{BoxFuture, RemoteHandle, Transfer, TransferError};
 use crate::stage::{Progress, Stage, StageContext};
-use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -50,19 +48,12 @@ pub(super) enum AttemptError {
     Lost(String),
 }
 
-/// Runs the stage's implementation here, on the blocking pool, writing into `out_dir`; a panic is
-/// caught and becomes the attempt's error.
+/// Runs the stage's implementation here, on the blocking pool, writing into `ctx.out_dir`; a
+/// panic is caught and becomes the attempt's error.
 pub(super) struct Compute {
     pub stage: Arc<dyn Stage>,
-    pub name: String,
-    pub params: Value,
-    pub project_root: PathBuf,
-    pub deps: Vec<PathBuf>,
-    pub inputs: BTreeMap<String, PathBuf>,
-    pub out_dir: PathBuf,
-    pub state_dir: PathBuf,
-    pub forced: bool,
-    pub cancel: Arc<AtomicBool>,
+    /// What the stage sees; its progress is the attempt's.
+    pub ctx: StageContext,
 }
 
 impl Attempt for Compute {
@@ -71,27 +62,13 @@ impl Attempt for Compute {
     }
 
     fn run(self: Box<Self>, progress: Progress) -> BoxFuture<'static, Result<Produced, AttemptError>> {
-        let runtime = tokio::runtime::Handle::current();
         // The stage's logs carry the caller's span (e.g. which experiment variant runs).
         let span = tracing::Span::current();
         Box::pin(async move {
             let task = tokio::task::spawn_blocking(move || {
                 let _span = span.enter();
-                let Compute { stage, name, params, project_root, deps, inputs, out_dir, state_dir, forced, cancel } =
-                    *self;
-                let ctx = StageContext {
-                    name,
-                    params,
-                    project_root,
-                    deps,
-                    inputs,
-                    out_dir,
-                    state_dir,
-                    runtime,
-                    progress,
-                    forced,
-                    cancel,
-                };
+                let Compute { stage, mut ctx } = *self;
+                ctx.progress = progress;
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.run(&ctx))) {
                     Ok(Ok(())) => Ok(Produced::Computed),
                     Ok(Err(error)) => Err(AttemptError::Stage(error_chain(error.as_ref()))),

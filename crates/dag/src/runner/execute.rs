@@ -11,7 +11,7 @@ use crate::error::DagError;
 use crate::executor::{ExecutorHandle, JobEnd, JobHandle, JobRequest};
 use crate::record::{JobRecord, RunRecord, StageStatus};
 use crate::remote::{Existing, RemoteHandle, Transfer, TransferError, human_bytes};
-use crate::stage::{Progress, Registry};
+use crate::stage::{Progress, Registry, StageContext};
 use crate::store::ResultInfo;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -255,7 +255,7 @@ impl Execution<'_> {
         }
         let compute = self.compute(i)?;
         tracing::info!(stage = %planned.name, reasons = %planned.reasons.join("; "), "running");
-        let staging = compute.out_dir.clone();
+        let staging = compute.ctx.out_dir.clone();
         self.launch(i, Box::new(compute), Some(staging));
         Ok(())
     }
@@ -307,8 +307,7 @@ impl Execution<'_> {
                 (n.clone(), project.workspace.result_dir(n, &key))
             })
             .collect();
-        Ok(attempt::Compute {
-            stage,
+        let ctx = StageContext {
             name: planned.name.clone(),
             params: planned.params.clone(),
             project_root: project.root.clone(),
@@ -316,9 +315,12 @@ impl Execution<'_> {
             inputs,
             out_dir,
             state_dir,
+            runtime: tokio::runtime::Handle::current(),
+            progress: Progress::hidden(),
             forced: planned.forced,
             cancel: self.cancel.clone(),
-        })
+        };
+        Ok(attempt::Compute { stage, ctx })
     }
 
     /// Submits the stage as a job of the executor, chained after the jobs of the stages it needs

@@ -10,10 +10,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Files a pull writes: name and content.
+type Files = Vec<(String, Vec<u8>)>;
+
 /// A remote holding, for each `(stage, key)`, the files a pull writes.
 #[derive(Default)]
 struct FakeRemote {
-    entries: BTreeMap<(String, String), Vec<(String, Vec<u8>)>>,
+    entries: BTreeMap<(String, String), Files>,
     /// Every push: stage and how it treated an existing entry.
     pushes: Mutex<Vec<(String, Existing)>>,
 }

@@ -262,12 +262,13 @@ impl SlurmExecutor {
         }
     }
 
-    /// `scancel` on jobs the run gives up on; says what happened, for the job's message.
-    fn give_up(&self, job: &JobHandle) -> (String, &'static str) {
-        match self.cancel_jobs(std::slice::from_ref(job)) {
+    /// Cancels a job the run gives up on; its end says why (`why` gets what `scancel` did).
+    fn give_up(&self, job: &JobHandle, why: impl FnOnce(&str) -> String) -> JobEnd {
+        let (cancelled, state) = match self.cancel_jobs(std::slice::from_ref(job)) {
             Ok(()) => (format!("cancelled it (`scancel {}`)", job.id), "CANCELLED"),
             Err(error) => (format!("`scancel {}` failed too ({error}): it may still run", job.id), "UNKNOWN"),
-        }
+        };
+        JobEnd { state: state.into(), succeeded: false, message: Some(why(&cancelled)) }
     }
 
     fn cancel_jobs(&self, jobs: &[JobHandle]) -> Result<(), SlurmError> {
@@ -342,17 +343,14 @@ impl Executor for SlurmExecutor {
                     if state == "PENDING" && !reason.starts_with("Dependency") {
                         let since = *pending_since.get_or_insert_with(Instant::now);
                         if since.elapsed() > self.options.max_pending {
-                            let (cancelled, state) = self.give_up(job);
-                            return JobEnd {
-                                state: state.into(),
-                                succeeded: false,
-                                message: Some(format!(
+                            return self.give_up(job, |cancelled| {
+                                format!(
                                     "slurm job {} still pending after {} s (reason: {reason}), longer than executor.slurm.max_pending_s = {}; {cancelled}",
                                     job.id,
                                     since.elapsed().as_secs(),
                                     self.options.max_pending.as_secs_f64()
-                                )),
-                            };
+                                )
+                            });
                         }
                     } else {
                         pending_since = None;
@@ -363,17 +361,14 @@ impl Executor for SlurmExecutor {
                     // the job was purged without accounting, or while the controller fails over.
                     let since = *unknown_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > self.lost_after {
-                        let (cancelled, state) = self.give_up(job);
-                        return JobEnd {
-                            state: state.into(),
-                            succeeded: false,
-                            message: Some(format!(
+                        return self.give_up(job, |cancelled| {
+                            format!(
                                 "slurm job {} is unknown to squeue, sacct and scontrol for {} s (purged, or the controller fails over?); {cancelled}; log: {}",
                                 job.id,
                                 self.lost_after.as_secs(),
                                 job.log.display()
-                            )),
-                        };
+                            )
+                        });
                     }
                 }
             }

@@ -70,6 +70,25 @@ impl RemoteCache for FakeRemote {
     }
 }
 
+/// A fake remote holding, for the planned stage `name`, a `.sspa-done.json` of its key that lists
+/// no outputs (pulled in `duration_s`), beside `files`; and the planned stage's key.
+fn remote_with(f: &Fixture, name: &str, duration_s: f64, files: Files) -> (FakeRemote, String) {
+    let plan = sspa_dag::plan(&f.project(), &f.registry, &RunOptions::default()).expect("plan");
+    let planned = plan.get(name).expect("planned");
+    let marker = ResultInfo {
+        key: planned.key.clone(),
+        parts: planned.parts.clone(),
+        outs: Vec::new(),
+        finished_at: "2026-01-01T00:00:00.000Z".into(),
+        duration_s,
+    };
+    let mut all = vec![(".sspa-done.json".to_owned(), serde_json::to_vec(&marker).expect("json"))];
+    all.extend(files);
+    let mut remote = FakeRemote::default();
+    remote.entries.insert((name.into(), planned.key.clone()), all);
+    (remote, planned.key.clone())
+}
+
 /// Issue 26: a pulled result was checked only against its own `.sspa-done.json`, so a remote
 /// marker listing no outputs was published without them and then counted as `unchanged`. It is
 /// now checked against the stage's declared `outs`: the pull fails, the stage is computed, and
@@ -78,21 +97,8 @@ impl RemoteCache for FakeRemote {
 fn a_pulled_result_lacking_a_declared_output_is_computed_and_its_entry_replaced() {
     let f = Fixture::new(Duration::ZERO);
     let project = f.project();
-    let plan = sspa_dag::plan(&project, &f.registry, &RunOptions::default()).expect("plan");
-    let describe = plan.get("describe").expect("describe");
     // A marker of the right key that lists no outputs, and no `out.txt`.
-    let marker = ResultInfo {
-        key: describe.key.clone(),
-        parts: describe.parts.clone(),
-        outs: Vec::new(),
-        finished_at: "2026-01-01T00:00:00.000Z".into(),
-        duration_s: 1.0,
-    };
-    let mut remote = FakeRemote::default();
-    remote.entries.insert(
-        ("describe".into(), describe.key.clone()),
-        vec![(".sspa-done.json".into(), serde_json::to_vec(&marker).expect("json"))],
-    );
+    let (remote, key) = remote_with(&f, "describe", 1.0, Vec::new());
     let remote = Arc::new(remote);
     let options = RunOptions { remote: Some(RemoteHandle(remote.clone())), ..RunOptions::default() };
     let (record, outcome) = f.run(&options);
@@ -108,7 +114,7 @@ fn a_pulled_result_lacking_a_declared_output_is_computed_and_its_entry_replaced(
     let pushes = remote.pushes.lock().expect("pushes").clone();
     assert!(pushes.contains(&("describe".into(), Existing::Replace)), "{pushes:?}");
     assert!(pushes.contains(&("shard".into(), Existing::KeepIfIntact)), "{pushes:?}");
-    let published = project.workspace.result_dir("describe", &describe.key);
+    let published = project.workspace.result_dir("describe", &key);
     assert!(published.join("out.txt").is_file());
     // The next run finds every result complete.
     let (again, _) = f.run(&RunOptions::default());
@@ -121,30 +127,14 @@ fn a_pulled_result_lacking_a_declared_output_is_computed_and_its_entry_replaced(
 fn a_complete_pulled_result_is_published_with_the_declared_outputs() {
     let f = Fixture::new(Duration::ZERO);
     let project = f.project();
-    let plan = sspa_dag::plan(&project, &f.registry, &RunOptions::default()).expect("plan");
-    let shard = plan.get("shard").expect("shard");
-    let marker = ResultInfo {
-        key: shard.key.clone(),
-        parts: shard.parts.clone(),
-        outs: Vec::new(),
-        finished_at: "2026-01-01T00:00:00.000Z".into(),
-        duration_s: 2.5,
-    };
-    let mut remote = FakeRemote::default();
-    remote.entries.insert(
-        ("shard".into(), shard.key.clone()),
-        vec![
-            (".sspa-done.json".into(), serde_json::to_vec(&marker).expect("json")),
-            ("out.txt".into(), b"pulled shard".to_vec()),
-        ],
-    );
+    let (remote, key) = remote_with(&f, "shard", 2.5, vec![("out.txt".into(), b"pulled shard".to_vec())]);
     let options = RunOptions { remote: Some(RemoteHandle(Arc::new(remote))), ..RunOptions::default() };
     let (record, _) = f.run(&options);
     assert_eq!(Fixture::stage(&record, "shard").status, StageStatus::Pulled);
-    let dir = project.workspace.result_dir("shard", &shard.key);
+    let dir = project.workspace.result_dir("shard", &key);
     let info: ResultInfo =
         serde_json::from_slice(&std::fs::read(dir.join(".sspa-done.json")).expect("marker")).expect("json");
     assert_eq!((info.outs, info.duration_s), (vec!["out.txt".to_owned()], 2.5));
     std::fs::remove_file(dir.join("out.txt")).expect("rm");
-    assert_eq!(project.workspace.missing_outputs("shard", &shard.key), Some(vec!["out.txt".to_owned()]));
+    assert_eq!(project.workspace.missing_outputs("shard", &key), Some(vec!["out.txt".to_owned()]));
 }

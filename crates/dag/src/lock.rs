@@ -138,6 +138,19 @@ impl WorkspaceLock {
             }
             return Err(locked(workspace, Some(live.holder.clone())));
         }
+        Self::hold(file, path, workspace, command, newest)
+    }
+
+    /// Holds the workspace with the flock `file` already taken and no live lease (`stale`: the
+    /// newest lease, left by a holder that is gone): a lease of the next generation, then this
+    /// holder's text in the lock file.
+    fn hold(
+        mut file: File,
+        path: PathBuf,
+        workspace: &Path,
+        command: &str,
+        stale: Option<FoundLease>,
+    ) -> Result<Self, DagError> {
         let mut took_over = read_holder(&mut file).filter(|h| h.pid != std::process::id() || h.host != this_host());
         if let Some(h) = &took_over {
             tracing::warn!(
@@ -156,7 +169,7 @@ impl WorkspaceLock {
         };
         let text =
             serde_json::to_string(&me).map_err(|source| DagError::Json { what: "lock holder".into(), source })?;
-        let generation = newest.as_ref().map_or(1, |stale| stale.generation + 1);
+        let generation = stale.as_ref().map_or(1, |stale| stale.generation + 1);
         let lease = match Lease::create(workspace, generation, &text) {
             Ok(lease) => lease,
             Err(error) => {
@@ -168,7 +181,7 @@ impl WorkspaceLock {
                 });
             }
         };
-        if let Some(stale) = newest.filter(|stale| stale.holder.pid != me.pid || stale.holder.host != me.host) {
+        if let Some(stale) = stale.filter(|stale| stale.holder.pid != me.pid || stale.holder.host != me.host) {
             if stale.holder.host != me.host {
                 tracing::warn!(
                     "taking over the workspace lease of PID {} on {} (started {}), not renewed for {} s",

@@ -81,7 +81,7 @@ pub fn executor(
     let unknown: Vec<&String> = slurm.stages.keys().filter(|name| spec.stage(name).is_none()).collect();
     if !unknown.is_empty() {
         return Err(crate::exit::UsageError(format!(
-            "`{}`: [executor.slurm.<stage>] names no stage of the pipeline: {} (stages: {}; the settings of every job are partition, args, poll_s, program)",
+            "`{}`: [executor.slurm.<stage>] names no stage of the pipeline: {} (stages: {}; the settings of every job are partition, args, poll_s, max_pending_s, program)",
             loaded.path.display(),
             unknown.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
             spec.names().join(", ")
@@ -123,6 +123,9 @@ pub fn executor(
             })
             .collect(),
         poll: std::time::Duration::from_secs_f64(slurm.poll_s),
+        max_pending: std::time::Duration::from_secs_f64(slurm.max_pending_s),
+        client_timeout: sspa_slurm::CLIENT_TIMEOUT,
+        client_dir: None,
     };
     let executor = sspa_slurm::SlurmExecutor::connect(options).map_err(|e| anyhow::anyhow!("--executor slurm: {e}"))?;
     Ok(Some(sspa_dag::ExecutorHandle(std::sync::Arc::new(executor))))

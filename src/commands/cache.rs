@@ -1,13 +1,15 @@
-//! `sspa-pipe cache status|push|pull`: the remote cache (`[cache] remote`) by hand — which of the
-//! config's stage results are here and there, push what is only here, pull what is only there.
-//! Pulls are checked file by file and published atomically, like results the runner pulls.
+//! `sspa-pipe cache status|push|pull|verify`: the remote cache (`[cache] remote`) by hand — which
+//! of the config's stage results are here and there, push what is only here, pull what is only
+//! there, check every entry on the remote (and replace the damaged ones). Pulls are checked file by
+//! file and against the stage's declared outputs, and published atomically, like results the
+//! runner pulls.
 
 use super::print_json;
 use crate::cli::ConfigArgs;
 use crate::exit::{self, UsageError};
 use serde::Serialize;
 use sspa_dag::remote::{human_bytes, pull_result};
-use sspa_dag::{Progress, RemoteHandle, RunOptions};
+use sspa_dag::{Existing, Progress, RemoteHandle, RunOptions, error_chain};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CacheCommand {
@@ -35,6 +37,18 @@ pub enum CacheCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check every entry on the remote of the pipeline's stages (any key): download each file and
+    /// compare its size and BLAKE3 with the entry's manifest.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Replace each damaged entry: push this workspace's copy when it has the result, else
+        /// take the entry off the remote (the next run that computes it pushes it again).
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -55,11 +69,15 @@ pub fn cache(command: &CacheCommand, progress: bool) -> anyhow::Result<u8> {
     let (config, json) = match command {
         CacheCommand::Status { config, json }
         | CacheCommand::Push { config, json, .. }
-        | CacheCommand::Pull { config, json } => (config, *json),
+        | CacheCommand::Pull { config, json }
+        | CacheCommand::Verify { config, json, .. } => (config, *json),
     };
     let (loaded, project) = crate::project::load(config)?;
     let remote = crate::project::remote(&loaded, &project.spec)?
         .ok_or_else(|| UsageError(format!("`{}` has no `[cache] remote`", loaded.path.display())))?;
+    if let CacheCommand::Verify { repair, .. } = command {
+        return verify(&project, &remote, *repair, progress, json);
+    }
     let registry = sspa_stages::registry();
     let plan = sspa_dag::plan(&project, &registry, &RunOptions::default())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
@@ -72,7 +90,7 @@ pub fn cache(command: &CacheCommand, progress: bool) -> anyhow::Result<u8> {
     let mut failed = 0;
     for stage in &plan.stages {
         let local = workspace.missing_outputs(&stage.name, &stage.key).is_some_and(|missing| missing.is_empty());
-        let on_remote = runtime.block_on(remote.contains(&stage.name, &stage.key)).map_err(anyhow::Error::msg)?;
+        let on_remote = runtime.block_on(remote.contains(&stage.name, &stage.key))?;
         let mut row = Row {
             stage: stage.name.clone(),
             key: stage.key.clone(),
@@ -91,7 +109,7 @@ pub fn cache(command: &CacheCommand, progress: bool) -> anyhow::Result<u8> {
                 } else {
                     let dir = workspace.result_dir(&stage.name, &stage.key);
                     let bar = transfer_bar(progress, &stage.name);
-                    match runtime.block_on(remote.push(&stage.name, &stage.key, &dir, bar)) {
+                    match runtime.block_on(remote.push(&stage.name, &stage.key, &dir, Existing::KeepIfIntact, bar)) {
                         Ok(transfer) => {
                             row.remote = true;
                             row.bytes = transfer.bytes;
@@ -99,14 +117,15 @@ pub fn cache(command: &CacheCommand, progress: bool) -> anyhow::Result<u8> {
                         }
                         Err(error) => {
                             failed += 1;
-                            row.action = Some(format!("failed: {error}"));
+                            row.action = Some(format!("failed: {}", error_chain(&error)));
                         }
                     }
                 }
             }
             CacheCommand::Pull { .. } if on_remote && !local => {
                 let bar = transfer_bar(progress, &stage.name);
-                match runtime.block_on(pull_result(workspace, &*remote, &stage.name, &stage.key, bar)) {
+                let outs = project.spec.stage(&stage.name).map(|def| def.spec.outs.clone()).unwrap_or_default();
+                match runtime.block_on(pull_result(workspace, &*remote, stage, &outs, bar)) {
                     Ok((_, transfer)) => {
                         row.local = true;
                         row.bytes = transfer.bytes;
@@ -114,17 +133,112 @@ pub fn cache(command: &CacheCommand, progress: bool) -> anyhow::Result<u8> {
                     }
                     Err(error) => {
                         failed += 1;
-                        row.action = Some(format!("failed: {error}"));
+                        row.action = Some(format!("failed: {}", error_chain(&error)));
                     }
                 }
             }
-            CacheCommand::Push { .. } | CacheCommand::Pull { .. } => {}
+            CacheCommand::Push { .. } | CacheCommand::Pull { .. } | CacheCommand::Verify { .. } => {}
         }
         row.seconds = started.elapsed().as_secs_f64();
         rows.push(row);
     }
     print(&remote, &rows, json)?;
     Ok(if failed > 0 { exit::STAGE_FAILED } else { exit::OK })
+}
+
+/// One entry of the remote, as `verify` found it.
+#[derive(Debug, Serialize)]
+struct Checked {
+    stage: String,
+    key: String,
+    /// `intact` or `damaged`.
+    status: &'static str,
+    files: usize,
+    bytes: u64,
+    /// What is wrong with a damaged entry (the first file that differs or is missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+    /// What `--repair` did: `pushed from here`, `removed`, `failed: …`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<String>,
+}
+
+/// `cache verify [--repair]`: every entry of every stage of the pipeline on the remote, checked
+/// file by file. Exit 1 when a damaged entry remains (or a repair failed).
+fn verify(
+    project: &sspa_dag::Project,
+    remote: &RemoteHandle,
+    repair: bool,
+    progress: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+    let workspace = &project.workspace;
+    // A repair pushes this workspace's results: nothing may change them meanwhile.
+    let _lock =
+        if repair { Some(sspa_dag::WorkspaceLock::acquire(&workspace.root, "sspa-pipe cache verify")?) } else { None };
+    let mut entries = Vec::new();
+    for stage in project.spec.names() {
+        for key in runtime.block_on(remote.keys(stage))? {
+            let bar = transfer_bar(progress, stage);
+            let checked = runtime.block_on(remote.verify(stage, &key, bar));
+            let mut entry = Checked {
+                stage: stage.to_string(),
+                key,
+                status: "intact",
+                files: 0,
+                bytes: 0,
+                problem: None,
+                action: None,
+            };
+            match checked {
+                Ok(transfer) => (entry.files, entry.bytes) = (transfer.files, transfer.bytes),
+                Err(damage) if damage.is_damage() => {
+                    entry.status = "damaged";
+                    entry.problem = Some(error_chain(&damage));
+                    if repair {
+                        entry.action = Some(runtime.block_on(repair_entry(project, remote, &entry.stage, &entry.key)));
+                    }
+                }
+                Err(unreachable) => return Err(unreachable.into()),
+            }
+            entries.push(entry);
+        }
+    }
+    let remaining = entries
+        .iter()
+        .filter(|e| e.status == "damaged" && e.action.as_deref().is_none_or(|a| a.starts_with("failed")))
+        .count();
+    if json {
+        print_json(&serde_json::json!({"remote": remote.location(), "entries": entries}))?;
+    } else {
+        println!("remote: {}", remote.location());
+        println!("{:<10} {:<12} {:>5} status", "stage", "key", "files");
+        for e in &entries {
+            let status = match (&e.problem, &e.action) {
+                (None, _) => format!("intact ({})", human_bytes(e.bytes)),
+                (Some(problem), None) => format!("damaged: {problem}"),
+                (Some(problem), Some(action)) => format!("damaged: {problem}; {action}"),
+            };
+            println!("{:<10} {:<12} {:>5} {status}", e.stage, e.key.get(..12).unwrap_or(&e.key), e.files);
+        }
+        let damaged = entries.iter().filter(|e| e.status == "damaged").count();
+        println!("{} entries, {damaged} damaged, {remaining} left damaged", entries.len());
+    }
+    Ok(if remaining > 0 { exit::STAGE_FAILED } else { exit::OK })
+}
+
+/// Replaces a damaged entry with this workspace's result when it has it, else takes it off the
+/// remote; says what it did.
+async fn repair_entry(project: &sspa_dag::Project, remote: &RemoteHandle, stage: &str, key: &str) -> String {
+    let workspace = &project.workspace;
+    let repaired = if workspace.missing_outputs(stage, key).is_some_and(|missing| missing.is_empty()) {
+        let dir = workspace.result_dir(stage, key);
+        remote.push(stage, key, &dir, Existing::Replace, Progress::hidden()).await.map(|_| "repaired: pushed from here")
+    } else {
+        remote.remove(stage, key).await.map(|()| "removed from the remote (not cached here)")
+    };
+    repaired.map_or_else(|error| format!("failed: {}", error_chain(&error)), str::to_owned)
 }
 
 /// A bytes bar on a terminal, nothing otherwise.

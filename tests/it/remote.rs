@@ -118,15 +118,30 @@ fn a_second_workspace_computes_nothing_the_first_pushed() {
     );
 }
 
-#[test]
-fn a_tampered_remote_object_is_detected_and_the_stage_recomputed() {
-    let llm = test_llm();
+/// A `file://` remote in a scratch directory, and a first workspace that computed and pushed
+/// every result to it.
+struct Shared {
+    _scratch: tempfile::TempDir,
+    bucket: std::path::PathBuf,
+    remote: String,
+    first: tempfile::TempDir,
+    record: Value,
+}
+
+fn shared_file_remote(llm: &str) -> Shared {
     let scratch = tempfile::tempdir().expect("tmp");
     let bucket = scratch.path().join("bucket");
     let remote = format!("file://{}", bucket.display());
     let first = project_with_remote(&remote);
-    let record = run_json(first.path(), &llm, &[]);
-    let key = stage(&record, "evaluate")["key"].as_str().expect("key").to_owned();
+    let record = run_json(first.path(), llm, &[]);
+    Shared { _scratch: scratch, bucket, remote, first, record }
+}
+
+#[test]
+fn a_tampered_remote_object_is_detected_and_the_stage_recomputed() {
+    let llm = test_llm();
+    let Shared { bucket, remote, record, .. } = &shared_file_remote(&llm);
+    let key = stage(record, "evaluate")["key"].as_str().expect("key").to_owned();
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(bucket.join("evaluate").join(&key).join("manifest.json")).expect("manifest"),
     )
@@ -135,7 +150,7 @@ fn a_tampered_remote_object_is_detected_and_the_stage_recomputed() {
         bucket.join("evaluate").join(&key).join(manifest["upload"].as_str().expect("upload")).join("metrics.json");
     std::fs::write(&object, b"{\"raw\": {\"mAP\": 100.0}}").expect("tamper");
 
-    let second = project_with_remote(&remote);
+    let second = project_with_remote(remote);
     let pulled = run_json(second.path(), &llm, &[]);
     let evaluate = stage(&pulled, "evaluate");
     assert_eq!(evaluate["status"], "ran", "recomputed: {evaluate}");
@@ -144,7 +159,7 @@ fn a_tampered_remote_object_is_detected_and_the_stage_recomputed() {
     assert_eq!(stage(&pulled, "train")["status"], "pulled");
     assert_eq!(
         metrics(&pulled)["raw"]["mAP"],
-        metrics(&record)["raw"]["mAP"],
+        metrics(record)["raw"]["mAP"],
         "the recomputed metrics, not the tampered ones"
     );
 }
@@ -245,4 +260,92 @@ fn graph_argo_writes_the_committed_workflow_and_needs_a_shared_remote() {
     let out = graph(&["-S", "cache.remote=file:///tmp/cache"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("pods do not share"), "{}", text(&out).1);
+}
+
+/// `cache verify` as JSON: exit code and each entry's `(stage, status)`, with the entries.
+fn verify(dir: &Path, extra: &[&str]) -> (Option<i32>, Vec<(String, String)>, Value) {
+    let out = pipe(dir).args(["cache", "verify", "domains/demo.toml", "--json"]).args(extra).output().expect("spawn");
+    let (stdout, stderr) = text(&out);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("verify JSON ({e}): {stderr}"));
+    let entries = report["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| (e["stage"].as_str().unwrap_or("").to_owned(), e["status"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    (out.status.code(), entries, report)
+}
+
+/// Deletes the data files of the published upload of `stage`'s result `key` in a `file://` bucket
+/// (what a lifecycle rule or a partial sync leaves: the manifest without its files).
+fn lose_upload(bucket: &Path, stage: &str, key: &str) {
+    let entry = bucket.join(stage).join(key);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(entry.join("manifest.json")).expect("manifest")).expect("json");
+    std::fs::remove_dir_all(entry.join(manifest["upload"].as_str().expect("upload"))).expect("rm upload");
+}
+
+/// Issue 26: workspace A pushed its results; the evaluate upload's data files were deleted on the
+/// remote. Workspace B's pull failed and it recomputed — and its push was refused by the
+/// create-only manifest ("already on the remote"), so every later workspace paid a failed pull and
+/// a recompute for that key, forever. Now B's push replaces the entry, a third workspace pulls
+/// everything, and `cache verify [--repair]` finds and fixes a damaged entry by hand.
+#[test]
+fn a_remote_entry_whose_files_are_gone_is_replaced_and_verify_repairs() {
+    let llm = test_llm();
+    let Shared { bucket, remote, first, record, .. } = &shared_file_remote(&llm);
+    let key = |record: &Value, name: &str| stage(record, name)["key"].as_str().expect("key").to_owned();
+    let (code, entries, _) = verify(first.path(), &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(entries.len(), 7, "{entries:?}");
+    assert!(entries.iter().all(|(_, status)| status == "intact"), "{entries:?}");
+
+    lose_upload(bucket, "evaluate", &key(record, "evaluate"));
+    let (code, _, report) = verify(first.path(), &[]);
+    assert_eq!(code, Some(1), "a damaged entry fails the check: {report}");
+    let damaged: Vec<&Value> =
+        report["entries"].as_array().expect("entries").iter().filter(|e| e["status"] == "damaged").collect();
+    assert_eq!(damaged.len(), 1, "{report}");
+    assert_eq!(damaged[0]["stage"], "evaluate");
+    assert!(damaged[0]["problem"].as_str().unwrap_or("").contains("missing on the remote"), "{report}");
+
+    let second = project_with_remote(remote);
+    let pulled = run_json(second.path(), &llm, &[]);
+    let evaluate = stage(&pulled, "evaluate");
+    assert_eq!(evaluate["status"], "ran", "{evaluate}");
+    let note = evaluate["remote"].as_str().unwrap_or("");
+    assert!(note.starts_with("pull failed: ") && note.contains("missing on the remote"), "{note}");
+    assert!(note.contains("; replaced a damaged entry: pushed "), "the push replaced it: {note}");
+    assert!(!note.contains("already on the remote"), "{note}");
+
+    let third = project_with_remote(remote);
+    let again = run_json(third.path(), &llm, &[]);
+    assert!(statuses(&again).iter().all(|(_, s)| s == "pulled"), "{:?}", statuses(&again));
+    assert_eq!(metrics(&again), metrics(record));
+    assert_eq!(verify(first.path(), &[]).0, Some(0));
+
+    // By hand: a workspace holding the result pushes it again; one without takes the entry off.
+    lose_upload(bucket, "evaluate", &key(record, "evaluate"));
+    lose_upload(bucket, "report", &key(record, "report"));
+    let fresh = project_with_remote(remote);
+    std::fs::remove_dir_all(first.path().join("work/demo/cache/report")).expect("rm report here");
+    let (code, _, report) = verify(first.path(), &["--repair"]);
+    assert_eq!(code, Some(0), "{report}");
+    let actions: Vec<(String, String)> = report["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["status"] == "damaged")
+        .map(|e| (e["stage"].as_str().unwrap_or("").to_owned(), e["action"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("evaluate".to_owned(), "repaired: pushed from here".to_owned()),
+            ("report".to_owned(), "removed from the remote (not cached here)".to_owned())
+        ]
+    );
+    let (code, entries, _) = verify(fresh.path(), &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(entries.len(), 6, "report is off the remote: {entries:?}");
 }

@@ -192,3 +192,32 @@ fn ctrl_c_cancels_every_submitted_job() {
     let cancelled = record["stages"].as_array().expect("stages").iter().filter(|s| s["job"]["state"] == "CANCELLED");
     assert!(cancelled.count() >= 1, "{record}");
 }
+
+/// Issue 26: a job pending forever (here: `--begin` an hour ahead, Slurm's reason `BeginTime`)
+/// held the workspace lock with no deadline, so every later cron run exited 3. Past
+/// `max_pending_s` it is cancelled and its stage fails naming the reason; the lock is free again.
+#[test]
+fn a_job_pending_past_max_pending_is_cancelled_naming_the_reason() {
+    if !cluster() {
+        return;
+    }
+    let dir = tiny_training_project("[executor.slurm]\npoll_s = 0.2\nmax_pending_s = 2\n");
+    let args = ["--executor", "slurm", "--until", "describe", "--slurm-arg=--begin=now+1hour"];
+    let started = Instant::now();
+    let (code, record, stderr) = run_json(dir.path(), "http://127.0.0.1:9/v1", &args);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60), "bounded: {:?}", started.elapsed());
+    let describe = stage(&record, "describe");
+    assert_eq!(describe["status"], "failed", "{describe}");
+    let error = describe["error"].as_str().expect("error");
+    let id = describe["job"]["id"].as_str().expect("job id");
+    assert!(error.starts_with(&format!("slurm job {id} still pending after ")), "{error}");
+    assert!(error.contains("(reason: BeginTime)") && error.contains("max_pending_s = 2"), "{error}");
+    assert!(error.contains(&format!("cancelled it (`scancel {id}`)")), "{error}");
+    assert_eq!(describe["job"]["state"], "CANCELLED");
+    assert!(live_jobs(&job_ids(&record)).is_empty(), "the pending job is gone from the queue");
+    // Nobody holds the workspace any more.
+    let out = bin().current_dir(dir.path()).args(["status", "domains/demo.toml", "--json"]).output().expect("spawn");
+    let status: Value = serde_json::from_str(&text(&out).0).expect("status JSON");
+    assert!(status["running"].is_null(), "{status}");
+}

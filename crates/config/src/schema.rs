@@ -457,6 +457,10 @@ pub struct SlurmSection {
     pub args: Vec<String>,
     /// Seconds between two `squeue` polls of a job.
     pub poll_s: f64,
+    /// Seconds a job may stay pending for any reason but the jobs it needs (`Resources`,
+    /// `Priority`, `ReqNodeNotAvail`, …) before the run cancels it and fails its stage, naming the
+    /// reason (the run holds the workspace lock meanwhile).
+    pub max_pending_s: f64,
     /// The `sspa-pipe` the compute nodes run (default: this one; it must be on a shared path).
     pub program: Option<PathBuf>,
     /// `[executor.slurm.<stage>]`.
@@ -466,7 +470,14 @@ pub struct SlurmSection {
 
 impl Default for SlurmSection {
     fn default() -> Self {
-        Self { partition: None, args: Vec::new(), poll_s: 2.0, program: None, stages: Default::default() }
+        Self {
+            partition: None,
+            args: Vec::new(),
+            poll_s: 2.0,
+            max_pending_s: 12.0 * 3600.0,
+            program: None,
+            stages: Default::default(),
+        }
     }
 }
 

@@ -79,6 +79,7 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
     }
 
     positive(&mut fail, "executor.slurm.poll_s", c.executor.slurm.poll_s);
+    positive(&mut fail, "executor.slurm.max_pending_s", c.executor.slurm.max_pending_s);
 
     let llm = &c.llm;
     if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {

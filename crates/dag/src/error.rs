@@ -25,8 +25,17 @@ pub enum DagError {
     /// The pipeline file's declared `params` and the stages' params types disagree.
     #[error("pipeline `{}` and the stages' params types disagree:\n{}", path.display(), list_lines(problems))]
     Params { path: PathBuf, problems: Vec<StageProblem> },
-    #[error("workspace `{workspace}` is locked by PID {pid} (started {started}); wait for it to finish, or stop it")]
-    Locked { workspace: PathBuf, pid: u32, started: String },
+    #[error(
+        "workspace `{workspace}` is locked by PID {pid}{} (started {started}); wait for it to finish, or stop it",
+        host.as_ref().map(|host| format!(" on {host}")).unwrap_or_default()
+    )]
+    Locked {
+        workspace: PathBuf,
+        pid: u32,
+        /// The holder's host, when it is not this one.
+        host: Option<String>,
+        started: String,
+    },
     #[error("`--only {stage}` needs the output of `{upstream}`, which is not in the cache: run without `--only` first")]
     MissingUpstream { stage: String, upstream: String },
     #[error("cannot encode `{what}` as JSON: {source}")]

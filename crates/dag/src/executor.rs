@@ -49,18 +49,43 @@ pub struct JobEnd {
     pub message: Option<String>,
 }
 
-/// Submits, polls and cancels jobs (blocking calls: the runner makes them off its event loop where
-/// they wait).
+/// An executor's own error, kept as the source of an [`ExecutorError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why an executor could not submit or cancel a job (its cause is the scheduler's own error).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The scheduler did not accept the job.
+    #[error("cannot submit it to {executor}")]
+    Submit {
+        executor: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The scheduler may still run the jobs.
+    #[error("cannot cancel {executor} job(s) {}", ids.join(", "))]
+    Cancel {
+        executor: String,
+        ids: Vec<String>,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// Submits, polls and cancels jobs (blocking calls, each bounded in time: the runner makes them
+/// off its event loop where they wait).
 pub trait Executor: Send + Sync {
     /// `slurm`, for records and messages.
     fn name(&self) -> &str;
     /// Submits the job; returns once the scheduler has accepted it.
-    fn submit(&self, job: &JobRequest) -> Result<JobHandle, String>;
-    /// Waits for the job to end, polling the scheduler; returns early, with the job still
-    /// running, once `cancel` is set (the runner then cancels it).
+    fn submit(&self, job: &JobRequest) -> Result<JobHandle, ExecutorError>;
+    /// Waits for the job to end, polling the scheduler. Returns early, with the job still
+    /// running, only once `cancel` is set (the runner then cancels it); any other end that is
+    /// not a success leaves no job of its own running (a job the executor gives up on — lost by
+    /// the scheduler, pending past its bound — is cancelled before `wait` returns).
     fn wait(&self, job: &JobHandle, cancel: &AtomicBool) -> JobEnd;
     /// Cancels the jobs and waits (bounded) until the scheduler no longer runs them.
-    fn cancel(&self, jobs: &[JobHandle]) -> Result<(), String>;
+    fn cancel(&self, jobs: &[JobHandle]) -> Result<(), ExecutorError>;
 }
 
 /// A shared handle on an executor (for [`crate::RunOptions`]).

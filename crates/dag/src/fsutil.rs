@@ -1,4 +1,4 @@
-//! Atomic writes for the runner's records (see `sspa-fsio`).
+//! The runner's records written through `sspa-fsio` (atomic, umask modes), with its error type.
 
 use crate::error::DagError;
 use std::path::Path;
@@ -10,8 +10,5 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DagError> {
 
 /// Serialises `value` as pretty JSON and writes it atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), DagError> {
-    let mut bytes = serde_json::to_vec_pretty(value)
-        .map_err(|source| DagError::Json { what: path.display().to_string(), source })?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes)
+    sspa_fsio::write_json_atomic(path, value).map_err(DagError::io(path))
 }

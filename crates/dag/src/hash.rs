@@ -99,9 +99,7 @@ impl HashState {
         {
             return Ok(entry.hash.clone());
         }
-        let mut hasher = blake3::Hasher::new();
-        hasher.update_mmap(path).map_err(DagError::io(path))?;
-        let hash = hasher.finalize().to_hex().to_string();
+        let hash = sspa_fsio::blake3_file(path).map_err(DagError::io(path))?.blake3;
         self.files_read += 1;
         self.entries.insert(key, Entry { stamp, hash: hash.clone() });
         self.dirty = true;

@@ -21,15 +21,15 @@ pub mod stage;
 pub mod store;
 
 pub use error::{DagError, StageProblem};
-pub use executor::{Executor, ExecutorHandle, JobEnd, JobHandle, JobRequest};
+pub use executor::{Executor, ExecutorError, ExecutorHandle, JobEnd, JobHandle, JobRequest};
 pub use fsutil::{write_atomic, write_json_atomic};
 pub use index::{RunEntry, StageEntry, run_index};
 pub use lock::WorkspaceLock;
 pub use record::{JobRecord, RunRecord, RunStatus, StageRecord, StageStatus};
-pub use remote::{RemoteCache, RemoteHandle, Transfer};
+pub use remote::{Existing, RemoteCache, RemoteHandle, Transfer, TransferError};
 pub use runner::{
-    Decision, Outcome, Plan, PlannedStage, Project, RunOptions, plan, plan_with_remote, records_dir, recover, run,
-    run_locked, stage_params,
+    Decision, Outcome, Plan, PlannedStage, Project, RunOptions, error_chain, plan, plan_with_remote, records_dir,
+    recover, run, run_locked, stage_params,
 };
 pub use spec::{PipelineSpec, StageDef};
 pub use stage::{Progress, Registry, Stage, StageContext, StageError};

@@ -127,10 +127,6 @@ impl Progress {
     pub fn set_message(&self, message: impl Into<String>) {
         self.bar.set_message(message.into());
     }
-
-    pub(crate) fn bar(&self) -> &indicatif::ProgressBar {
-        &self.bar
-    }
 }
 
 /// Stage kinds by name.

@@ -18,6 +18,11 @@ use std::path::{Path, PathBuf};
 
 pub const DONE_MARKER: &str = ".sspa-done.json";
 
+/// The declared outputs `outs` that `dir` lacks.
+pub fn missing_in(dir: &Path, outs: &[String]) -> Vec<String> {
+    outs.iter().filter(|o| !dir.join(o).exists()).cloned().collect()
+}
+
 /// What the runner keeps about one finished result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResultInfo {
@@ -81,22 +86,16 @@ impl Workspace {
         let dir = self.result_dir(stage, key);
         let bytes = std::fs::read(dir.join(DONE_MARKER)).ok()?;
         let info: ResultInfo = serde_json::from_slice(&bytes).ok()?;
-        Some(info.outs.into_iter().filter(|o| !dir.join(o).exists()).collect())
+        Some(missing_in(&dir, &info.outs))
     }
 
-    /// Moves a finished temp dir into place. A previous result under the same key is replaced
-    /// (forced reruns); readers see either the old or the new directory, never a mix.
+    /// Moves a finished temp dir into place ([`sspa_fsio::publish_dir`]). A previous result under
+    /// the same key is replaced (forced reruns); readers see either the old or the new directory,
+    /// never a mix, and the old one is removed only once the new one is in place.
     pub fn publish(&self, stage: &str, temp: &Path, info: &ResultInfo) -> Result<PathBuf, DagError> {
         write_json_atomic(&temp.join(DONE_MARKER), info)?;
         let target = self.result_dir(stage, &info.key);
-        if target.exists() {
-            let old = self.stage_cache(stage).join(format!(".old-{}-{}", info.key, std::process::id()));
-            std::fs::rename(&target, &old).map_err(DagError::io(&target))?;
-            std::fs::rename(temp, &target).map_err(DagError::io(&target))?;
-            let _ = std::fs::remove_dir_all(&old);
-        } else {
-            std::fs::rename(temp, &target).map_err(DagError::io(&target))?;
-        }
+        sspa_fsio::publish_dir(temp, &target).map_err(DagError::io(&target))?;
         Ok(target)
     }
 

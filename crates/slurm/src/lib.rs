@@ -6,16 +6,57 @@
 //! (`-t all`: finished jobs stay listed for `MinJobAge`), then `sacct` where accounting exists and
 //! `scontrol show job` where it does not, and cancelled with `scancel`.
 //!
+//! Every client command runs with a time limit ([`SlurmOptions::client_timeout`]): a controller
+//! that does not answer fails the call, it never hangs the run. A job the run gives up on is
+//! cancelled before the run lets go of the workspace lock: one unknown to `squeue`, `sacct` and
+//! `scontrol` for [`LOST_AFTER`] (a controller failover, a purge), and one pending for longer than
+//! [`SlurmOptions::max_pending`] for any reason but waiting on the jobs it needs (the error names
+//! Slurm's pending reason: `Resources`, `Priority`, `ReqNodeNotAvail`, `BeginTime`, …).
+//!
 //! The batch script is written next to the job's log (`runs/<run>/logs/<stage>.sbatch`) so a user
 //! can read or resubmit what ran.
 
-use sspa_dag::{Executor, JobEnd, JobHandle, JobRequest};
+use sspa_dag::{Executor, ExecutorError, JobEnd, JobHandle, JobRequest};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// A job unknown to every client command for this long is given up (and cancelled).
+pub const LOST_AFTER: Duration = Duration::from_secs(30);
+/// Default of [`SlurmOptions::client_timeout`].
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long [`Executor::cancel`] waits for cancelled jobs to leave the queue.
+const CANCEL_WAIT: Duration = Duration::from_secs(60);
+
+/// Why a Slurm client command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmError {
+    #[error("cannot run `{command}` ({source}): are Slurm's client commands installed and on PATH?")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` did not answer within {} s (is the Slurm controller reachable?)", timeout.as_secs_f64())]
+    Timeout { command: String, timeout: Duration },
+    #[error("`{command}` failed: {stderr}")]
+    Failed { command: String, stderr: String },
+    #[error("`squeue` cannot reach the Slurm controller: {stderr}")]
+    Unreachable { stderr: String },
+    #[error("`sbatch` printed no job id: {stdout:?}")]
+    NoJobId { stdout: String },
+    #[error("`{}`: {source}", path.display())]
+    Script {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("jobs {} still running {} s after `scancel`", ids.join(", "), waited.as_secs())]
+    StillRunning { ids: Vec<String>, waited: Duration },
+}
 
 /// Per-stage resources (`[executor.slurm.<stage>]`), each the `sbatch` option of that name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,6 +90,13 @@ pub struct SlurmOptions {
     pub stages: BTreeMap<String, StageResources>,
     /// Between two `squeue` polls of a job.
     pub poll: Duration,
+    /// Longest a job may stay pending for a reason other than the jobs it needs
+    /// (`[executor.slurm] max_pending_s`); it is then cancelled.
+    pub max_pending: Duration,
+    /// Longest one client command (`sbatch`, `squeue`, `sacct`, `scontrol`, `scancel`) may take.
+    pub client_timeout: Duration,
+    /// The directory of the client commands (`None`: found on `PATH`).
+    pub client_dir: Option<PathBuf>,
 }
 
 /// Slurm's job states that are final.
@@ -66,25 +114,52 @@ const FINAL_STATES: &[&str] = &[
     "REVOKED",
 ];
 
+fn is_final(state: &str) -> bool {
+    FINAL_STATES.contains(&state)
+}
+
+/// A job's state as `squeue` lists it, and why it waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Listed {
+    state: String,
+    reason: String,
+}
+
 #[derive(Debug)]
 pub struct SlurmExecutor {
     options: SlurmOptions,
+    /// [`LOST_AFTER`] (shorter in tests).
+    lost_after: Duration,
 }
 
 impl SlurmExecutor {
-    /// Checks that `sbatch` and `squeue` run (the cluster's client commands are installed and a
-    /// controller answers); the error says which failed and what it printed.
-    pub fn connect(options: SlurmOptions) -> Result<Self, String> {
-        let out = Command::new("squeue")
-            .args(["-h", "-o", "%i", "-j", "1"])
-            .output()
-            .map_err(|e| format!("cannot run `squeue` ({e}): are Slurm's client commands installed and on PATH?"))?;
+    /// Checks that `squeue` runs (the cluster's client commands are installed and a controller
+    /// answers); the error says which failed and what it printed.
+    pub fn connect(options: SlurmOptions) -> Result<Self, SlurmError> {
+        let executor = Self { options, lost_after: LOST_AFTER };
+        let out = executor.client("squeue", &["-h", "-o", "%i", "-j", "1"])?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         // An unknown job id is an answer: the controller is up.
         if !out.status.success() && !stderr.contains("Invalid job id") {
-            return Err(format!("`squeue` cannot reach the Slurm controller: {}", stderr.trim()));
+            return Err(SlurmError::Unreachable { stderr: stderr.trim().to_string() });
         }
-        Ok(Self { options })
+        Ok(executor)
+    }
+
+    /// Runs one client command within [`SlurmOptions::client_timeout`].
+    fn client(&self, program: &str, args: &[&str]) -> Result<Output, SlurmError> {
+        let path = match &self.options.client_dir {
+            Some(dir) => dir.join(program),
+            None => PathBuf::from(program),
+        };
+        let mut command = Command::new(path);
+        command.args(args);
+        let shown = || format!("{program} {}", args.join(" "));
+        match run_bounded(command, self.options.client_timeout) {
+            Ok(Some(out)) => Ok(out),
+            Ok(None) => Err(SlurmError::Timeout { command: shown(), timeout: self.options.client_timeout }),
+            Err(source) => Err(SlurmError::Spawn { command: program.to_string(), source }),
+        }
     }
 
     /// The `sbatch` arguments of a job (everything but the script).
@@ -133,24 +208,44 @@ impl SlurmExecutor {
         script
     }
 
-    fn squeue_state(id: &str) -> Option<String> {
-        let out = Command::new("squeue").args(["-h", "-t", "all", "-o", "%T", "-j", id]).output().ok()?;
+    fn submit_job(&self, job: &JobRequest) -> Result<JobHandle, SlurmError> {
+        let script_path = job.log_dir.join(format!("{}.sbatch", job.stage));
+        sspa_fsio::write_atomic(&script_path, self.script(job).as_bytes())
+            .map_err(|source| SlurmError::Script { path: script_path.clone(), source })?;
+        let mut args = self.sbatch_args(job);
+        args.push(script_path.display().to_string());
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.client("sbatch", &words)?;
+        if !out.status.success() {
+            return Err(SlurmError::Failed {
+                command: format!("sbatch {}", args.join(" ")),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let id = parse_sbatch(&stdout).ok_or_else(|| SlurmError::NoJobId { stdout: stdout.to_string() })?;
+        let log = job.log_dir.join(format!("{}-{id}.log", job.stage));
+        Ok(JobHandle { id, log })
+    }
+
+    /// The job's state and pending reason as `squeue` lists it (`None`: not listed, or no answer).
+    fn listed(&self, id: &str) -> Option<Listed> {
+        let out = self.client("squeue", &["-h", "-t", "all", "-o", "%T|%r", "-j", id]).ok()?;
         if !out.status.success() {
             return None;
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
+        parse_squeue(&String::from_utf8_lossy(&out.stdout))
     }
 
     /// The final state, exit code and reason of a job no longer in `squeue`'s list.
-    fn final_state(id: &str) -> Option<(String, Option<String>, Option<String>)> {
-        if let Ok(out) = Command::new("sacct").args(["-n", "-P", "-X", "-o", "State,ExitCode", "-j", id]).output()
+    fn final_state(&self, id: &str) -> Option<(String, Option<String>, Option<String>)> {
+        if let Ok(out) = self.client("sacct", &["-n", "-P", "-X", "-o", "State,ExitCode", "-j", id])
             && out.status.success()
             && let Some((state, exit)) = parse_sacct(&String::from_utf8_lossy(&out.stdout))
         {
             return Some((state, Some(exit), None));
         }
-        let out = Command::new("scontrol").args(["show", "job", "-o", id]).output().ok()?;
+        let out = self.client("scontrol", &["show", "job", "-o", id]).ok()?;
         if !out.status.success() {
             return None;
         }
@@ -160,10 +255,49 @@ impl SlurmExecutor {
     }
 
     /// State, exit code and reason (`scontrol`; `squeue` alone for the state).
-    fn details(id: &str) -> (Option<String>, Option<String>) {
-        match Self::final_state(id) {
+    fn details(&self, id: &str) -> (Option<String>, Option<String>) {
+        match self.final_state(id) {
             Some((_, exit, reason)) => (exit, reason.filter(|r| r != "None")),
             None => (None, None),
+        }
+    }
+
+    /// Cancels a job the run gives up on; its end says why (`why` gets what `scancel` did).
+    fn give_up(&self, job: &JobHandle, why: impl FnOnce(&str) -> String) -> JobEnd {
+        let (cancelled, state) = match self.cancel_jobs(std::slice::from_ref(job)) {
+            Ok(()) => (format!("cancelled it (`scancel {}`)", job.id), "CANCELLED"),
+            Err(error) => (format!("`scancel {}` failed too ({error}): it may still run", job.id), "UNKNOWN"),
+        };
+        JobEnd { state: state.into(), succeeded: false, message: Some(why(&cancelled)) }
+    }
+
+    fn cancel_jobs(&self, jobs: &[JobHandle]) -> Result<(), SlurmError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        let out = self.client("scancel", &ids)?;
+        if !out.status.success() {
+            return Err(SlurmError::Failed {
+                command: format!("scancel {}", ids.join(" ")),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        // Until Slurm no longer runs them (KillWait is seconds on most clusters).
+        let deadline = Instant::now() + CANCEL_WAIT;
+        loop {
+            let live: Vec<String> = ids
+                .iter()
+                .filter(|id| self.listed(id).is_some_and(|listed| !is_final(&listed.state)))
+                .map(|id| id.to_string())
+                .collect();
+            if live.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(SlurmError::StillRunning { ids: live, waited: CANCEL_WAIT });
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 }
@@ -173,40 +307,24 @@ impl Executor for SlurmExecutor {
         "slurm"
     }
 
-    fn submit(&self, job: &JobRequest) -> Result<JobHandle, String> {
-        let script_path = job.log_dir.join(format!("{}.sbatch", job.stage));
-        sspa_fsio::write_atomic(&script_path, self.script(job).as_bytes())
-            .map_err(|e| format!("`{}`: {e}", script_path.display()))?;
-        let args = self.sbatch_args(job);
-        let out = Command::new("sbatch")
-            .args(&args)
-            .arg(&script_path)
-            .output()
-            .map_err(|e| format!("cannot run `sbatch` ({e})"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`sbatch {} {}` failed: {}",
-                args.join(" "),
-                script_path.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let id = parse_sbatch(&String::from_utf8_lossy(&out.stdout))
-            .ok_or_else(|| format!("`sbatch` printed no job id: {:?}", String::from_utf8_lossy(&out.stdout)))?;
-        let log = job.log_dir.join(format!("{}-{id}.log", job.stage));
-        Ok(JobHandle { id, log })
+    fn submit(&self, job: &JobRequest) -> Result<JobHandle, ExecutorError> {
+        self.submit_job(job).map_err(|e| ExecutorError::Submit { executor: "slurm".into(), source: Box::new(e) })
     }
 
     fn wait(&self, job: &JobHandle, cancel: &AtomicBool) -> JobEnd {
         let mut last = String::new();
         let mut unknown_since: Option<Instant> = None;
+        // Pending for a reason other than its dependencies, since.
+        let mut pending_since: Option<Instant> = None;
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return JobEnd { state: last, succeeded: false, message: Some("interrupted".into()) };
             }
-            let state = Self::squeue_state(&job.id).or_else(|| Self::final_state(&job.id).map(|(state, ..)| state));
-            match state {
-                Some(state) => {
+            let listed = self
+                .listed(&job.id)
+                .or_else(|| self.final_state(&job.id).map(|(state, ..)| Listed { state, reason: String::new() }));
+            match listed {
+                Some(Listed { state, reason }) => {
                     unknown_since = None;
                     // `CANCELLED by 0` → `CANCELLED`.
                     let state = state.split_whitespace().next().unwrap_or_default().to_string();
@@ -214,29 +332,43 @@ impl Executor for SlurmExecutor {
                         tracing::info!("slurm job {} {state}", job.id);
                         last = state.clone();
                     }
-                    if FINAL_STATES.contains(&state.as_str()) {
+                    if is_final(&state) {
                         let succeeded = state == "COMPLETED";
                         let message = (!succeeded).then(|| {
-                            let (exit, reason) = Self::details(&job.id);
+                            let (exit, reason) = self.details(&job.id);
                             failure_message(&job.id, &state, exit.as_deref(), reason.as_deref(), &job.log)
                         });
                         return JobEnd { state, succeeded, message };
                     }
+                    if state == "PENDING" && !reason.starts_with("Dependency") {
+                        let since = *pending_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > self.options.max_pending {
+                            return self.give_up(job, |cancelled| {
+                                format!(
+                                    "slurm job {} still pending after {} s (reason: {reason}), longer than executor.slurm.max_pending_s = {}; {cancelled}",
+                                    job.id,
+                                    since.elapsed().as_secs(),
+                                    self.options.max_pending.as_secs_f64()
+                                )
+                            });
+                        }
+                    } else {
+                        pending_since = None;
+                    }
                 }
                 None => {
                     // Briefly unknown right after submission on a busy controller; for good after
-                    // the job was purged without accounting.
+                    // the job was purged without accounting, or while the controller fails over.
                     let since = *unknown_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > Duration::from_secs(30) {
-                        return JobEnd {
-                            state: "UNKNOWN".into(),
-                            succeeded: false,
-                            message: Some(format!(
-                                "slurm job {} is unknown to squeue, sacct and scontrol (purged?); log: {}",
+                    if since.elapsed() > self.lost_after {
+                        return self.give_up(job, |cancelled| {
+                            format!(
+                                "slurm job {} is unknown to squeue, sacct and scontrol for {} s (purged, or the controller fails over?); {cancelled}; log: {}",
                                 job.id,
+                                self.lost_after.as_secs(),
                                 job.log.display()
-                            )),
-                        };
+                            )
+                        });
                     }
                 }
             }
@@ -248,35 +380,53 @@ impl Executor for SlurmExecutor {
         }
     }
 
-    fn cancel(&self, jobs: &[JobHandle]) -> Result<(), String> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-        let out = Command::new("scancel").args(&ids).output().map_err(|e| format!("cannot run `scancel` ({e})"))?;
-        if !out.status.success() {
-            return Err(format!("`scancel {}` failed: {}", ids.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
-        }
-        // Until Slurm no longer runs them (KillWait is seconds on most clusters).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let live: Vec<&str> = ids
-                .iter()
-                .copied()
-                .filter(|id| {
-                    Self::squeue_state(id)
-                        .is_some_and(|s| !FINAL_STATES.contains(&s.split_whitespace().next().unwrap_or_default()))
-                })
-                .collect();
-            if live.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("jobs {} still running 60 s after `scancel`", live.join(", ")));
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+    fn cancel(&self, jobs: &[JobHandle]) -> Result<(), ExecutorError> {
+        self.cancel_jobs(jobs).map_err(|e| ExecutorError::Cancel {
+            executor: "slurm".into(),
+            ids: jobs.iter().map(|j| j.id.clone()).collect(),
+            source: Box::new(e),
+        })
     }
+}
+
+/// Runs `command` (stdin closed, stdout and stderr captured) for at most `timeout`; `None` when
+/// it did not finish in time (it is then killed).
+fn run_bounded(mut command: Command, timeout: Duration) -> std::io::Result<Option<Output>> {
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            // The readers end when whatever still holds the pipes does; nothing waits for them.
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    Ok(Some(Output { status, stdout, stderr }))
+}
+
+/// `squeue -h -o %T|%r`: the first line's state and reason.
+fn parse_squeue(stdout: &str) -> Option<Listed> {
+    let line = stdout.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let (state, reason) = line.split_once('|').unwrap_or((line, ""));
+    Some(Listed { state: state.trim().to_string(), reason: reason.trim().to_string() })
 }
 
 /// `12345` or `12345;cluster`.
@@ -357,7 +507,11 @@ mod tests {
                 args: vec!["--account=ml".into()],
                 stages,
                 poll: Duration::from_millis(100),
+                max_pending: Duration::from_secs(3600),
+                client_timeout: CLIENT_TIMEOUT,
+                client_dir: None,
             },
+            lost_after: LOST_AFTER,
         }
     }
 
@@ -418,6 +572,132 @@ mod tests {
         let fields = parse_scontrol("JobId=7 JobName=sspa-train JobState=FAILED Reason=NonZeroExitCode ExitCode=3:0\n");
         assert_eq!(fields.get("JobState").map(String::as_str), Some("FAILED"));
         assert_eq!(fields.get("ExitCode").map(String::as_str), Some("3:0"));
+    }
+
+    /// A directory of fake Slurm client commands: `squeue` prints the lines of `squeue.txt` one
+    /// call after another (the last one for good; exit 1 for a line `ERROR`; `CANCELLED` once
+    /// `scancel` ran), `scancel` records its arguments in `scancel.txt`, `sacct` and `scontrol`
+    /// know no job, `sbatch` hangs.
+    fn fake_cluster(squeue: &[&str]) -> (tempfile::TempDir, SlurmExecutor) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path();
+        std::fs::write(bin.join("squeue.txt"), squeue.join("\n") + "\n").expect("write");
+        let scripts = [
+            (
+                "squeue",
+                r#"d=$(dirname "$0"); [ -f "$d/scancel.txt" ] && { echo "CANCELLED|None"; exit 0; }
+n=$(cat "$d/n" 2>/dev/null || echo 1); echo $((n + 1)) > "$d/n"
+line=$(sed -n "${n}p" "$d/squeue.txt"); [ -n "$line" ] || line=$(tail -n 1 "$d/squeue.txt")
+if [ "$line" = ERROR ]; then echo "slurm_load_jobs error: Unable to contact slurm controller" >&2; exit 1; fi
+echo "$line""#,
+            ),
+            ("scancel", r#"echo "$@" >> "$(dirname "$0")/scancel.txt""#),
+            ("sacct", "exit 1"),
+            ("scontrol", "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1"),
+            ("sbatch", "exec sleep 30"),
+        ];
+        for (name, body) in scripts {
+            let path = bin.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let mut executor = executor();
+        executor.options.client_dir = Some(bin.to_path_buf());
+        executor.options.poll = Duration::from_millis(20);
+        executor.options.client_timeout = Duration::from_secs(10);
+        (dir, executor)
+    }
+
+    fn cancelled(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("scancel.txt")).unwrap_or_default()
+    }
+
+    /// Waits for `job` with the run interrupting it after `limit` (a wait that never ends).
+    fn wait_at_most(executor: &SlurmExecutor, job: &JobHandle, limit: Duration) -> JobEnd {
+        let cancel = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| executor.wait(job, &cancel));
+            let deadline = Instant::now() + limit;
+            while !waiting.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            cancel.store(true, Ordering::Relaxed);
+            waiting.join().expect("wait")
+        })
+    }
+
+    fn job(id: &str) -> JobHandle {
+        JobHandle { id: id.into(), log: "/w/runs/r/logs/train-7.log".into() }
+    }
+
+    /// Issue 26: a job unknown to `squeue` for 30 s (a controller failover) was failed but never
+    /// cancelled, so it kept running after the run let go of the workspace lock.
+    #[test]
+    fn a_job_the_controller_lost_is_cancelled_when_given_up() {
+        let (dir, mut executor) = fake_cluster(&["RUNNING|None", "ERROR"]);
+        executor.lost_after = Duration::from_millis(200);
+        let end = wait_at_most(&executor, &job("7"), Duration::from_secs(20));
+        assert!(!end.succeeded);
+        let message = end.message.unwrap_or_default();
+        assert!(message.contains("unknown to squeue") && message.contains("cancelled it (`scancel 7`)"), "{message}");
+        assert_eq!(end.state, "CANCELLED");
+        assert_eq!(cancelled(dir.path()).trim(), "7");
+    }
+
+    /// Issue 26: a job pending forever held the workspace lock with no deadline.
+    #[test]
+    fn a_job_pending_past_its_bound_is_cancelled_naming_the_reason() {
+        let (dir, mut executor) = fake_cluster(&["PENDING|ReqNodeNotAvail"]);
+        executor.options.max_pending = Duration::from_millis(300);
+        let end = wait_at_most(&executor, &job("8"), Duration::from_secs(20));
+        assert!(!end.succeeded);
+        let message = end.message.unwrap_or_default();
+        assert!(message.starts_with("slurm job 8 still pending after "), "{message}");
+        assert!(
+            message.contains("(reason: ReqNodeNotAvail), longer than executor.slurm.max_pending_s = 0.3"),
+            "{message}"
+        );
+        assert_eq!(cancelled(dir.path()).trim(), "8");
+    }
+
+    /// Waiting on the jobs it needs is no pending to bound: a chained job waits for its upstream
+    /// as long as that runs.
+    #[test]
+    fn pending_on_dependencies_is_not_bounded() {
+        let waits = vec!["PENDING|Dependency"; 30];
+        let mut lines = waits.clone();
+        lines.extend(["RUNNING|None", "COMPLETED|None"]);
+        let (dir, mut executor) = fake_cluster(&lines);
+        executor.options.max_pending = Duration::from_millis(100);
+        let end = wait_at_most(&executor, &job("9"), Duration::from_secs(30));
+        assert_eq!((end.state.as_str(), end.succeeded), ("COMPLETED", true), "{:?}", end.message);
+        assert!(cancelled(dir.path()).is_empty());
+    }
+
+    /// Issue 26: `sbatch` (every client command) ran without a time limit.
+    #[test]
+    fn a_client_command_that_hangs_times_out() {
+        let (dir, mut executor) = fake_cluster(&["RUNNING|None"]);
+        executor.options.client_timeout = Duration::from_millis(300);
+        let mut request = request("train", &[]);
+        request.log_dir = dir.path().join("logs");
+        let started = Instant::now();
+        let error = executor.submit(&request).expect_err("sbatch hangs");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        let text = sspa_dag::error_chain(&error);
+        assert!(text.starts_with("cannot submit it to slurm: `sbatch --parsable"), "{text}");
+        assert!(text.ends_with("did not answer within 0.3 s (is the Slurm controller reachable?)"), "{text}");
+    }
+
+    #[test]
+    fn parses_squeues_state_and_reason() {
+        assert_eq!(
+            parse_squeue("PENDING|Resources\n"),
+            Some(Listed { state: "PENDING".into(), reason: "Resources".into() })
+        );
+        assert_eq!(parse_squeue("RUNNING\n"), Some(Listed { state: "RUNNING".into(), reason: String::new() }));
+        assert_eq!(parse_squeue("\n"), None);
     }
 
     #[test]

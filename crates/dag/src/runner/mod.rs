@@ -3,10 +3,12 @@
 //! success, a stage's failure or panic, Ctrl-C, an error of the runner itself — leaves its record
 //! closed (never `running`).
 
+mod attempt;
 mod execute;
 mod plan;
+mod progress;
 
-use plan::error_chain;
+pub use plan::error_chain;
 pub use plan::{Decision, Plan, PlannedStage, plan, stage_params};
 
 use crate::error::DagError;
@@ -98,7 +100,7 @@ pub async fn plan_with_remote(project: &Project, registry: &Registry, options: &
             }
             Ok(false) => {}
             Err(error) => {
-                tracing::warn!("remote cache {}: {error}; computing instead", remote.location());
+                tracing::warn!("remote cache {}: {}; computing instead", remote.location(), error_chain(&error));
                 break;
             }
         }

@@ -360,7 +360,7 @@ fn decide(
 }
 
 /// `outer: inner: innermost`, like anyhow's `{:#}`.
-pub(super) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

@@ -2,6 +2,7 @@
 
 mod failures;
 mod index;
+mod remote;
 mod runner;
 
 use serde_json::{Value, json};

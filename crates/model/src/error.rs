@@ -1,6 +1,6 @@
 //! Errors of the model crate: invalid head configurations and bad inputs.
 
-/// What can go wrong when building or feeding the SSPA head.
+/// What can go wrong when building or feeding a head.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
     /// `d` must be a positive multiple of 4 so that it splits into quaternion components.
@@ -32,6 +32,20 @@ pub enum ModelError {
         image_width: usize,
         /// Joint width `d`.
         d_model: usize,
+    },
+    /// A head name that is none of the four.
+    #[error("unknown head `{value}`; expected one of sspa, linear, mlp, query-decoder")]
+    HeadKind {
+        /// The name as written.
+        value: String,
+    },
+    /// Attention heads that do not split the width evenly.
+    #[error("`{heads}` attention heads do not divide the width `{d_model}`")]
+    Heads {
+        /// The width `D`.
+        d_model: usize,
+        /// The number of heads `H`.
+        heads: usize,
     },
     /// A value read from the domain config does not fit the type it configures.
     #[error("config value `{key}` = `{value}` is out of range")]

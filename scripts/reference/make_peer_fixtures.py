@@ -27,13 +27,14 @@ gradients of the scalar `sum(logits * upstream)` with respect to the inputs and 
 (burn layout).
 """
 
-import json
 import math
 import pathlib
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import fixture_json
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates" / "model" / "tests" / "fixtures"
 GENERATOR = torch.Generator().manual_seed(20250224)
@@ -53,23 +54,8 @@ def uniform(*shape, bound):
     return f32((torch.rand(*shape, generator=GENERATOR) * 2.0 - 1.0) * bound)
 
 
-def dump(value):
-    """JSON-ready nested lists; float32 inputs print exactly, outputs with 10 significant digits."""
-    if isinstance(value, dict):
-        return {k: dump(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [dump(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return dump(value.detach().tolist())
-    if isinstance(value, float):
-        return float(f"{value:.10g}")
-    return value
-
-
 def write(name, payload):
-    path = OUT / name
-    path.write_text(json.dumps(dump(payload), separators=(",", ":")) + "\n")
-    print(f"{path.relative_to(OUT.parents[3])}: {path.stat().st_size} bytes")
+    fixture_json.write(OUT, name, payload)
 
 
 def set_linear(linear):

@@ -23,7 +23,7 @@ use burn::tensor::activation::sigmoid;
 use serde::{Deserialize, Serialize};
 use sspa_config::{AblationSection, ModelSection};
 
-use crate::error::ModelError;
+use crate::error::{ModelError, check_image_inputs, shape_error};
 use crate::head::{SspaHead, SspaHeadConfig, SspaOutput};
 use crate::linear_head::{LinearHead, LinearHeadConfig};
 use crate::mlp_head::{MlpHead, MlpHeadConfig};
@@ -270,15 +270,7 @@ impl Head {
         if context.dims()[0] != classes {
             return Err(shape_error("context", &context.dims(), format!("[{classes}, d_t]")));
         }
-        let image_width = self.image_width();
-        let [batch, width] = global.dims();
-        if width != image_width {
-            return Err(shape_error("global", &global.dims(), format!("[B, {image_width}]")));
-        }
-        let [patch_batch, _, width] = patches.dims();
-        if patch_batch != batch || width != image_width {
-            return Err(shape_error("patches", &patches.dims(), format!("[{batch}, N, {image_width}]")));
-        }
+        check_image_inputs(&global, &patches, self.image_width())?;
         Ok(self.forward(knowledge, context, global, patches))
     }
 }
@@ -293,10 +285,6 @@ fn peer_output(logits: Tensor<2>) -> SspaOutput {
         text_gate: None,
         patch_gate: None,
     }
-}
-
-fn shape_error(input: &'static str, actual: &[usize], expected: String) -> ModelError {
-    ModelError::Shape { input, actual: actual.to_vec(), expected }
 }
 
 #[cfg(test)]

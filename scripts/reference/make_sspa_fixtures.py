@@ -24,11 +24,12 @@ Rust side reads exactly the same numbers). Weights are stored in burn's `Linear`
   with numpy (LayerNorm eps 1e-5, biased variance; exact GELU via math.erf).
 """
 
-import json
 import math
 import pathlib
 
 import numpy as np
+
+import fixture_json
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates" / "model" / "tests" / "fixtures"
 RNG = np.random.default_rng(20240729)
@@ -43,23 +44,8 @@ def randn(*shape, scale=1.0):
     return f32(RNG.standard_normal(shape) * scale)
 
 
-def dump(value):
-    """JSON-ready nested lists; float32 inputs print exactly, outputs with 10 significant digits."""
-    if isinstance(value, dict):
-        return {k: dump(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [dump(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return dump(value.tolist())
-    if isinstance(value, float):
-        return float(f"{value:.10g}")
-    return value
-
-
 def write(name, payload):
-    path = OUT / name
-    path.write_text(json.dumps(dump(payload), separators=(",", ":")) + "\n")
-    print(f"{path.relative_to(OUT.parents[3])}: {path.stat().st_size} bytes")
+    fixture_json.write(OUT, name, payload)
 
 
 def sigmoid(x):

@@ -1,17 +1,22 @@
-//! The offline demo dataset: Fashion-MNIST (Debian `dataset-fashion-mnist`, IDX `.gz` files)
-//! turned into 2×2 mosaics. Each 28×28 tile is a real Fashion-MNIST image or blank (all zero), at
-//! least one tile is filled, so a mosaic has 1–4 labels: the classes of its filled tiles.
+//! The offline demo datasets: Fashion-MNIST (Debian `dataset-fashion-mnist`, IDX `.gz` files)
+//! turned into multi-label images, in one of two layouts (`[demo] layout`):
+//! - `mosaic` (default): 2×2 mosaics. Each 28×28 tile is a real Fashion-MNIST image or blank (all
+//!   zero), at least one tile is filled, so a mosaic has 1–4 labels: the classes of its filled
+//!   tiles.
+//! - `scenes` ([`crate::scenes`]): 1–5 items of random size and position, overlapping, over faint
+//!   clutter; the labels are the classes of the items.
 //!
 //! The set is written under `<data root>/<demo.dir>` (default
 //! `${SSPA_DATA_ROOT:-<project>/data}/fashion-mosaic`) as PNG files plus a JSON-list annotation
 //! file per split (`train.json`, `test.json`), so the shard stage reads it through the ordinary
-//! importer. Mosaic `i` of a split depends only on `(seed, split, i)`: the build is deterministic
-//! and parallel. A `BUILD.json` records the parameters; a different one causes a rebuild. The
-//! directory is built beside its final place and renamed into it.
+//! importer. Image `i` of a split depends only on `(seed, split, i)`: the build is deterministic
+//! and parallel. A `BUILD.json` records the parameters (the layout included); a different one
+//! causes a rebuild. The directory is built beside its final place and renamed into it.
 
 use crate::error::DataError;
-use crate::manifest::{DemoSection, Manifest};
+use crate::manifest::{DemoSection, Layout, Manifest};
 use crate::rng::{SplitMix64, stream_id};
+use crate::scenes::{self, ScenePlan};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -160,13 +165,52 @@ pub fn render(plan: &MosaicPlan, source: &IdxImages, scale: usize) -> image::Gra
     out
 }
 
-/// Sorted, deduplicated class names of a plan's filled tiles that are among `annotated`.
-pub fn plan_labels(plan: &MosaicPlan, source: &IdxImages, annotated: &[bool; 10]) -> Vec<String> {
-    let mut classes: Vec<usize> =
-        plan.tiles.iter().flatten().map(|&i| usize::from(source.labels[i])).filter(|&c| annotated[c]).collect();
+/// Class indices of a plan's filled tiles (with repeats, in tile order).
+pub fn tile_classes(plan: &MosaicPlan, source: &IdxImages) -> Vec<usize> {
+    plan.tiles.iter().flatten().map(|&i| usize::from(source.labels[i])).collect()
+}
+
+/// Sorted, deduplicated names of the `classes` that are among `annotated`.
+pub fn class_labels(classes: impl IntoIterator<Item = usize>, annotated: &[bool; 10]) -> Vec<String> {
+    let mut classes: Vec<usize> = classes.into_iter().filter(|&c| annotated[c]).collect();
     classes.sort_unstable();
     classes.dedup();
     classes.into_iter().map(|c| FASHION_CLASSES[c].to_string()).collect()
+}
+
+/// The plan of one demo image, in the manifest's layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoPlan {
+    /// A 2×2 mosaic.
+    Mosaic(MosaicPlan),
+    /// A scene.
+    Scene(ScenePlan),
+}
+
+impl DemoPlan {
+    /// The plan of image `index` of `split`: deterministic in `(seed, split, index)`.
+    pub fn new(demo: &DemoSection, split: &str, index: u64, source_len: usize) -> Self {
+        match demo.layout {
+            Layout::Mosaic => DemoPlan::Mosaic(plan(demo, split, index, source_len)),
+            Layout::Scenes => DemoPlan::Scene(scenes::plan(demo, split, index, source_len)),
+        }
+    }
+
+    /// Renders the image.
+    pub fn render(&self, source: &IdxImages, demo: &DemoSection) -> image::GrayImage {
+        match self {
+            DemoPlan::Mosaic(plan) => render(plan, source, demo.scale as usize),
+            DemoPlan::Scene(plan) => scenes::render(plan, source),
+        }
+    }
+
+    /// Class indices of the items drawn (with repeats).
+    pub fn classes(&self, source: &IdxImages) -> Vec<usize> {
+        match self {
+            DemoPlan::Mosaic(plan) => tile_classes(plan, source),
+            DemoPlan::Scene(plan) => scenes::classes(plan, source),
+        }
+    }
 }
 
 /// The Fashion-MNIST classes the manifest's inline `[labels] names` list (all ten without one):
@@ -222,7 +266,7 @@ pub fn ensure_demo(
     Ok(true)
 }
 
-/// Builds the mosaics into `target` (replaced atomically by a rename), annotating the classes
+/// Builds the set into `target` (replaced atomically by a rename), annotating the classes
 /// in `labels` (Fashion-MNIST names, in the order the annotation file lists them).
 pub fn build_demo(
     demo: &DemoSection,
@@ -234,7 +278,7 @@ pub fn build_demo(
     let parent = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| DataError::write(parent, e))?;
     let staging = tempfile::Builder::new()
-        .prefix(".fashion-mosaic-build-")
+        .prefix(".fashion-demo-build-")
         .tempdir_in(parent)
         .map_err(|e| DataError::write(parent, e))?;
     let files = source_files(demo);
@@ -256,8 +300,8 @@ pub fn build_demo(
     for (split, source, count) in [("train", &train, demo.train_images), ("test", &test, demo.test_images)] {
         let dir = staging.path().join(split);
         std::fs::create_dir_all(&dir).map_err(|e| DataError::write(&dir, e))?;
-        // Mosaics are made in parallel a chunk at a time and their annotation lines appended in
-        // order, so memory does not grow with the number of mosaics.
+        // Images are made in parallel a chunk at a time and their annotation lines appended in
+        // order, so memory does not grow with the number of images.
         let annotation_path = staging.path().join(format!("{split}.json"));
         let mut annotations = JsonLinesWriter::create(&annotation_path, count, labels)?;
         for chunk_start in (0..u64::from(count)).step_by(DEMO_CHUNK) {
@@ -265,8 +309,8 @@ pub fn build_demo(
             let entries = (chunk_start..chunk_end)
                 .into_par_iter()
                 .map(|index| {
-                    let plan = plan(demo, split, index, source.len());
-                    let image = render(&plan, source, demo.scale as usize);
+                    let plan = DemoPlan::new(demo, split, index, source.len());
+                    let image = plan.render(source, demo);
                     let relative = format!("{split}/{index:06}.png");
                     let path = staging.path().join(&relative);
                     image.save(&path).map_err(|source| DataError::Encode { path: path.clone(), source })?;
@@ -274,12 +318,12 @@ pub fn build_demo(
                     if finished.is_multiple_of(256) || finished == total {
                         progress(finished, total);
                     }
-                    let labelled = if split == "train" && demo.shuffled_train_labels {
-                        &self::plan(demo, split, (index + 1) % u64::from(count), source.len())
+                    let classes = if split == "train" && demo.shuffled_train_labels {
+                        DemoPlan::new(demo, split, (index + 1) % u64::from(count), source.len()).classes(source)
                     } else {
-                        &plan
+                        plan.classes(source)
                     };
-                    Ok(serde_json::json!([relative, plan_labels(labelled, source, &annotated)]))
+                    Ok(serde_json::json!([relative, class_labels(classes, &annotated)]))
                 })
                 .collect::<Result<Vec<_>, DataError>>()?;
             for entry in &entries {
@@ -297,11 +341,15 @@ pub fn build_demo(
     }
     let staging = staging.keep();
     std::fs::rename(&staging, target).map_err(|e| DataError::write(target, e))?;
-    tracing::info!(dir = %target.display(), images = total, seconds = started.elapsed().as_secs_f64(), "built the Fashion-MNIST mosaic demo set");
+    let layout = match demo.layout {
+        Layout::Mosaic => "mosaic",
+        Layout::Scenes => "scenes",
+    };
+    tracing::info!(dir = %target.display(), images = total, layout, seconds = started.elapsed().as_secs_f64(), "built the Fashion-MNIST demo set");
     Ok(())
 }
 
-/// Mosaics made in parallel before their annotation lines are written.
+/// Images made in parallel before their annotation lines are written.
 const DEMO_CHUNK: usize = 4096;
 
 /// Writes a JSON-list annotation with one image entry a line, so errors can name lines.

@@ -1,4 +1,4 @@
-//! sspa-data: dataset manifests, annotation importers, the Fashion-MNIST mosaic demo set, the
+//! sspa-data: dataset manifests, annotation importers, the Fashion-MNIST demo sets, the
 //! shard stage and the batch loader.
 //!
 //! Flow: [`Manifest`] (`data_manifest/*.toml`) → [`import::import`] (COCO, VOC, CSV, JSON list,
@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod preprocess;
 pub mod reader;
 pub mod rng;
+pub mod scenes;
 pub mod shard;
 pub mod tensors;
 

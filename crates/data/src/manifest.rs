@@ -31,7 +31,8 @@ pub struct Manifest {
     /// Expected BLAKE3 (hex) of files, keyed by their path relative to the data root.
     #[serde(default)]
     pub checksums: BTreeMap<String, String>,
-    /// Present only for the Fashion-MNIST mosaic demo: sspa-pipe builds the files itself.
+    /// Present only for the Fashion-MNIST demo sets (mosaics or scenes): sspa-pipe builds the
+    /// files itself.
     pub demo: Option<DemoSection>,
     /// The file the manifest was read from (not part of the TOML).
     #[serde(skip)]
@@ -118,14 +119,36 @@ pub struct SplitSection {
     pub train: Option<bool>,
 }
 
-/// `[demo]`: the Fashion-MNIST 2×2 mosaic set.
+/// How the demo set arranges Fashion-MNIST items in an image (`[demo] layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// A 2×2 grid of 28×28 tiles, each an item or blank ([`crate::demo`]).
+    #[default]
+    Mosaic,
+    /// 1–5 items of random size and position, overlapping, over faint clutter ([`crate::scenes`]).
+    Scenes,
+}
+
+impl Layout {
+    /// Whether this is the default layout (left out of serialised build records, so that the
+    /// records of mosaic sets built before layouts existed still match).
+    pub fn is_mosaic(&self) -> bool {
+        *self == Layout::Mosaic
+    }
+}
+
+/// `[demo]`: the Fashion-MNIST demo set, 2×2 mosaics or scenes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoSection {
+    /// `mosaic` (default) or `scenes`.
+    #[serde(default, skip_serializing_if = "Layout::is_mosaic")]
+    pub layout: Layout,
     /// Directory holding the Fashion-MNIST IDX `.gz` files (Debian `dataset-fashion-mnist`).
     #[serde(default = "default_fashion_dir")]
     pub source_dir: PathBuf,
-    /// Where the mosaics are written, relative to the data root.
+    /// Where the set is written, relative to the data root.
     #[serde(default = "default_demo_dir")]
     pub dir: PathBuf,
     #[serde(default = "default_train_images")]
@@ -134,14 +157,17 @@ pub struct DemoSection {
     pub test_images: u32,
     #[serde(default)]
     pub seed: u64,
-    /// Integer nearest-neighbour upscaling of the 56×56 mosaic.
+    /// Integer nearest-neighbour upscaling of the 56×56 mosaic (`mosaic` only).
     #[serde(default = "default_scale")]
     pub scale: u32,
-    /// Chance that a tile is left blank (at least one tile is always filled).
+    /// Chance that a tile is left blank, at least one tile is always filled (`mosaic` only).
     #[serde(default = "default_blank_probability")]
     pub blank_probability: f64,
+    /// Side of a scene in pixels (`scenes` only; default 112, the demo's `model.image_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<u32>,
     /// A corrupted label column, for exercising `sspa-pipe retrain`'s promotion gate: each train
-    /// mosaic is annotated with the labels of the next one (the test split stays correct).
+    /// image is annotated with the labels of the next one (the test split stays correct).
     #[serde(default)]
     pub shuffled_train_labels: bool,
 }
@@ -168,6 +194,7 @@ fn default_blank_probability() -> f64 {
 impl Default for DemoSection {
     fn default() -> Self {
         Self {
+            layout: Layout::Mosaic,
             source_dir: default_fashion_dir(),
             dir: default_demo_dir(),
             train_images: default_train_images(),
@@ -175,6 +202,7 @@ impl Default for DemoSection {
             seed: 0,
             scale: default_scale(),
             blank_probability: default_blank_probability(),
+            image_size: None,
             shuffled_train_labels: false,
         }
     }
@@ -251,6 +279,25 @@ impl Manifest {
             }
             if demo.scale == 0 || demo.scale > 16 {
                 return Err(self.invalid("demo.scale", "must be 1..=16"));
+            }
+            match demo.layout {
+                Layout::Mosaic if demo.image_size.is_some() => {
+                    return Err(
+                        self.invalid("demo.image_size", "is for `layout = \"scenes\"`; a mosaic is 56·`scale` px")
+                    );
+                }
+                Layout::Scenes if demo.scale != default_scale() => {
+                    return Err(self.invalid("demo.scale", "is for `layout = \"mosaic\"`; scenes use `image_size`"));
+                }
+                Layout::Scenes if demo.blank_probability != default_blank_probability() => {
+                    return Err(
+                        self.invalid("demo.blank_probability", "is for `layout = \"mosaic\"`; a scene holds 1–5 items")
+                    );
+                }
+                Layout::Scenes if !matches!(demo.image_size, None | Some(32..=1024)) => {
+                    return Err(self.invalid("demo.image_size", "must be 32..=1024"));
+                }
+                _ => {}
             }
             if demo.train_images == 0 || demo.test_images == 0 {
                 return Err(self.invalid("demo", "`train_images` and `test_images` must be positive"));

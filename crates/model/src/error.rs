@@ -1,6 +1,8 @@
 //! Errors of the model crate: invalid head configurations and bad inputs.
 
-/// What can go wrong when building or feeding the SSPA head.
+use burn::prelude::*;
+
+/// What can go wrong when building or feeding a head.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
     /// `d` must be a positive multiple of 4 so that it splits into quaternion components.
@@ -33,6 +35,20 @@ pub enum ModelError {
         /// Joint width `d`.
         d_model: usize,
     },
+    /// A head name that is none of the four.
+    #[error("unknown head `{value}`; expected one of sspa, linear, mlp, query-decoder")]
+    HeadKind {
+        /// The name as written.
+        value: String,
+    },
+    /// Attention heads that do not split the width evenly.
+    #[error("`{heads}` attention heads do not divide the width `{d_model}`")]
+    Heads {
+        /// The width `D`.
+        d_model: usize,
+        /// The number of heads `H`.
+        heads: usize,
+    },
     /// A value read from the domain config does not fit the type it configures.
     #[error("config value `{key}` = `{value}` is out of range")]
     OutOfRange {
@@ -59,4 +75,30 @@ pub enum ModelError {
         /// The value found.
         value: f32,
     },
+}
+
+/// A [`ModelError::Shape`] for `input`.
+pub(crate) fn shape_error(input: &'static str, actual: &[usize], expected: String) -> ModelError {
+    ModelError::Shape { input, actual: actual.to_vec(), expected }
+}
+
+/// Checks that the global feature is `[B, c]` and the patch features `[B, N, c]` for a head that
+/// takes image features of width `image_width` (`c`).
+///
+/// # Errors
+/// [`ModelError::Shape`] naming `global` or `patches`.
+pub(crate) fn check_image_inputs(
+    global: &Tensor<2>,
+    patches: &Tensor<3>,
+    image_width: usize,
+) -> Result<(), ModelError> {
+    let [batch, width] = global.dims();
+    if width != image_width {
+        return Err(shape_error("global", &global.dims(), format!("[B, {image_width}]")));
+    }
+    let [patch_batch, _, width] = patches.dims();
+    if patch_batch != batch || width != image_width {
+        return Err(shape_error("patches", &patches.dims(), format!("[{batch}, N, {image_width}]")));
+    }
+    Ok(())
 }

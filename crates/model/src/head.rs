@@ -24,7 +24,7 @@ use sspa_config::{
 
 use crate::aggregator::{Aggregator, AggregatorConfig};
 use crate::dsf::{DynamicSemanticFilter, DynamicSemanticFilterConfig};
-use crate::error::ModelError;
+use crate::error::{ModelError, check_image_inputs, shape_error};
 use crate::gdma::{Gdma, GdmaConfig};
 use crate::image_projection::{ImageProjection, ImageProjectionConfig};
 use crate::qsm::{Qsm, QsmConfig};
@@ -261,15 +261,7 @@ impl SspaHead {
         {
             return Err(shape_error("knowledge", &knowledge.dims(), format!("[{}, {text_width}]", weights.dims()[0])));
         }
-        let image_width = self.image_width();
-        let [batch, width] = global.dims();
-        if width != image_width {
-            return Err(shape_error("global", &global.dims(), format!("[B, {image_width}]")));
-        }
-        let [patch_batch, _, width] = patches.dims();
-        if patch_batch != batch || width != image_width {
-            return Err(shape_error("patches", &patches.dims(), format!("[{batch}, N, {image_width}]")));
-        }
+        check_image_inputs(&global, &patches, self.image_width())?;
         Ok(self.forward(knowledge, context, global, patches))
     }
 
@@ -346,10 +338,6 @@ impl SspaHead {
         };
         SspaOutput { global_logits, regional_logits, scores, aggregator_weights, text_gate, patch_gate }
     }
-}
-
-fn shape_error(input: &'static str, actual: &[usize], expected: String) -> ModelError {
-    ModelError::Shape { input, actual: actual.to_vec(), expected }
 }
 
 #[cfg(test)]

@@ -1,77 +1,24 @@
 //! Parity with the numpy references (`scripts/reference/make_sspa_fixtures.py`), gradient flow,
 //! and a tiny head overfitting a tiny batch. CPU `flex` backend, f32.
 
-use std::path::Path;
+mod common;
 
-use burn::module::{ModuleVisitor, Param, ParamId};
-use burn::nn::Linear;
+use burn::module::Param;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use common::{
+    assert_every_parameter_learns, assert_matches, fixture, mean_average_precision, scalar, set_layer_norm, set_linear,
+    tensor, tiny_batch, values,
+};
 use serde_json::Value;
 use sspa_config::Aggregator as AggregatorKind;
 use sspa_model::{
     AggregatorConfig, AsymmetricLossConfig, CrossModalAttentionConfig, GateConfig, MlpConfig, QsmConfig,
     QuaternionLinear, QuaternionLinearConfig, SspaHeadConfig, SspaLoss,
 };
-use sspa_norm::LayerNorm;
 
 // ------------------------------------------------------------------------------------ helpers
-
-fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    let text = std::fs::read_to_string(&path).expect("fixture exists");
-    serde_json::from_str(&text).expect("fixture is JSON")
-}
-
-/// A nested JSON array as (flat values, shape).
-fn flatten(value: &Value) -> (Vec<f32>, Vec<usize>) {
-    match value {
-        Value::Array(items) => {
-            let mut flat = Vec::new();
-            let mut inner = Vec::new();
-            for item in items {
-                let (values, shape) = flatten(item);
-                flat.extend(values);
-                inner = shape;
-            }
-            let mut shape = vec![items.len()];
-            shape.extend(inner);
-            (flat, shape)
-        }
-        Value::Number(number) => (vec![number.as_f64().expect("a number") as f32], vec![]),
-        other => panic!("not a numeric array: {other}"),
-    }
-}
-
-fn tensor<const D: usize>(value: &Value, device: &Device) -> Tensor<D> {
-    let (values, shape) = flatten(value);
-    let shape: [usize; D] = shape.try_into().expect("rank matches");
-    Tensor::from_data(TensorData::new(values, shape), device)
-}
-
-fn scalar(value: &Value) -> f64 {
-    value.as_f64().expect("a number")
-}
-
-fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-    tensor.into_data().try_to_vec::<f32>().expect("f32 data")
-}
-
-/// `|a − b| ≤ tolerance · max(1, |b|)` element-wise.
-#[track_caller]
-fn assert_matches<const D: usize>(actual: Tensor<D>, expected: &Value, tolerance: f32) {
-    let (expected, shape) = flatten(expected);
-    assert_eq!(actual.dims().to_vec(), shape, "shape");
-    for (index, (a, b)) in values(actual).iter().zip(&expected).enumerate() {
-        assert!((a - b).abs() <= tolerance * b.abs().max(1.0), "element {index}: {a} vs reference {b}");
-    }
-}
-
-fn set_linear(linear: &mut Linear, params: &Value, device: &Device) {
-    linear.weight = Param::from_tensor(tensor(&params["weight"], device));
-    linear.bias = Some(Param::from_tensor(tensor(&params["bias"], device)));
-}
 
 fn set_quaternion(layer: &mut QuaternionLinear, params: &Value, device: &Device) {
     layer.weight_r = Param::from_tensor(tensor(&params["weight_r"], device));
@@ -79,11 +26,6 @@ fn set_quaternion(layer: &mut QuaternionLinear, params: &Value, device: &Device)
     layer.weight_y = Param::from_tensor(tensor(&params["weight_y"], device));
     layer.weight_z = Param::from_tensor(tensor(&params["weight_z"], device));
     layer.bias = Some(Param::from_tensor(tensor(&params["bias"], device)));
-}
-
-fn set_layer_norm(norm: &mut LayerNorm, gamma: &Value, beta: &Value, device: &Device) {
-    norm.gamma = Param::from_tensor(tensor(gamma, device));
-    norm.beta = Some(Param::from_tensor(tensor(beta, device)));
 }
 
 // ------------------------------------------------------------------------------------- parity
@@ -200,41 +142,6 @@ fn aggregators_match_the_reference() {
 
 // ---------------------------------------------------------------------------------- training
 
-struct Batch {
-    knowledge: Tensor<2>,
-    context: Tensor<2>,
-    global: Tensor<2>,
-    patches: Tensor<3>,
-    targets: Tensor<2>,
-}
-
-/// Fixed random features and targets where every class has positives and negatives, and one
-/// target is ignored.
-fn tiny_batch(device: &Device) -> (Batch, Vec<f32>) {
-    let (b, c, n, d) = (8, 4, 9, 16);
-    let normal = Distribution::Normal(0.0, 1.0);
-    let mut targets: Vec<f32> = (0..b * c).map(|i| ((i * 7 + i / 3) % 3 == 0) as u8 as f32).collect();
-    for class in 0..c {
-        targets[class] = 1.0; // image 0 is positive for everything
-        targets[c + class] = 0.0; // image 1 is negative for everything
-    }
-    targets[2 * c + 1] = -1.0;
-    let batch = Batch {
-        knowledge: Tensor::random([c, d], normal, device),
-        context: Tensor::random([c, d], normal, device),
-        global: Tensor::random([b, d], normal, device),
-        patches: Tensor::random([b, n, d], normal, device),
-        targets: Tensor::from_data(TensorData::new(targets.clone(), [b, c]), device),
-    };
-    (batch, targets)
-}
-
-/// mAP as a fraction, by the metrics crate (targets as floats `1`, `0`, `−1`).
-fn mean_average_precision(scores: &[f32], targets: &[f32], classes: usize) -> f64 {
-    let targets: Vec<i8> = targets.iter().map(|&t| t as i8).collect();
-    sspa_metrics::mean_average_precision(scores, &targets, classes).expect("positives") / 100.0
-}
-
 #[test]
 fn a_tiny_head_overfits_a_tiny_batch() {
     let device = Device::flex().autodiff();
@@ -287,30 +194,5 @@ fn every_parameter_gets_a_gradient(config: &SspaHeadConfig) {
     let output = head.forward(text.clone(), text.neg(), batch.global, batch.patches);
     let loss = SspaLoss::from_section(&sspa_config::TrainSection::default()).forward(&output, batch.targets);
     let grads = GradientsParams::from_grads(loss.backward(), &head);
-
-    // Every float parameter gets a gradient, and a non-zero one.
-    struct Check<'a> {
-        grads: &'a GradientsParams,
-        missing: Vec<ParamId>,
-        zero: Vec<ParamId>,
-        count: usize,
-    }
-    impl ModuleVisitor for Check<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.count += 1;
-            match self.grads.get::<D>(param.id) {
-                None => self.missing.push(param.id),
-                Some(grad) => {
-                    if values(grad.abs().max())[0] == 0.0 {
-                        self.zero.push(param.id);
-                    }
-                }
-            }
-        }
-    }
-    let mut check = Check { grads: &grads, missing: Vec::new(), zero: Vec::new(), count: 0 };
-    head.visit(&mut check);
-    assert!(check.count > 20, "{} parameters", check.count);
-    assert!(check.missing.is_empty(), "{} of {} parameters have no gradient", check.missing.len(), check.count);
-    assert!(check.zero.is_empty(), "{} of {} parameters have a zero gradient", check.zero.len(), check.count);
+    assert_every_parameter_learns(&head, &grads, 20);
 }

@@ -170,3 +170,31 @@ fn a_label_subset_annotates_only_those_classes_and_shuffled_labels_belong_to_the
     let error = sspa_data::Manifest::load(&unknown).expect_err("not a Fashion class").to_string();
     assert!(error.contains("unknown.toml") && error.contains("labels.names"), "{error}");
 }
+
+/// BLAKE3 of files of a small mosaic build (seed 5, 30 + 10 images), recorded before the `scenes`
+/// layout existed: the mosaics, their annotations and the build record stay byte-identical, so
+/// sets built before keep matching and are not rebuilt.
+const MOSAIC_CHECKSUMS: [(&str, &str); 6] = [
+    ("fashion-mosaic/BUILD.json", "4430db6310dae6391cb8ab424d0642655622008537f210fa5e455212177b1338"),
+    ("fashion-mosaic/train.json", "b1150dbc931e35382f4362dea564b4274f8cd5ac306059d4fda4170016448b74"),
+    ("fashion-mosaic/test.json", "c98740848a6749314df1475d5417db9661b23b7632ffe9c79b505ec53c8a0ff1"),
+    ("fashion-mosaic/train/000000.png", "bc93c6640b7583d11a4eaec3085c8fa86f3080db5e62c5f713f3dda2d2a6710e"),
+    ("fashion-mosaic/train/000029.png", "324acf24a18001fa4714fdc6b5296ca7d2a790796ae2fbca431c2cace291bae5"),
+    ("fashion-mosaic/test/000009.png", "a95fc7bd6c12448bd499a80987582aa4fa63b44f0fbaad3420579741f1db034c"),
+];
+
+#[test]
+fn mosaics_stay_byte_identical() {
+    let fixture = Fixture::new();
+    let manifest = demo_manifest(&fixture, 30, 10, 5, 1);
+    assert!(ensure_demo(&manifest, fixture.root(), &no_progress).expect("build"));
+    let actual: Vec<(&str, String)> = MOSAIC_CHECKSUMS
+        .iter()
+        .map(|(file, _)| {
+            let bytes = std::fs::read(fixture.root().join(file)).expect("built file");
+            (*file, blake3::hash(&bytes).to_hex().to_string())
+        })
+        .collect();
+    let expected: Vec<(&str, String)> = MOSAIC_CHECKSUMS.iter().map(|(f, h)| (*f, (*h).to_owned())).collect();
+    assert_eq!(actual, expected);
+}

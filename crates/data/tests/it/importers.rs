@@ -225,7 +225,19 @@ fn shipped_manifests_parse() {
     seen.sort();
     assert_eq!(
         seen,
-        names(&["aid", "coco2014", "demo", "mlrsnet", "multiscene", "nuswide", "pa100k", "peta", "rap", "voc2007"])
+        names(&[
+            "aid",
+            "coco2014",
+            "demo",
+            "mlrsnet",
+            "multiscene",
+            "nuswide",
+            "pa100k",
+            "peta",
+            "rap",
+            "scenes",
+            "voc2007"
+        ])
     );
 }
 

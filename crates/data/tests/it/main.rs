@@ -1,10 +1,11 @@
 //! Integration tests of sspa-data: importers on hand-written annotation files, bad input, the
-//! Fashion-MNIST demo build, and the shard → loader round trip.
+//! Fashion-MNIST demo builds (mosaics and scenes), and the shard → loader round trip.
 
 mod all_problems;
 mod bad_input;
 mod demo;
 mod importers;
+mod scenes;
 mod shards;
 
 use std::path::{Path, PathBuf};

@@ -18,21 +18,21 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<ConfigErrors>().is_some() {
             return USAGE;
         }
+        if let Some(exp) = cause.downcast_ref::<sspa_exp::ExpError>() {
+            match exp {
+                sspa_exp::ExpError::Dag(dag) => return dag_code(dag),
+                sspa_exp::ExpError::Record { .. }
+                | sspa_exp::ExpError::Name(_)
+                | sspa_exp::ExpError::UnknownBaseline { .. }
+                | sspa_exp::ExpError::UnknownSortColumn { .. } => return USAGE,
+                _ => {}
+            }
+        }
         if let Some(dag) = cause.downcast_ref::<DagError>() {
-            return match dag {
-                DagError::Locked { .. } => LOCKED,
-                DagError::Io { .. } | DagError::Json { .. } => STAGE_FAILED,
-                DagError::Pipeline { .. }
-                | DagError::Cycle { .. }
-                | DagError::UnknownStage { .. }
-                | DagError::UnknownKind { .. }
-                | DagError::Input { .. }
-                | DagError::Inputs(..)
-                | DagError::Params { .. }
-                | DagError::MissingUpstream { .. } => USAGE,
-            };
+            return dag_code(dag);
         }
         if cause.downcast_ref::<sspa_metrics::MetricsError>().is_some()
+            || cause.downcast_ref::<sspa_config::ReferenceError>().is_some()
             || cause.downcast_ref::<sspa_describe::LabelError>().is_some()
         {
             return USAGE;
@@ -51,6 +51,22 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
         }
     }
     STAGE_FAILED
+}
+
+/// The exit code of a runner error.
+fn dag_code(dag: &DagError) -> u8 {
+    match dag {
+        DagError::Locked { .. } => LOCKED,
+        DagError::Io { .. } | DagError::Json { .. } => STAGE_FAILED,
+        DagError::Pipeline { .. }
+        | DagError::Cycle { .. }
+        | DagError::UnknownStage { .. }
+        | DagError::UnknownKind { .. }
+        | DagError::Input { .. }
+        | DagError::Inputs(..)
+        | DagError::Params { .. }
+        | DagError::MissingUpstream { .. } => USAGE,
+    }
 }
 
 /// A mistake in what the user asked for (bad flag combination, missing file argument).

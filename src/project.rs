@@ -4,7 +4,7 @@ use crate::cli::ConfigArgs;
 use anyhow::Context;
 use sspa_config::LoadedConfig;
 use sspa_dag::{PipelineSpec, Project, Workspace};
-use sspa_registry::{Reference, Registry, RegistryError};
+use sspa_registry::{Champion, Reference, Registry, RegistryError};
 
 /// Loads and validates the config with its `-S` overrides (every error at once), then the
 /// pipeline file, and resolves a warm start (`train.init`) against the workspace's registry.
@@ -30,27 +30,42 @@ pub fn load(args: &ConfigArgs) -> anyhow::Result<(LoadedConfig, Project)> {
 }
 
 /// The registry weights file `train.init` names (relative to the project root when it is inside
-/// it), checked file by file; `None` trains from scratch. `current` (or any alias) that points
-/// nowhere yet, or at a damaged version, falls back to scratch with a warning, so that the
-/// first scheduled run, or the one after the registry was lost, rebuilds the model; a version
-/// named explicitly must exist.
+/// it), checked file by file; `None` trains from scratch. An alias (`current`) resolves as the
+/// promotion gate resolves its champion ([`Registry::champion`]): when its version cannot be
+/// used, the newest intact version it pointed at before, with a warning; when it points nowhere
+/// yet, or at nothing usable, training starts from scratch with a warning, so that the first
+/// scheduled run, or the one after the registry was lost, rebuilds the model. A version named
+/// explicitly must exist.
 fn init_weights(loaded: &LoadedConfig) -> anyhow::Result<Option<String>> {
-    let Some(reference) = Reference::of_init(&loaded.config.train.init) else { return Ok(None) };
+    let Some(reference) = loaded.config.train.init.model().cloned() else { return Ok(None) };
     let registry = Registry::of_workspace(&loaded.workspace_dir);
-    let version = match registry.resolve(&reference) {
-        Ok(version) => version,
-        Err(RegistryError::NoAlias { .. }) if matches!(reference, Reference::Alias(_)) => {
-            tracing::warn!(
-                "train.init = \"{reference}\": the registry `{}` has no such model yet; training from scratch",
-                registry.dir().display()
-            );
-            return Ok(None);
-        }
-        Err(e @ RegistryError::Corrupt { .. }) => {
-            tracing::warn!("train.init = \"{reference}\": {e}; training from scratch");
-            return Ok(None);
-        }
-        Err(e) => return Err(crate::exit::UsageError(format!("train.init = \"{reference}\": {e}")).into()),
+    let version = match &reference {
+        Reference::Alias(alias) => match registry.champion(alias) {
+            Champion::Current(version) => version,
+            Champion::Fallback { version, why } => {
+                tracing::warn!("train.init = \"{reference}\": {why}; warm start from v{}", version.info.version);
+                version
+            }
+            Champion::First => {
+                tracing::warn!(
+                    "train.init = \"{reference}\": the registry `{}` has no such model yet; training from scratch",
+                    registry.dir().display()
+                );
+                return Ok(None);
+            }
+            Champion::Unusable { why } => {
+                tracing::warn!("train.init = \"{reference}\": {why}; training from scratch");
+                return Ok(None);
+            }
+        },
+        Reference::Version(_) => match registry.resolve(&reference) {
+            Ok(version) => version,
+            Err(e @ RegistryError::Corrupt { .. }) => {
+                tracing::warn!("train.init = \"{reference}\": {e}; training from scratch");
+                return Ok(None);
+            }
+            Err(e) => return Err(crate::exit::UsageError(format!("train.init = \"{reference}\": {e}")).into()),
+        },
     };
     let file = version.weights_file();
     let shown = file.strip_prefix(&loaded.project_root).unwrap_or(&file);

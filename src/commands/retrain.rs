@@ -18,9 +18,7 @@ use crate::exit::{self, UsageError};
 use anyhow::Context;
 use serde_json::{Value, json};
 use sspa_dag::{Outcome, RunOptions, RunRecord, StageStatus, WorkspaceLock};
-use sspa_registry::{
-    CURRENT, Decision, DecisionKind, Gate, NewVersion, Origin, Reference, Registry, RegistryError, Version,
-};
+use sspa_registry::{CURRENT, Champion, Decision, DecisionKind, Gate, NewVersion, Origin, Registry, Version};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -58,55 +56,62 @@ pub fn retrain(args: &RetrainArgs, progress: bool) -> anyhow::Result<u8> {
     let wait = args.wait.map(|seconds| Duration::from_secs_f64(seconds.max(0.0)));
     let lock = WorkspaceLock::acquire_within(&project.workspace.root, "sspa-pipe retrain", wait)?;
     let registry = Registry::of_workspace(&project.workspace.root);
-    let champion = match registry.resolve(&Reference::Alias(CURRENT.into())) {
-        Ok(version) => Some(version),
-        Err(RegistryError::NoAlias { .. }) => None,
-        Err(e) => {
-            tracing::warn!("the current model cannot be used ({e}); the candidate is judged as the first version");
-            None
-        }
-    };
-
-    let stages = sspa_stages::registry();
-    let remote = crate::project::remote(&loaded, &project.spec)?;
-    let options = RunOptions { jobs: args.jobs.into(), progress, remote, ..RunOptions::default() };
-    if let Some(current) = &champion {
-        up_to_date(&mut project, current, &stages, &options)?;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
-    let result = runtime.block_on(sspa_dag::run_locked(&project, &stages, &options, &lock));
-    runtime.shutdown_background();
-
+    let champion = registry.champion(CURRENT);
     let mut decision = Decision::new(DecisionKind::Failed, CURRENT);
-    decision.previous = champion.as_ref().map(|c| c.info.version);
+    decision.previous = champion.version().map(|c| c.info.version);
     decision.version = decision.previous;
     let weights = loaded.config.promote.weights;
     let metric_name = format!("{}.{}", weights.name(), loaded.config.promote.metric);
     decision.metric = Some(metric_name.clone());
-    let (record, outcome) = match result {
+    match &champion {
+        Champion::Fallback { version, why } => {
+            tracing::warn!("{why}; the candidate is judged against v{}", version.info.version);
+            decision.reasons.push(format!(
+                "{why}; the champion is v{}, the newest intact version `{CURRENT}` pointed at before",
+                version.info.version
+            ));
+        }
+        Champion::Unusable { why } => tracing::warn!("{why}; a candidate will be refused unless forced"),
+        Champion::First | Champion::Current(_) => {}
+    }
+
+    // From here on every failure is a decision line too (the lock is held: the log has one writer).
+    let stages = sspa_stages::registry();
+    let ran = (|| -> anyhow::Result<_> {
+        let remote = crate::project::remote(&loaded, &project.spec)?;
+        let options = RunOptions { jobs: args.jobs.into(), progress, remote, ..RunOptions::default() };
+        if let Some(current) = champion.version() {
+            up_to_date(&mut project, current, &stages, &options);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+        let result = runtime.block_on(sspa_dag::run_locked(&project, &stages, &options, &lock));
+        runtime.shutdown_background();
+        // The runner itself failed (its record is closed); the decision log says so too.
+        Ok(result?)
+    })();
+    let (record, outcome) = match ran {
         Ok(done) => done,
         Err(e) => {
-            // The runner itself failed (its record is closed); the decision log says so too.
             decision.reasons.push(format!("{e:#}"));
-            registry.record(&decision)?;
-            return Err(e.into());
+            if let Err(log) = registry.record(&decision) {
+                tracing::error!("the failure could not be recorded: {log}");
+            }
+            return Err(e);
         }
     };
     decision.run_id = Some(record.run_id.clone());
 
     let mut failure = None;
     let code = match outcome {
-        Outcome::Succeeded => {
-            match judge(args, &loaded, &project, &registry, champion.as_ref(), &record, &mut decision) {
-                Ok(code) => code,
-                Err(e) => {
-                    decision.decision = DecisionKind::Failed;
-                    decision.reasons.push(format!("{e:#}"));
-                    failure = Some(e);
-                    exit::STAGE_FAILED
-                }
+        Outcome::Succeeded => match judge(args, &loaded, &project, &registry, &champion, &record, &mut decision) {
+            Ok(code) => code,
+            Err(e) => {
+                decision.decision = DecisionKind::Failed;
+                decision.reasons.push(format!("{e:#}"));
+                failure = Some(e);
+                exit::STAGE_FAILED
             }
-        }
+        },
         Outcome::StageFailed | Outcome::Interrupted => {
             let failed = record.stages.iter().find(|s| s.status == StageStatus::Failed);
             decision.reasons.push(match failed {
@@ -139,35 +144,43 @@ pub fn retrain(args: &RetrainArgs, progress: bool) -> anyhow::Result<u8> {
 /// When the train stage, started the way `current` itself was started, has `current`'s own key,
 /// the model is up to date: the run uses that start, finds every result cached and the gate
 /// says `unchanged`.
-fn up_to_date(
-    project: &mut sspa_dag::Project,
-    current: &Version,
-    stages: &sspa_dag::Registry,
-    options: &RunOptions,
-) -> anyhow::Result<()> {
-    let Some(resolved) = project.config["train"].get("init_weights").and_then(Value::as_str) else { return Ok(()) };
+///
+/// When that start cannot be planned any more (the version `current` was warm-started from was
+/// deleted, its config cannot be read), `current` is not up to date: the run warm-starts from it
+/// as configured, and the gate decides.
+fn up_to_date(project: &mut sspa_dag::Project, current: &Version, stages: &sspa_dag::Registry, options: &RunOptions) {
+    let Some(resolved) = project.config["train"].get("init_weights").and_then(Value::as_str) else { return };
     if !std::path::Path::new(resolved).starts_with(current.dir.strip_prefix(&project.root).unwrap_or(&current.dir)) {
-        return Ok(());
+        return;
     }
-    let config = sspa_train::ModelConfig::load(&current.dir.join(sspa_train::files::CONFIG))?;
-    let mut alternative = project.clone();
-    match &config.train.init_weights {
-        Some(own) => alternative.config["train"]["init_weights"] = json!(own),
-        None => {
-            if let Some(train) = alternative.config["train"].as_object_mut() {
-                train.remove("init_weights");
+    let alternative = (|| -> anyhow::Result<_> {
+        let config = sspa_train::ModelConfig::load(&current.dir.join(sspa_train::files::CONFIG))?;
+        let mut alternative = project.clone();
+        match &config.train.init_weights {
+            Some(own) => alternative.config["train"]["init_weights"] = json!(own),
+            None => {
+                if let Some(train) = alternative.config["train"].as_object_mut() {
+                    train.remove("init_weights");
+                }
             }
         }
-    }
-    let plan = sspa_dag::plan(&alternative, stages, options)?;
-    if plan.get("train").is_some_and(|stage| stage.key == current.info.origin.train_key) {
-        tracing::info!(
-            "train: v{} was trained on exactly these inputs; no warm start from itself",
+        let plan = sspa_dag::plan(&alternative, stages, options)?;
+        Ok(plan.get("train").is_some_and(|stage| stage.key == current.info.origin.train_key).then_some(alternative))
+    })();
+    match alternative {
+        Ok(Some(alternative)) => {
+            tracing::info!(
+                "train: v{} was trained on exactly these inputs; no warm start from itself",
+                current.info.version
+            );
+            *project = alternative;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::info!(
+            "train: v{}'s own start cannot be planned any more ({e:#}); it is warm-started from as configured",
             current.info.version
-        );
-        *project = alternative;
+        ),
     }
-    Ok(())
 }
 
 /// The gate's decision after a successful run; promotes when it says so.
@@ -176,7 +189,7 @@ fn judge(
     loaded: &sspa_config::LoadedConfig,
     project: &sspa_dag::Project,
     registry: &Registry,
-    champion: Option<&Version>,
+    champion: &Champion,
     record: &RunRecord,
     decision: &mut Decision,
 ) -> anyhow::Result<u8> {
@@ -191,7 +204,7 @@ fn judge(
     let metrics = compare::candidate_metrics(&evaluate_dir)?;
     decision.candidate = compare::served_headline(&metrics, config.promote.weights);
 
-    if let Some(current) = champion.filter(|c| c.info.origin.train_key == train_key) {
+    if let Some(current) = champion.version().filter(|c| c.info.origin.train_key == train_key) {
         decision.decision = DecisionKind::Unchanged;
         decision.candidate = compare::served_headline(&current.info.origin.metrics, config.promote.weights);
         decision.reasons.push(format!(
@@ -210,8 +223,16 @@ fn judge(
     };
     let mut promote = true;
     match champion {
-        None => decision.reasons.push("no current model: the candidate becomes the first version".into()),
-        Some(current) => {
+        Champion::First => {
+            decision.reasons.push("no version was ever promoted: the candidate becomes the first version".into());
+        }
+        Champion::Unusable { why } => {
+            promote = false;
+            decision.reasons.push(format!(
+                "no intact champion to compare with ({why}); refused (`--force-promote --reason` promotes anyway)"
+            ));
+        }
+        Champion::Current(current) | Champion::Fallback { version: current, .. } => {
             let (_, features_dir) = stage("features")?;
             let (_, shard_dir) = stage("shard")?;
             match compare::compare(config, current, &evaluate_dir, &features_dir, &shard_dir, &|| false) {

@@ -324,3 +324,43 @@ fn jobs_2_runs_variants_side_by_side_and_still_computes_shared_results_once() {
         "log lines name their variant: {stderr}"
     );
 }
+
+/// Issue 26: a resumed batch counted a variant as done when its *config* matched, whatever its
+/// data or pipeline were now. The data changes under the same config (the manifest's bytes, read
+/// by describe and shard): both variants run again. An experiment record that cannot be read is
+/// not silently replaced: the batch stops, naming it, and leaves it as it is.
+#[test]
+fn a_resumed_batch_reruns_variants_whose_stage_keys_changed_and_keeps_an_unreadable_record() {
+    let llm = test_llm();
+    let dir = tiny_training_project("");
+    let grid = ["-S", "train.lr=1e-3,2e-3", "--name", "keys"];
+    let out = exp(dir.path(), &llm, &grid);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let before = runs(dir.path());
+    let out = exp(dir.path(), &llm, &grid);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!((runs(dir.path()), stderr.matches("]: done earlier").count()), (before, 2), "{stderr}");
+
+    let manifest = dir.path().join("data_manifest/demo.toml");
+    let mut text_in = std::fs::read_to_string(&manifest).expect("manifest");
+    text_in.push_str("\n# the same images, re-exported\n");
+    std::fs::write(&manifest, text_in).expect("write");
+    let out = exp(dir.path(), &llm, &[&grid[..], &["--json"]].concat());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("]: done earlier").count(), 0, "{stderr}");
+    assert!(stderr.contains("the keys of") && stderr.contains("shard"), "says which keys changed: {stderr}");
+    assert_eq!(runs(dir.path()) - before, 2, "both variants ran again");
+    let experiment: serde_json::Value = serde_json::from_str(&stdout).expect("experiment JSON");
+    let keys = &experiment["variants"][0]["stage_keys"];
+    assert!(keys["train"].is_string() && keys["shard"].is_string(), "{stdout}");
+
+    let record = dir.path().join("work/demo/experiments/keys.json");
+    std::fs::write(&record, b"{\"name\": \"keys\", \"variants\": [").expect("damage the record");
+    let out = exp(dir.path(), &llm, &grid);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("keys.json") && stderr.contains("cannot be read"), "{stderr}");
+    assert_eq!(std::fs::read(&record).expect("record"), b"{\"name\": \"keys\", \"variants\": [", "left as it is");
+}

@@ -241,12 +241,32 @@ fn a_damaged_or_deleted_registry_is_named_and_rebuilt() {
     let list = models(root, &["list", "domains/demo.toml"]);
     assert!(text(&list).0.contains("damaged"), "{}", text(&list).0);
 
-    // The next retrain warns, trains from scratch, and registers a new intact version.
+    // Issue 26: the gate fails closed. The next retrain warns, trains from scratch, and refuses
+    // the candidate: there is no intact champion to beat (before, it was promoted as "the first
+    // version"). The decision says why; `current` is left alone.
     let (out, summary) = retrain(root, &llm, &[]);
     let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}\n{summary}");
+    assert_eq!(out.status.code(), Some(4), "{stderr}\n{summary}");
     assert!(stderr.contains("damaged") && stderr.contains("training from scratch"), "{stderr}");
-    assert_eq!((summary["decision"].as_str(), summary["version"].as_u64()), (Some("promoted"), Some(2)), "{summary}");
+    assert_eq!((summary["decision"].as_str(), summary["previous"].as_u64()), (Some("refused"), None), "{summary}");
+    let reasons = summary["reasons"].to_string();
+    assert!(reasons.contains("no intact champion") && reasons.contains("v1"), "{summary}");
+    assert_eq!(current_version(root), 1);
+    // A user who checked it forces it in.
+    let (out, summary) = retrain(root, &llm, &["--force-promote", "--reason", "v1 lost its weights"]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{summary}", text(&out).1);
+    assert_eq!((summary["decision"].as_str(), summary["version"].as_u64()), (Some("forced"), Some(2)), "{summary}");
+    // v3 promoted by hand then damaged: v2, the newest intact version `current` pointed at
+    // before, is the champion, and the decision says so.
+    let (out, summary) = retrain(root, &llm, &["-S", "train.lr=2e-3", "--force-promote", "--reason", "test"]);
+    assert_eq!((out.status.code(), summary["version"].as_u64()), (Some(0), Some(3)), "{summary}");
+    let mut history =
+        std::fs::OpenOptions::new().append(true).open(root.join("work/demo/models/v3/config.json")).expect("open");
+    std::io::Write::write_all(&mut history, b" ").expect("one byte appended");
+    let (out, summary) = retrain(root, &llm, &["-S", "train.lr=10"]);
+    assert!([Some(0), Some(4)].contains(&out.status.code()), "{}\n{summary}", text(&out).1);
+    assert_eq!(summary["previous"].as_u64(), Some(2), "judged against v2: {summary}");
+    assert!(summary["reasons"].to_string().contains("the champion is v2"), "{summary}");
 
     // Registry deleted: predict says so; retrain rebuilds it from the cached result.
     std::fs::remove_dir_all(root.join("work/demo/models")).expect("delete registry");
@@ -256,6 +276,28 @@ fn a_damaged_or_deleted_registry_is_named_and_rebuilt() {
     let (out, summary) = retrain(root, &llm, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
     assert_eq!((summary["decision"].as_str(), summary["version"].as_u64()), (Some("promoted"), Some(1)), "{summary}");
+}
+
+/// Issue 26: `current` (v2) was warm-started from v1; v1 was deleted. Re-planning v2's own start
+/// failed before any decision was logged, so every cron run after that exited without a record.
+/// Now the run warm-starts from v2 as configured and the gate decides, in the log.
+#[test]
+fn a_deleted_warm_start_source_still_ends_in_a_logged_decision() {
+    let llm = test_llm();
+    let dir = promoted_once(&llm);
+    let root = dir.path();
+    let (out, summary) = retrain(root, &llm, &["-S", "train.lr=2e-3", "--force-promote", "--reason", "test"]);
+    assert_eq!((out.status.code(), summary["version"].as_u64()), (Some(0), Some(2)), "{}\n{summary}", text(&out).1);
+    std::fs::remove_dir_all(root.join("work/demo/models/v1")).expect("delete v1");
+    let log = root.join("work/demo/models/decisions.jsonl");
+    let lines = |path: &Path| std::fs::read_to_string(path).expect("log").lines().count();
+    let before = lines(&log);
+    let (out, summary) = retrain(root, &llm, &["-S", "train.lr=2e-3"]);
+    let (_, stderr) = text(&out);
+    assert!([Some(0), Some(4)].contains(&out.status.code()), "{stderr}\n{summary}");
+    assert_eq!(summary["previous"].as_u64(), Some(2), "{summary}");
+    assert!(stderr.contains("own start cannot be planned"), "{stderr}");
+    assert_eq!(lines(&log), before + 1, "one decision line");
 }
 
 #[test]

@@ -7,12 +7,14 @@ mod errors;
 mod locate;
 mod overrides;
 mod preset;
+mod reference;
 mod schema;
 mod validate;
 
 pub use errors::{ConfigError, ConfigErrors};
 pub use overrides::Override;
 pub use preset::{ComputeDevice, PRESETS, Precision, Preset, PresetInfo, Resampling};
+pub use reference::{ModelReference, ReferenceError};
 pub use schema::*;
 pub use validate::gate_metrics;
 

@@ -307,10 +307,8 @@ pub enum TrainInit {
     /// Fresh weights drawn from `train.seed`.
     #[default]
     Scratch,
-    /// The model an alias of the registry points at (`current`, or a user alias).
-    Alias(String),
-    /// A registry version (`v3`).
-    Version(u32),
+    /// The promoted weights of a registry model (`current`, another alias, or `v3`).
+    Model(crate::ModelReference),
 }
 
 impl TrainInit {
@@ -319,21 +317,20 @@ impl TrainInit {
         if text == "scratch" {
             return Ok(Self::Scratch);
         }
-        if let Some(number) = text.strip_prefix('v').filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return number
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(Self::Version)
-                .ok_or_else(|| format!("`{text}`: registry versions start at v1"));
+        crate::ModelReference::parse(text).map(Self::Model).map_err(|error| match error {
+            crate::ReferenceError::VersionZero(_) => error.to_string(),
+            crate::ReferenceError::Invalid(_) => {
+                format!("`{text}` is none of `scratch`, `current` (or another alias: a-z, 0-9, -, _) and `v<N>`")
+            }
+        })
+    }
+
+    /// The registry model it names, if any.
+    pub fn model(&self) -> Option<&crate::ModelReference> {
+        match self {
+            Self::Scratch => None,
+            Self::Model(reference) => Some(reference),
         }
-        if !text.is_empty()
-            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
-            return Ok(Self::Alias(text.to_owned()));
-        }
-        Err(format!("`{text}` is none of `scratch`, `current` (or another alias: a-z, 0-9, -, _) and `v<N>`"))
     }
 }
 
@@ -341,8 +338,7 @@ impl std::fmt::Display for TrainInit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Scratch => f.write_str("scratch"),
-            Self::Alias(alias) => f.write_str(alias),
-            Self::Version(version) => write!(f, "v{version}"),
+            Self::Model(reference) => reference.fmt(f),
         }
     }
 }

@@ -246,7 +246,7 @@ fn warm_start_and_gate_keys_are_checked_together() {
     let good = GOOD.replace("lr = 1e-3", "lr = 1e-3\ninit = \"v3\"")
         + "\n[promote]\nmetric = \"top3.CF1\"\nweights = \"raw\"\n[notify]\ncommand = [\"true\"]\n";
     let c = parse(Path::new("demo.toml"), &good, dir.path(), &Checks::default()).expect("valid");
-    assert_eq!(c.train.init, TrainInit::Version(3));
+    assert_eq!(c.train.init, TrainInit::Model(crate::ModelReference::Version(3)));
     assert_eq!((c.promote.metric.as_str(), c.promote.weights), ("top3.CF1", ServedWeights::Raw));
     assert_eq!(c.promote.guard, ["CF1", "OF1"], "default guards");
     let json = serde_json::to_value(&c.train).expect("json");

@@ -38,6 +38,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 pub const STALE_AFTER: Duration = Duration::from_secs(120);
 /// Lease files are `lock.lease.<generation>`.
 const LEASE_PREFIX: &str = "lock.lease.";
+/// A lease being written: `lock.lease-draft.<pid>-<generation>`, linked to its name when whole.
+const DRAFT_PREFIX: &str = "lock.lease-draft.";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Holder {
@@ -181,7 +183,9 @@ impl WorkspaceLock {
                 });
             }
         };
-        if let Some(stale) = stale.filter(|stale| stale.holder.pid != me.pid || stale.holder.host != me.host) {
+        if let Some(stale) =
+            stale.filter(|stale| stale.holder.pid != 0 && (stale.holder.pid != me.pid || stale.holder.host != me.host))
+        {
             if stale.holder.host != me.host {
                 tracing::warn!(
                     "taking over the workspace lease of PID {} on {} (started {}), not renewed for {} s",
@@ -281,23 +285,40 @@ struct Lease {
 }
 
 impl Lease {
-    /// Creates generation `generation` exclusively with `text` inside.
+    /// Creates generation `generation` exclusively with `text` inside. The text is written and
+    /// synced under a name of this process's own first, then hard-linked to the lease's name:
+    /// `link` fails if that name exists (exclusive, also on NFS), and the lease appears with its
+    /// whole text, so a holder killed at any point never leaves an empty lease that would read
+    /// as "held by an unknown process".
     fn create(workspace: &Path, generation: u64, text: &str) -> std::io::Result<Self> {
         let path = lease_path(workspace, generation);
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&path)?;
-        let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
-        if let Err(error) = written {
-            let _ = std::fs::remove_file(&path);
-            return Err(error);
-        }
+        let draft = workspace.join(format!("{DRAFT_PREFIX}{}-{generation}", std::process::id()));
+        let written = (|| {
+            let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&draft)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        })();
+        let linked = written.and_then(|()| std::fs::hard_link(&draft, &path));
+        let _ = std::fs::remove_file(&draft);
+        linked?;
         Ok(Self { path, generation, lost: Arc::default(), heartbeat: None })
     }
 
-    /// Removes the leases of older generations (taken over, or left by dead holders).
+    /// Removes the leases of older generations (taken over, or left by dead holders) and drafts
+    /// of lease files that holders killed before they linked them left behind.
     fn remove_older(&self, workspace: &Path) {
         for (generation, path) in leases(workspace) {
             if generation < self.generation {
                 let _ = std::fs::remove_file(path);
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(workspace) else { return };
+        for entry in entries.flatten() {
+            let stale = entry.metadata().and_then(|m| m.modified()).ok().and_then(|m| m.elapsed().ok());
+            if entry.file_name().to_string_lossy().starts_with(DRAFT_PREFIX)
+                && stale.is_some_and(|age| age > STALE_AFTER)
+            {
+                let _ = std::fs::remove_file(entry.path());
             }
         }
     }
@@ -378,21 +399,39 @@ fn leases(workspace: &Path) -> Vec<(u64, PathBuf)> {
     found
 }
 
-/// The newest lease. One being written (no holder text yet) counts as just renewed by an unknown
-/// holder.
+/// The newest lease. Leases appear whole (see [`Lease::create`]): one whose text does not parse
+/// was damaged (or left half-written by an older version killed while writing it), is nobody's,
+/// and is taken over like a stale one. One removed while it is read (its holder let go) is
+/// passed over for the next newest.
 fn newest_lease(workspace: &Path) -> Option<FoundLease> {
-    let (generation, path) = leases(workspace).pop()?;
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-    let age = SystemTime::now().duration_since(modified).unwrap_or_default();
-    let holder = std::fs::read_to_string(&path).ok().and_then(|text| serde_json::from_str(text.trim()).ok());
-    let holder = holder.unwrap_or_else(|| Holder {
-        pid: 0,
-        started: "just now".into(),
-        command: String::new(),
-        token: None,
-        host: Some("another host".into()),
-    });
-    Some(FoundLease { generation, holder, age })
+    for _ in 0..8 {
+        let (generation, path) = leases(workspace).pop()?;
+        let read = std::fs::metadata(&path).and_then(|m| m.modified()).and_then(|modified| {
+            let text = std::fs::read_to_string(&path)?;
+            Ok((modified, text))
+        });
+        let (modified, text) = match read {
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => return None,
+        };
+        let age = SystemTime::now().duration_since(modified).unwrap_or_default();
+        return Some(match serde_json::from_str::<Holder>(text.trim()) {
+            Ok(holder) => FoundLease { generation, holder, age },
+            Err(_) => {
+                tracing::warn!("the workspace lease `{}` holds no holder's text; it is nobody's", path.display());
+                let holder = Holder {
+                    pid: 0,
+                    started: "at an unknown time".into(),
+                    command: String::new(),
+                    token: None,
+                    host: this_host(),
+                };
+                FoundLease { generation, holder, age: STALE_AFTER }
+            }
+        });
+    }
+    None
 }
 
 /// This machine's host name.

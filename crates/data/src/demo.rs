@@ -15,10 +15,10 @@
 
 use crate::error::DataError;
 use crate::manifest::{DemoSection, Layout, Manifest};
-use crate::rng::{SplitMix64, stream_id};
 use crate::scenes::{self, ScenePlan};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use sspa_rng::{SplitMix64, stream_id};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -336,11 +336,9 @@ pub fn build_demo(
     let record_path = staging.path().join(BUILD_FILE);
     let text = serde_json::to_vec_pretty(&record).map_err(|e| DataError::Demo { message: e.to_string() })?;
     std::fs::write(&record_path, text).map_err(|e| DataError::write(&record_path, e))?;
-    if target.exists() {
-        std::fs::remove_dir_all(target).map_err(|e| DataError::write(target, e))?;
-    }
+    // A rebuilt set replaces the old one without a moment where neither is there.
     let staging = staging.keep();
-    std::fs::rename(&staging, target).map_err(|e| DataError::write(target, e))?;
+    sspa_fsio::publish_dir(&staging, target).map_err(|e| DataError::write(target, e))?;
     let layout = match demo.layout {
         Layout::Mosaic => "mosaic",
         Layout::Scenes => "scenes",

@@ -26,7 +26,6 @@ pub mod loader;
 pub mod manifest;
 pub mod preprocess;
 pub mod reader;
-pub mod rng;
 pub mod scenes;
 pub mod shard;
 pub mod tensors;

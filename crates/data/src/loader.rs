@@ -10,7 +10,7 @@
 
 use crate::error::DataError;
 pub use crate::reader::{Record, ShardSet, SplitReader, open_shards};
-use crate::rng::SplitMix64;
+use sspa_rng::SplitMix64;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};

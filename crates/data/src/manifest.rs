@@ -389,9 +389,7 @@ impl Manifest {
 
 /// BLAKE3 of a file, hex.
 pub fn hash_file(path: &Path) -> Result<String, DataError> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_mmap(path).map_err(|e| DataError::read(path, e))?;
-    Ok(hasher.finalize().to_hex().to_string())
+    Ok(sspa_fsio::blake3_file(path).map_err(|e| DataError::read(path, e))?.blake3)
 }
 
 pub(crate) fn check_label_names(names: &[String]) -> Result<(), String> {

@@ -20,9 +20,9 @@
 
 use crate::demo::{IdxImages, TILE};
 use crate::manifest::DemoSection;
-use crate::rng::{SplitMix64, stream_id};
 use image::GrayImage;
 use image::imageops::{FilterType, resize};
+use sspa_rng::{SplitMix64, stream_id};
 
 /// Canvas side when `[demo] image_size` is not given.
 pub const DEFAULT_SCENE_SIZE: u32 = 112;

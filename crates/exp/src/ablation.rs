@@ -6,7 +6,7 @@
 //! put one metric per cell, `mean ± std` over seeds with `n`, Δ against full SSPA, the best
 //! row in bold, and the paper's own COCO number (or the relation it reports) beside it.
 
-use crate::render::escape_html as escape;
+use sspa_report::markup::{html as escape, markdown_cell};
 use std::collections::BTreeMap;
 
 /// One row of a paper table: what it changes and what the paper reports for it on COCO.
@@ -247,7 +247,7 @@ pub fn render_markdown(tables: &[StudyTable], results: &Results, metric: &str, s
             out += &format!(
                 "| {} | {} | {} | {} |\n",
                 bold(&row.label),
-                bold(&row.value.replace('|', "\\|")),
+                bold(&markdown_cell(&row.value)),
                 row.delta,
                 row.paper
             );
@@ -341,7 +341,8 @@ mod tests {
         );
         let markdown = render_markdown(&tables, &results, "ema.mAP", 3);
         assert!(markdown.contains("| **MLP** | **81.00 ± 0.50 (n=3)** | +1.00 | 88.2 |"), "{markdown}");
-        assert!(markdown.contains("| summation | failed: stage `train`: boom |"), "{markdown}");
+        // Cells go through the one Markdown escaper: an error's backticks stay literal text.
+        assert!(markdown.contains("| summation | failed: stage \\`train\\`: boom |"), "{markdown}");
         assert!(markdown.contains("compare by eye"), "{markdown}");
         results.insert("ablation.synthesis=\"sum\"".into(), cell(77.0));
         assert_eq!(ordering_agrees(&tables[0], &results), Some(false));

@@ -1,4 +1,7 @@
-//! exp: the comparison table of an experiment (`sspa-pipe exp show`), built with polars.
+//! exp: experiments. The engine ([`batch`]) runs a batch of variants (a grid of overrides ×
+//! seeds, or the ablation study) through the pipeline under one lock, records each variant in
+//! `experiments/<name>.json` and resumes a stopped batch; the rest of the crate is the
+//! comparison table of an experiment (`sspa-pipe exp show`), built with polars.
 //!
 //! Input: one [`RunRecord`] per run of the experiment (a variant × a seed): the variant's label,
 //! its parameters, status, metrics and training time. [`build`] puts them in a DataFrame of
@@ -11,6 +14,7 @@
 //! of the means. A variant whose seeds partly failed is `partial`.
 
 pub mod ablation;
+pub mod batch;
 mod render;
 
 pub use render::Format;
@@ -38,10 +42,27 @@ pub enum ExpError {
     },
     #[error("writing `{path}`: {source}")]
     WriteTable { path: PathBuf, source: PolarsError },
+    #[error("experiment name `{0}`: use only a-z, A-Z, 0-9, - and _")]
+    Name(String),
+    #[error("the batch has no variants")]
+    NoVariants,
+    /// An experiment record that cannot be read is left as it is (it says which variants ran).
+    #[error(
+        "the experiment record `{}` cannot be read ({reason}); it is left as it is: move it away to start the batch afresh, or give another `--name`",
+        .path.display()
+    )]
+    Record { path: PathBuf, reason: String },
+    #[error("starting the batch's runtime: {source}")]
+    Runtime { source: std::io::Error },
+    /// The runner's error (a held lock, a pipeline problem, I/O).
+    #[error(transparent)]
+    Dag(#[from] sspa_dag::DagError),
 }
 
-/// How one run of a variant ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How one run of a variant ended (the one status of a variant: the engine's record and the
+/// table's rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Succeeded,
     Failed,

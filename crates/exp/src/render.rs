@@ -5,6 +5,7 @@
 use crate::{ExpError, Table, delta_column, std_column};
 use polars::prelude::*;
 use serde_json::{Map, Value, json};
+use sspa_report::markup::{html as html_escape, markdown_cell};
 
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,8 +150,8 @@ fn text(table: &Table) -> Result<String, ExpError> {
 
 fn markdown(table: &Table) -> Result<String, ExpError> {
     let (header, rows) = human(table)?;
-    let escape = |cell: &String| cell.replace('|', "\\|").replace('\n', " ");
-    let line = |cells: &[String]| format!("| {} |\n", cells.iter().map(escape).collect::<Vec<_>>().join(" | "));
+    let line =
+        |cells: &[String]| format!("| {} |\n", cells.iter().map(|c| markdown_cell(c)).collect::<Vec<_>>().join(" | "));
     let mut out = line(&header);
     out += &format!("|{}\n", "---|".repeat(header.len()));
     for row in &rows {
@@ -158,10 +159,6 @@ fn markdown(table: &Table) -> Result<String, ExpError> {
     }
     out += &format!("\n{}\n", note(table));
     Ok(out)
-}
-
-pub(crate) fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn html(table: &Table) -> Result<String, ExpError> {
@@ -173,7 +170,7 @@ fn html(table: &Table) -> Result<String, ExpError> {
          tr.failed td{color:#a00}</style></head><body>\n<table>\n<tr>",
     );
     for name in &header {
-        out += &format!("<th>{}</th>", escape_html(name));
+        out += &format!("<th>{}</th>", html_escape(name));
     }
     out += "</tr>\n";
     let status = header.iter().position(|h| h == "status").unwrap_or(0);
@@ -181,10 +178,10 @@ fn html(table: &Table) -> Result<String, ExpError> {
         let class = if row[status] == "succeeded" { "" } else { " class=\"failed\"" };
         out += &format!("<tr{class}>");
         for cell in row {
-            out += &format!("<td>{}</td>", escape_html(cell));
+            out += &format!("<td>{}</td>", html_escape(cell));
         }
         out += "</tr>\n";
     }
-    out += &format!("</table>\n<p>{}</p>\n</body></html>\n", escape_html(&note(table)));
+    out += &format!("</table>\n<p>{}</p>\n</body></html>\n", html_escape(&note(table)));
     Ok(out)
 }

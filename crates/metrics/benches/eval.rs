@@ -9,22 +9,9 @@ use sspa_metrics::{
     write_scores, write_targets,
 };
 
-/// SplitMix64: deterministic data without a random-number crate.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 24 random bits: many equal scores, like a real model's output.
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
+/// Uniform in [0, 1) with 24 random bits: many equal scores, like a real model's output.
+fn unit(random: &mut sspa_rng::SplitMix64) -> f32 {
+    (random.next_u64() >> 40) as f32 / (1u64 << 24) as f32
 }
 
 fn size(name: &str, default: usize) -> usize {
@@ -37,14 +24,14 @@ fn main() {
     let n = size("SSPA_BENCH_IMAGES", 100_000);
     let c = size("SSPA_BENCH_LABELS", 1_000);
     println!("{n} images × {c} labels, {} threads", rayon::current_num_threads());
-    let mut random = SplitMix(7);
+    let mut random = sspa_rng::SplitMix64::new(7);
     let images: Vec<String> = (0..n).map(|index| format!("image_{index:07}.jpg")).collect();
     let labels: Vec<String> = (0..c).map(|index| format!("label_{index:04}")).collect();
     let mut scores = Vec::with_capacity(n * c);
     let mut targets = Vec::with_capacity(n * c);
     for _ in 0..n * c {
         // ~3% positives, 1% ignored; positives score higher on average.
-        let draw = random.unit();
+        let draw = unit(&mut random);
         let target: i8 = if draw < 0.01 {
             -1
         } else if draw < 0.04 {
@@ -52,8 +39,11 @@ fn main() {
         } else {
             0
         };
-        let score =
-            if target == 1 { 0.5 * random.unit() + 0.5 * random.unit().sqrt() } else { random.unit() * random.unit() };
+        let score = if target == 1 {
+            0.5 * unit(&mut random) + 0.5 * unit(&mut random).sqrt()
+        } else {
+            unit(&mut random) * unit(&mut random)
+        };
         scores.push(score);
         targets.push(target);
     }

@@ -18,10 +18,6 @@ pub struct AliasFile {
     pub reason: String,
 }
 
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
 impl Registry {
     fn alias_path(&self, alias: &str) -> PathBuf {
         self.dir.join("aliases").join(format!("{alias}.json"))
@@ -44,7 +40,7 @@ impl Registry {
         let mut names: Vec<String> = entries
             .flatten()
             .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".json").map(str::to_owned))
-            .filter(|name| valid_name(name))
+            .filter(|name| crate::Reference::is_alias_name(name))
             .collect();
         names.sort();
         let mut out = Vec::new();
@@ -61,16 +57,30 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::Reference`] for a bad alias name, a missing or damaged version, or I/O.
     pub fn set_alias(&self, alias: &str, version: u32, reason: &str) -> Result<AliasFile, RegistryError> {
-        if !valid_name(alias) {
+        if !crate::Reference::is_alias_name(alias) {
             return Err(RegistryError::Reference(alias.to_owned()));
         }
         self.version(version)?;
         let mut history = Vec::new();
-        if let Some(old) = self.alias(alias)? {
-            history = old.history;
-            if old.version != version {
-                history.push(old.version);
+        match self.alias(alias) {
+            Ok(Some(old)) => {
+                history = old.history;
+                if old.version != version {
+                    history.push(old.version);
+                }
             }
+            Ok(None) => {}
+            // An alias file that does not parse (damaged) is replaced; its history is rebuilt
+            // from the decision log, which recorded every move.
+            Err(error @ RegistryError::Json { .. }) => {
+                history = self.logged_history(alias).unwrap_or_default();
+                history.retain(|v| *v != version);
+                tracing::warn!(
+                    "{error}; replaced, with the history the decision log recorded ({})",
+                    history.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ")
+                );
+            }
+            Err(error) => return Err(error),
         }
         self.write_alias(AliasFile {
             alias: alias.to_owned(),

@@ -82,12 +82,36 @@ impl Decision {
     }
 }
 
+/// `decisions.jsonl` as read: the decisions, and the lines that are not one (a write cut short
+/// by a crash or a full disk), which a reader reports instead of hiding.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecisionLog {
+    pub decisions: Vec<Decision>,
+    pub torn: Vec<TornLine>,
+}
+
+/// A line of `decisions.jsonl` that is not a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornLine {
+    /// 1-based.
+    pub line: usize,
+    pub error: String,
+}
+
 impl Registry {
-    /// Appends `decision` as one line and syncs it.
+    /// Appends `decision` as one line and syncs it. The line always starts a line of its own:
+    /// after a torn last line (a crash mid-write, a full disk) the record goes on the next line,
+    /// so it is neither glued to the torn one nor lost with it. The caller holds the workspace
+    /// lock (one writer).
     pub fn record(&self, decision: &Decision) -> Result<(), RegistryError> {
         std::fs::create_dir_all(&self.dir).map_err(RegistryError::io(&self.dir))?;
-        let path = self.dir.join("decisions.jsonl");
-        let mut line = serde_json::to_vec(decision).map_err(RegistryError::json(&path))?;
+        let path = self.decisions_path();
+        let mut line = Vec::new();
+        if ends_mid_line(&path).map_err(RegistryError::io(&path))? {
+            tracing::warn!("`{}` ends in a torn line; the new decision starts a line of its own", path.display());
+            line.push(b'\n');
+        }
+        serde_json::to_writer(&mut line, decision).map_err(RegistryError::json(&path))?;
         line.push(b'\n');
         let mut file =
             std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(RegistryError::io(&path))?;
@@ -95,22 +119,46 @@ impl Registry {
         file.write_all(&line).and_then(|()| file.sync_all()).map_err(RegistryError::io(&path))
     }
 
-    /// Every recorded decision, oldest first; a line that does not parse (a write cut short by
-    /// a crash) is skipped with a warning naming its line number.
-    pub fn decisions(&self) -> Result<Vec<Decision>, RegistryError> {
-        let path = self.dir.join("decisions.jsonl");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+    /// Every recorded decision, oldest first, and every line that is not one (each also logged
+    /// as a warning naming the file and line).
+    pub fn decisions(&self) -> Result<DecisionLog, RegistryError> {
+        let path = self.decisions_path();
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DecisionLog::default()),
             Err(e) => return Err(RegistryError::io(&path)(e)),
         };
-        let mut out = Vec::new();
+        let mut log = DecisionLog::default();
         for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             match serde_json::from_str(line) {
-                Ok(decision) => out.push(decision),
-                Err(e) => tracing::warn!("`{}` line {}: skipped, not a decision: {e}", path.display(), number + 1),
+                Ok(decision) => log.decisions.push(decision),
+                Err(e) => {
+                    tracing::warn!("`{}` line {}: not a decision (a torn write?): {e}", path.display(), number + 1);
+                    log.torn.push(TornLine { line: number + 1, error: e.to_string() });
+                }
             }
         }
-        Ok(out)
+        Ok(log)
     }
+
+    fn decisions_path(&self) -> std::path::PathBuf {
+        self.dir.join("decisions.jsonl")
+    }
+}
+
+/// Whether the file at `path` is non-empty and does not end in a newline.
+fn ends_mid_line(path: &std::path::Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }

@@ -18,13 +18,15 @@
 //! holds the workspace lock for every write.
 
 mod alias;
+mod champion;
 mod decision;
 mod error;
 mod gate;
 mod version;
 
 pub use alias::AliasFile;
-pub use decision::{Decision, DecisionKind};
+pub use champion::Champion;
+pub use decision::{Decision, DecisionKind, DecisionLog, TornLine};
 pub use error::RegistryError;
 pub use gate::{Gate, Verdict, metric};
 pub use version::{FileEntry, NewVersion, Origin, Version, VersionInfo};
@@ -34,41 +36,9 @@ use std::path::{Path, PathBuf};
 /// The alias `retrain` moves and `predict --model CONFIG` serves.
 pub const CURRENT: &str = "current";
 
-/// A reference to a registry model: `current`, another alias, or `v3`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reference {
-    Alias(String),
-    Version(u32),
-}
-
-impl Reference {
-    /// `v<N>` or an alias name (a-z, 0-9, `-`, `_`): the syntax of `train.init` without
-    /// `scratch`.
-    pub fn parse(text: &str) -> Result<Self, RegistryError> {
-        sspa_config::TrainInit::parse(text)
-            .ok()
-            .and_then(|init| Self::of_init(&init))
-            .ok_or_else(|| RegistryError::Reference(text.to_owned()))
-    }
-
-    /// The model `train.init` names, if any.
-    pub fn of_init(init: &sspa_config::TrainInit) -> Option<Self> {
-        match init {
-            sspa_config::TrainInit::Scratch => None,
-            sspa_config::TrainInit::Alias(alias) => Some(Self::Alias(alias.clone())),
-            sspa_config::TrainInit::Version(version) => Some(Self::Version(*version)),
-        }
-    }
-}
-
-impl std::fmt::Display for Reference {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Alias(alias) => f.write_str(alias),
-            Self::Version(version) => write!(f, "v{version}"),
-        }
-    }
-}
+/// A reference to a registry model: `current`, another alias, or `v3` (the config crate's one
+/// model-reference type; `train.init` names one too).
+pub use sspa_config::{ModelReference as Reference, ReferenceError};
 
 /// One workspace's registry. Reading never creates anything; writing creates the directory.
 #[derive(Debug, Clone)]

@@ -100,16 +100,11 @@ fn aliases_move_remember_and_roll_back() {
     assert_eq!(names, ["current", "staging"]);
 }
 
+/// Issue 26: after a torn last line, `models promote` appended its record on the same line: the
+/// reader skipped both and `jq` failed on the file. Every record now starts a line of its own and
+/// the reader reports the torn line.
 #[test]
-fn references_parse() {
-    assert_eq!(Reference::parse("v12").expect("version"), Reference::Version(12));
-    assert_eq!(Reference::parse("current").expect("alias"), Reference::Alias("current".into()));
-    assert!(Reference::parse("v0").is_err());
-    assert!(Reference::parse("Prod!").is_err());
-}
-
-#[test]
-fn decisions_append_and_a_torn_line_is_skipped() {
+fn a_record_after_a_torn_line_starts_a_fresh_line_and_the_torn_one_is_reported() {
     let tmp = tempfile::tempdir().expect("tmp");
     let registry = Registry::of_workspace(tmp.path());
     let mut refused = Decision::new(DecisionKind::Refused, CURRENT);
@@ -120,7 +115,78 @@ fn decisions_append_and_a_torn_line_is_skipped() {
     let mut text = std::fs::read_to_string(&path).expect("read");
     text.push_str("{\"at\": \"2026-");
     std::fs::write(&path, text).expect("torn");
-    let read = registry.decisions().expect("decisions");
-    assert_eq!(read.len(), 2);
-    assert_eq!(read[1], refused);
+    let mut forced = Decision::new(DecisionKind::Forced, CURRENT);
+    forced.version = Some(2);
+    registry.record(&forced).expect("record after the torn line");
+    let log = registry.decisions().expect("decisions");
+    assert_eq!(log.decisions.len(), 3, "the record after the torn line is kept: {log:?}");
+    assert_eq!((&log.decisions[1], &log.decisions[2]), (&refused, &forced));
+    assert_eq!(log.torn.iter().map(|t| t.line).collect::<Vec<_>>(), [3], "{log:?}");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let last = text.lines().last().expect("a last line");
+    assert_eq!(serde_json::from_str::<Decision>(last).expect("the last line is one whole record"), forced);
+}
+
+fn promoted(registry: &Registry, dir: &Path, tag: &str) -> u32 {
+    let version = register(registry, &trained(dir, tag), tag).info.version;
+    registry.set_alias(CURRENT, version, "gate").expect("alias");
+    let mut decision = Decision::new(DecisionKind::Promoted, CURRENT);
+    decision.version = Some(version);
+    registry.record(&decision).expect("record");
+    version
+}
+
+/// Issue 26: a damaged champion (one byte appended to a file of v1) made the gate treat the
+/// candidate as the first version and promote it. The gate fails closed: the newest intact
+/// version the alias pointed at before, else no champion at all (refuse).
+#[test]
+fn a_champion_that_cannot_be_used_falls_back_to_an_intact_earlier_version_or_none() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let registry = Registry::of_workspace(tmp.path());
+    assert!(matches!(registry.champion(CURRENT), Champion::First), "nothing was ever promoted");
+    promoted(&registry, tmp.path(), "one");
+    assert!(matches!(registry.champion(CURRENT), Champion::Current(ref v) if v.info.version == 1));
+    let mut history =
+        std::fs::OpenOptions::new().append(true).open(registry.dir().join("v1/config.json")).expect("open");
+    std::io::Write::write_all(&mut history, b" ").expect("append a byte");
+    match registry.champion(CURRENT) {
+        Champion::Unusable { why } => assert!(why.contains("v1") && why.contains("no version before"), "{why}"),
+        other => panic!("a damaged only version must not open the gate: {other:?}"),
+    }
+    // v2 and v3 promoted; v3 damaged: v2 is the champion, and the decision says why.
+    let tmp2 = tempfile::tempdir().expect("tmp");
+    let registry = Registry::of_workspace(tmp2.path());
+    for tag in ["one", "two", "three"] {
+        promoted(&registry, tmp2.path(), tag);
+    }
+    std::fs::remove_dir_all(registry.dir().join("v3")).expect("delete v3");
+    match registry.champion(CURRENT) {
+        Champion::Fallback { version, why } => {
+            assert_eq!(version.info.version, 2);
+            assert!(why.contains("points at v3"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An alias file that does not parse: the decision log's history stands in for it, and the
+    // next promotion replaces the file with that history.
+    std::fs::write(registry.dir().join("aliases/current.json"), b"{\"alias\": ").expect("damage the alias");
+    match registry.champion(CURRENT) {
+        Champion::Fallback { version, why } => {
+            assert_eq!(version.info.version, 2, "v3 is gone; the log's newest intact is v2");
+            assert!(why.contains("current.json"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let moved = registry.set_alias(CURRENT, 1, "repair").expect("a damaged alias file is replaced");
+    assert_eq!((moved.version, moved.history), (1, vec![2, 3]));
+    // The alias file deleted while versions exist: the log still says what was promoted.
+    std::fs::remove_file(registry.dir().join("aliases/current.json")).expect("delete the alias");
+    assert!(matches!(registry.champion(CURRENT), Champion::Fallback { ref version, .. } if version.info.version == 2));
+    std::fs::remove_file(registry.dir().join("decisions.jsonl")).expect("delete the log");
+    match registry.champion(CURRENT) {
+        Champion::Unusable { why } => {
+            assert!(why.contains("no alias `current`") && why.contains("models promote"), "{why}")
+        }
+        other => panic!("versions exist, so this is no first promotion: {other:?}"),
+    }
 }

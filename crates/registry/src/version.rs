@@ -6,7 +6,6 @@ use crate::error::RegistryError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// `version.json`.
@@ -72,23 +71,8 @@ pub struct NewVersion<'a> {
 }
 
 pub(crate) fn hash_file(path: &Path) -> Result<FileEntry, RegistryError> {
-    let mut file = std::fs::File::open(path).map_err(RegistryError::io(path))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buffer).map_err(RegistryError::io(path))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buffer[..n]);
-    }
-    Ok(FileEntry { size, blake3: hasher.finalize().to_hex().to_string() })
-}
-
-fn version_number(name: &str) -> Option<u32> {
-    name.strip_prefix('v').filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()
+    let digest = sspa_fsio::blake3_file(path).map_err(RegistryError::io(path))?;
+    Ok(FileEntry { size: digest.size, blake3: digest.blake3 })
 }
 
 impl Registry {
@@ -106,7 +90,7 @@ impl Registry {
         let mut numbers: Vec<u32> = entries
             .flatten()
             .filter(|e| e.path().is_dir())
-            .filter_map(|e| version_number(&e.file_name().to_string_lossy()))
+            .filter_map(|e| crate::Reference::version_number(&e.file_name().to_string_lossy()))
             .collect();
         numbers.sort_unstable();
         Ok(numbers)

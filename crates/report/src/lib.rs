@@ -10,6 +10,7 @@ pub mod heatmap;
 mod html;
 pub mod maps;
 mod markdown;
+pub mod markup;
 pub mod svg;
 
 use serde::Serialize;

@@ -4,24 +4,7 @@ use std::fmt::Write;
 
 use crate::{ReportData, signed};
 
-/// Escapes text for a Markdown table cell: no pipes, no line breaks, no inline markup or HTML.
-pub(crate) fn cell(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '|' | '\\' | '*' | '_' | '`' | '[' | ']' | '#' => {
-                escaped.push('\\');
-                escaped.push(character);
-            }
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '&' => escaped.push_str("&amp;"),
-            '\n' | '\r' => escaped.push(' '),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
+pub(crate) use crate::markup::markdown_cell as cell;
 
 pub(crate) fn render(data: &ReportData) -> String {
     let mut md = String::new();

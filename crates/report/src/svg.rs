@@ -6,21 +6,7 @@ use std::fmt::Write;
 /// Colours of successive series (colour-blind-safe, Okabe–Ito).
 const PALETTE: [&str; 8] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"];
 
-/// Escapes text for HTML and SVG content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
+pub use crate::markup::html as escape;
 
 /// Maps `domain` linearly onto `range` (pixels; `range.0 > range.1` for a y axis).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -300,15 +286,6 @@ pub fn bar_chart(title: &str, y_label: &str, bars: &[(String, f64)], y_max: f64)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_covers_markup_and_quotes() {
-        assert_eq!(
-            escape(r#"<a href="x">Tom & Jerry's</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&#39;s&lt;/a&gt;"
-        );
-        assert_eq!(escape("plain ü"), "plain ü");
-    }
 
     #[test]
     fn scale_maps_ends_and_middle_and_flips() {

@@ -106,10 +106,7 @@ pub fn save_checkpoint(
     atomic_write_bytes(&state_path, &json)?;
 
     let final_dir = dir.join(&name);
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(TrainError::io(&final_dir))?;
-    }
-    std::fs::rename(&partial, &final_dir).map_err(TrainError::io(&final_dir))?;
+    sspa_fsio::publish_dir(&partial, &final_dir).map_err(TrainError::io(&final_dir))?;
     let latest_path = dir.join(LATEST);
     let latest = serde_json::to_vec(&Latest { epoch_dir: name.clone() }).map_err(TrainError::json(&latest_path))?;
     atomic_write_bytes(&latest_path, &latest)?;

@@ -31,14 +31,9 @@ pub mod files {
     pub const HISTORY: &str = "history.json";
 }
 
-/// Which weights to predict with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Weights {
-    /// The trained weights as they are.
-    Raw,
-    /// Their exponential moving average.
-    Ema,
-}
+/// Which weights to predict with: the trained weights as they are (`Raw`) or their exponential
+/// moving average (`Ema`). The config's `promote.weights` type, so the raw/EMA choice has one home.
+pub use sspa_config::ServedWeights as Weights;
 
 /// The head's fixed text inputs after training.
 #[derive(Module, Debug)]

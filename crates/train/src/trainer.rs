@@ -260,21 +260,16 @@ fn fingerprint(config: &ModelConfig, data: &TrainData<'_>, warm_start: Option<&s
     hasher.finalize().to_hex().to_string()
 }
 
-/// `splitmix64`, a portable generator for the shuffles.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The order of epoch `epoch` (0-based): a Fisher–Yates shuffle seeded by `(seed, epoch)`.
+/// The order of epoch `epoch` (0-based): a Fisher–Yates shuffle seeded by `(seed, epoch)`, drawn
+/// from the project's generator ([`sspa_rng::SplitMix64`]). Its draws are reduced modulo
+/// `i + 1` (not by [`sspa_rng::SplitMix64::below`]): the orders, and so every trained model of a
+/// seed, stay those of earlier versions.
 pub fn epoch_permutation(seed: u64, epoch: u32, n: usize) -> Vec<usize> {
-    let mut state = seed ^ u64::from(epoch).wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut rng =
+        sspa_rng::SplitMix64::new(seed ^ u64::from(epoch).wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03));
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
-        let j = (splitmix64(&mut state) % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
     order
@@ -739,6 +734,9 @@ mod tests {
         assert_ne!(order, epoch_permutation(7, 4, 100), "epochs differ");
         assert_ne!(order, epoch_permutation(8, 3, 100), "seeds differ");
         assert_ne!(order, sorted, "shuffled");
+        // The order earlier versions drew (their own SplitMix64 copy, modulo reduction): pinned,
+        // so moving to the shared generator changed no trained model.
+        assert_eq!(epoch_permutation(7, 3, 12), [0, 1, 7, 5, 3, 11, 8, 2, 9, 4, 6, 10]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! variants × seeds through the same machinery as `exp run` (one lock, shared upstream results,
 //! resume), then `ablation.md` and `ablation.html` laid out like the paper's tables.
 
-use super::{Batch, VariantStatus, run_batch};
+use super::{BatchRequest, exit_code, run_batch};
 use crate::exit::UsageError;
 use sspa_config::Override;
 use sspa_exp::ablation::{self, Cell, Results, StudyTable, row_key};
@@ -61,7 +61,7 @@ pub fn ablate(args: &AblateArgs, progress: bool) -> anyhow::Result<u8> {
             if seeds.is_empty() { String::new() } else { format!("-s{}", seeds.join("-")) }
         )
     });
-    let batch = Batch {
+    let request = BatchRequest {
         config: args.batch.config.clone(),
         pipeline: args.batch.pipeline.clone(),
         name,
@@ -72,11 +72,11 @@ pub fn ablate(args: &AblateArgs, progress: bool) -> anyhow::Result<u8> {
         progress,
         command: "ablate",
     };
-    let outcome = run_batch(&batch)?;
+    let outcome = run_batch(request)?;
 
     // One run per (row, seed): the variant of its config hash (rows that resolve to the same
     // config share it).
-    let by_hash: BTreeMap<&str, &super::Variant> =
+    let by_hash: BTreeMap<&str, &sspa_exp::batch::Variant> =
         outcome.experiment.variants.iter().map(|v| (v.config_hash.as_str(), v)).collect();
     let metric_key = format!("evaluate.{}", args.metric);
     let mut runs = Vec::new();
@@ -84,12 +84,10 @@ pub fn ablate(args: &AblateArgs, progress: bool) -> anyhow::Result<u8> {
         let Some(variant) = by_hash.get(hash.as_str()) else { continue };
         let value = variant.metrics.get(&metric_key).and_then(serde_json::Value::as_f64);
         let status = match variant.status {
-            VariantStatus::Succeeded if value.is_some() => RunStatus::Succeeded,
-            VariantStatus::Succeeded | VariantStatus::Failed => RunStatus::Failed,
-            VariantStatus::Queued => RunStatus::Queued,
-            VariantStatus::Interrupted => RunStatus::Interrupted,
+            RunStatus::Succeeded if value.is_none() => RunStatus::Failed,
+            status => status,
         };
-        let error = match (&variant.error, value, variant.status == VariantStatus::Succeeded) {
+        let error = match (&variant.error, value, variant.status == RunStatus::Succeeded) {
             (Some(error), _, _) => Some(error.clone()),
             (None, None, true) => Some(format!("no `{}` in the run's metrics", args.metric)),
             _ => None,
@@ -143,7 +141,7 @@ pub fn ablate(args: &AblateArgs, progress: bool) -> anyhow::Result<u8> {
         dir.display()
     );
     print!("{markdown}");
-    Ok(outcome.exit_code())
+    Ok(exit_code(&outcome))
 }
 
 #[cfg(test)]

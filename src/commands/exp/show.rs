@@ -3,13 +3,13 @@
 //! metrics and the training time. The table itself (seeds aggregated, Δ, sorting, formats) is
 //! `sspa_exp`'s.
 
-use super::{Experiment, VariantStatus, record_path, split_top_level};
 use crate::exit::UsageError;
 use anyhow::Context;
 use serde_json::Value;
 use sspa_config::Override;
 use sspa_dag::{RunEntry, StageStatus};
-use sspa_exp::{ParamColumns, RunRecord, RunStatus, TableOptions};
+use sspa_exp::batch::{Experiment, read_record, record_path, split_top_level};
+use sspa_exp::{ParamColumns, RunRecord, TableOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -68,8 +68,7 @@ fn label(overrides: &[(String, String)]) -> String {
 /// The experiment named, or the most recently written one of `config`.
 fn find_experiment(workspace: &Path, name: Option<&str>, config: &Path) -> anyhow::Result<(Experiment, PathBuf)> {
     let read = |path: &Path| -> anyhow::Result<Experiment> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading experiment `{}`", path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("experiment `{}` is not valid", path.display()))
+        read_record(path)?.with_context(|| format!("experiment `{}` is gone", path.display()))
     };
     if let Some(name) = name {
         let path = record_path(workspace, name);
@@ -168,12 +167,7 @@ fn records(experiment: &Experiment, index: &[RunEntry]) -> anyhow::Result<Runs> 
             variant: variant_label,
             params,
             seed,
-            status: match variant.status {
-                VariantStatus::Succeeded => RunStatus::Succeeded,
-                VariantStatus::Failed => RunStatus::Failed,
-                VariantStatus::Queued => RunStatus::Queued,
-                VariantStatus::Interrupted => RunStatus::Interrupted,
-            },
+            status: variant.status,
             error: variant.error.clone(),
             metrics,
             train_s,

@@ -8,7 +8,6 @@ use serde_json::Value;
 use sspa_config::{DomainConfig, ServedWeights};
 use sspa_metrics::{EvalData, EvalOptions, LabelMatrix, Scores, Targets};
 use sspa_registry::Version;
-use sspa_train::Weights;
 use std::path::Path;
 
 /// Both models' reports on the shared labels.
@@ -28,13 +27,6 @@ fn scores_file(weights: ServedWeights) -> &'static str {
     match weights {
         ServedWeights::Raw => "scores.parquet",
         ServedWeights::Ema => "scores_ema.parquet",
-    }
-}
-
-pub fn train_weights(weights: ServedWeights) -> Weights {
-    match weights {
-        ServedWeights::Raw => Weights::Raw,
-        ServedWeights::Ema => Weights::Ema,
     }
 }
 
@@ -77,15 +69,8 @@ pub fn compare(
     let candidate: Scores = sspa_metrics::read_scores(&evaluate_dir.join(scores_file(weights)))?;
     let device = sspa_infer::device::select(sspa_infer::DeviceSettings::of(&config.train))?;
     let split = &config.evaluate.split;
-    let scored = sspa_infer::score::score_split(
-        &champion.dir,
-        train_weights(weights),
-        features_dir,
-        shard_dir,
-        split,
-        &device,
-        cancelled,
-    )?;
+    let scored =
+        sspa_infer::score::score_split(&champion.dir, weights, features_dir, shard_dir, split, &device, cancelled)?;
     let current = Scores::from_row_major(scored.images, scored.labels.clone(), &scored.scores)?;
 
     let labels: Vec<String> = targets.labels().iter().filter(|l| scored.labels.contains(l)).cloned().collect();

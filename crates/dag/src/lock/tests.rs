@@ -118,6 +118,36 @@ fn a_lease_left_on_this_host_is_taken_over_at_once() {
     assert_eq!(leases(dir.path()).iter().map(|(g, _)| *g).collect::<Vec<_>>(), [2]);
 }
 
+/// Issue 26 (CI): a holder killed between creating its lease and writing its text left an empty
+/// lease, which read as "locked by PID 0 on another host" for two minutes. Leases now appear
+/// whole; an empty or damaged one (from an older version) is nobody's and taken over at once,
+/// and a draft a killed holder left behind neither blocks nor outlives the next holder's sweep.
+#[test]
+fn an_empty_lease_or_a_leftover_draft_does_not_hold_the_workspace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(lease_path(dir.path(), 4), b"").expect("empty lease");
+    let draft = dir.path().join(format!("{DRAFT_PREFIX}999999-5"));
+    std::fs::write(&draft, b"{\"pid\": 999999").expect("draft");
+    OpenOptions::new()
+        .write(true)
+        .open(&draft)
+        .and_then(|f| f.set_modified(SystemTime::now() - STALE_AFTER * 2))
+        .expect("age the draft");
+    let lock = WorkspaceLock::acquire(dir.path(), "run").expect("an empty lease is nobody's");
+    assert!(lock.took_over.is_none(), "{:?}", lock.took_over);
+    assert_eq!(leases(dir.path()).iter().map(|(g, _)| *g).collect::<Vec<_>>(), [5]);
+    let held: Holder = serde_json::from_str(&std::fs::read_to_string(lease_path(dir.path(), 5)).expect("lease 5"))
+        .expect("the new lease is whole");
+    assert_eq!(held.pid, std::process::id());
+    assert!(!draft.exists(), "the old draft is swept");
+    let own_drafts = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(DRAFT_PREFIX))
+        .count();
+    assert_eq!(own_drafts, 0, "the holder's own draft is gone once linked");
+}
+
 #[test]
 fn the_heartbeat_renews_the_lease_and_notices_a_takeover() {
     let dir = tempfile::tempdir().expect("tempdir");

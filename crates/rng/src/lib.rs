@@ -1,5 +1,6 @@
-//! A small seeded generator (SplitMix64) whose streams never change between crate versions, so
-//! the demo mosaics and shuffles of a given seed stay the same forever.
+//! rng: the project's one seeded generator (SplitMix64) and shuffle, whose streams never change
+//! between versions, so the demo images, the loader's shuffles and the trainer's epoch orders of a
+//! given seed stay the same forever.
 
 /// SplitMix64 (Steele, Lea and Flood 2014).
 #[derive(Debug, Clone)]

@@ -244,69 +244,65 @@ pub fn build(runs: &[RunRecord], options: &TableOptions) -> Result<Table, ExpErr
         })
         .collect();
 
-    // One row per run.
-    let text = |name: &str, values: Vec<Option<String>>| Column::new(name.into(), values);
-    let mut columns = vec![text("variant", runs.iter().map(|r| Some(r.variant.clone())).collect())];
-    for key in &params {
-        columns.push(text(key, runs.iter().map(|r| r.params.get(key).cloned()).collect()));
-    }
-    columns.push(text("status", runs.iter().map(|r| Some(statuses[r.variant.as_str()].0.clone())).collect()));
-    columns.push(text("error", runs.iter().map(|r| statuses[r.variant.as_str()].1.clone()).collect()));
+    // One row per variant, its seeds aggregated in grid order: the first run's parameters, the
+    // count of runs and of those that succeeded, and over the runs that succeeded each metric's
+    // mean and sample standard deviation (null for fewer than two values) and the mean training
+    // time. Computed here, not by a query engine: polars holds and writes the table.
+    let groups: Vec<Vec<&RunRecord>> =
+        names.iter().map(|name| runs.iter().filter(|r| &r.variant == name).collect()).collect();
     let ok = |r: &RunRecord| r.status == RunStatus::Succeeded;
-    columns.push(Column::new("succeeded".into(), runs.iter().map(|r| u32::from(ok(r))).collect::<Vec<u32>>()));
+    let values = |group: &[&RunRecord], value: &dyn Fn(&RunRecord) -> Option<f64>| -> Vec<f64> {
+        group.iter().filter(|r| ok(r)).filter_map(|r| value(r)).filter(|v| !v.is_nan()).collect()
+    };
+    let text = |name: &str, values: Vec<Option<String>>| Column::new(name.into(), values);
+    let mut columns = vec![text("variant", names.iter().cloned().map(Some).collect())];
+    for key in &params {
+        columns.push(text(key, groups.iter().map(|g| g.first().and_then(|r| r.params.get(key).cloned())).collect()));
+    }
+    columns.push(text("status", names.iter().map(|n| Some(statuses[n.as_str()].0.clone())).collect()));
+    let count = |name: &str, values: Vec<u32>| Column::new(name.into(), values);
+    columns.push(count("n", groups.iter().map(|g| g.iter().filter(|r| ok(r)).count() as u32).collect()));
+    columns.push(count("runs", groups.iter().map(|g| g.len() as u32).collect()));
+    let row = names.iter().position(|n| *n == baseline).unwrap_or(0);
     for metric in &options.metrics {
-        let values: Vec<Option<f64>> =
-            runs.iter().map(|r| if ok(r) { r.metrics.get(metric).copied() } else { None }).collect();
-        columns.push(Column::new(metric.as_str().into(), values));
+        let of = |r: &RunRecord| r.metrics.get(metric).copied();
+        let means: Vec<Option<f64>> = groups.iter().map(|g| mean(&values(g, &of))).collect();
+        let stds: Vec<Option<f64>> = groups.iter().map(|g| sample_std(&values(g, &of))).collect();
+        let base = means[row];
+        let deltas: Vec<Option<f64>> = means.iter().map(|m| Some((*m)? - base?)).collect();
+        columns.push(Column::new(metric.as_str().into(), means));
+        columns.push(Column::new(std_column(metric).into(), stds));
+        columns.push(Column::new(delta_column(metric).into(), deltas));
     }
     columns.push(Column::new(
         "train_s".into(),
-        runs.iter().map(|r| if ok(r) { r.train_s } else { None }).collect::<Vec<Option<f64>>>(),
+        groups.iter().map(|g| mean(&values(g, &|r| r.train_s))).collect::<Vec<Option<f64>>>(),
     ));
-    let frame = DataFrame::new_infer_height(columns)?;
-
-    // Seeds aggregated: mean, sample std (null for one seed), n.
-    let mut aggregates = Vec::new();
-    for key in params.iter().map(String::as_str).chain(["status", "error"]) {
-        aggregates.push(col(key).first());
-    }
-    aggregates.push(col("succeeded").sum().cast(DataType::UInt32).alias("n"));
-    aggregates.push(col("variant").count().cast(DataType::UInt32).alias("runs"));
-    for metric in &options.metrics {
-        aggregates.push(col(metric.as_str()).mean());
-        aggregates.push(col(metric.as_str()).std(1).fill_nan(lit(NULL)).alias(std_column(metric)));
-    }
-    aggregates.push(col("train_s").mean());
-    let mut table = frame.lazy().group_by_stable([col("variant")]).agg(aggregates).collect()?;
-
-    // Δ against the baseline's means.
-    let row = names.iter().position(|n| *n == baseline).unwrap_or(0);
-    let mut deltas = Vec::new();
-    for metric in &options.metrics {
-        let base = table.column(metric)?.f64()?.get(row);
-        let base = base.map_or(lit(NULL).cast(DataType::Float64), lit);
-        deltas.push((col(metric.as_str()) - base).alias(delta_column(metric)));
-    }
-    let mut order: Vec<Expr> = vec![col("variant")];
-    order.extend(params.iter().map(|p| col(p.as_str())));
-    order.extend(["status", "n", "runs"].map(col));
-    for metric in &options.metrics {
-        order.extend([col(metric.as_str()), col(std_column(metric)), col(delta_column(metric))]);
-    }
-    order.extend(["train_s", "error"].map(col));
-    let mut lazy = table.lazy().with_columns(deltas).select(order);
+    columns.push(text("error", names.iter().map(|n| statuses[n.as_str()].1.clone()).collect()));
+    let mut table = DataFrame::new_infer_height(columns)?;
     if let Some(name) = &options.sort_by {
         let (column, descending) = sort_column(name, &params, &options.metrics)?;
-        lazy = lazy.sort(
+        table = table.sort(
             [column],
             SortMultipleOptions::default()
                 .with_order_descending(descending)
                 .with_nulls_last(true)
                 .with_maintain_order(true),
-        );
+        )?;
     }
-    table = lazy.collect()?;
     Ok(Table { frame: table, params, metrics: options.metrics.clone(), baseline })
+}
+
+/// The mean of `values`; `None` when there are none.
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// The sample standard deviation (n − 1) of `values`; `None` for fewer than two.
+fn sample_std(values: &[f64]) -> Option<f64> {
+    let mean = mean(values).filter(|_| values.len() > 1)?;
+    let squares: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+    Some((squares / (values.len() - 1) as f64).sqrt())
 }
 
 /// The column `name` means, and whether it sorts descending. A metric may be named by its tail

@@ -5,11 +5,26 @@ use crate::Checks;
 use crate::schema::*;
 use std::path::Path;
 
-/// Returns `(key path, message)` for every failed check.
+/// Returns `(key path, message)` for every failed check, section by section in file order.
 pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut fail = |path: &str, message: String| out.push((path.to_string(), message));
+    domain(&mut fail, c);
+    labels(&mut fail, c, root);
+    lifecycle(&mut fail, c);
+    llm(&mut fail, &c.llm);
+    inputs(&mut fail, c, root);
+    model(&mut fail, c);
+    train(&mut fail, &c.train, checks);
+    evaluate(&mut fail, &c.evaluate);
+    if let Some(external) = checks.external {
+        out.extend(external(c, root));
+    }
+    out
+}
 
+/// `[domain]`: the name (a-z, 0-9, _) and a description for the LLM.
+fn domain(fail: &mut impl FnMut(&str, String), c: &DomainConfig) {
     let name = &c.domain.name;
     if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_') {
         fail("domain.name", format!("`{name}` must be non-empty and use only a-z, 0-9 and _"));
@@ -17,7 +32,10 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
     if c.domain.description.trim().is_empty() {
         fail("domain.description", "must not be empty: the LLM reads it as context".into());
     }
+}
 
+/// `[labels]`: one source, no empty or duplicate names, an existing file.
+fn labels(fail: &mut impl FnMut(&str, String), c: &DomainConfig, root: &Path) {
     let sources =
         [c.labels.names.is_some(), c.labels.file.is_some(), c.labels.from_manifest].iter().filter(|s| **s).count();
     if sources > 1 {
@@ -37,9 +55,13 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
         }
     }
     if let Some(file) = &c.labels.file {
-        must_exist(&mut fail, "labels.file", root, file);
+        must_exist(fail, "labels.file", root, file);
     }
+}
 
+/// What the lifecycle reads: `train.init_weights` (resolved, never written), `[promote]`,
+/// `[notify]`, `[cache] remote` and `[executor.slurm]`.
+fn lifecycle(fail: &mut impl FnMut(&str, String), c: &DomainConfig) {
     if c.train.init_weights.is_some() {
         fail(
             "train.init_weights",
@@ -67,7 +89,7 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
     if c.notify.command.first().is_some_and(|program| program.trim().is_empty()) {
         fail("notify.command", "the first element is the program to run and must not be empty".into());
     }
-    positive(&mut fail, "notify.timeout_s", c.notify.timeout_s);
+    positive(fail, "notify.timeout_s", c.notify.timeout_s);
 
     if let Some(remote) = &c.cache.remote {
         let schemes = ["s3://", "gs://", "az://", "abfs://", "file:///"];
@@ -78,10 +100,12 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
         }
     }
 
-    positive(&mut fail, "executor.slurm.poll_s", c.executor.slurm.poll_s);
-    positive(&mut fail, "executor.slurm.max_pending_s", c.executor.slurm.max_pending_s);
+    positive(fail, "executor.slurm.poll_s", c.executor.slurm.poll_s);
+    positive(fail, "executor.slurm.max_pending_s", c.executor.slurm.max_pending_s);
+}
 
-    let llm = &c.llm;
+/// `[llm]`: the endpoint, sampling, limits and environment-variable names.
+fn llm(fail: &mut impl FnMut(&str, String), llm: &LlmSection) {
     if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {
         fail("llm.base_url", format!("`{}` must start with http:// or https://", llm.base_url));
     }
@@ -91,11 +115,11 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
     if !(0.0..=2.0).contains(&llm.temperature) {
         fail("llm.temperature", format!("{} is outside [0, 2]", llm.temperature));
     }
-    positive(&mut fail, "llm.max_tokens", llm.max_tokens as f64);
-    positive(&mut fail, "llm.samples", llm.samples as f64);
-    positive(&mut fail, "llm.timeout_s", llm.timeout_s);
-    positive(&mut fail, "llm.idle_timeout_s", llm.idle_timeout_s);
-    positive(&mut fail, "llm.concurrency", llm.concurrency as f64);
+    positive(fail, "llm.max_tokens", llm.max_tokens as f64);
+    positive(fail, "llm.samples", llm.samples as f64);
+    positive(fail, "llm.timeout_s", llm.timeout_s);
+    positive(fail, "llm.idle_timeout_s", llm.idle_timeout_s);
+    positive(fail, "llm.concurrency", llm.concurrency as f64);
     if let Some(probe) = llm.probe_concurrency
         && probe < llm.concurrency
     {
@@ -114,14 +138,21 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
             fail(key, format!("`{var}` is not an environment variable name (the value never goes in config)"));
         }
     }
+}
 
-    must_exist(&mut fail, "prompt.template", root, &c.prompt.template);
-    positive(&mut fail, "prompt.max_chars", c.prompt.max_chars as f64);
-    positive(&mut fail, "prompt.max_sentences", c.prompt.max_sentences as f64);
+/// `[prompt]` and `[data]`: files that must exist and positive sizes.
+fn inputs(fail: &mut impl FnMut(&str, String), c: &DomainConfig, root: &Path) {
+    must_exist(fail, "prompt.template", root, &c.prompt.template);
+    positive(fail, "prompt.max_chars", c.prompt.max_chars as f64);
+    positive(fail, "prompt.max_sentences", c.prompt.max_sentences as f64);
 
-    must_exist(&mut fail, "data.manifest", root, &c.data.manifest);
-    positive(&mut fail, "data.shard_size", c.data.shard_size as f64);
+    must_exist(fail, "data.manifest", root, &c.data.manifest);
+    positive(fail, "data.shard_size", c.data.shard_size as f64);
+}
 
+/// `[model]` and `[ablation]`: the preset's weights and widths, and the switches that exclude
+/// each other.
+fn model(fail: &mut impl FnMut(&str, String), c: &DomainConfig) {
     let m = &c.model;
     let preset = m.preset.info();
     if preset.clip && m.image_weights.is_none() {
@@ -173,15 +204,17 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
             ),
         );
     }
+}
 
-    let t = &c.train;
-    positive(&mut fail, "train.epochs", t.epochs as f64);
-    positive(&mut fail, "train.batch_size", t.batch_size as f64);
-    positive(&mut fail, "train.lr", t.lr);
-    non_negative(&mut fail, "train.weight_decay", t.weight_decay);
-    non_negative(&mut fail, "train.warmup_epochs", t.warmup_epochs);
-    non_negative(&mut fail, "train.grad_clip", t.grad_clip);
-    non_negative(&mut fail, "train.lambda_regional", t.lambda_regional);
+/// `[train]`: ranges, the ASL settings, and a device this build can run.
+fn train(fail: &mut impl FnMut(&str, String), t: &TrainSection, checks: &Checks<'_>) {
+    positive(fail, "train.epochs", t.epochs as f64);
+    positive(fail, "train.batch_size", t.batch_size as f64);
+    positive(fail, "train.lr", t.lr);
+    non_negative(fail, "train.weight_decay", t.weight_decay);
+    non_negative(fail, "train.warmup_epochs", t.warmup_epochs);
+    non_negative(fail, "train.grad_clip", t.grad_clip);
+    non_negative(fail, "train.lambda_regional", t.lambda_regional);
     if !(0.0..1.0).contains(&t.ema_decay) {
         fail("train.ema_decay", format!("{} is outside [0, 1)", t.ema_decay));
     }
@@ -198,25 +231,23 @@ pub(crate) fn validate(c: &DomainConfig, root: &Path, checks: &Checks<'_>) -> Ve
     }
     // `train.precision` (`f32`, `mixed`, `bf16`) suits every device: burn's flex CPU backend
     // computes bf16 with autodiff too (converting through f32: for tests, not for speed).
-    non_negative(&mut fail, "train.asl.gamma_pos", t.asl.gamma_pos);
-    non_negative(&mut fail, "train.asl.gamma_neg", t.asl.gamma_neg);
+    non_negative(fail, "train.asl.gamma_pos", t.asl.gamma_pos);
+    non_negative(fail, "train.asl.gamma_neg", t.asl.gamma_neg);
     if !(0.0..1.0).contains(&t.asl.clip) {
         fail("train.asl.clip", format!("{} is outside [0, 1)", t.asl.clip));
     }
-    positive(&mut fail, "train.asl.eps", t.asl.eps);
+    positive(fail, "train.asl.eps", t.asl.eps);
+}
 
-    let e = &c.evaluate;
+/// `[evaluate]`: the threshold, top-k and the split.
+fn evaluate(fail: &mut impl FnMut(&str, String), e: &EvaluateSection) {
     if !(e.threshold > 0.0 && e.threshold < 1.0) {
         fail("evaluate.threshold", format!("{} is outside (0, 1)", e.threshold));
     }
-    positive(&mut fail, "evaluate.top_k", e.top_k as f64);
+    positive(fail, "evaluate.top_k", e.top_k as f64);
     if e.split.trim().is_empty() {
         fail("evaluate.split", "must name a split".into());
     }
-    if let Some(external) = checks.external {
-        out.extend(external(c, root));
-    }
-    out
 }
 
 /// The names `[promote]` may compare: the evaluate report's headline metrics, top-k ones as

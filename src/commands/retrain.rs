@@ -19,7 +19,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use sspa_dag::{Outcome, RunOptions, RunRecord, StageStatus, WorkspaceLock};
 use sspa_registry::{CURRENT, Champion, Decision, DecisionKind, Gate, NewVersion, Origin, Registry, Version};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// `retrain`'s flags.
@@ -215,6 +215,44 @@ fn judge(
         return Ok(exit::OK);
     }
 
+    let promote = gate_verdict(config, champion, &stage, &evaluate_dir, decision)?;
+    let forced = !promote && args.force_promote;
+    if !promote && !forced {
+        decision.decision = DecisionKind::Refused;
+        return Ok(exit::GATE_REFUSED);
+    }
+    if let Some(reason) = args.reason.as_deref().filter(|_| forced) {
+        decision.reasons.push(format!("forced: {reason}"));
+    }
+    let outs: Vec<&str> =
+        project.spec.stage("train").map(|def| def.spec.outs.iter().map(String::as_str).collect()).unwrap_or_default();
+    let lineage = lineage(project, record)?;
+    let labels = sspa_train::ModelConfig::load(&train_dir.join(sspa_train::files::CONFIG))?.labels;
+    let origin = Origin {
+        run_id: record.run_id.clone(),
+        train_key,
+        weights: config.promote.weights.name().into(),
+        labels,
+        metrics,
+        lineage,
+    };
+    let version = registry.register(NewVersion { source: &train_dir, files: &outs, origin })?;
+    let why = if forced { "forced" } else { "promoted by the gate" };
+    registry.set_alias(CURRENT, version.info.version, why)?;
+    decision.decision = if forced { DecisionKind::Forced } else { DecisionKind::Promoted };
+    decision.version = Some(version.info.version);
+    Ok(exit::OK)
+}
+
+/// Whether the gate promotes the candidate over `champion`, with its reasons added to
+/// `decision`; the candidate and current metrics are the re-scored ones when both were compared.
+fn gate_verdict(
+    config: &sspa_config::DomainConfig,
+    champion: &Champion,
+    stage: &dyn Fn(&str) -> anyhow::Result<(String, PathBuf)>,
+    evaluate_dir: &Path,
+    decision: &mut Decision,
+) -> anyhow::Result<bool> {
     let gate = Gate {
         metric: config.promote.metric.clone(),
         min_delta: config.promote.min_delta,
@@ -235,7 +273,7 @@ fn judge(
         Champion::Current(current) | Champion::Fallback { version: current, .. } => {
             let (_, features_dir) = stage("features")?;
             let (_, shard_dir) = stage("shard")?;
-            match compare::compare(config, current, &evaluate_dir, &features_dir, &shard_dir, &|| false) {
+            match compare::compare(config, current, evaluate_dir, &features_dir, &shard_dir, &|| false) {
                 Ok(comparison) => {
                     decision.reasons.push(format!(
                         "both scored on `{}` ({} images, {} shared labels{}{}); v{} re-scored",
@@ -271,32 +309,7 @@ fn judge(
             }
         }
     }
-    let forced = !promote && args.force_promote;
-    if !promote && !forced {
-        decision.decision = DecisionKind::Refused;
-        return Ok(exit::GATE_REFUSED);
-    }
-    if let Some(reason) = args.reason.as_deref().filter(|_| forced) {
-        decision.reasons.push(format!("forced: {reason}"));
-    }
-    let outs: Vec<&str> =
-        project.spec.stage("train").map(|def| def.spec.outs.iter().map(String::as_str).collect()).unwrap_or_default();
-    let lineage = lineage(project, record)?;
-    let labels = sspa_train::ModelConfig::load(&train_dir.join(sspa_train::files::CONFIG))?.labels;
-    let origin = Origin {
-        run_id: record.run_id.clone(),
-        train_key,
-        weights: config.promote.weights.name().into(),
-        labels,
-        metrics,
-        lineage,
-    };
-    let version = registry.register(NewVersion { source: &train_dir, files: &outs, origin })?;
-    let why = if forced { "forced" } else { "promoted by the gate" };
-    registry.set_alias(CURRENT, version.info.version, why)?;
-    decision.decision = if forced { DecisionKind::Forced } else { DecisionKind::Promoted };
-    decision.version = Some(version.info.version);
-    Ok(exit::OK)
+    Ok(promote)
 }
 
 /// What the report's lineage shows, plus the run's stage keys and git commit.

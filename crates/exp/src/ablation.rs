@@ -6,8 +6,11 @@
 //! put one metric per cell, `mean ± std` over seeds with `n`, Δ against full SSPA, the best
 //! row in bold, and the paper's own COCO number (or the relation it reports) beside it.
 
+use crate::batch::BatchOutcome;
+use crate::{ExpError, ParamColumns, RunRecord, RunStatus, TableOptions};
+use sspa_config::Override;
 use sspa_report::markup::{html as escape, markdown_cell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One row of a paper table: what it changes and what the paper reports for it on COCO.
 #[derive(Debug, Clone, PartialEq)]
@@ -296,6 +299,88 @@ pub fn render_html(tables: &[StudyTable], results: &Results, metric: &str, seeds
     out
 }
 
+/// One planned run: the row's key, its seed, its overrides (the seed last).
+pub type Planned = (String, Option<u64>, Vec<Override>);
+
+/// The study's variants: every row of every table × seeds, each row's overrides first.
+pub fn variants(tables: &[StudyTable], seeds: &[u64]) -> Result<Vec<Planned>, String> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for row in tables.iter().flat_map(|table| &table.rows) {
+        let key = row_key(row);
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let overrides: Vec<Override> = row.overrides.iter().map(|o| o.parse::<Override>()).collect::<Result<_, _>>()?;
+        if seeds.is_empty() {
+            out.push((key, None, overrides));
+        } else {
+            for &seed in seeds {
+                let mut seeded = overrides.clone();
+                seeded.push(format!("train.seed={seed}").parse()?);
+                out.push((key.clone(), Some(seed), seeded));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The study's [`Results`] from a finished batch: one run per planned (row, seed), the variant of
+/// its config hash (rows that resolve to the same config share it), aggregated over seeds by the
+/// experiment table: mean, sample std, n. A run that succeeded without `metric` counts as failed.
+pub fn results(planned: &[Planned], outcome: &BatchOutcome, metric: &str) -> Result<Results, ExpError> {
+    let by_hash: BTreeMap<&str, &crate::batch::Variant> =
+        outcome.experiment.variants.iter().map(|v| (v.config_hash.as_str(), v)).collect();
+    let metric_key = format!("evaluate.{metric}");
+    let mut runs = Vec::new();
+    for ((key, seed, _), hash) in planned.iter().zip(&outcome.hashes) {
+        let Some(variant) = by_hash.get(hash.as_str()) else { continue };
+        let value = variant.metrics.get(&metric_key).and_then(serde_json::Value::as_f64);
+        let status = match variant.status {
+            RunStatus::Succeeded if value.is_none() => RunStatus::Failed,
+            status => status,
+        };
+        let error = match (&variant.error, value, variant.status == RunStatus::Succeeded) {
+            (Some(error), _, _) => Some(error.clone()),
+            (None, None, true) => Some(format!("no `{metric}` in the run's metrics")),
+            _ => None,
+        };
+        runs.push(RunRecord {
+            variant: key.clone(),
+            params: BTreeMap::new(),
+            seed: seed.map(|s| s as i64),
+            status,
+            error,
+            metrics: value.map(|v| BTreeMap::from([(metric.to_owned(), v)])).unwrap_or_default(),
+            train_s: None,
+        });
+    }
+    // Aggregated over seeds by the experiment table (polars): mean, sample std, n.
+    let options = TableOptions {
+        params: ParamColumns::Keys(Vec::new()),
+        metrics: vec![metric.to_owned()],
+        baseline: None,
+        sort_by: None,
+    };
+    let table = crate::build(&runs, &options)?;
+    let parsed = table.to_json()?;
+    let mut results = Results::new();
+    for row in parsed["rows"].as_array().into_iter().flatten() {
+        let number = |name: &str| row[name].as_f64();
+        results.insert(
+            row["variant"].as_str().unwrap_or_default().to_owned(),
+            Cell {
+                mean: number(metric),
+                std: number(&crate::std_column(metric)),
+                n: row["n"].as_u64().unwrap_or(0) as u32,
+                runs: row["runs"].as_u64().unwrap_or(0) as u32,
+                error: row["error"].as_str().map(str::to_owned),
+            },
+        );
+    }
+    Ok(results)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,5 +434,16 @@ mod tests {
         let html = render_html(&tables, &results, "ema.mAP", 3);
         assert!(html.contains("<tr class=\"best\"><td>MLP</td>"), "{html}");
         assert!(html.starts_with("<!DOCTYPE html>") && !html.contains("<script"), "self-contained");
+    }
+
+    #[test]
+    fn shared_rows_run_once_per_seed() {
+        let tables = select(&["VII".into(), "VIII".into(), "fig6".into()]).expect("tables");
+        let planned = variants(&tables, &[0, 1]).expect("variants");
+        // VII: 3 + full; VIII: 3 (full shared); fig6: baseline (+ SSP is VIII's "neither").
+        assert_eq!(planned.len(), (3 + 1 + 3 + 1) * 2);
+        assert_eq!(planned.iter().filter(|(key, _, _)| key.is_empty()).count(), 2);
+        let seeded = &planned[1].2;
+        assert_eq!(seeded.last().map(|o| o.argument.as_str()), Some("train.seed=1"));
     }
 }

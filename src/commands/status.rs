@@ -57,6 +57,19 @@ pub fn status(config: &ConfigArgs, runs: usize, json: bool) -> anyhow::Result<u8
             metrics: r.metrics.clone(),
         })
         .collect();
+    let stages = stage_states(&project, &registry);
+    let status =
+        Status { workspace: project.workspace.root.display().to_string(), running: holder, runs: summaries, stages };
+    if json {
+        print_json(&status)?;
+        return Ok(exit::OK);
+    }
+    print_text(&status);
+    Ok(exit::OK)
+}
+
+/// Each stage of the pipeline: whether it is up to date or would run, and why.
+fn stage_states(project: &sspa_dag::Project, registry: &sspa_dag::Registry) -> Vec<StageState> {
     let mut stages = Vec::new();
     for def in &project.spec.stages {
         let last = project.workspace.last(&def.name).map(|l| l.finished_at);
@@ -64,7 +77,7 @@ pub fn status(config: &ConfigArgs, runs: usize, json: bool) -> anyhow::Result<u8
             ("not provided by this build".to_string(), Vec::new())
         } else {
             let options = RunOptions { until: vec![def.name.clone()], ..RunOptions::default() };
-            match sspa_dag::plan(&project, &registry, &options) {
+            match sspa_dag::plan(project, registry, &options) {
                 Ok(plan) => match plan.get(&def.name) {
                     Some(p) if p.decision == Decision::Skip => ("up to date".to_string(), p.reasons.clone()),
                     Some(p) => ("would run".to_string(), p.reasons.clone()),
@@ -75,12 +88,11 @@ pub fn status(config: &ConfigArgs, runs: usize, json: bool) -> anyhow::Result<u8
         };
         stages.push(StageState { name: def.name.clone(), kind: def.kind.clone(), state, reasons, last_finished: last });
     }
-    let status =
-        Status { workspace: project.workspace.root.display().to_string(), running: holder, runs: summaries, stages };
-    if json {
-        print_json(&status)?;
-        return Ok(exit::OK);
-    }
+    stages
+}
+
+/// The human-readable status: workspace, lock holder, recent runs with their mAP, stages.
+fn print_text(status: &Status) {
     println!("workspace {}", status.workspace);
     if let Some(h) = &status.running {
         println!("running: PID {} since {}", h.pid, h.started);
@@ -115,5 +127,4 @@ pub fn status(config: &ConfigArgs, runs: usize, json: bool) -> anyhow::Result<u8
             s.reasons.join("; ")
         );
     }
-    Ok(exit::OK)
 }

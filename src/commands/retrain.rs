@@ -57,23 +57,7 @@ pub fn retrain(args: &RetrainArgs, progress: bool) -> anyhow::Result<u8> {
     let lock = WorkspaceLock::acquire_within(&project.workspace.root, "sspa-pipe retrain", wait)?;
     let registry = Registry::of_workspace(&project.workspace.root);
     let champion = registry.champion(CURRENT);
-    let mut decision = Decision::new(DecisionKind::Failed, CURRENT);
-    decision.previous = champion.version().map(|c| c.info.version);
-    decision.version = decision.previous;
-    let weights = loaded.config.promote.weights;
-    let metric_name = format!("{}.{}", weights.name(), loaded.config.promote.metric);
-    decision.metric = Some(metric_name.clone());
-    match &champion {
-        Champion::Fallback { version, why } => {
-            tracing::warn!("{why}; the candidate is judged against v{}", version.info.version);
-            decision.reasons.push(format!(
-                "{why}; the champion is v{}, the newest intact version `{CURRENT}` pointed at before",
-                version.info.version
-            ));
-        }
-        Champion::Unusable { why } => tracing::warn!("{why}; a candidate will be refused unless forced"),
-        Champion::First | Champion::Current(_) => {}
-    }
+    let (mut decision, metric_name) = opening_decision(&champion, &loaded.config.promote);
 
     // From here on every failure is a decision line too (the lock is held: the log has one writer).
     let stages = sspa_stages::registry();
@@ -137,6 +121,29 @@ pub fn retrain(args: &RetrainArgs, progress: bool) -> anyhow::Result<u8> {
         Some(e) => Err(e),
         None => Ok(code),
     }
+}
+
+/// The decision as it stands before the run: `failed` until something else is known, the
+/// champion as the previous version, the served metric's name, and a fallback champion's reason
+/// (logged too, as is a registry with no intact champion).
+fn opening_decision(champion: &Champion, promote: &sspa_config::PromoteSection) -> (Decision, String) {
+    let mut decision = Decision::new(DecisionKind::Failed, CURRENT);
+    decision.previous = champion.version().map(|c| c.info.version);
+    decision.version = decision.previous;
+    let metric_name = format!("{}.{}", promote.weights.name(), promote.metric);
+    decision.metric = Some(metric_name.clone());
+    match champion {
+        Champion::Fallback { version, why } => {
+            tracing::warn!("{why}; the candidate is judged against v{}", version.info.version);
+            decision.reasons.push(format!(
+                "{why}; the champion is v{}, the newest intact version `{CURRENT}` pointed at before",
+                version.info.version
+            ));
+        }
+        Champion::Unusable { why } => tracing::warn!("{why}; a candidate will be refused unless forced"),
+        Champion::First | Champion::Current(_) => {}
+    }
+    (decision, metric_name)
 }
 
 /// A warm start from `current` changes the train key (its weights are an input), so a model

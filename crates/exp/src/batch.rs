@@ -190,17 +190,7 @@ pub fn run_batch(batch: Batch<'_>) -> Result<BatchOutcome, ExpError> {
         return Err(ExpError::Name(name.clone()));
     }
     let hashes: Vec<String> = batch.variants.iter().map(|v| v.project.config_hash()).collect();
-    let mut unique: Vec<(Vec<String>, Project)> = Vec::new();
-    for variant in batch.variants {
-        let labels: Vec<String> = variant.overrides.iter().map(|o| o.argument.clone()).collect();
-        let hash = variant.project.config_hash();
-        match unique.iter().find(|(_, other)| other.config_hash() == hash) {
-            Some((first, _)) => {
-                tracing::info!("variant [{}] is the same config as [{}]: run once", labels.join(", "), first.join(", "))
-            }
-            None => unique.push((labels, variant.project)),
-        }
-    }
+    let unique = distinct(batch.variants);
     let workspace = unique.first().map(|(_, p)| p.workspace.clone()).ok_or(ExpError::NoVariants)?;
     let lock = WorkspaceLock::acquire(&workspace.root, batch.command)?;
     let path = record_path(&workspace.root, name);
@@ -222,32 +212,30 @@ pub fn run_batch(batch: Batch<'_>) -> Result<BatchOutcome, ExpError> {
         config: batch.config,
         grid: batch.grid,
         seeds: batch.seeds,
-        variants: unique
-            .iter()
-            .map(|(overrides, project)| {
-                let hash = project.config_hash();
-                let done = previous
-                    .as_ref()
-                    .and_then(|p| p.variants.iter().find(|v| v.config_hash == hash && v.status == RunStatus::Succeeded))
-                    .filter(|earlier| still_done(earlier, project, stages, &options))
-                    .cloned();
-                done.unwrap_or(Variant {
-                    overrides: overrides.clone(),
-                    config_hash: hash,
-                    status: RunStatus::Queued,
-                    run_id: None,
-                    error: None,
-                    metrics: BTreeMap::new(),
-                    stage_keys: BTreeMap::new(),
-                })
-            })
-            .collect(),
+        variants: opening_variants(&unique, previous.as_ref(), stages, &options),
     };
     let save = |experiment: &Experiment| {
         sspa_fsio::write_json_atomic(&path, experiment).map_err(|source| ExpError::Write { path: path.clone(), source })
     };
     save(&experiment)?;
 
+    let interrupted = schedule(&unique, &mut experiment, stages, &options, &lock, jobs, &save)?;
+    drop(lock);
+    Ok(BatchOutcome { experiment, path, hashes, interrupted })
+}
+
+/// Runs the queued variants of `experiment`, `jobs` at a time, under `lock`; a variant whose
+/// results another running variant is computing waits for them. Saves the record after each
+/// variant and returns whether a run was interrupted.
+fn schedule(
+    unique: &[(Vec<String>, Project)],
+    experiment: &mut Experiment,
+    stages: &sspa_dag::Registry,
+    options: &RunOptions,
+    lock: &WorkspaceLock,
+    jobs: usize,
+    save: &dyn Fn(&Experiment) -> Result<(), ExpError>,
+) -> Result<bool, ExpError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
@@ -256,7 +244,11 @@ pub fn run_batch(batch: Batch<'_>) -> Result<BatchOutcome, ExpError> {
     let total = unique.len();
     let mut interrupted = false;
     let queued = experiment.variants.iter().filter(|v| v.status != RunStatus::Succeeded).count();
-    tracing::info!("{name}: {total} variant(s), {} done earlier, {queued} queued, {jobs} at a time", total - queued);
+    tracing::info!(
+        "{}: {total} variant(s), {} done earlier, {queued} queued, {jobs} at a time",
+        experiment.name,
+        total - queued
+    );
     let label = |index: usize| format!("variant {}/{total} [{}]", index + 1, unique[index].0.join(", "));
     let mut pending = Vec::new();
     for (index, variant) in experiment.variants.iter().enumerate() {
@@ -267,7 +259,6 @@ pub fn run_batch(batch: Batch<'_>) -> Result<BatchOutcome, ExpError> {
             pending.push(index);
         }
     }
-    let (options, lock_ref) = (&options, &lock);
     runtime.block_on(async {
         use futures::StreamExt;
         use tracing::Instrument;
@@ -283,20 +274,7 @@ pub fn run_batch(batch: Batch<'_>) -> Result<BatchOutcome, ExpError> {
                 }
                 let project = &unique[index].1;
                 // One variant at a time never overlaps another: no extra plan (the run makes its own).
-                let computes: Vec<(String, String)> = if jobs == 1 {
-                    Vec::new()
-                } else {
-                    match sspa_dag::plan_with_remote(project, stages, options).await {
-                        Ok(plan) => plan
-                            .stages
-                            .iter()
-                            .filter(|s| s.decision != sspa_dag::Decision::Skip)
-                            .map(|s| (s.name.clone(), s.key.clone()))
-                            .collect(),
-                        // The run reports it.
-                        Err(_) => Vec::new(),
-                    }
-                };
+                let computes = if jobs == 1 { Vec::new() } else { computes(project, stages, options).await };
                 if busy.values().flatten().any(|taken| computes.contains(taken)) {
                     continue;
                 }
@@ -305,8 +283,7 @@ pub fn run_batch(batch: Batch<'_>) -> Result<BatchOutcome, ExpError> {
                 started.push(index);
                 let span = tracing::info_span!("variant", n = index + 1);
                 running.push(
-                    async move { (index, sspa_dag::run_locked(project, stages, options, lock_ref).await) }
-                        .instrument(span),
+                    async move { (index, sspa_dag::run_locked(project, stages, options, lock).await) }.instrument(span),
                 );
             }
             pending.retain(|index| !started.contains(index));
@@ -314,43 +291,111 @@ pub fn run_batch(batch: Batch<'_>) -> Result<BatchOutcome, ExpError> {
             busy.remove(&index);
             let project = &unique[index].1;
             let variant = &mut experiment.variants[index];
-            match result {
-                Ok((record, outcome)) => {
-                    variant.run_id = Some(record.run_id.clone());
-                    variant.stage_keys = record.stages.iter().map(|s| (s.name.clone(), s.key.clone())).collect();
-                    let failed = record.stages.iter().find(|s| s.error.is_some());
-                    variant.error =
-                        failed.map(|s| format!("stage `{}`: {}", s.name, s.error.clone().unwrap_or_default()));
-                    variant.status = match outcome {
-                        Outcome::Succeeded => RunStatus::Succeeded,
-                        Outcome::StageFailed => RunStatus::Failed,
-                        Outcome::Interrupted => RunStatus::Interrupted,
-                    };
-                    variant.metrics = sspa_dag::run_index(&project.workspace, &project.spec)
-                        .into_iter()
-                        .find(|entry| entry.run_id == record.run_id)
-                        .map(|entry| entry.metrics)
-                        .unwrap_or_default();
-                    interrupted |= outcome == Outcome::Interrupted;
-                }
-                Err(error) => {
-                    variant.status = RunStatus::Failed;
-                    variant.error = Some(sspa_dag::error_chain(&error));
-                }
-            }
+            interrupted |= settle(variant, project, result);
             match variant.status {
                 RunStatus::Succeeded => tracing::info!("{}: done{}", label(index), headline(&variant.metrics)),
                 status => {
                     tracing::error!("{}: {}: {}", label(index), status.as_str(), variant.error.as_deref().unwrap_or(""))
                 }
             }
-            save(&experiment)?;
+            save(experiment)?;
         }
         Ok::<(), ExpError>(())
     })?;
     runtime.shutdown_background();
-    drop(lock);
-    Ok(BatchOutcome { experiment, path, hashes, interrupted })
+    Ok(interrupted)
+}
+
+/// The variants with distinct configs, each with its override arguments; a variant with the
+/// config of an earlier one runs once, as that one (logged).
+fn distinct(variants: Vec<LoadedVariant>) -> Vec<(Vec<String>, Project)> {
+    let mut unique: Vec<(Vec<String>, Project)> = Vec::new();
+    for variant in variants {
+        let labels: Vec<String> = variant.overrides.iter().map(|o| o.argument.clone()).collect();
+        let hash = variant.project.config_hash();
+        match unique.iter().find(|(_, other)| other.config_hash() == hash) {
+            Some((first, _)) => {
+                tracing::info!("variant [{}] is the same config as [{}]: run once", labels.join(", "), first.join(", "))
+            }
+            None => unique.push((labels, variant.project)),
+        }
+    }
+    unique
+}
+
+/// Each distinct config's variant as the batch starts: the earlier record's, when it succeeded
+/// and is [`still_done`]; queued otherwise.
+fn opening_variants(
+    unique: &[(Vec<String>, Project)],
+    previous: Option<&Experiment>,
+    stages: &sspa_dag::Registry,
+    options: &RunOptions,
+) -> Vec<Variant> {
+    unique
+        .iter()
+        .map(|(overrides, project)| {
+            let hash = project.config_hash();
+            let done = previous
+                .and_then(|p| p.variants.iter().find(|v| v.config_hash == hash && v.status == RunStatus::Succeeded))
+                .filter(|earlier| still_done(earlier, project, stages, options))
+                .cloned();
+            done.unwrap_or(Variant {
+                overrides: overrides.clone(),
+                config_hash: hash,
+                status: RunStatus::Queued,
+                run_id: None,
+                error: None,
+                metrics: BTreeMap::new(),
+                stage_keys: BTreeMap::new(),
+            })
+        })
+        .collect()
+}
+
+/// The (stage, key) results a run of `project` would compute now (none when it cannot be planned:
+/// the run reports that).
+async fn computes(project: &Project, stages: &sspa_dag::Registry, options: &RunOptions) -> Vec<(String, String)> {
+    match sspa_dag::plan_with_remote(project, stages, options).await {
+        Ok(plan) => plan
+            .stages
+            .iter()
+            .filter(|s| s.decision != sspa_dag::Decision::Skip)
+            .map(|s| (s.name.clone(), s.key.clone()))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Records a finished run in its variant: run id, stage keys, status, the first error and the
+/// run index's metrics. Returns whether the run was interrupted.
+fn settle(
+    variant: &mut Variant,
+    project: &Project,
+    result: Result<(sspa_dag::RunRecord, Outcome), sspa_dag::DagError>,
+) -> bool {
+    match result {
+        Ok((record, outcome)) => {
+            variant.run_id = Some(record.run_id.clone());
+            variant.stage_keys = record.stages.iter().map(|s| (s.name.clone(), s.key.clone())).collect();
+            let failed = record.stages.iter().find(|s| s.error.is_some());
+            variant.error = failed.map(|s| format!("stage `{}`: {}", s.name, s.error.clone().unwrap_or_default()));
+            variant.status = match outcome {
+                Outcome::Succeeded => RunStatus::Succeeded,
+                Outcome::StageFailed => RunStatus::Failed,
+                Outcome::Interrupted => RunStatus::Interrupted,
+            };
+            variant.metrics = sspa_dag::run_index(&project.workspace, &project.spec)
+                .into_iter()
+                .find(|entry| entry.run_id == record.run_id)
+                .map(|entry| entry.metrics)
+                .unwrap_or_default();
+        }
+        Err(error) => {
+            variant.status = RunStatus::Failed;
+            variant.error = Some(sspa_dag::error_chain(&error));
+        }
+    }
+    variant.status == RunStatus::Interrupted
 }
 
 /// Whether a variant that succeeded earlier is still done: planning it now gives the stage keys

@@ -17,22 +17,9 @@ fn argo_name(stage: &str) -> String {
     stage.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
 }
 
-pub fn workflow(loaded: &LoadedConfig, spec: &PipelineSpec, args: &GraphArgs) -> anyhow::Result<String> {
-    let Some(remote) = &loaded.config.cache.remote else {
-        return Err(UsageError(format!(
-            "`{}`: --format argo needs [cache] remote (pods share no disk: each stage's inputs come from the remote cache)",
-            loaded.path.display()
-        ))
-        .into());
-    };
-    if remote.starts_with("file://") {
-        return Err(UsageError(format!(
-            "`{}`: [cache] remote = \"{remote}\" is a local directory, which pods do not share; use s3://, gs:// or az://",
-            loaded.path.display()
-        ))
-        .into());
-    }
-    // The config as the image's project sees it.
+/// The config, and the `--pipeline` arguments if one was given, as paths inside the project: the
+/// image holds the project, so both must be in it.
+fn inside_project(loaded: &LoadedConfig, args: &GraphArgs) -> anyhow::Result<(String, Vec<String>)> {
     let absolute = std::path::absolute(&loaded.path)?;
     let config = absolute.strip_prefix(&loaded.project_root).map_err(|_| {
         UsageError(format!(
@@ -52,6 +39,25 @@ pub fn workflow(loaded: &LoadedConfig, spec: &PipelineSpec, args: &GraphArgs) ->
         }
         None => Vec::new(),
     };
+    Ok((config, pipeline))
+}
+
+pub fn workflow(loaded: &LoadedConfig, spec: &PipelineSpec, args: &GraphArgs) -> anyhow::Result<String> {
+    let Some(remote) = &loaded.config.cache.remote else {
+        return Err(UsageError(format!(
+            "`{}`: --format argo needs [cache] remote (pods share no disk: each stage's inputs come from the remote cache)",
+            loaded.path.display()
+        ))
+        .into());
+    };
+    if remote.starts_with("file://") {
+        return Err(UsageError(format!(
+            "`{}`: [cache] remote = \"{remote}\" is a local directory, which pods do not share; use s3://, gs:// or az://",
+            loaded.path.display()
+        ))
+        .into());
+    }
+    let (config, pipeline) = inside_project(loaded, args)?;
     let overrides: Vec<String> = args.config.set.iter().flat_map(|o| ["-S".to_string(), o.argument.clone()]).collect();
     let image = args.image.clone().unwrap_or_else(|| format!("sspa-pipe:{}", env!("CARGO_PKG_VERSION")));
     let domain = &loaded.config.domain.name;

@@ -190,8 +190,8 @@ pub fn run_batch(batch: Batch<'_>) -> Result<BatchOutcome, ExpError> {
         return Err(ExpError::Name(name.clone()));
     }
     let hashes: Vec<String> = batch.variants.iter().map(|v| v.project.config_hash()).collect();
-    let unique = distinct(batch.variants);
-    let workspace = unique.first().map(|(_, p)| p.workspace.clone()).ok_or(ExpError::NoVariants)?;
+    let unique = distinct(batch.variants, &hashes);
+    let workspace = unique.first().map(|d| d.project.workspace.clone()).ok_or(ExpError::NoVariants)?;
     let lock = WorkspaceLock::acquire(&workspace.root, batch.command)?;
     let path = record_path(&workspace.root, name);
     let previous = read_record(&path)?;
@@ -228,7 +228,7 @@ pub fn run_batch(batch: Batch<'_>) -> Result<BatchOutcome, ExpError> {
 /// results another running variant is computing waits for them. Saves the record after each
 /// variant and returns whether a run was interrupted.
 fn schedule(
-    unique: &[(Vec<String>, Project)],
+    unique: &[Distinct],
     experiment: &mut Experiment,
     stages: &sspa_dag::Registry,
     options: &RunOptions,
@@ -249,7 +249,7 @@ fn schedule(
         experiment.name,
         total - queued
     );
-    let label = |index: usize| format!("variant {}/{total} [{}]", index + 1, unique[index].0.join(", "));
+    let label = |index: usize| format!("variant {}/{total} [{}]", index + 1, unique[index].labels.join(", "));
     let mut pending = Vec::new();
     for (index, variant) in experiment.variants.iter().enumerate() {
         if variant.status == RunStatus::Succeeded {
@@ -272,7 +272,7 @@ fn schedule(
                 if running.len() >= jobs || interrupted {
                     break;
                 }
-                let project = &unique[index].1;
+                let project = &unique[index].project;
                 // One variant at a time never overlaps another: no extra plan (the run makes its own).
                 let computes = if jobs == 1 { Vec::new() } else { computes(project, stages, options).await };
                 if busy.values().flatten().any(|taken| computes.contains(taken)) {
@@ -289,7 +289,7 @@ fn schedule(
             pending.retain(|index| !started.contains(index));
             let Some((index, result)) = running.next().await else { break };
             busy.remove(&index);
-            let project = &unique[index].1;
+            let project = &unique[index].project;
             let variant = &mut experiment.variants[index];
             interrupted |= settle(variant, project, result);
             match variant.status {
@@ -306,18 +306,29 @@ fn schedule(
     Ok(interrupted)
 }
 
-/// The variants with distinct configs, each with its override arguments; a variant with the
-/// config of an earlier one runs once, as that one (logged).
-fn distinct(variants: Vec<LoadedVariant>) -> Vec<(Vec<String>, Project)> {
-    let mut unique: Vec<(Vec<String>, Project)> = Vec::new();
-    for variant in variants {
+/// One distinct config of a batch: the override arguments of its first variant, its project and
+/// its config hash.
+struct Distinct {
+    labels: Vec<String>,
+    project: Project,
+    hash: String,
+}
+
+/// The variants with distinct configs (`hashes[i]` is the config hash of `variants[i]`); a variant
+/// with the config of an earlier one runs once, as that one (logged).
+fn distinct(variants: Vec<LoadedVariant>, hashes: &[String]) -> Vec<Distinct> {
+    let mut unique: Vec<Distinct> = Vec::new();
+    for (variant, hash) in variants.into_iter().zip(hashes) {
         let labels: Vec<String> = variant.overrides.iter().map(|o| o.argument.clone()).collect();
-        let hash = variant.project.config_hash();
-        match unique.iter().find(|(_, other)| other.config_hash() == hash) {
-            Some((first, _)) => {
-                tracing::info!("variant [{}] is the same config as [{}]: run once", labels.join(", "), first.join(", "))
+        match unique.iter().find(|other| other.hash == *hash) {
+            Some(first) => {
+                tracing::info!(
+                    "variant [{}] is the same config as [{}]: run once",
+                    labels.join(", "),
+                    first.labels.join(", ")
+                )
             }
-            None => unique.push((labels, variant.project)),
+            None => unique.push(Distinct { labels, project: variant.project, hash: hash.clone() }),
         }
     }
     unique
@@ -326,22 +337,21 @@ fn distinct(variants: Vec<LoadedVariant>) -> Vec<(Vec<String>, Project)> {
 /// Each distinct config's variant as the batch starts: the earlier record's, when it succeeded
 /// and is [`still_done`]; queued otherwise.
 fn opening_variants(
-    unique: &[(Vec<String>, Project)],
+    unique: &[Distinct],
     previous: Option<&Experiment>,
     stages: &sspa_dag::Registry,
     options: &RunOptions,
 ) -> Vec<Variant> {
     unique
         .iter()
-        .map(|(overrides, project)| {
-            let hash = project.config_hash();
+        .map(|Distinct { labels, project, hash }| {
             let done = previous
-                .and_then(|p| p.variants.iter().find(|v| v.config_hash == hash && v.status == RunStatus::Succeeded))
+                .and_then(|p| p.variants.iter().find(|v| v.config_hash == *hash && v.status == RunStatus::Succeeded))
                 .filter(|earlier| still_done(earlier, project, stages, options))
                 .cloned();
             done.unwrap_or(Variant {
-                overrides: overrides.clone(),
-                config_hash: hash,
+                overrides: labels.clone(),
+                config_hash: hash.clone(),
                 status: RunStatus::Queued,
                 run_id: None,
                 error: None,

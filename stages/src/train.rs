@@ -20,8 +20,8 @@ use sspa_infer::DeviceSettings;
 use sspa_infer::encoders::{EncoderChoice, TextModel, image_files, image_location, text_files, weights_hash};
 use sspa_infer::features::{FEATURES_FILE, FeatureManifest};
 use sspa_train::{
-    Examples, FeatureSet, FineTune, FixedTextEncoder, ImageSource, PromptTextEncoder, Sections, TextInputs, TrainData,
-    TrainOptions,
+    CachedFeatures, FeatureSet, FineTune, FixedTextEncoder, ImageSource, PromptTextEncoder, Sections, TextInputs,
+    TrainData, TrainOptions, TrainingSource,
 };
 use std::path::{Path, PathBuf};
 
@@ -180,14 +180,20 @@ impl TypedStage for Train {
         let encoder = text_encoder(&model, &ablation, &labels, &ctx.project_root, &device)?;
 
         let sections = Sections { model: &model, ablation: &ablation, train: &train_section };
-        let examples = match (&cached, &images) {
-            (Some((train, validation)), _) => Examples::Features { train, validation },
+        let features;
+        let fine_tune;
+        let source: &dyn TrainingSource = match (&cached, &images) {
+            (Some((train, validation)), _) => {
+                features = CachedFeatures { train, validation };
+                &features
+            }
             (None, Some((source, backbone, spec, weights_hash))) => {
-                Examples::Images(FineTune { source, backbone, spec, weights_hash })
+                fine_tune = FineTune { source, backbone, spec, weights_hash };
+                &fine_tune
             }
             (None, None) => return Err("neither features nor images to train on".into()),
         };
-        let data = TrainData { text: &text, encoder: encoder.as_ref(), examples };
+        let data = TrainData { text: &text, encoder: encoder.as_ref(), source };
         let mut options = TrainOptions::new(&checkpoints(ctx)?, &ctx.out_dir);
         options.device = device;
         options.warm_start = warm_start(&train_section, &ctx.project_root);

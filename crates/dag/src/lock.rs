@@ -164,7 +164,7 @@ impl WorkspaceLock {
         let token = new_token();
         let me = Holder {
             pid: std::process::id(),
-            started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            started: sspa_fsio::timestamp(),
             command: command.to_string(),
             token: Some(token.clone()),
             host: this_host(),

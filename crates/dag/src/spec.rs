@@ -133,10 +133,8 @@ impl PipelineSpec {
     }
 }
 
-/// Reads a dotted path (`train.asl.clip`) out of the config JSON.
-pub fn lookup<'a>(config: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(config, |v, key| v.get(key))
-}
+/// Reads a dotted path (`train.asl.clip`) out of the config JSON ([`sspa_fsio::json_path`]).
+pub use sspa_fsio::json_path as lookup;
 
 /// Expands `${a.b}` references in a dependency pattern. A reference to an absent or null value
 /// drops the dependency (optional inputs); an array value yields one dependency per element.

@@ -16,6 +16,9 @@
 //!   in, then the old one removed: a reader may then find the target missing for that moment,
 //!   never half of either. The old tree is never deleted before the new one is in place.
 //! - **BLAKE3 of a file** ([`blake3_file`]): memory-mapped when the file is large, with its size.
+//! - **What records share**: the timestamp every record writes ([`timestamp`]: RFC 3339, UTC,
+//!   milliseconds) and the dotted-path lookup into the JSON documents the project reads back
+//!   ([`json_path`]: `train.asl.clip` in a config, `top3.CF1` in a metrics report).
 
 use std::fs::File;
 use std::io::Write;
@@ -170,6 +173,18 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Now, as every record of the project writes it: RFC 3339 in UTC to the millisecond
+/// (`2026-12-07T14:32:26.746Z`).
+pub fn timestamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The value at the dotted path `path` (`train.asl.clip`, `top3.CF1`) in `document`; `None` when
+/// a key on the way is missing.
+pub fn json_path<'a>(document: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(document, |value, key| value.get(key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +295,23 @@ mod tests {
             assert_eq!(digest.blake3, blake3::hash(&bytes).to_hex().to_string());
         }
         assert!(blake3_file(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_to_the_millisecond() {
+        let stamp = timestamp();
+        let parsed = chrono::DateTime::parse_from_rfc3339(&stamp).expect("RFC 3339");
+        assert_eq!(parsed.offset().local_minus_utc(), 0, "{stamp}");
+        assert_eq!(stamp.len(), "2026-12-07T14:32:26.746Z".len(), "{stamp}");
+        assert!(stamp.ends_with('Z'), "{stamp}");
+    }
+
+    #[test]
+    fn json_paths_walk_nested_keys() {
+        let document = serde_json::json!({"top3": {"CF1": 71.5}, "mAP": 80.0});
+        assert_eq!(json_path(&document, "top3.CF1"), Some(&serde_json::json!(71.5)));
+        assert_eq!(json_path(&document, "mAP"), Some(&serde_json::json!(80.0)));
+        assert_eq!(json_path(&document, "top3.OF1"), None);
+        assert_eq!(json_path(&document, "mAP.x"), None);
     }
 }

@@ -86,7 +86,7 @@ impl Registry {
             alias: alias.to_owned(),
             version,
             history,
-            updated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            updated_at: sspa_fsio::timestamp(),
             reason: reason.to_owned(),
         })
     }
@@ -108,7 +108,7 @@ impl Registry {
             match self.version(previous) {
                 Ok(_) => {
                     file.version = previous;
-                    file.updated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    file.updated_at = sspa_fsio::timestamp();
                     file.reason = reason.to_owned();
                     return self.write_alias(file);
                 }

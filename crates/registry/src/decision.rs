@@ -68,7 +68,7 @@ pub struct Decision {
 impl Decision {
     pub fn new(decision: DecisionKind, alias: &str) -> Self {
         Self {
-            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            at: sspa_fsio::timestamp(),
             decision,
             alias: alias.to_owned(),
             run_id: None,

@@ -21,7 +21,7 @@ pub struct Verdict {
 
 /// `report[name]` for a dotted name (`top3.CF1`), when it is a number.
 pub fn metric(report: &Value, name: &str) -> Option<f64> {
-    name.split('.').try_fold(report, |value, key| value.get(key))?.as_f64()
+    sspa_fsio::json_path(report, name)?.as_f64()
 }
 
 impl Gate {

@@ -171,12 +171,7 @@ impl Registry {
             std::fs::File::open(&to).and_then(|f| f.sync_all()).map_err(RegistryError::io(&to))?;
             files.insert((*name).to_owned(), hash_file(&to)?);
         }
-        let info = VersionInfo {
-            version,
-            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            origin: new.origin,
-            files,
-        };
+        let info = VersionInfo { version, created_at: sspa_fsio::timestamp(), origin: new.origin, files };
         let info_path = temp.join(INFO_FILE);
         let json = serde_json::to_vec_pretty(&info).map_err(RegistryError::json(&info_path))?;
         sspa_fsio::write_atomic(&info_path, &json).map_err(RegistryError::io(&info_path))?;

@@ -43,6 +43,16 @@ impl SplitMix64 {
             items.swap(i, j);
         }
     }
+
+    /// Fisher–Yates shuffle with each draw reduced modulo `i + 1` instead of by [`Self::below`]:
+    /// the trainer's epoch orders, kept as earlier versions drew them so trained models of a seed
+    /// do not change.
+    pub fn shuffle_modulo<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
 }
 
 /// A stable 64-bit hash of a string (FNV-1a), for deriving stream ids from names.

@@ -22,7 +22,7 @@ use burn::prelude::*;
 use common::{StepClock, device, pseudo_features, pseudo_random};
 use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_encoders::MiniLm;
-use sspa_train::{Examples, PromptTextEncoder, Sections, TextInputs, TrainData, TrainOptions, train};
+use sspa_train::{CachedFeatures, PromptTextEncoder, Sections, TextInputs, TrainData, TrainOptions, train};
 
 const LABELS: [&str; 10] =
     ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
@@ -90,7 +90,7 @@ fn main() {
         TrainData {
             text: &text,
             encoder: &encoder,
-            examples: Examples::Features { train: &features, validation: &validation },
+            source: &CachedFeatures { train: &features, validation: &validation },
         },
         &options,
         &progress,

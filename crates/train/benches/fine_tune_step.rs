@@ -30,8 +30,8 @@ use sspa_clip::tokenizer::ClipTokens;
 use sspa_clip::{TextTransformer, TextTransformerConfig, VisionTransformerConfig};
 use sspa_config::{AblationSection, ModelSection, Precision, TrainSection};
 use sspa_train::{
-    Backbone, BackboneSpec, Batches, Examples, FineTune, ImageBatch, ImageSource, PromptTextEncoder, Sections,
-    TextInputs, TrainData, TrainError, TrainOptions, train,
+    Backbone, BackboneSpec, Batches, FineTune, ImageBatch, ImageSource, PromptTextEncoder, Sections, TextInputs,
+    TrainData, TrainError, TrainOptions, train,
 };
 
 const CLASSES: usize = 80;
@@ -254,12 +254,7 @@ fn main() {
         TrainData {
             text: &text,
             encoder: &encoder,
-            examples: Examples::Images(FineTune {
-                source: &source,
-                backbone: &backbone,
-                spec: &spec,
-                weights_hash: "random",
-            }),
+            source: &FineTune { source: &source, backbone: &backbone, spec: &spec, weights_hash: "random" },
         },
         &options,
         &progress,

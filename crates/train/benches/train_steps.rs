@@ -19,7 +19,7 @@ mod common;
 use burn::prelude::*;
 use common::{StepClock, device, pseudo_features, pseudo_random};
 use sspa_config::{AblationSection, Alignment, Branches, ModelSection, Precision, TrainSection};
-use sspa_train::{Examples, FeatureSet, MeanPromptEncoder, Sections, TextInputs, TrainData, TrainOptions, train};
+use sspa_train::{CachedFeatures, FeatureSet, MeanPromptEncoder, Sections, TextInputs, TrainData, TrainOptions, train};
 
 const WIDTH: usize = 384;
 const CLASSES: usize = 10;
@@ -93,7 +93,7 @@ fn run(
     let started = Instant::now();
     train(
         Sections { model, ablation, train: train_section },
-        TrainData { text, encoder, examples: Examples::Features { train: features, validation: empty } },
+        TrainData { text, encoder, source: &CachedFeatures { train: features, validation: empty } },
         &options,
         &progress,
         &|| false,

@@ -8,7 +8,10 @@
 //! - [`text`]: `T_k` inputs and the [`PromptTextEncoder`] hook for CAP.
 //! - [`backbone`]: the image encoder as a trained module; [`images`]: the image source hook.
 //! - [`model`]: the trained module, `config.json`, deterministic init, safetensors weights.
-//! - [`trainer`]: the loop ([`train`]), per-epoch validation mAP of raw and EMA weights.
+//! - [`source`]: what the loop trains on, one [`TrainingSource`] trait over cached features
+//!   ([`CachedFeatures`]) and images for a trained image encoder ([`FineTune`]).
+//! - [`trainer`]: the loop ([`train`]); how a run starts or resumes (`start`) and the per-epoch
+//!   validation mAP of raw and EMA weights (`evaluation`) are modules of their own.
 //! - [`optim`], [`schedule`], [`ema`]: AdamW with SSPA's parameter groups and global-norm
 //!   clipping, warm-up + cosine learning rate, exponential moving average of weights.
 //! - [`precision`]: `train.precision`: f32 master weights with a bf16 working copy (`mixed`),
@@ -27,6 +30,7 @@ pub mod backbone;
 pub mod checkpoint;
 pub mod ema;
 pub mod error;
+mod evaluation;
 pub mod features;
 pub mod history;
 pub mod images;
@@ -35,6 +39,8 @@ pub mod optim;
 pub mod precision;
 pub mod predict;
 pub mod schedule;
+pub mod source;
+mod start;
 pub mod text;
 pub mod trainer;
 pub mod warm_start;
@@ -50,9 +56,10 @@ pub use model::{ModelConfig, SspaModel, load_weights, match_device_float, save_w
 pub use optim::{AdamWGroupsConfig, clip_grad_norm, decayed_parameter_ids, parameter_snapshot};
 pub use predict::{Predictor, Weights, files};
 pub use schedule::WarmupCosine;
-pub use text::{FixedTextEncoder, MeanPromptEncoder, PromptTextEncoder, TextInputs};
-pub use trainer::{
-    Cancel, Examples, FineTune, Progress, Sections, TrainData, TrainOptions, TrainOutcome, epoch_permutation,
-    model_config, train,
+pub use source::{
+    CachedFeatures, FineTune, Inputs, SourceBatch, SourceBatches, SourceShape, TrainingSource, epoch_permutation,
 };
+pub use start::model_config;
+pub use text::{FixedTextEncoder, MeanPromptEncoder, PromptTextEncoder, TextInputs};
+pub use trainer::{Cancel, Progress, Sections, TrainData, TrainOptions, TrainOutcome, train};
 pub use warm_start::{CLASS_ROW_TENSORS, WarmStart, WarmStartReport};

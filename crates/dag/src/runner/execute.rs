@@ -420,7 +420,7 @@ impl Execution<'_> {
             key: planned.key.clone(),
             parts: planned.parts.clone(),
             outs,
-            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            finished_at: sspa_fsio::timestamp(),
             duration_s: seconds,
         };
         let workspace = &project.workspace;

@@ -172,7 +172,7 @@ pub async fn run_locked(
         Ok(Outcome::Interrupted) => RunStatus::Interrupted,
     };
     record.error = executed.as_ref().err().map(|e| error_chain(e));
-    record.finished_at = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    record.finished_at = Some(sspa_fsio::timestamp());
     record.duration_s = started.elapsed().as_secs_f64();
     let saved = record.save(&runs_dir);
     let outcome = match executed {
@@ -224,7 +224,7 @@ fn new_record(project: &Project, options: &RunOptions, plan: &Plan) -> RunRecord
     RunRecord {
         run_id: new_run_id(),
         status: RunStatus::Running,
-        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        started_at: sspa_fsio::timestamp(),
         finished_at: None,
         duration_s: 0.0,
         config: project.config_path.clone(),

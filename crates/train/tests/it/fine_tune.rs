@@ -7,8 +7,8 @@ use burn::prelude::*;
 use sspa_clip::VisionTransformerConfig;
 use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_train::{
-    Backbone, BackboneSpec, Batches, Examples, FineTune, ImageBatch, ImageSource, MeanPromptEncoder, Predictor,
-    Sections, TextInputs, TrainData, TrainError, TrainOptions, Weights, epoch_permutation, files, train,
+    Backbone, BackboneSpec, Batches, FineTune, ImageBatch, ImageSource, MeanPromptEncoder, Predictor, Sections,
+    TextInputs, TrainData, TrainError, TrainOptions, Weights, epoch_permutation, files, train,
 };
 use sspa_train::{ModelConfig, WarmStart, model_config, save_weights};
 
@@ -171,12 +171,7 @@ fn run_with(
     let data = TrainData {
         text: &text,
         encoder: &encoder,
-        examples: Examples::Images(FineTune {
-            source: &source,
-            backbone: pretrained,
-            spec: &spec,
-            weights_hash: "tiny-random",
-        }),
+        source: &FineTune { source: &source, backbone: pretrained, spec: &spec, weights_hash: "tiny-random" },
     };
     let mut options = TrainOptions::new(dir.join("checkpoints"), dir.join("out"));
     options.max_epochs_this_call = max_epochs;
@@ -268,7 +263,7 @@ fn a_warm_start_keeps_the_pretrained_encoder_unless_the_old_model_trained_one() 
     let source = Quadrants { train: 128, validation: 48, batch: 16, seed: 4 };
     let spec = tiny_vit();
     let fine_tune = FineTune { source: &source, backbone: &pretrained, spec: &spec, weights_hash: "tiny-random" };
-    let data = TrainData { text: &text, encoder: &encoder, examples: Examples::Images(fine_tune) };
+    let data = TrainData { text: &text, encoder: &encoder, source: &fine_tune };
     let config = model_config(sections, &data).expect("config");
     let fresh = || config.init_with_backbone(train_section.seed, &device, pretrained.clone()).expect("init");
 

@@ -10,8 +10,8 @@ use burn::tensor::{DType, FloatDType};
 use sspa_config::Precision;
 use sspa_train::precision::{cast_parameters, compute_dtype, master_dtype, working_copy};
 use sspa_train::{
-    AdamWGroupsConfig, Examples, MeanPromptEncoder, TextInputs, TrainData, TrainOptions, files, latest_checkpoint,
-    train,
+    AdamWGroupsConfig, CachedFeatures, MeanPromptEncoder, TextInputs, TrainData, TrainOptions, files,
+    latest_checkpoint, train,
 };
 
 use crate::training::{
@@ -84,7 +84,7 @@ fn training_tracks_f32_on(device: &Device) {
     let data = TrainData {
         text: &text,
         encoder: &encoder,
-        examples: Examples::Features { train: &train_set, validation: &validation },
+        source: &CachedFeatures { train: &train_set, validation: &validation },
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let run = |precision: Precision| {
@@ -135,7 +135,7 @@ fn mixed_precision_checkpoints_hold_f32_master_weights_and_resume_exactly() {
     let data = TrainData {
         text: &text,
         encoder: &encoder,
-        examples: Examples::Features { train: &train_set, validation: &validation },
+        source: &CachedFeatures { train: &train_set, validation: &validation },
     };
     let mut run = setup(2, 16);
     run.train.precision = Precision::Mixed;
@@ -203,7 +203,7 @@ fn ablation_variants_train_under_mixed_precision() {
     let data = TrainData {
         text: &text,
         encoder: &encoder,
-        examples: Examples::Features { train: &train_set, validation: &validation },
+        source: &CachedFeatures { train: &train_set, validation: &validation },
     };
     let variants = [
         ("mean", AblationSection { aggregator: Aggregator::Mean, ..AblationSection::default() }),

@@ -8,8 +8,8 @@ use sspa_config::{AblationSection, ModelSection, TrainSection};
 use sspa_metrics::mean_average_precision;
 use sspa_model::SspaLoss;
 use sspa_train::{
-    Examples, FeatureSet, FixedTextEncoder, MeanPromptEncoder, Predictor, Sections, TextInputs, TrainData, TrainError,
-    TrainOptions, Weights as Which, files, model_config, read_history, train,
+    CachedFeatures, FeatureSet, FixedTextEncoder, MeanPromptEncoder, Predictor, Sections, TextInputs, TrainData,
+    TrainError, TrainOptions, Weights as Which, files, model_config, read_history, train,
 };
 
 pub(crate) const CLASSES: usize = 4;
@@ -140,7 +140,7 @@ fn learns_separable_features_and_reports_ema() {
     let data = TrainData {
         text: &text,
         encoder: &encoder,
-        examples: Examples::Features { train: &train_set, validation: &validation },
+        source: &CachedFeatures { train: &train_set, validation: &validation },
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let options = TrainOptions::new(dir.path().join("checkpoints"), dir.path().join("out"));
@@ -242,7 +242,7 @@ fn interrupted_runs_resume_to_the_same_weights() {
     let data = TrainData {
         text: &text,
         encoder: &encoder,
-        examples: Examples::Features { train: &train_set, validation: &validation },
+        source: &CachedFeatures { train: &train_set, validation: &validation },
     };
     let dir = tempfile::tempdir().expect("temp dir");
 
@@ -309,7 +309,7 @@ fn prompt_tokens_get_gradients_and_frozen_encoder_weights_do_not() {
     let data = TrainData {
         text: &text,
         encoder: &encoder,
-        examples: Examples::Features { train: &train_set, validation: &train_set },
+        source: &CachedFeatures { train: &train_set, validation: &train_set },
     };
     let config = model_config(setup.sections(), &data).expect("config");
     let device = Device::flex().autodiff();
@@ -352,7 +352,7 @@ fn without_cap_a_fixed_context_is_used_and_no_prompts_are_learned() {
     let data = TrainData {
         text: &text,
         encoder: &encoder,
-        examples: Examples::Features { train: &train_set, validation: &validation },
+        source: &CachedFeatures { train: &train_set, validation: &validation },
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let options = TrainOptions::new(dir.path().join("ckpt"), dir.path().join("out"));
@@ -418,7 +418,7 @@ fn validation_map_is_the_metrics_crates_map_of_the_predictors_scores_ties_includ
     let data = TrainData {
         text: &text,
         encoder: &encoder,
-        examples: Examples::Features { train: &train_set, validation: &validation },
+        source: &CachedFeatures { train: &train_set, validation: &validation },
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let options = TrainOptions::new(dir.path().join("ckpt"), dir.path().join("out"));

@@ -7,8 +7,8 @@ use burn::prelude::*;
 use sspa_config::{Alignment, Classifier};
 use sspa_metrics::mean_average_precision;
 use sspa_train::{
-    Examples, FeatureSet, FixedTextEncoder, MeanPromptEncoder, ModelConfig, Predictor, PromptTextEncoder, SspaModel,
-    TextInputs, TrainData, TrainError, TrainOptions, TrainOutcome, WarmStart, Weights, files, model_config,
+    CachedFeatures, FeatureSet, FixedTextEncoder, MeanPromptEncoder, ModelConfig, Predictor, PromptTextEncoder,
+    SspaModel, TextInputs, TrainData, TrainError, TrainOptions, TrainOutcome, WarmStart, Weights, files, model_config,
     parameter_snapshot, train,
 };
 
@@ -69,12 +69,13 @@ impl Task {
         }
     }
 
-    fn data<'a>(&'a self, encoder: &'a dyn PromptTextEncoder) -> TrainData<'a> {
-        TrainData {
-            text: &self.text,
-            encoder,
-            examples: Examples::Features { train: &self.train, validation: &self.validation },
-        }
+    /// The task's features as the loop's source.
+    fn features(&self) -> CachedFeatures<'_> {
+        CachedFeatures { train: &self.train, validation: &self.validation }
+    }
+
+    fn data<'a>(&'a self, encoder: &'a dyn PromptTextEncoder, source: &'a CachedFeatures<'a>) -> TrainData<'a> {
+        TrainData { text: &self.text, encoder, source }
     }
 }
 
@@ -85,7 +86,8 @@ fn options(dir: &Path, name: &str, warm_start: Option<WarmStart>) -> TrainOption
 
 /// Trains `task` to the end.
 fn trained(setup: &Setup, task: &Task, encoder: &dyn PromptTextEncoder, options: &TrainOptions) -> TrainOutcome {
-    let outcome = train(setup.sections(), task.data(encoder), options, &quiet, &never).expect("train");
+    let outcome =
+        train(setup.sections(), task.data(encoder, &task.features()), options, &quiet, &never).expect("train");
     assert!(outcome.finished);
     outcome
 }
@@ -224,7 +226,7 @@ fn removed_labels_leave_the_kept_labels_scores_exact() {
 
     let kept = [4, 0, 2, 5];
     let new_task = Task::new(&kept, 64, 21);
-    let config = model_config(run.sections(), &new_task.data(&encoder)).expect("config");
+    let config = model_config(run.sections(), &new_task.data(&encoder, &new_task.features())).expect("config");
     let device = Device::flex();
     let fresh = config.init(run.train.seed, &device).expect("init");
     let (model, report) = WarmStart::new(&old.output_dir, Weights::Raw).apply(fresh, &config).expect("warm start");
@@ -270,7 +272,7 @@ fn a_learned_classifier_takes_its_class_rows_by_label_name() {
     // class-2 and class-0 stay (swapped), class-1 and class-3 go, class-5 and class-4 are new.
     let new_columns = [2, 5, 0, 4];
     let new_task = Task::new(&new_columns, 48, 33);
-    let config = model_config(run.sections(), &new_task.data(&encoder)).expect("config");
+    let config = model_config(run.sections(), &new_task.data(&encoder, &new_task.features())).expect("config");
     let fresh = config.init(run.train.seed, &Device::flex()).expect("init");
     let rows = |model: &SspaModel| -> Vec<Vec<u32>> {
         let weights = model.head.class_weights.as_ref().expect("learned W").val();
@@ -313,7 +315,8 @@ fn another_embedding_width_is_refused_naming_the_tensors_and_shapes() {
     let mut wider = setup(1, 16);
     wider.model.embed_dim = 32;
     let warm = options(dir.path(), "warm", Some(WarmStart::new(&old.output_dir, Weights::Raw)));
-    let error = train(wider.sections(), task.data(&encoder), &warm, &quiet, &never).expect_err("another d");
+    let error =
+        train(wider.sections(), task.data(&encoder, &task.features()), &warm, &quiet, &never).expect_err("another d");
     let message = error.to_string();
     eprintln!("{message}");
     let TrainError::WarmStartArchitecture { path, mismatches } = error else { panic!("unexpected error: {message}") };
@@ -362,7 +365,8 @@ fn tensors_in_one_model_only_keep_their_init_or_are_refused() {
     let old = options(dir.path(), "old-cap", None);
     trained(&with_cap, &task, &prompted, &old);
     let warm = options(dir.path(), "warm-fixed", Some(WarmStart::new(&old.output_dir, Weights::Raw)));
-    let error = train(without_cap.sections(), task.data(&fixed), &warm, &quiet, &never).expect_err("no prompts");
+    let error = train(without_cap.sections(), task.data(&fixed, &task.features()), &warm, &quiet, &never)
+        .expect_err("no prompts");
     let TrainError::WarmStartArchitecture { mismatches, .. } = &error else { panic!("unexpected error: {error}") };
     assert_eq!(mismatches.len(), 1, "{error}");
     assert_eq!((mismatches[0].tensor.as_str(), &mismatches[0].new), ("prompts", &None));
@@ -386,14 +390,16 @@ fn a_warm_started_checkpoint_resumes_only_from_the_same_start() {
 
     let interrupted =
         TrainOptions { max_epochs_this_call: Some(1), ..options(dir.path(), "parts", Some(start.clone())) };
-    let first = train(run.sections(), task.data(&encoder), &interrupted, &quiet, &never).expect("first epoch");
+    let first = train(run.sections(), task.data(&encoder, &task.features()), &interrupted, &quiet, &never)
+        .expect("first epoch");
     assert_eq!((first.epochs_done, first.finished), (1, false));
     assert_eq!(first.warm_started, reference.warm_started);
 
     // Another start, or none, does not resume this checkpoint.
     let refused = |warm_start: Option<WarmStart>| {
         let options = TrainOptions { warm_start, ..interrupted.clone() };
-        let error = train(run.sections(), task.data(&encoder), &options, &quiet, &never).expect_err("other start");
+        let error = train(run.sections(), task.data(&encoder, &task.features()), &options, &quiet, &never)
+            .expect_err("other start");
         assert!(matches!(error, TrainError::Checkpoint { .. }), "{error}");
         assert!(error.to_string().contains("another warm start"), "{error}");
     };
@@ -412,7 +418,7 @@ fn a_warm_started_checkpoint_resumes_only_from_the_same_start() {
 
     // The same start resumes, and the warm start is not applied a second time.
     let rest = TrainOptions { max_epochs_this_call: None, ..interrupted.clone() };
-    let resumed = train(run.sections(), task.data(&encoder), &rest, &quiet, &never).expect("resumed");
+    let resumed = train(run.sections(), task.data(&encoder, &task.features()), &rest, &quiet, &never).expect("resumed");
     assert_eq!((resumed.resumed_from, resumed.finished), (Some(1), true));
     assert_eq!(resumed.warm_started, reference.warm_started, "the report survives the resume");
     assert_same_weights(&final_weights(&rest.output_dir), &final_weights(&straight.output_dir), "resumed warm run");

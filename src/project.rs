@@ -5,27 +5,27 @@ use anyhow::Context;
 use sspa_config::LoadedConfig;
 use sspa_dag::{PipelineSpec, Project, Workspace};
 use sspa_registry::{Champion, Reference, Registry, RegistryError};
+use std::path::PathBuf;
 
 /// Loads and validates the config with its `-S` overrides (every error at once), then the
 /// pipeline file, and resolves a warm start (`train.init`) against the workspace's registry.
 pub fn load(args: &ConfigArgs) -> anyhow::Result<(LoadedConfig, Project)> {
-    let loaded = sspa_config::load_with_overrides(&args.config, &sspa_stages::config_checks(), &args.set)?;
+    let mut loaded = sspa_config::load_with_overrides(&args.config, &sspa_stages::config_checks(), &args.set)?;
+    let weights = init_weights(&loaded)?;
+    loaded.resolve_init_weights(weights.map(PathBuf::from));
     let pipeline_path = match args.pipeline.as_deref() {
         Some(p) => p.to_path_buf(),
         None => loaded.project_root.join(sspa_config::PIPELINE_FILE),
     };
     let spec = PipelineSpec::load(&pipeline_path).context("loading the pipeline definition")?;
-    let mut project = Project {
+    let project = Project {
         root: loaded.project_root.clone(),
         config_path: loaded.path.clone(),
-        config: loaded.json.clone(),
+        config: loaded.json().clone(),
         workspace: Workspace::new(loaded.workspace_dir.clone()),
         spec,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    if let Some(weights) = init_weights(&loaded)? {
-        project.config["train"]["init_weights"] = serde_json::Value::String(weights);
-    }
     Ok((loaded, project))
 }
 

@@ -65,7 +65,7 @@ pub fn retrain(args: &RetrainArgs, progress: bool) -> anyhow::Result<u8> {
         let remote = crate::project::remote(&loaded, &project.spec)?;
         let options = RunOptions { jobs: args.jobs.into(), progress, remote, ..RunOptions::default() };
         if let Some(current) = champion.version() {
-            up_to_date(&mut project, current, &stages, &options);
+            up_to_date(&loaded, &mut project, current, &stages, &options);
         }
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
         let result = runtime.block_on(sspa_dag::run_locked(&project, &stages, &options, &lock));
@@ -155,22 +155,22 @@ fn opening_decision(champion: &Champion, promote: &sspa_config::PromoteSection) 
 /// When that start cannot be planned any more (the version `current` was warm-started from was
 /// deleted, its config cannot be read), `current` is not up to date: the run warm-starts from it
 /// as configured, and the gate decides.
-fn up_to_date(project: &mut sspa_dag::Project, current: &Version, stages: &sspa_dag::Registry, options: &RunOptions) {
-    let Some(resolved) = project.config["train"].get("init_weights").and_then(Value::as_str) else { return };
-    if !std::path::Path::new(resolved).starts_with(current.dir.strip_prefix(&project.root).unwrap_or(&current.dir)) {
+fn up_to_date(
+    loaded: &sspa_config::LoadedConfig,
+    project: &mut sspa_dag::Project,
+    current: &Version,
+    stages: &sspa_dag::Registry,
+    options: &RunOptions,
+) {
+    let Some(resolved) = &loaded.config.train.init_weights else { return };
+    if !resolved.starts_with(current.dir.strip_prefix(&project.root).unwrap_or(&current.dir)) {
         return;
     }
     let alternative = (|| -> anyhow::Result<_> {
         let config = sspa_train::ModelConfig::load(&current.dir.join(sspa_train::files::CONFIG))?;
-        let mut alternative = project.clone();
-        match &config.train.init_weights {
-            Some(own) => alternative.config["train"]["init_weights"] = json!(own),
-            None => {
-                if let Some(train) = alternative.config["train"].as_object_mut() {
-                    train.remove("init_weights");
-                }
-            }
-        }
+        let mut own_start = loaded.clone();
+        own_start.resolve_init_weights(config.train.init_weights.clone());
+        let alternative = sspa_dag::Project { config: own_start.json().clone(), ..project.clone() };
         let plan = sspa_dag::plan(&alternative, stages, options)?;
         Ok(plan.get("train").is_some_and(|stage| stage.key == current.info.origin.train_key).then_some(alternative))
     })();

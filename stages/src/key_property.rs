@@ -14,7 +14,7 @@ fn repository() -> PathBuf {
 fn demo() -> Value {
     let path = repository().join("domains/demo.toml");
     let checks = sspa_config::Checks { libtorch: true, external: None };
-    sspa_config::load(&path, &checks).unwrap_or_else(|e| panic!("{e}")).json
+    sspa_config::load(&path, &checks).unwrap_or_else(|e| panic!("{e}")).json().clone()
 }
 
 fn pipeline() -> PipelineSpec {

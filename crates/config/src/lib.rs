@@ -49,14 +49,40 @@ pub struct LoadedConfig {
     pub path: PathBuf,
     /// Directory holding `pipeline/pipeline.toml`; relative paths in the config start here.
     pub project_root: PathBuf,
+    /// The validated settings, typed; what the lifecycle resolves against the workspace
+    /// (`train.init_weights`) is set through [`LoadedConfig::resolve_init_weights`], so this and
+    /// [`LoadedConfig::json`] never disagree.
     pub config: DomainConfig,
     /// The same config as JSON (defaults filled in), the form stage parameters are hashed from.
-    pub json: serde_json::Value,
+    json: serde_json::Value,
     /// Absolute workspace directory: stage cache, run records, lock.
     pub workspace_dir: PathBuf,
 }
 
 impl LoadedConfig {
+    /// The config as the JSON document stage parameters are read and hashed from: every default
+    /// filled in, and `train.init_weights` once resolved.
+    pub fn json(&self) -> &serde_json::Value {
+        &self.json
+    }
+
+    /// Binds the registry weights file `train.init` resolved to (`None`: training starts from
+    /// scratch), in the typed config and in [`LoadedConfig::json`] alike; its content is part of
+    /// the train key. The one place the resolved value is written.
+    pub fn resolve_init_weights(&mut self, weights: Option<PathBuf>) {
+        if let Some(train) = self.json.get_mut("train").and_then(serde_json::Value::as_object_mut) {
+            match &weights {
+                Some(file) => {
+                    train.insert("init_weights".into(), serde_json::Value::String(file.to_string_lossy().into_owned()));
+                }
+                None => {
+                    train.remove("init_weights");
+                }
+            }
+        }
+        self.config.train.init_weights = weights;
+    }
+
     /// Resolves a config path against the project root.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         self.project_root.join(path)

@@ -292,3 +292,20 @@ fn executor_slurm_settings_and_per_stage_resources() {
     let err = parse(Path::new("d.toml"), &text, dir.path(), &Checks::default()).expect_err("invalid");
     assert!(err.to_string().contains("`executor.slurm.poll_s`"), "{err}");
 }
+
+#[test]
+fn a_resolved_warm_start_is_in_the_typed_config_and_its_json_alike() {
+    let dir = project();
+    let path = dir.path().join("demo.toml");
+    std::fs::write(&path, GOOD.replace("lr = 1e-3", "lr = 1e-3\ninit = \"current\"")).expect("write");
+    let mut loaded = load(&path, &Checks::default()).expect("valid");
+    assert!(loaded.json()["train"].get("init_weights").is_none(), "unresolved: not in the train key");
+    let weights = PathBuf::from("work/demo/registry/v2/model_ema.safetensors");
+    loaded.resolve_init_weights(Some(weights.clone()));
+    assert_eq!(loaded.config.train.init_weights.as_ref(), Some(&weights));
+    assert_eq!(*loaded.json(), serde_json::to_value(&loaded.config).expect("json"), "one value, two forms");
+    assert_eq!(loaded.json()["train"]["init_weights"], "work/demo/registry/v2/model_ema.safetensors");
+    loaded.resolve_init_weights(None);
+    assert!(loaded.json()["train"].get("init_weights").is_none(), "from scratch again");
+    assert_eq!(*loaded.json(), serde_json::to_value(&loaded.config).expect("json"));
+}

@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 /// One problem in a config file, at a 1-based line and column — or in a command-line override.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// 1-based line in the file (0 for an override).
     pub line: usize,
+    /// 1-based column in the file (0 for an override).
     pub column: usize,
+    /// What is wrong, for the user.
     pub message: String,
     /// The `-S key=value` argument the problem comes from (then `line` and `column` are 0).
     pub argument: Option<String>,
@@ -14,7 +17,9 @@ pub struct ConfigError {
 /// Every problem found in one config file.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigErrors {
+    /// The config file the problems are in.
     pub file: PathBuf,
+    /// Every problem, ordered by position in the file once reported.
     pub errors: Vec<ConfigError>,
     /// Overridden key → its `-S` argument, to attribute problems of those keys to the argument.
     overrides: Vec<(String, String)>,
@@ -67,6 +72,7 @@ impl ConfigErrors {
         self.errors.sort_by_key(|e| (e.line, e.column));
     }
 
+    /// Whether no problem was found.
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }

@@ -3,6 +3,8 @@
 //! [`load`] reports every problem it can find in one go (syntax errors, unknown keys, wrongly typed
 //! values, failed checks), each with the file, line and column, so a user fixes a file in one pass.
 
+#![warn(missing_docs)]
+
 mod errors;
 mod locate;
 mod overrides;

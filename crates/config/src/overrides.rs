@@ -10,6 +10,7 @@ use std::str::FromStr;
 pub struct Override {
     /// Dotted key, e.g. `train.asl.gamma_neg`.
     pub key: String,
+    /// The value set at `key`, as TOML (a bare word that is not TOML is a string).
     pub value: toml::Value,
     /// The argument as given, for messages.
     pub argument: String,

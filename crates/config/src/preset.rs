@@ -52,6 +52,7 @@ pub enum Resampling {
 /// One row of the preset table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PresetInfo {
+    /// The preset this row describes.
     pub preset: Preset,
     /// The config spelling, e.g. `clip-vit-b16`.
     pub name: &'static str,
@@ -69,9 +70,11 @@ pub struct PresetInfo {
     pub patch_round_up: bool,
     /// Fraction of the resized shorter side kept by the evaluation centre crop.
     pub crop_fraction: f64,
+    /// Filter of the reference preprocessing's resize.
     pub resampling: Resampling,
     /// Per-channel normalisation on `[0, 1]` pixels.
     pub mean: [f32; 3],
+    /// Per-channel divisor after `mean` is subtracted: `(x − mean) / std`.
     pub std: [f32; 3],
 }
 
@@ -125,10 +128,12 @@ impl Preset {
         PRESETS.iter().find(|row| row.preset == self).unwrap_or(&PRESETS[0])
     }
 
+    /// The config spelling, e.g. `clip-vit-b16`.
     pub fn name(self) -> &'static str {
         self.info().name
     }
 
+    /// Whether both encoders come from one (user-provided) CLIP checkpoint.
     pub fn is_clip(self) -> bool {
         self.info().clip
     }

@@ -14,8 +14,10 @@ pub enum ModelReference {
 /// Why a text is no [`ModelReference`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
+    /// `v0`: versions are numbered from 1.
     #[error("`{0}`: registry versions start at v1")]
     VersionZero(String),
+    /// Neither an alias name nor `v<N>`.
     #[error("`{0}` is not a registry reference: use an alias (a-z, 0-9, -, _) or a version `v<N>`")]
     Invalid(String),
 }

@@ -11,29 +11,44 @@ use std::path::PathBuf;
 /// A whole domain file, e.g. `domains/demo.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DomainConfig {
+    /// `[domain]` (required): the domain's name and description.
     pub domain: DomainSection,
+    /// `[labels]`: where the label list comes from. Default: the data manifest.
     #[serde(default)]
     pub labels: LabelsSection,
+    /// `[llm]`: the endpoint that writes KAP descriptions. Default: the local server of
+    /// `scripts/llm-server`.
     #[serde(default)]
     pub llm: LlmSection,
+    /// `[prompt]` (required): the KAP template and how answers are cut.
     pub prompt: PromptSection,
+    /// `[data]` (required): the dataset manifest and sharding.
     pub data: DataSection,
+    /// `[model]`: encoder preset and the SSPA head's size.
     #[serde(default)]
     pub model: ModelSection,
+    /// `[train]`: optimiser, schedule, EMA, loss and device.
     #[serde(default)]
     pub train: TrainSection,
+    /// `[ablation]`: the paper's ablation switches. Default: full SSPA.
     #[serde(default)]
     pub ablation: AblationSection,
+    /// `[evaluate]`: metric kind, threshold, top-k and the scored split.
     #[serde(default)]
     pub evaluate: EvaluateSection,
+    /// `[workspace]`: where stage outputs and run records live.
     #[serde(default)]
     pub workspace: WorkspaceSection,
+    /// `[promote]`: the gate between a retrained candidate and the registry's `current` model.
     #[serde(default)]
     pub promote: PromoteSection,
+    /// `[notify]`: a command told of every `retrain` decision. Default: none.
     #[serde(default)]
     pub notify: NotifySection,
+    /// `[cache]`: a remote stage cache shared by workspaces. Default: none.
     #[serde(default)]
     pub cache: CacheSection,
+    /// `[executor]`: settings of the executors of `run --executor …`.
     #[serde(default)]
     pub executor: ExecutorSection,
 }
@@ -79,13 +94,19 @@ pub struct LlmSection {
     pub base_url_env: Option<String>,
     /// Model name sent in the request body.
     pub model: String,
+    /// Route called: `completions` (base models) or `chat` (instruction models). Default
+    /// `completions`.
     pub api: LlmApi,
+    /// Sampling temperature sent with every request, in `[0, 2]`; 0 is greedy. Default 0.
     pub temperature: f64,
+    /// Most tokens an answer may have (the request's `max_tokens`); positive. Default 64.
     pub max_tokens: u32,
     /// Stop sequences.
     pub stop: Vec<String>,
     /// Answers per label (averaged downstream).
     pub samples: u32,
+    /// Seed sent with every request; a label's `k`-th answer (from 0) is asked with `seed + k`.
+    /// Default 0.
     pub seed: u64,
     /// Per-request timeout in seconds: the whole answer must arrive within it.
     pub timeout_s: f64,
@@ -164,8 +185,10 @@ fn default_max_sentences() -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnBadImage {
+    /// Stop with an error naming the images (missing files are found before any is decoded).
     #[default]
     Fail,
+    /// Leave the image out of the shards.
     Skip,
 }
 
@@ -179,6 +202,8 @@ pub struct DataSection {
     /// Environment variable that, when set, overrides `root`.
     #[serde(default = "default_root_env")]
     pub root_env: Option<String>,
+    /// An image that cannot be read: `fail` stops sharding with an error, `skip` leaves it out.
+    /// Default `fail`.
     #[serde(default)]
     pub on_bad_image: OnBadImage,
     /// Images per shard file.
@@ -235,10 +260,15 @@ impl Default for ModelSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AslSection {
+    /// Focusing exponent `γ+` of positives: their term is weighted by `(1 − p)^γ+`; 0 or more.
+    /// Default 0.
     pub gamma_pos: f64,
+    /// Focusing exponent `γ−` of negatives: their term is weighted by `p_m^γ−`; 0 or more.
+    /// Default 4.
     pub gamma_neg: f64,
     /// Probability margin `m` shifted off negatives.
     pub clip: f64,
+    /// Lower clamp of the probabilities inside the logs; positive. Default 1e-8.
     pub eps: f64,
     /// Treat the focusing weight as a constant in backprop.
     pub detach_focusing: bool,
@@ -254,22 +284,34 @@ impl Default for AslSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrainSection {
+    /// Passes over the training images; positive. Default 20.
     pub epochs: u32,
+    /// Images per optimiser step; positive. Default 32.
     pub batch_size: u32,
+    /// Peak learning rate of AdamW, reached after the warm-up and decayed to 0 by a cosine;
+    /// positive. Default 5e-5.
     pub lr: f64,
+    /// AdamW's decoupled weight decay, applied to weight matrices only (not to biases, LayerNorms,
+    /// logit scales or CAP prompt tokens); 0 or more. Default 1e-4.
     pub weight_decay: f64,
+    /// Epochs of linear learning-rate warm-up (fractions allowed, rounded to steps); 0 or more.
+    /// Default 1.
     pub warmup_epochs: f64,
+    /// Decay of the exponential moving average of the weights, updated every step; in `[0, 1)`.
+    /// Default 0.9997.
     pub ema_decay: f64,
     /// Global gradient-norm clip; 0 disables it.
     pub grad_clip: f64,
     /// Weight `λ` of the regional loss.
     pub lambda_regional: f64,
+    /// Seed of the initialisation, the per-epoch shuffles and the validation slice. Default 0.
     pub seed: u64,
     /// `cpu` (burn flex), `libtorch` or `cuda:N` (libtorch; builds with the `tch` feature): the
     /// device of every stage that computes.
     pub device: ComputeDevice,
     /// `f32`, `mixed` (f32 master weights, bf16 forward and backward) or `bf16` (everything bf16).
     pub precision: Precision,
+    /// `[train.asl]`: the Asymmetric Loss of both branches.
     pub asl: AslSection,
     /// Where training starts: `scratch` (the seeded initialisation), `current` or another alias
     /// of the model registry, or a registry version `v<N>` (warm start; see [`TrainInit`]).
@@ -371,6 +413,9 @@ pub struct PromoteSection {
     pub min_delta: f64,
     /// Metrics that may not drop by more than `max_drop` points.
     pub guard: Vec<String>,
+    /// How far each `guard` metric may fall below the current model's (absolute, in percentage
+    /// points; also `metric`'s allowance on the shared labels when the candidate knows new ones);
+    /// 0 or more. Default 1.
     pub max_drop: f64,
 }
 
@@ -390,7 +435,9 @@ impl Default for PromoteSection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServedWeights {
+    /// The weights of the last training step.
     Raw,
+    /// The exponential moving average of the weights (`train.ema_decay`).
     Ema,
 }
 
@@ -413,6 +460,7 @@ pub struct CacheSection {
     pub remote: Option<String>,
     /// Push each computed result (per stage: `[cache.stages.<name>] push = false`).
     pub push: bool,
+    /// `[cache.stages.<name>]`: per-stage settings, keyed by stage name. Default: none.
     pub stages: std::collections::BTreeMap<String, CacheStageSection>,
 }
 
@@ -426,6 +474,7 @@ impl Default for CacheSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheStageSection {
+    /// Push this stage's computed results, in place of `cache.push` (required).
     pub push: bool,
 }
 
@@ -440,6 +489,7 @@ impl CacheSection {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ExecutorSection {
+    /// `[executor.slurm]`: the Slurm executor's `sbatch` settings.
     pub slurm: SlurmSection,
 }
 
@@ -481,6 +531,8 @@ impl Default for SlurmSection {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlurmStageSection {
+    /// `--partition` of this stage's jobs, in place of `executor.slurm.partition` and
+    /// `--slurm-partition`. Default: unset.
     pub partition: Option<String>,
     /// `--gres`, e.g. `"gpu:1"`.
     pub gres: Option<String>,
@@ -490,6 +542,7 @@ pub struct SlurmStageSection {
     pub mem: Option<String>,
     /// `--time`, e.g. `"04:00:00"`.
     pub time: Option<String>,
+    /// More `sbatch` arguments for this stage's jobs, after `executor.slurm.args`. Default: none.
     pub args: Vec<String>,
 }
 
@@ -523,9 +576,13 @@ pub enum ImageProjectionKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Synthesis {
+    /// Quaternion Semantic Modeling: `W_h [T_k ‖ T_c ‖ f_g]`, then two quaternion layers (full SSPA).
     Quaternion,
+    /// The sum `T_k + T_c`.
     Sum,
+    /// Concatenation and one linear layer: `W_h [T_k ‖ T_c ‖ f_g]`, `3d → d`.
     Concat,
+    /// Dense layers of QSM's topology in place of the quaternion layers.
     Mlp,
 }
 
@@ -533,9 +590,13 @@ pub enum Synthesis {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Alignment {
+    /// Both directions, in parallel (full SSPA).
     Both,
+    /// Visual-to-semantic only: the text features attend to the patches (`T*`).
     VisualToSemantic,
+    /// Semantic-to-visual only: the patches attend to the text features (`F*`).
     SemanticToVisual,
+    /// No alignment.
     None,
 }
 
@@ -543,8 +604,11 @@ pub enum Alignment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregator {
+    /// Patches weighted by a softmax of their logits with a learnable temperature `τ` (full SSPA).
     Soft,
+    /// The mean over patches.
     Mean,
+    /// The maximum over patches (CDUL).
     Hard,
 }
 
@@ -552,8 +616,11 @@ pub enum Aggregator {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Branches {
+    /// The mean of both branches' sigmoids (full SSPA).
     Both,
+    /// The global branch alone (`f_g` against the text features).
     Global,
+    /// The regional branch alone (aggregated patch logits).
     Regional,
 }
 
@@ -561,7 +628,9 @@ pub enum Branches {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GlobalText {
+    /// The CAP text features `T_l` (full SSPA).
     Cap,
+    /// The KAP text features `T_k`.
     Kap,
 }
 
@@ -621,14 +690,32 @@ pub struct AblationSection {
     /// Where `T_k` comes from: the LLM's descriptions, the template `"A photo of a {label}."`
     /// alone, or nowhere (`off`).
     pub kap: KapSource,
+    /// CAP: `model.prompt_tokens` learnable prompt tokens in front of each label; `false` uses the
+    /// fixed embeddings of `"A photo of a {label}."` as `T_l`. Default `true`.
     pub cap: bool,
+    /// Dynamic Semantic Filtering of the CAP features by the patches (`T_c = DSF(T_l, F_p)`);
+    /// `false` takes `T_c = T_l`. Default `true`.
     pub dsf: bool,
+    /// How `T_u` is synthesised: `quaternion` (QSM), `sum`, `concat` or `mlp` (Table VII).
+    /// Default `quaternion`.
     pub synthesis: Synthesis,
+    /// GDMA directions that run: `both`, `visual_to_semantic`, `semantic_to_visual` or `none`
+    /// (Tables VIII, IX). Default `both`.
     pub alignment: Alignment,
+    /// Gated alignments (`X + g ⊙ Ã`); `false` adds the attended signal as it is (`X + A`).
+    /// Default `true`.
     pub gate: bool,
+    /// How patch-label logits become the regional logit: `soft`, `mean` or `hard` (Fig. 5).
+    /// Default `soft`.
     pub aggregator: Aggregator,
+    /// Which branches produce the score: `both`, `global` or `regional` (Eq. 18). Default `both`.
     pub branches: Branches,
+    /// Text features of the global branch: `cap` (`T_l`) or `kap` (`T_k`; not with
+    /// `ablation.kap = "off"`). Default `cap`.
     pub global_text: GlobalText,
+    /// Category centres: `text` (aligned text features) or `learned` (per-class weights, Uni-D;
+    /// needs `ablation.alignment` `semantic_to_visual` or `none` unless `ablation.branches =
+    /// "global"`). Default `text`.
     pub classifier: Classifier,
 }
 
@@ -685,8 +772,13 @@ impl std::fmt::Display for MetricKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EvaluateSection {
+    /// Metrics reported besides the common ones: `natural` or `pedestrian` (adds mA and the
+    /// instance metrics). Default `natural`.
     pub kind: MetricKind,
+    /// Probability at or above which a label counts as predicted; in `(0, 1)`. Default 0.5.
     pub threshold: f64,
+    /// Labels per image the top-k metrics consider (each still needs `threshold`); positive.
+    /// Default 3.
     pub top_k: u32,
     /// Split that is scored.
     pub split: String,

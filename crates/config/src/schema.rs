@@ -239,6 +239,14 @@ pub struct ModelSection {
     pub freeze_image_encoder: bool,
     /// How image-encoder features reach the joint width `d`.
     pub image_projection: ImageProjectionKind,
+    /// The head trained on the image features: `sspa` (the method), or a peer a user would try
+    /// instead on the same features, loss and budget — `linear` (a linear probe on the global
+    /// feature), `mlp` (two layers on the global and the mean patch feature) or `query-decoder`
+    /// (ML-Decoder style: label queries, one cross-attention layer, group fully-connected
+    /// outputs). Peers read no text and ignore `[ablation]`; their inner width is `embed_dim`.
+    /// Default `sspa` (left out of the stage keys, so SSPA runs keep theirs).
+    #[serde(skip_serializing_if = "HeadKind::is_sspa")]
+    pub head: HeadKind,
 }
 
 impl Default for ModelSection {
@@ -252,6 +260,7 @@ impl Default for ModelSection {
             prompt_tokens: 4,
             freeze_image_encoder: true,
             image_projection: ImageProjectionKind::Linear,
+            head: HeadKind::Sspa,
         }
     }
 }
@@ -559,6 +568,60 @@ pub struct NotifySection {
 impl Default for NotifySection {
     fn default() -> Self {
         Self { command: Vec::new(), timeout_s: 30.0 }
+    }
+}
+
+/// `model.head`: which head maps the image features to logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadKind {
+    /// The SSPA head (global and regional branches).
+    #[default]
+    Sspa,
+    /// A linear probe on the global feature.
+    Linear,
+    /// A two-layer MLP on the global feature and the mean patch feature.
+    Mlp,
+    /// An ML-Decoder-style query decoder over the patch features.
+    QueryDecoder,
+}
+
+impl HeadKind {
+    /// Every kind, SSPA first.
+    pub const ALL: [HeadKind; 4] = [HeadKind::Sspa, HeadKind::Linear, HeadKind::Mlp, HeadKind::QueryDecoder];
+
+    /// The name used in configs: `sspa`, `linear`, `mlp`, `query-decoder`.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadKind::Sspa => "sspa",
+            HeadKind::Linear => "linear",
+            HeadKind::Mlp => "mlp",
+            HeadKind::QueryDecoder => "query-decoder",
+        }
+    }
+
+    /// Whether this is the SSPA head (the default).
+    pub fn is_sspa(&self) -> bool {
+        *self == HeadKind::Sspa
+    }
+}
+
+impl std::fmt::Display for HeadKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for HeadKind {
+    type Err = String;
+
+    /// # Errors
+    /// The unknown name and the four known ones.
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        HeadKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == value)
+            .ok_or_else(|| format!("unknown head `{value}`; expected one of sspa, linear, mlp, query-decoder"))
     }
 }
 

@@ -178,6 +178,12 @@ fn model(fail: &mut impl FnMut(&str, String), c: &DomainConfig) {
     if m.embed_dim == 0 || !m.embed_dim.is_multiple_of(4) {
         fail("model.embed_dim", format!("{} must be a positive multiple of 4 (quaternion split)", m.embed_dim));
     }
+    if m.head == HeadKind::QueryDecoder && !m.embed_dim.is_multiple_of(8) {
+        fail(
+            "model.embed_dim",
+            format!("{} must be a multiple of 8: the query decoder has 8 attention heads", m.embed_dim),
+        );
+    }
     if m.image_size < 32 {
         fail("model.image_size", format!("{} is below 32 pixels", m.image_size));
     }

@@ -25,7 +25,7 @@ pub struct StudyRow {
 /// One paper table (or figure).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StudyTable {
-    /// `VI`, `VII`, `VIII`, `IX`, `fig5`, `fig6`.
+    /// `VI`, `VII`, `VIII`, `IX`, `fig5`, `fig6`, `peers`.
     pub id: &'static str,
     pub title: &'static str,
     pub rows: Vec<StudyRow>,
@@ -35,7 +35,7 @@ pub struct StudyTable {
 
 const FULL: StudyRow = StudyRow { label: "full SSPA", overrides: &[], paper: "88.7" };
 
-/// Every table of the study, in the paper's order.
+/// Every table of the study, in the paper's order, then the peer heads a user would try instead.
 pub fn study() -> Vec<StudyTable> {
     let row = |label, overrides, paper| StudyRow { label, overrides, paper };
     vec![
@@ -117,6 +117,17 @@ pub fn study() -> Vec<StudyTable> {
                 StudyRow { label: "+ GDMA (full SSPA)", paper: "further above + SSP", ..FULL },
             ],
             claim: "baseline < + SSP < + GDMA",
+        },
+        StudyTable {
+            id: "peers",
+            title: "Peers: other heads on the same frozen features, loss and budget",
+            rows: vec![
+                row("linear probe (global feature)", &["model.head=\"linear\""], "—"),
+                row("two-layer MLP (global + mean patch feature)", &["model.head=\"mlp\""], "—"),
+                row("query decoder (ML-Decoder style)", &["model.head=\"query-decoder\""], "—"),
+                FULL,
+            ],
+            claim: "SSPA above every peer (the paper compares with published methods, not with these heads)",
         },
     ]
 }
@@ -270,15 +281,14 @@ pub fn render_html(tables: &[StudyTable], results: &Results, metric: &str, seeds
     );
     out += &format!(
         "<h1>SSPA ablation study</h1>\n<p><code>{}</code> on the domain's test split, mean ± sample std over {seeds} \
-         seed(s); Δ against full SSPA; best row in bold; the paper's COCO mAP beside it.</p>\n",
+         seed(s); Δ against full SSPA; best row in bold; the paper's COCO mAP beside it. Each chart: one bar per \
+         row (its mean), whiskers ± std, the paper's number as a red mark where it gives one.</p>\n",
         escape(metric)
     );
     for table in tables {
-        out += &format!(
-            "<h2>{}</h2>\n<table>\n<tr><th>variant</th><th>{}</th><th>Δ</th><th>paper (COCO)</th></tr>\n",
-            escape(table.title),
-            escape(metric)
-        );
+        out += &format!("<h2>{}</h2>\n{}", escape(table.title), bar_chart(table, results, metric));
+        out +=
+            &format!("<table>\n<tr><th>variant</th><th>{}</th><th>Δ</th><th>paper (COCO)</th></tr>\n", escape(metric));
         for row in shown(table, results) {
             out += &format!(
                 "<tr{}><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"paper\">{}</td></tr>\n",
@@ -381,6 +391,88 @@ pub fn results(planned: &[Planned], outcome: &BatchOutcome, metric: &str) -> Res
     Ok(results)
 }
 
+/// Width of the label column and of the plot area of [`bar_chart`], and the height of one row.
+const CHART_LABELS: f64 = 300.0;
+const CHART_PLOT: f64 = 380.0;
+const CHART_ROW: f64 = 22.0;
+
+/// `table` as an inline SVG: one horizontal bar per row (its mean), a whisker of ± std, and the
+/// paper's number as a red mark where it gives one. The axis spans the values shown, widened to
+/// multiples of 5 (bars from 0 would hide differences of a point). Empty when no row has a value.
+fn bar_chart(table: &StudyTable, results: &Results, metric: &str) -> String {
+    let rows: Vec<(&str, Option<f64>, f64, Option<f64>)> = table
+        .rows
+        .iter()
+        .map(|row| {
+            let cell = results.get(&row_key(row));
+            let paper = row.paper.parse::<f64>().ok();
+            (row.label, cell.and_then(|c| c.mean), cell.and_then(|c| c.std).unwrap_or(0.0), paper)
+        })
+        .collect();
+    let ends: Vec<f64> = rows
+        .iter()
+        .flat_map(|&(_, mean, std, paper)| [mean.map(|m| m - std), mean.map(|m| m + std), paper])
+        .flatten()
+        .collect();
+    if rows.iter().all(|row| row.1.is_none()) {
+        return String::new();
+    }
+    let low = (ends.iter().copied().fold(f64::INFINITY, f64::min) / 5.0).floor() * 5.0;
+    let high = ((ends.iter().copied().fold(f64::NEG_INFINITY, f64::max) / 5.0).ceil() * 5.0).max(low + 5.0);
+    let x = |value: f64| CHART_LABELS + (value - low) / (high - low) * CHART_PLOT;
+    let height = rows.len() as f64 * CHART_ROW + 24.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" role=\"img\" \
+         aria-label=\"{} by variant\" font-size=\"12\">\n",
+        escape(metric),
+        w = CHART_LABELS + CHART_PLOT + 20.0,
+    );
+    for (index, &(label, mean, std, paper)) in rows.iter().enumerate() {
+        let top = index as f64 * CHART_ROW + 4.0;
+        let middle = top + 7.0;
+        svg += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+            CHART_LABELS - 6.0,
+            middle + 4.0,
+            escape(label)
+        );
+        if let Some(mean) = mean {
+            svg += &format!(
+                "<rect x=\"{CHART_LABELS}\" y=\"{top}\" width=\"{:.1}\" height=\"14\" fill=\"#4c78a8\">\
+                 <title>{} {mean:.2} ± {std:.2}</title></rect>\n",
+                x(mean) - CHART_LABELS,
+                escape(label)
+            );
+            if std > 0.0 {
+                let (from, to) = (x(mean - std), x(mean + std));
+                svg += &format!(
+                    "<path d=\"M{from:.1} {middle}H{to:.1}M{from:.1} {}V{}M{to:.1} {}V{}\" stroke=\"#222\"/>\n",
+                    middle - 4.0,
+                    middle + 4.0,
+                    middle - 4.0,
+                    middle + 4.0
+                );
+            }
+        }
+        if let Some(paper) = paper {
+            svg += &format!(
+                "<path class=\"paper\" d=\"M{0:.1} {1}l4 7l-4 7l-4 -7z\" fill=\"#e45756\"><title>paper (COCO) \
+                 {paper}</title></path>\n",
+                x(paper),
+                top
+            );
+        }
+    }
+    let axis = rows.len() as f64 * CHART_ROW + 6.0;
+    svg += &format!("<path d=\"M{CHART_LABELS} {axis}H{}\" stroke=\"#888\"/>\n", CHART_LABELS + CHART_PLOT);
+    let mut tick = low;
+    while tick <= high + 1e-9 {
+        svg += &format!("<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{tick}</text>\n", x(tick), axis + 14.0);
+        tick += 5.0;
+    }
+    svg + "</svg>\n"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,9 +491,12 @@ mod tests {
             assert_eq!(keys.len(), table.rows.len(), "{}", table.id);
         }
         assert_eq!(select(&["vii".into(), "fig6".into()]).expect("known").len(), 2);
-        assert_eq!(select(&[]).expect("all").len(), 6);
+        assert_eq!(select(&[]).expect("all").len(), 7, "the peers table is on by default");
         let error = select(&["X".into()]).expect_err("unknown");
-        assert!(error.contains("`X`") && error.contains("VI, VII, VIII, IX, fig5, fig6"), "{error}");
+        assert!(error.contains("`X`") && error.contains("VI, VII, VIII, IX, fig5, fig6, peers"), "{error}");
+        let peers = select(&["peers".into()]).expect("peers");
+        let heads: Vec<&str> = peers[0].rows.iter().flat_map(|row| row.overrides.iter().copied()).collect();
+        assert_eq!(heads, ["model.head=\"linear\"", "model.head=\"mlp\"", "model.head=\"query-decoder\""]);
     }
 
     #[test]
@@ -434,6 +529,18 @@ mod tests {
         let html = render_html(&tables, &results, "ema.mAP", 3);
         assert!(html.contains("<tr class=\"best\"><td>MLP</td>"), "{html}");
         assert!(html.starts_with("<!DOCTYPE html>") && !html.contains("<script"), "self-contained");
+        // The chart above the table: a bar per row with a result, the paper's four numbers marked.
+        let chart = &html[html.find("<svg").expect("a chart")..html.find("</svg>").expect("closed")];
+        assert_eq!(chart.matches("<rect").count(), 4, "{chart}");
+        assert_eq!(chart.matches("class=\"paper\"").count(), 4, "{chart}");
+        assert!(chart.contains("<title>MLP 81.00 ± 0.50</title>"), "{chart}");
+        // Axis from 75 (77 − 0.5, floored to 5) to 90 (88.7, ceiled): MLP's bar ends at 81.
+        let expected = (81.0 - 75.0) / 15.0 * CHART_PLOT;
+        assert!(
+            chart.contains(&format!("width=\"{expected:.1}\" height=\"14\" fill=\"#4c78a8\"><title>MLP")),
+            "{chart}"
+        );
+        assert!(bar_chart(&tables[0], &Results::new(), "ema.mAP").is_empty(), "nothing to draw");
     }
 
     #[test]

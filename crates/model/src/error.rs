@@ -35,12 +35,6 @@ pub enum ModelError {
         /// Joint width `d`.
         d_model: usize,
     },
-    /// A head name that is none of the four.
-    #[error("unknown head `{value}`; expected one of sspa, linear, mlp, query-decoder")]
-    HeadKind {
-        /// The name as written.
-        value: String,
-    },
     /// Attention heads that do not split the width evenly.
     #[error("`{heads}` attention heads do not divide the width `{d_model}`")]
     Heads {

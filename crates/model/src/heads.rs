@@ -15,9 +15,6 @@
 //! (`Sspa.dsf.…`). Saving and loading with `SafetensorsStore::skip_enum_variants(true)` keeps the
 //! paths of a bare `SspaHead` (`dsf.…`), so SSPA checkpoints written before this enum still load.
 
-use std::fmt;
-use std::str::FromStr;
-
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 use serde::{Deserialize, Serialize};
@@ -29,52 +26,8 @@ use crate::linear_head::{LinearHead, LinearHeadConfig};
 use crate::mlp_head::{MlpHead, MlpHeadConfig};
 use crate::query_decoder::{QueryDecoder, QueryDecoderConfig};
 
-/// Which head maps the features to logits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HeadKind {
-    /// The SSPA head (global and regional branches).
-    #[default]
-    Sspa,
-    /// A linear probe on the global feature.
-    Linear,
-    /// A two-layer MLP on the global feature and the mean patch feature.
-    Mlp,
-    /// An ML-Decoder-style query decoder over the patch features.
-    QueryDecoder,
-}
-
-impl HeadKind {
-    /// Every kind, SSPA first.
-    pub const ALL: [HeadKind; 4] = [HeadKind::Sspa, HeadKind::Linear, HeadKind::Mlp, HeadKind::QueryDecoder];
-
-    /// The name used in configs: `sspa`, `linear`, `mlp`, `query-decoder`.
-    pub fn name(self) -> &'static str {
-        match self {
-            HeadKind::Sspa => "sspa",
-            HeadKind::Linear => "linear",
-            HeadKind::Mlp => "mlp",
-            HeadKind::QueryDecoder => "query-decoder",
-        }
-    }
-}
-
-impl fmt::Display for HeadKind {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.name())
-    }
-}
-
-impl FromStr for HeadKind {
-    type Err = ModelError;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        HeadKind::ALL
-            .into_iter()
-            .find(|kind| kind.name() == value)
-            .ok_or_else(|| ModelError::HeadKind { value: value.to_owned() })
-    }
-}
+/// Which head maps the features to logits: `model.head` of the domain config.
+pub use sspa_config::HeadKind;
 
 /// The configuration of any head, tagged by its kind (`{"kind": "mlp", …}` in JSON).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -312,8 +265,7 @@ mod tests {
         }
         assert_eq!(HeadKind::default(), HeadKind::Sspa);
         let error = "query_decoder".parse::<HeadKind>().expect_err("underscore");
-        assert_eq!(error, ModelError::HeadKind { value: "query_decoder".into() });
-        assert!(error.to_string().contains("sspa, linear, mlp, query-decoder"), "{error}");
+        assert!(error.contains("`query_decoder`") && error.contains("sspa, linear, mlp, query-decoder"), "{error}");
     }
 
     #[test]

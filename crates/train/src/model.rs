@@ -1,5 +1,8 @@
-//! The trained module (SSPA head + CAP prompt tokens), its `config.json`, deterministic
-//! initialisation and safetensors weights.
+//! The trained module (the head — SSPA's or a peer's, `model.head` — with CAP's prompt tokens),
+//! its `config.json`, deterministic initialisation and safetensors weights.
+//!
+//! Weight files name tensors by parameter path without the head's enum variant (`head.dsf.…`,
+//! `head.linear.…`): SSPA weight files written before peers existed load unchanged.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -11,7 +14,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 use sspa_config::{AblationSection, ModelSection, TrainSection};
-use sspa_model::{SspaHead, SspaHeadConfig};
+use sspa_model::{Head, HeadConfig};
 
 use crate::backbone::{Backbone, BackboneSpec};
 use crate::error::TrainError;
@@ -35,8 +38,8 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 /// `model.freeze_image_encoder = false` the image encoder.
 #[derive(Module, Debug)]
 pub struct SspaModel {
-    /// The SSPA head.
-    pub head: SspaHead,
+    /// The head: SSPA's, or a peer's ([`sspa_model::HeadKind`]).
+    pub head: Head,
     /// CAP prompt tokens `[V]_1 … [V]_M`, `[M, prompt_width]` (absent when `ablation.cap = false`).
     pub prompts: Option<Param<Tensor<2>>>,
     /// The image encoder when it is trained (absent when it is frozen and its features cached).
@@ -49,8 +52,10 @@ pub struct SspaModel {
 pub struct ModelConfig {
     /// [`FORMAT_VERSION`].
     pub format_version: u32,
-    /// The head.
-    pub head: SspaHeadConfig,
+    /// The head. An SSPA head is stored bare (as before peers existed, so SSPA `config.json`
+    /// files and checkpoint fingerprints are unchanged); a peer's is tagged by `kind`.
+    #[serde(with = "stored_head")]
+    pub head: HeadConfig,
     /// `[model]` of the domain config.
     pub model: ModelSection,
     /// `[ablation]` of the domain config.
@@ -164,6 +169,32 @@ impl ModelConfig {
     }
 }
 
+/// `config.json`'s form of [`ModelConfig::head`]: SSPA bare, peers tagged by `kind`.
+mod stored_head {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use sspa_model::{HeadConfig, SspaHeadConfig};
+
+    pub fn serialize<S: Serializer>(head: &HeadConfig, serializer: S) -> Result<S::Ok, S::Error> {
+        match head {
+            HeadConfig::Sspa(config) => config.serialize(serializer),
+            peer => peer.serialize(serializer),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HeadConfig, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Tagged(HeadConfig),
+            Bare(SspaHeadConfig),
+        }
+        Ok(match Stored::deserialize(deserializer)? {
+            Stored::Tagged(head) => head,
+            Stored::Bare(config) => HeadConfig::Sspa(config),
+        })
+    }
+}
+
 /// Runs `draw` with `device` seeded by `seed`, holding the process-wide initialisation lock.
 ///
 /// burn's CPU backend has one global RNG: anything that draws random weights while another thread
@@ -214,13 +245,18 @@ pub fn match_device_float<M: Module>(module: M) -> M {
     module.map(&mut Cast)
 }
 
+/// Tensor paths leave out enum variants (`head.dsf.…`, not `head.Sspa.dsf.…`): see the module
+/// docs. Every reader and writer of weights and of their tensor names uses this.
+pub(crate) const SKIP_ENUM_VARIANTS: bool = true;
+
 /// Writes the weights of `model` as safetensors, atomically.
 ///
 /// # Errors
 /// [`TrainError::Weights`] or [`TrainError::Io`].
 pub fn save_weights<M: ModuleSnapshot>(model: &M, path: &Path) -> Result<(), TrainError> {
     let weights_error = |reason: String| TrainError::Weights { path: path.to_owned(), reason };
-    let mut store = SafetensorsStore::from_bytes(None).metadata("format", "sspa-train");
+    let mut store =
+        SafetensorsStore::from_bytes(None).metadata("format", "sspa-train").skip_enum_variants(SKIP_ENUM_VARIANTS);
     model.save_into(&mut store).map_err(|error| weights_error(error.to_string()))?;
     let bytes = store.get_bytes().map_err(|error| weights_error(error.to_string()))?;
     atomic_write_bytes(path, &bytes)
@@ -235,7 +271,7 @@ pub fn load_weights<M: ModuleSnapshot>(mut model: M, path: &Path) -> Result<M, T
     if !path.is_file() {
         return Err(weights_error("file not found".into()));
     }
-    let mut store = SafetensorsStore::from_file(path).allow_partial(true);
+    let mut store = SafetensorsStore::from_file(path).allow_partial(true).skip_enum_variants(SKIP_ENUM_VARIANTS);
     let result = model.load_from(&mut store).map_err(|error| weights_error(error.to_string()))?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(weights_error(format!(
@@ -258,7 +294,9 @@ mod tests {
         let ablation = AblationSection::default();
         ModelConfig {
             format_version: FORMAT_VERSION,
-            head: SspaHeadConfig::from_sections(&model, &ablation, Some(6), 8, 4).expect("head"),
+            head: HeadConfig::Sspa(
+                sspa_model::SspaHeadConfig::from_sections(&model, &ablation, Some(6), 8, 4).expect("head"),
+            ),
             model,
             ablation,
             train: TrainSection::default(),

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
-use sspa_model::SspaHead;
+use sspa_model::Head;
 
 use crate::backbone::Backbone;
 use crate::error::TrainError;
@@ -68,7 +68,7 @@ impl TextFeatures {
 /// Probabilities `[n, C]` (row-major) of `features` under `head` with text inputs `knowledge` and
 /// `context` (all without autodiff), in batches of `batch_size`.
 pub(crate) fn score_features(
-    head: &SspaHead,
+    head: &Head,
     knowledge: &Tensor<2>,
     context: &Tensor<2>,
     features: &FeatureSet,

@@ -4,7 +4,7 @@
 
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
-use sspa_model::SspaHeadConfig;
+use sspa_model::HeadConfig;
 
 use crate::checkpoint::{CheckpointState, latest_checkpoint, load_checkpoint};
 use crate::ema::ModelEma;
@@ -39,14 +39,17 @@ pub fn model_config(sections: Sections<'_>, data: &TrainData<'_>) -> Result<Mode
             reason: "must be in [0, 1), as config validation checks",
         });
     }
-    let head = SspaHeadConfig::from_sections(
+    let head = HeadConfig::from_sections(
+        sections.model.head,
         sections.model,
         sections.ablation,
         Some(text_width),
         shape.image_width,
         data.text.classes(),
     )?;
-    let prompt_tokens = if sections.ablation.cap { sections.model.prompt_tokens as usize } else { 0 };
+    // CAP's prompt tokens feed SSPA's text side; a peer reads no text, so it has none.
+    let cap = sections.ablation.cap && head.kind() == sspa_model::HeadKind::Sspa;
+    let prompt_tokens = if cap { sections.model.prompt_tokens as usize } else { 0 };
     if data.encoder.prompt_width() == 0 {
         return Err(TrainError::Option {
             key: "encoder prompt width",

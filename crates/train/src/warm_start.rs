@@ -25,7 +25,7 @@ use burn::store::{ModuleSnapshot, ModuleStore, SafetensorsStore, bridge};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{TensorMismatch, TrainError};
-use crate::model::{ModelConfig, SspaModel, match_device_float, renumber};
+use crate::model::{ModelConfig, SKIP_ENUM_VARIANTS, SspaModel, match_device_float, renumber};
 use crate::predict::{Weights, expect, files};
 
 /// Parameter paths of the tensors whose axis 0 is the class axis (one row per label), remapped by
@@ -103,10 +103,22 @@ impl WarmStart {
     /// `config.json`; the errors of [`ModelConfig::load`].
     pub fn apply(&self, model: SspaModel, config: &ModelConfig) -> Result<(SspaModel, WarmStartReport), TrainError> {
         let old_config = ModelConfig::load(&self.dir.join(files::CONFIG))?;
+        let kind = config.head.kind();
+        if kind != sspa_model::HeadKind::Sspa && old_config.labels != config.labels {
+            return Err(TrainError::Option {
+                key: "train.init",
+                value: format!("a `{kind}` head"),
+                reason: "a warm start across label sets remaps the class rows of SSPA heads only; \
+                         train a peer head with changed labels from scratch (`train.init = \"scratch\"`)",
+            });
+        }
         let path = self.weights_file();
         let old = read_tensors(&path)?;
-        let fresh: BTreeMap<String, PackTensor> =
-            model.collect(None, None, false).into_iter().map(|tensor| (tensor.name.clone(), tensor)).collect();
+        let fresh: BTreeMap<String, PackTensor> = model
+            .collect(None, None, SKIP_ENUM_VARIANTS)
+            .into_iter()
+            .map(|tensor| (tensor.name.clone(), tensor))
+            .collect();
         check_architecture(&path, &old, &fresh)?;
         check_class_rows(&path, &old, old_config.labels.len())?;
 
@@ -278,7 +290,7 @@ fn adapted_tensors(
 
 /// Writes `tensors` into `model`; each must land on a parameter of the same shape.
 fn apply_tensors(mut model: SspaModel, tensors: Vec<PackTensor>, path: &Path) -> Result<SspaModel, TrainError> {
-    let result = model.apply(tensors, None, None, false);
+    let result = model.apply(tensors, None, None, SKIP_ENUM_VARIANTS);
     if !result.errors.is_empty() || !result.unused.is_empty() {
         return Err(TrainError::Weights {
             path: path.to_owned(),
@@ -307,7 +319,9 @@ mod tests {
         let image_width = if model.image_projection == ImageProjectionKind::None { 16 } else { 20 };
         ModelConfig {
             format_version: FORMAT_VERSION,
-            head: SspaHeadConfig::from_sections(model, ablation, Some(text_width), image_width, classes).expect("head"),
+            head: sspa_model::HeadConfig::Sspa(
+                SspaHeadConfig::from_sections(model, ablation, Some(text_width), image_width, classes).expect("head"),
+            ),
             model: model.clone(),
             ablation: ablation.clone(),
             train: TrainSection::default(),
@@ -323,7 +337,7 @@ mod tests {
     fn shapes(config: &ModelConfig) -> BTreeMap<String, Vec<usize>> {
         let model = config.init(1, &Device::flex()).expect("init");
         model
-            .collect(None, None, false)
+            .collect(None, None, crate::model::SKIP_ENUM_VARIANTS)
             .into_iter()
             .map(|tensor| (tensor.name.clone(), tensor.shape.to_vec()))
             .collect()

@@ -11,7 +11,8 @@ use sspa_exp::ablation;
 pub struct AblateArgs {
     #[command(flatten)]
     pub batch: super::BatchArgs,
-    /// Paper tables to run: VI, VII, VIII, IX, fig5, fig6 (default: all).
+    /// Tables to run: the paper's VI, VII, VIII, IX, fig5, fig6, and `peers` (the peer heads beside
+    /// full SSPA) (default: all).
     #[arg(long, value_delimiter = ',', value_name = "T1,T2")]
     pub tables: Vec<String>,
     /// The metric of the tables (an evaluate `metrics.json` leaf).

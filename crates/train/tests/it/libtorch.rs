@@ -91,7 +91,9 @@ fn model_config(backbone: Option<BackboneSpec>, image_width: usize, patches_per_
     let ablation = AblationSection::default();
     ModelConfig {
         format_version: sspa_train::model::FORMAT_VERSION,
-        head: SspaHeadConfig::from_sections(&model, &ablation, Some(12), image_width, 4).expect("head"),
+        head: sspa_model::HeadConfig::Sspa(
+            SspaHeadConfig::from_sections(&model, &ablation, Some(12), image_width, 4).expect("head"),
+        ),
         model,
         ablation,
         train: Default::default(),

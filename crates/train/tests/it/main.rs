@@ -2,6 +2,7 @@
 
 mod fine_tune;
 mod libtorch;
+mod peers;
 mod precision;
 mod training;
 mod warm_start;

@@ -275,7 +275,7 @@ fn a_learned_classifier_takes_its_class_rows_by_label_name() {
     let config = model_config(run.sections(), &new_task.data(&encoder, &new_task.features())).expect("config");
     let fresh = config.init(run.train.seed, &Device::flex()).expect("init");
     let rows = |model: &SspaModel| -> Vec<Vec<u32>> {
-        let weights = model.head.class_weights.as_ref().expect("learned W").val();
+        let weights = model.head.as_sspa().expect("an SSPA head").class_weights.as_ref().expect("learned W").val();
         let [classes, width] = weights.dims();
         let values: Vec<u32> = weights.into_data().iter::<f32>().map(f32::to_bits).collect();
         assert_eq!(values.len(), classes * width);

@@ -1,0 +1,116 @@
+//! The peer heads (`model.head = "linear" | "mlp" | "query-decoder"`) through the same loop, loss,
+//! checkpoints, predictor and warm starts as SSPA's.
+
+use burn::prelude::*;
+use sspa_config::HeadKind;
+use sspa_metrics::mean_average_precision;
+use sspa_train::{
+    CachedFeatures, MeanPromptEncoder, ModelConfig, Predictor, TrainData, TrainError, TrainOptions, WarmStart, Weights,
+    files, latest_checkpoint, train,
+};
+
+use crate::training::{
+    CLASSES, PROMPT_WIDTH, TEXT_WIDTH, assert_same_weights, final_weights, never, quiet, setup, synthetic_classes,
+    text_inputs_classes,
+};
+
+const PEERS: [HeadKind; 3] = [HeadKind::Linear, HeadKind::Mlp, HeadKind::QueryDecoder];
+
+#[test]
+fn every_peer_learns_predicts_and_resumes_exactly() {
+    let text = text_inputs_classes(CLASSES);
+    let (train_set, validation) = (synthetic_classes(CLASSES, 192, 1), synthetic_classes(CLASSES, 96, 2));
+    let encoder = MeanPromptEncoder::new(text.labels.clone(), PROMPT_WIDTH, TEXT_WIDTH, 11, &Device::flex().autodiff());
+    let source = CachedFeatures { train: &train_set, validation: &validation };
+    let data = TrainData { text: &text, encoder: &encoder, source: &source };
+    let untrained =
+        mean_average_precision(&vec![0.5; validation.targets.len()], &validation.targets, CLASSES).expect("positives");
+    for kind in PEERS {
+        let mut run = setup(8, 32);
+        run.model.head = kind;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = TrainOptions::new(dir.path().join("ckpt"), dir.path().join("out"));
+        let outcome = train(run.sections(), data, &options, &quiet, &never).expect("train");
+        assert!(outcome.finished, "{kind}");
+        let config = ModelConfig::load(&options.output_dir.join(files::CONFIG)).expect("config.json");
+        assert_eq!((config.head.kind(), config.prompt_tokens), (kind, 0), "a peer has no prompt tokens");
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(options.output_dir.join(files::CONFIG)).expect("read"))
+                .expect("json");
+        assert_eq!(stored["head"]["kind"], kind.name(), "a peer's head config is tagged");
+        assert_eq!(stored["model"]["head"], kind.name());
+
+        let last = outcome.history.last().expect("epochs");
+        let raw = last.val_map.expect("validation mAP");
+        assert!(raw > untrained + 20.0, "{kind}: mAP {raw} vs constant {untrained}");
+        let predictor = Predictor::load(&options.output_dir, Weights::Raw, &Device::flex()).expect("predictor");
+        let scores = predictor.predict(&validation).expect("scores");
+        let map = mean_average_precision(&scores, &validation.targets, CLASSES).expect("positives");
+        assert!((map - raw).abs() < 1e-3, "{kind}: predicted {map} vs logged {raw}");
+
+        // Interrupted after 3 epochs and resumed: the same weights, bit for bit.
+        let split = tempfile::tempdir().expect("temp dir");
+        let first = TrainOptions {
+            max_epochs_this_call: Some(3),
+            ..TrainOptions::new(split.path().join("ckpt"), split.path().join("out"))
+        };
+        let partial = train(run.sections(), data, &first, &quiet, &never).expect("3 epochs");
+        assert_eq!((partial.epochs_done, partial.finished), (3, false));
+        assert!(latest_checkpoint(&first.checkpoint_dir).expect("checkpoints").is_some());
+        let rest = TrainOptions { max_epochs_this_call: None, ..first };
+        let resumed = train(run.sections(), data, &rest, &quiet, &never).expect("resumed");
+        assert_eq!(resumed.resumed_from, Some(3));
+        assert_same_weights(
+            &final_weights(&rest.output_dir),
+            &final_weights(&options.output_dir),
+            &format!("{kind}, resumed"),
+        );
+    }
+}
+
+#[test]
+fn peer_warm_starts_keep_their_labels_or_are_refused() {
+    let text = text_inputs_classes(CLASSES);
+    let (train_set, validation) = (synthetic_classes(CLASSES, 96, 1), synthetic_classes(CLASSES, 48, 2));
+    let encoder = MeanPromptEncoder::new(text.labels.clone(), PROMPT_WIDTH, TEXT_WIDTH, 11, &Device::flex().autodiff());
+    let source = CachedFeatures { train: &train_set, validation: &validation };
+    let data = TrainData { text: &text, encoder: &encoder, source: &source };
+    let mut run = setup(2, 32);
+    run.model.head = HeadKind::Mlp;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let old = TrainOptions::new(dir.path().join("old-ckpt"), dir.path().join("old"));
+    train(run.sections(), data, &old, &quiet, &never).expect("old run");
+
+    // Same labels: every tensor is copied.
+    let warm = TrainOptions {
+        warm_start: Some(WarmStart::new(&old.output_dir, Weights::Ema)),
+        ..TrainOptions::new(dir.path().join("warm-ckpt"), dir.path().join("warm"))
+    };
+    let outcome = train(run.sections(), data, &warm, &quiet, &never).expect("warm start, same labels");
+    let report = outcome.warm_started.expect("a warm start report");
+    assert!(report.tensors_copied > 0 && report.kept_init.is_empty(), "{report:?}");
+
+    // One label more: a peer's class axis is not remapped; the error says what to do.
+    let more = text_inputs_classes(CLASSES + 1);
+    let (train_more, validation_more) = (synthetic_classes(CLASSES + 1, 96, 1), synthetic_classes(CLASSES + 1, 48, 2));
+    let encoder_more =
+        MeanPromptEncoder::new(more.labels.clone(), PROMPT_WIDTH, TEXT_WIDTH, 11, &Device::flex().autodiff());
+    let source_more = CachedFeatures { train: &train_more, validation: &validation_more };
+    let data_more = TrainData { text: &more, encoder: &encoder_more, source: &source_more };
+    let refused = TrainOptions {
+        warm_start: Some(WarmStart::new(&old.output_dir, Weights::Ema)),
+        ..TrainOptions::new(dir.path().join("more-ckpt"), dir.path().join("more"))
+    };
+    let error = train(run.sections(), data_more, &refused, &quiet, &never).expect_err("labels changed");
+    assert!(matches!(error, TrainError::Option { key: "train.init", .. }), "{error}");
+    assert!(error.to_string().contains("train.init = \"scratch\""), "{error}");
+
+    // An SSPA run cannot start from a peer's weights: the architecture differs, tensors named.
+    let sspa = setup(2, 32);
+    let cross = TrainOptions {
+        warm_start: Some(WarmStart::new(&old.output_dir, Weights::Ema)),
+        ..TrainOptions::new(dir.path().join("sspa-ckpt"), dir.path().join("sspa"))
+    };
+    let error = train(sspa.sections(), data, &cross, &quiet, &never).expect_err("another head");
+    assert!(matches!(error, TrainError::WarmStartArchitecture { .. }), "{error}");
+}

@@ -130,7 +130,7 @@ fn opening_decision(champion: &Champion, promote: &sspa_config::PromoteSection) 
     let mut decision = Decision::new(DecisionKind::Failed, CURRENT);
     decision.previous = champion.version().map(|c| c.info.version);
     decision.version = decision.previous;
-    let metric_name = format!("{}.{}", promote.weights.name(), promote.metric);
+    let metric_name = sspa_config::metric_names::of_model(promote.weights.name(), &promote.metric);
     decision.metric = Some(metric_name.clone());
     match champion {
         Champion::Fallback { version, why } => {
@@ -332,7 +332,7 @@ fn lineage(project: &sspa_dag::Project, record: &RunRecord) -> anyhow::Result<Va
 }
 
 fn value_of(report: &Value, metric: &str) -> Option<f64> {
-    sspa_registry::metric(report, metric.split_once('.').map_or(metric, |(_, m)| m))
+    sspa_registry::metric(report, sspa_config::metric_names::without_model(metric))
 }
 
 /// The scheduler's JSON line.

@@ -7,6 +7,7 @@
 
 mod errors;
 mod locate;
+pub mod metric_names;
 mod overrides;
 mod preset;
 mod reference;

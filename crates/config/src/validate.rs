@@ -257,16 +257,10 @@ fn evaluate(fail: &mut impl FnMut(&str, String), e: &EvaluateSection) {
 }
 
 /// The names `[promote]` may compare: the evaluate report's headline metrics, top-k ones as
-/// `top3.CF1`, pedestrian ones only for `evaluate.kind = "pedestrian"`.
+/// `top3.CF1`, pedestrian ones only for `evaluate.kind = "pedestrian"`
+/// ([`crate::metric_names::headline`]).
 pub fn gate_metrics(evaluate: &crate::EvaluateSection) -> Vec<String> {
-    let basic = ["CP", "CR", "CF1", "OP", "OR", "OF1"];
-    let mut names = vec!["mAP".to_owned()];
-    names.extend(basic.iter().map(|m| (*m).to_owned()));
-    names.extend(basic.iter().map(|m| format!("top{}.{m}", evaluate.top_k)));
-    if evaluate.kind == crate::MetricKind::Pedestrian {
-        names.extend(["mA", "Acc", "Prec", "Rec", "F1"].iter().map(|m| (*m).to_owned()));
-    }
-    names
+    crate::metric_names::headline(evaluate)
 }
 
 fn positive(fail: &mut impl FnMut(&str, String), path: &str, value: f64) {

@@ -1,5 +1,6 @@
 //! The metric report: computed from [`EvalData`], serialised to the JSON the CLI prints.
 
+use sspa_config::metric_names;
 use std::fmt;
 
 use rayon::prelude::*;
@@ -207,7 +208,7 @@ pub fn flatten_metrics_json(json: &serde_json::Value) -> Vec<(String, f64)> {
             serde_json::Value::Object(inner) if key.starts_with("top") => {
                 for (inner_key, inner_value) in inner {
                     if let Some(number) = inner_value.as_f64() {
-                        flat.push((format!("{key} {inner_key}"), number));
+                        flat.push((metric_names::display(&format!("{key}.{inner_key}")), number));
                     }
                 }
             }
@@ -217,14 +218,12 @@ pub fn flatten_metrics_json(json: &serde_json::Value) -> Vec<(String, f64)> {
     flat
 }
 
-/// Names of the headline metrics of a kind, in table order.
+/// Names of the headline metrics of a kind, in table order, as text tables print them
+/// (`top3 CF1`; [`metric_names::headline`]).
 pub fn headline_names(kind: MetricKind, top_k: usize) -> Vec<String> {
-    let mut names: Vec<String> = ["mAP", "CP", "CR", "CF1", "OP", "OR", "OF1"].map(String::from).to_vec();
-    names.extend(["CP", "CR", "CF1", "OP", "OR", "OF1"].map(|name| format!("top{top_k} {name}")));
-    if kind == MetricKind::Pedestrian {
-        names.extend(["mA", "Acc", "Prec", "Rec", "F1"].map(String::from));
-    }
-    names
+    let evaluate =
+        sspa_config::EvaluateSection { kind, top_k: top_k as u32, ..sspa_config::EvaluateSection::default() };
+    metric_names::headline(&evaluate).iter().map(|name| metric_names::display(name)).collect()
 }
 
 fn harmonic_mean(a: f64, b: f64) -> f64 {

@@ -20,7 +20,7 @@ use sspa_infer::DeviceSettings;
 use sspa_infer::encoders::{EncoderChoice, TextModel, image_files, image_location, text_files, weights_hash};
 use sspa_infer::features::{FEATURES_FILE, FeatureManifest};
 use sspa_train::{
-    CachedFeatures, FeatureSet, FineTune, FixedTextEncoder, ImageSource, PromptTextEncoder, Sections, TextInputs,
+    FineTune, FixedTextEncoder, ImageSource, MappedFeatures, MappedSource, PromptTextEncoder, Sections, TextInputs,
     TrainData, TrainOptions, TrainingSource,
 };
 use std::path::{Path, PathBuf};
@@ -120,27 +120,6 @@ pub(crate) fn validation_slice(seed: u64, n: usize) -> (Vec<usize>, Vec<usize>) 
     (train, validation)
 }
 
-/// The rows of `set` at `indices`.
-pub(crate) fn subset(set: &FeatureSet, indices: &[usize]) -> FeatureSet {
-    let (n, d, c) = (set.patches_per_image, set.width, set.classes);
-    let mut out = FeatureSet {
-        ids: Vec::with_capacity(indices.len()),
-        global: Vec::with_capacity(indices.len() * d),
-        patches: Vec::with_capacity(indices.len() * n * d),
-        targets: Vec::with_capacity(indices.len() * c),
-        patches_per_image: n,
-        width: d,
-        classes: c,
-    };
-    for &i in indices {
-        out.ids.push(set.ids[i].clone());
-        out.global.extend_from_slice(&set.global[i * d..(i + 1) * d]);
-        out.patches.extend_from_slice(&set.patches[i * n * d..(i + 1) * n * d]);
-        out.targets.extend_from_slice(&set.targets[i * c..(i + 1) * c]);
-    }
-    out
-}
-
 impl TypedStage for Train {
     type Params = TrainParams;
     const KIND: &'static str = "train";
@@ -170,21 +149,33 @@ impl TypedStage for Train {
         let device = sspa_infer::device::select(DeviceSettings::of(&train_section))?;
         let train_split = shards.split("train")?;
         let rows = validation_slice(train_section.seed, train_split.len());
-        let mut cached = None;
+        let mut mapped = None;
         let mut images = None;
         if model.freeze_image_encoder {
-            cached = Some(frozen_features(ctx, train_split.len(), &rows)?);
+            mapped = Some(frozen_features(ctx, train_split.len())?);
         } else {
             images = Some(fine_tuning(ctx, &model, &train_section, &train_split, &rows, &device)?);
         }
         let encoder = text_encoder(&model, &ablation, &labels, &ctx.project_root, &device)?;
 
         let sections = Sections { model: &model, ablation: &ablation, train: &train_section };
+        let split_rows;
         let features;
         let fine_tune;
-        let source: &dyn TrainingSource = match (&cached, &images) {
-            (Some((train, validation)), _) => {
-                features = CachedFeatures { train, validation };
+        let source: &dyn TrainingSource = match (&mapped, &images) {
+            (Some(mapped), _) => {
+                split_rows = (mapped.rows(rows.0.clone())?, mapped.rows(rows.1.clone())?);
+                tracing::info!(
+                    "train: {} images, validation: {} images (seeded {:.0} % slice of the train split; the test split \
+                     is not used), N = {}, c = {}; features read through a memory map from `{}`",
+                    split_rows.0.len(),
+                    split_rows.1.len(),
+                    VALIDATION_FRACTION * 100.0,
+                    mapped.patches_per_image,
+                    mapped.width,
+                    mapped.path().display()
+                );
+                features = MappedSource { train: &split_rows.0, validation: &split_rows.1 };
                 &features
             }
             (None, Some((source, backbone, spec, weights_hash))) => {
@@ -232,32 +223,18 @@ type Rows = (Vec<usize>, Vec<usize>);
 
 /// The features stage's train-split features, cut into the training and validation slices; the
 /// features' record (without its files) is published as the run's `features.json`.
-fn frozen_features(
-    ctx: &StageContext,
-    train_images: usize,
-    rows: &Rows,
-) -> Result<(FeatureSet, FeatureSet), StageError> {
+fn frozen_features(ctx: &StageContext, train_images: usize) -> Result<MappedFeatures, StageError> {
     let features_dir = ctx.input("features")?;
     let features = FeatureManifest::read(features_dir)?;
     if features.fine_tuned {
         return Err("the features stage encoded nothing (its `model.freeze_image_encoder` is false)".into());
     }
-    let train_all = features.load(features_dir, "train")?;
+    let train_all = features.open(features_dir, "train")?;
     if train_all.len() != train_images {
         return Err(format!("the features hold {} train images, the shards {train_images}", train_all.len()).into());
     }
-    let (train_set, validation_set) = (subset(&train_all, &rows.0), subset(&train_all, &rows.1));
-    tracing::info!(
-        "train: {} images, validation: {} images (seeded {:.0} % slice of the train split; the test split is not \
-         used), N = {}, c = {}",
-        train_set.len(),
-        validation_set.len(),
-        VALIDATION_FRACTION * 100.0,
-        features.patches_per_image,
-        features.width
-    );
     sspa_dag::write_json_atomic(&ctx.out_dir.join(FEATURES_FILE), &features.without_splits())?;
-    Ok((train_set, validation_set))
+    Ok(train_all)
 }
 
 /// What training the image encoder needs: the shard images, the pretrained encoder (trainable, on
@@ -367,27 +344,5 @@ mod tests {
         assert_eq!(validation_slice(7, 200), (train, validation.clone()), "same seed, same slice");
         assert_ne!(validation_slice(8, 200).1, validation, "another seed, another slice");
         assert_eq!(validation_slice(0, 1), (vec![0], vec![]), "one image stays for training");
-    }
-
-    #[test]
-    fn subset_takes_whole_rows_of_every_array() {
-        let (n, d, c) = (2, 3, 2);
-        let images = 4;
-        let set = FeatureSet {
-            ids: (0..images).map(|i| format!("img{i}")).collect(),
-            global: (0..images * d).map(|v| v as f32).collect(),
-            patches: (0..images * n * d).map(|v| 100.0 + v as f32).collect(),
-            targets: (0..images * c).map(|v| (v % 3) as i8 - 1).collect(),
-            patches_per_image: n,
-            width: d,
-            classes: c,
-        };
-        let picked = subset(&set, &[3, 1]);
-        assert_eq!(picked.ids, ["img3", "img1"]);
-        assert_eq!(picked.global, [9.0, 10.0, 11.0, 3.0, 4.0, 5.0]);
-        let patches_of = |i: usize| (0..n * d).map(move |k| 100.0 + (i * n * d + k) as f32);
-        assert_eq!(picked.patches, patches_of(3).chain(patches_of(1)).collect::<Vec<_>>());
-        assert_eq!(picked.targets, [set.targets[6], set.targets[7], set.targets[2], set.targets[3]]);
-        assert_eq!((picked.patches_per_image, picked.width, picked.classes), (n, d, c));
     }
 }

@@ -90,13 +90,22 @@ impl FeatureManifest {
     /// # Errors
     /// An unknown split, an unreadable file, or a file that disagrees with the manifest.
     pub fn load(&self, dir: &Path, split: &str) -> Result<FeatureSet, FeatureError> {
+        Ok(self.open(dir, split)?.to_feature_set())
+    }
+
+    /// The features of `split` through a memory map ([`sspa_train::MappedFeatures`]): checked like
+    /// [`FeatureManifest::load`], read batch by batch.
+    ///
+    /// # Errors
+    /// As [`FeatureManifest::load`].
+    pub fn open(&self, dir: &Path, split: &str) -> Result<sspa_train::MappedFeatures, FeatureError> {
         let entry = self.splits.get(split).ok_or_else(|| FeatureError::NoSplit {
             path: dir.join(FEATURES_FILE),
             split: split.to_owned(),
             available: self.splits.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
         })?;
         let path = dir.join(&entry.file);
-        let (set, _) = sspa_train::read_features(&path)?;
+        let (set, _) = sspa_train::MappedFeatures::open(&path)?;
         if set.len() != entry.images || set.width != self.width || set.patches_per_image != self.patches_per_image {
             return Err(FeatureError::Inconsistent(format!(
                 "`{}` holds {} images, N = {}, c = {}; `{FEATURES_FILE}` says {}, N = {}, c = {}",

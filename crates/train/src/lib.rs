@@ -4,7 +4,8 @@
 //! - trained image encoder: the pretrained encoder ([`backbone`]) is part of the model and encodes
 //!   every mini-batch of images ([`images`]) on the way to the head.
 //!
-//! - [`features`]: [`FeatureSet`] and its atomic, hash-checked cache file.
+//! - [`features`]: [`FeatureSet`] and its atomic, hash-checked cache file; [`mapped`]: the same
+//!   file read through a memory map, batch by batch ([`MappedSource`]).
 //! - [`text`]: `T_k` inputs and the [`PromptTextEncoder`] hook for CAP.
 //! - [`backbone`]: the image encoder as a trained module; [`images`]: the image source hook.
 //! - [`model`]: the trained module, `config.json`, deterministic init, safetensors weights.
@@ -34,6 +35,7 @@ mod evaluation;
 pub mod features;
 pub mod history;
 pub mod images;
+pub mod mapped;
 pub mod model;
 pub mod optim;
 pub mod precision;
@@ -52,6 +54,7 @@ pub use error::{TensorMismatch, TrainError};
 pub use features::{Batch, FeatureSet, read_features, write_features};
 pub use history::{EpochLog, read_history, write_history};
 pub use images::{Batches, ImageBatch, ImageSource};
+pub use mapped::{MappedFeatures, MappedRows, MappedSource};
 pub use model::{ModelConfig, SspaModel, load_weights, match_device_float, save_weights, seeded};
 pub use optim::{AdamWGroupsConfig, clip_grad_norm, decayed_parameter_ids, parameter_snapshot};
 pub use predict::{Predictor, Weights, files};

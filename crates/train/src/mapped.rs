@@ -1,0 +1,389 @@
+//! Feature files read through a memory map: a split's rows are copied out batch by batch, so
+//! training on cached features holds the model and a few batches, not the split (the OS keeps
+//! what it chooses of the file in its page cache, shared and reclaimable).
+//!
+//! [`MappedFeatures::open`] checks a file of [`crate::write_features`] as [`crate::read_features`]
+//! does (tensors, dtypes, shapes, ids, target values) without copying its payload;
+//! [`MappedFeatures::rows`] selects a subset of rows ([`MappedRows`], e.g. the train and validation
+//! slices of the train split); [`MappedSource`] trains on two such subsets. Batches, content hashes
+//! and so every trained weight are those of the same rows held in a [`FeatureSet`].
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+
+use crate::error::TrainError;
+use crate::features::{Batch, FeatureSet, from_le_bytes};
+use crate::model::{ModelConfig, SspaModel};
+use crate::source::{Inputs, SourceBatch, SourceBatches, SourceShape, TrainingSource, epoch_permutation};
+
+/// A features file mapped into memory.
+#[derive(Debug)]
+pub struct MappedFeatures {
+    path: PathBuf,
+    map: memmap2::Mmap,
+    /// Byte ranges of `global`, `patches` and `targets` in `map`.
+    global: Range<usize>,
+    patches: Range<usize>,
+    targets: Range<usize>,
+    /// Image ids, one per row.
+    pub ids: Vec<String>,
+    /// Patches per image `N`.
+    pub patches_per_image: usize,
+    /// Feature width `d`.
+    pub width: usize,
+    /// Classes `C`.
+    pub classes: usize,
+}
+
+impl MappedFeatures {
+    /// Maps `path` and checks it; returns it with the metadata (without `ids`).
+    ///
+    /// The file must not be changed in place while it is mapped: the features stage publishes its
+    /// files by rename, so a mapped file is never rewritten under a reader.
+    ///
+    /// # Errors
+    /// [`TrainError::Io`] naming the file, [`TrainError::CorruptCache`] for a file that is not a
+    /// features file or disagrees with itself, [`TrainError::Target`] for a target outside
+    /// `{1, 0, −1}`.
+    pub fn open(path: &Path) -> Result<(Self, BTreeMap<String, String>), TrainError> {
+        let bad = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
+        let file = File::open(path).map_err(TrainError::io(path))?;
+        // SAFETY: the mapping is read-only and the project never writes a published features file
+        // in place (atomic temp + rename); a file truncated by someone else would fault on access.
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(TrainError::io(path))?;
+        let (header_len, header) = safetensors::SafeTensors::read_metadata(&map).map_err(|e| bad(e.to_string()))?;
+        let start = 8 + header_len;
+        let mut metadata: BTreeMap<String, String> =
+            header.metadata().clone().unwrap_or_default().into_iter().collect();
+        let ids: Vec<String> = serde_json::from_str(&metadata.remove("ids").ok_or_else(|| bad("no `ids`".into()))?)
+            .map_err(TrainError::json(path))?;
+        let tensor = |name: &str, dtype: safetensors::Dtype| {
+            let info = header.info(name).ok_or_else(|| bad(format!("tensor `{name}`: not in the file")))?;
+            if info.dtype != dtype {
+                return Err(bad(format!("`{name}` is {:?}, expected {dtype:?}", info.dtype)));
+            }
+            let (from, to) = info.data_offsets;
+            let bytes = info.shape.iter().product::<usize>() * dtype.bitsize() / 8;
+            if to - from != bytes || start + to > map.len() {
+                return Err(bad(format!("tensor `{name}`: {} bytes for shape {:?}", to - from, info.shape)));
+            }
+            Ok((info.shape.clone(), start + from..start + to))
+        };
+        let (global_shape, global) = tensor("global", safetensors::Dtype::F32)?;
+        let (patches_shape, patches) = tensor("patches", safetensors::Dtype::F32)?;
+        let (targets_shape, targets) = tensor("targets", safetensors::Dtype::I8)?;
+        let (n, width) = match global_shape[..] {
+            [n, width] => (n, width),
+            ref shape => return Err(bad(format!("`global` has shape {shape:?}"))),
+        };
+        let patches_per_image = match patches_shape[..] {
+            [pn, p, w] if pn == n && w == width => p,
+            ref shape => return Err(bad(format!("`patches` has shape {shape:?}, `global` {global_shape:?}"))),
+        };
+        let classes = match targets_shape[..] {
+            [tn, c] if tn == n => c,
+            ref shape => return Err(bad(format!("`targets` has shape {shape:?} for {n} images"))),
+        };
+        if ids.len() != n {
+            return Err(bad(format!("{} ids for {n} images", ids.len())));
+        }
+        if patches_per_image == 0 || width == 0 || classes == 0 {
+            return Err(bad(format!("N = {patches_per_image}, d = {width}, C = {classes}: sizes must be positive")));
+        }
+        let features =
+            Self { path: path.to_owned(), map, global, patches, targets, ids, patches_per_image, width, classes };
+        if let Some(index) = features.map[features.targets.clone()].iter().position(|&b| !matches!(b as i8, -1..=1)) {
+            return Err(TrainError::Target {
+                image: index / classes,
+                class: index % classes,
+                value: features.map[features.targets.start + index] as i8,
+            });
+        }
+        Ok((features, metadata))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rows `n`.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the file holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The rows `rows` (in that order) as a split of their own.
+    ///
+    /// # Errors
+    /// [`TrainError::Option`] naming a row outside the file.
+    pub fn rows(&self, rows: Vec<usize>) -> Result<MappedRows<'_>, TrainError> {
+        if let Some(row) = rows.iter().find(|&&row| row >= self.len()) {
+            return Err(TrainError::Option {
+                key: "rows",
+                value: format!("{row} of {} in `{}`", self.len(), self.path.display()),
+                reason: "outside the features file",
+            });
+        }
+        Ok(MappedRows { file: self, rows })
+    }
+
+    /// Every row, copied into memory.
+    pub fn to_feature_set(&self) -> FeatureSet {
+        FeatureSet {
+            ids: self.ids.clone(),
+            global: from_le_bytes(&self.map[self.global.clone()]),
+            patches: from_le_bytes(&self.map[self.patches.clone()]),
+            targets: self.map[self.targets.clone()].iter().map(|&b| b as i8).collect(),
+            patches_per_image: self.patches_per_image,
+            width: self.width,
+            classes: self.classes,
+        }
+    }
+
+    fn global_row(&self, row: usize) -> &[u8] {
+        let stride = self.width * 4;
+        &self.map[self.global.start + row * stride..][..stride]
+    }
+
+    fn patches_row(&self, row: usize) -> &[u8] {
+        let stride = self.patches_per_image * self.width * 4;
+        &self.map[self.patches.start + row * stride..][..stride]
+    }
+
+    fn targets_row(&self, row: usize) -> &[u8] {
+        &self.map[self.targets.start + row * self.classes..][..self.classes]
+    }
+}
+
+/// Some rows of a [`MappedFeatures`], in a fixed order.
+#[derive(Debug, Clone)]
+pub struct MappedRows<'a> {
+    file: &'a MappedFeatures,
+    rows: Vec<usize>,
+}
+
+impl MappedRows<'_> {
+    /// Rows selected.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether no row is selected.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// [`FeatureSet::content_hash`] of the same rows held in memory.
+    pub fn content_hash(&self) -> String {
+        let file = self.file;
+        let mut hasher = blake3::Hasher::new();
+        for &row in &self.rows {
+            hasher.update(file.global_row(row));
+        }
+        for &row in &self.rows {
+            hasher.update(file.patches_row(row));
+        }
+        for &row in &self.rows {
+            hasher.update(file.targets_row(row));
+        }
+        for &row in &self.rows {
+            let id = &file.ids[row];
+            hasher.update(&(id.len() as u64).to_le_bytes());
+            hasher.update(id.as_bytes());
+        }
+        hasher.finalize().to_hex().to_string()
+    }
+
+    /// The selected rows at `positions` (indices into this selection) as tensors on `device`.
+    pub fn batch(&self, positions: &[usize], device: &Device) -> Batch {
+        let file = self.file;
+        let (patches, width, classes) = (file.patches_per_image, file.width, file.classes);
+        let mut global = Vec::with_capacity(positions.len() * width);
+        let mut patch_values = Vec::with_capacity(positions.len() * patches * width);
+        let mut targets = Vec::with_capacity(positions.len() * classes);
+        for &position in positions {
+            let row = self.rows[position];
+            global.extend(from_le_bytes(file.global_row(row)));
+            patch_values.extend(from_le_bytes(file.patches_row(row)));
+            targets.extend(file.targets_row(row).iter().map(|&t| f32::from(t as i8)));
+        }
+        let b = positions.len();
+        Batch {
+            global: Tensor::from_data(TensorData::new(global, [b, width]), device),
+            patches: Tensor::from_data(TensorData::new(patch_values, [b, patches, width]), device),
+            targets: Tensor::from_data(TensorData::new(targets, [b, classes]), device),
+        }
+    }
+
+    /// `order`'s positions in chunks of `batch_size`, built lazily on `device`.
+    fn batches(&self, order: Vec<usize>, batch_size: usize, device: &Device) -> SourceBatches<'_> {
+        let device = device.clone();
+        let chunks: Vec<Vec<usize>> = order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect();
+        Box::new(chunks.into_iter().map(move |positions| {
+            let batch = self.batch(&positions, &device);
+            Ok(SourceBatch {
+                inputs: Inputs::Features { global: batch.global, patches: batch.patches },
+                targets: batch.targets,
+            })
+        }))
+    }
+}
+
+/// Training and validation rows of mapped features files: the memory-bounded
+/// [`crate::CachedFeatures`].
+#[derive(Debug, Clone, Copy)]
+pub struct MappedSource<'a> {
+    /// Training rows.
+    pub train: &'a MappedRows<'a>,
+    /// Validation rows (may be empty: mAP is then not reported).
+    pub validation: &'a MappedRows<'a>,
+}
+
+impl TrainingSource for MappedSource<'_> {
+    fn check(&self, classes: usize) -> Result<SourceShape, TrainError> {
+        let (train, validation) = (self.train.file, self.validation.file);
+        crate::predict::expect("C (train)", train.classes, classes)?;
+        if !self.validation.is_empty() {
+            crate::predict::expect("C (validation)", validation.classes, classes)?;
+            crate::predict::expect("d (validation)", validation.width, train.width)?;
+        }
+        if self.train.is_empty() {
+            return Err(TrainError::Option { key: "train", value: "0 images".into(), reason: "nothing to train on" });
+        }
+        Ok(SourceShape { image_width: train.width, patches_per_image: train.patches_per_image, backbone: None })
+    }
+
+    fn fingerprint(&self, hasher: &mut blake3::Hasher) {
+        hasher.update(self.train.content_hash().as_bytes());
+        hasher.update(self.validation.content_hash().as_bytes());
+    }
+
+    fn steps_per_epoch(&self, batch_size: usize) -> usize {
+        self.train.len().div_ceil(batch_size.max(1))
+    }
+
+    fn epoch(
+        &self,
+        seed: u64,
+        epoch: u32,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<SourceBatches<'_>, TrainError> {
+        Ok(self.train.batches(epoch_permutation(seed, epoch, self.train.len()), batch_size, device))
+    }
+
+    fn validation(&self, batch_size: usize, device: &Device) -> Result<Option<SourceBatches<'_>>, TrainError> {
+        let rows = self.validation;
+        Ok((!rows.is_empty()).then(|| rows.batches((0..rows.len()).collect(), batch_size, device)))
+    }
+
+    fn init(&self, config: &ModelConfig, seed: u64, device: &Device) -> Result<SspaModel, TrainError> {
+        config.init(seed, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::write_features;
+    use crate::source::CachedFeatures;
+
+    fn sample(n: usize) -> FeatureSet {
+        let (patches, width, classes) = (3, 4, 2);
+        FeatureSet {
+            ids: (0..n).map(|i| format!("img-{i}")).collect(),
+            global: (0..n * width).map(|i| (i as f32 * 0.37).sin()).collect(),
+            patches: (0..n * patches * width).map(|i| (i as f32 * 0.11).cos()).collect(),
+            targets: (0..n * classes).map(|i| (i % 3) as i8 - 1).collect(),
+            patches_per_image: patches,
+            width,
+            classes,
+        }
+    }
+
+    /// The rows `rows` of `set`, copied.
+    fn subset(set: &FeatureSet, rows: &[usize]) -> FeatureSet {
+        let (p, w, c) = (set.patches_per_image, set.width, set.classes);
+        FeatureSet {
+            ids: rows.iter().map(|&r| set.ids[r].clone()).collect(),
+            global: rows.iter().flat_map(|&r| set.global[r * w..(r + 1) * w].to_vec()).collect(),
+            patches: rows.iter().flat_map(|&r| set.patches[r * p * w..(r + 1) * p * w].to_vec()).collect(),
+            targets: rows.iter().flat_map(|&r| set.targets[r * c..(r + 1) * c].to_vec()).collect(),
+            ..set.clone()
+        }
+    }
+
+    fn values(batches: SourceBatches<'_>) -> Vec<Vec<f32>> {
+        batches
+            .map(|batch| {
+                let batch = batch.expect("batch");
+                let Inputs::Features { global, patches } = batch.inputs else { panic!("features") };
+                [global.into_data(), patches.into_data(), batch.targets.into_data()]
+                    .into_iter()
+                    .flat_map(|data| data.iter::<f32>().collect::<Vec<_>>())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mapped_rows_give_the_batches_and_hashes_of_the_same_rows_in_memory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("train.safetensors");
+        let set = sample(11);
+        let metadata = BTreeMap::from([("split".to_string(), "train".to_string())]);
+        write_features(&path, &set, &metadata).expect("write");
+        let (mapped, read) = MappedFeatures::open(&path).expect("open");
+        assert_eq!(read, metadata);
+        assert_eq!(mapped.to_feature_set(), set);
+        let (train_rows, validation_rows) = (vec![0, 2, 3, 5, 6, 7, 9, 10], vec![1, 4, 8]);
+        let (train, validation) = (subset(&set, &train_rows), subset(&set, &validation_rows));
+        let in_memory = CachedFeatures { train: &train, validation: &validation };
+        let (train_mapped, validation_mapped) =
+            (mapped.rows(train_rows).expect("rows"), mapped.rows(validation_rows).expect("rows"));
+        let on_disk = MappedSource { train: &train_mapped, validation: &validation_mapped };
+        assert_eq!(on_disk.check(2).expect("shape"), in_memory.check(2).expect("shape"));
+        assert_eq!(train_mapped.content_hash(), train.content_hash());
+        let fingerprint = |source: &dyn TrainingSource| {
+            let mut hasher = blake3::Hasher::new();
+            source.fingerprint(&mut hasher);
+            hasher.finalize()
+        };
+        assert_eq!(fingerprint(&on_disk), fingerprint(&in_memory));
+        let device = Device::flex();
+        for epoch in 0..3 {
+            let expected = values(in_memory.epoch(4, epoch, 3, &device).expect("epoch"));
+            assert_eq!(values(on_disk.epoch(4, epoch, 3, &device).expect("epoch")), expected, "epoch {epoch}");
+        }
+        let expected = values(in_memory.validation(2, &device).expect("validation").expect("rows"));
+        assert_eq!(values(on_disk.validation(2, &device).expect("validation").expect("rows")), expected);
+        let error = mapped.rows(vec![11]).expect_err("outside").to_string();
+        assert!(error.contains("train.safetensors"), "{error}");
+    }
+
+    #[test]
+    fn damaged_files_are_refused_naming_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("test.safetensors");
+        write_features(&path, &sample(4), &BTreeMap::new()).expect("write");
+        let good = std::fs::read(&path).expect("bytes");
+        std::fs::write(&path, &good[..good.len() - 3]).expect("truncate");
+        let error = MappedFeatures::open(&path).expect_err("truncated").to_string();
+        assert!(error.contains("test.safetensors"), "{error}");
+        let mut bad_target = good.clone();
+        *bad_target.last_mut().expect("bytes") = 5;
+        std::fs::write(&path, &bad_target).expect("write");
+        let error = MappedFeatures::open(&path).expect_err("target 5");
+        assert!(matches!(error, TrainError::Target { image: 3, class: 1, value: 5 }), "{error}");
+    }
+}

@@ -96,9 +96,16 @@ fn overloaded(reason: impl Into<String>) -> Attempt {
     Attempt::Retry { reason: reason.into(), after: None, connect: false, overload: true }
 }
 
+/// Makes rustls's `ring` provider the process's TLS provider (the build leaves out aws-lc-rs, so
+/// none is installed otherwise); a provider installed earlier stays.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl LlmClient {
     pub fn new(settings: LlmSettings) -> Result<Self, LlmError> {
         settings.validate()?;
+        install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))

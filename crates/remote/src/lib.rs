@@ -118,6 +118,9 @@ impl ObjectRemote {
     /// configuration error.
     pub fn open(url: &str, policy: PushPolicy) -> Result<Self, RemoteError> {
         let parsed = url::Url::parse(url).map_err(|e| RemoteError::Url { url: url.into(), reason: e.to_string() })?;
+        // The cloud stores' HTTP clients use rustls with `ring` (the build leaves out aws-lc-rs):
+        // it must be the process's provider before one is made; one installed earlier stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let store_error = |source| RemoteError::Store { url: url.into(), source };
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
             "file" => {

@@ -55,7 +55,7 @@ impl TypedStage for Evaluate {
         } else {
             ctx.progress.set_message(format!("loading `{}` features", section.split));
             let features_dir = ctx.input("features")?;
-            Some(FeatureManifest::read(features_dir)?.load(features_dir, &section.split)?)
+            Some(SplitFeatures::Mapped(FeatureManifest::read(features_dir)?.open(features_dir, &section.split)?))
         };
         ctx.progress.inc(1);
         let device = sspa_infer::device::select(params.train)?;
@@ -73,13 +73,19 @@ impl TypedStage for Evaluate {
                 None
             } else {
                 ctx.progress.set_message(format!("encoding `{}` with the {name} image encoder", section.split));
-                Some(encode_with_run(ctx, &predictor, &section.split, run_features.image_size, &device)?)
+                Some(SplitFeatures::Encoded(encode_with_run(
+                    ctx,
+                    &predictor,
+                    &section.split,
+                    run_features.image_size,
+                    &device,
+                )?))
             };
             let features = cached.as_ref().or(encoded.as_ref()).ok_or("no features to score")?;
             ctx.progress.set_message(format!("scoring with the {name} weights"));
             let labels = predictor.labels().to_vec();
-            let scores = predictor.predict(features)?;
-            let data = EvalData::from_row_major(features.ids.clone(), labels, &scores, &features.targets)?;
+            let scores = features.score(&predictor)?;
+            let data = EvalData::from_row_major(features.ids().to_vec(), labels, &scores, &features.targets())?;
             let report = sspa_metrics::evaluate_data(&data, &options)?;
             tracing::info!("evaluate ({name}): mAP {:.2} on {} images", report.mean_average_precision, data.n_images());
             sspa_metrics::write_scores(&ctx.out_dir.join(file), data.scores())?;
@@ -150,17 +156,67 @@ fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
     tensor.into_data().iter::<f32>().collect()
 }
 
+/// The evaluation split's features: the features stage's file through a memory map (scored batch
+/// by batch, never held whole), or computed here by the run's own trained image encoder.
+enum SplitFeatures {
+    Mapped(sspa_train::MappedFeatures),
+    Encoded(FeatureSet),
+}
+
+impl SplitFeatures {
+    fn ids(&self) -> &[String] {
+        match self {
+            Self::Mapped(file) => &file.ids,
+            Self::Encoded(set) => &set.ids,
+        }
+    }
+
+    /// `[n, C]` targets (1, 0, −1).
+    fn targets(&self) -> std::borrow::Cow<'_, [i8]> {
+        match self {
+            Self::Mapped(file) => file.targets().into(),
+            Self::Encoded(set) => set.targets.as_slice().into(),
+        }
+    }
+
+    /// Classes `C` and patches per image `N`.
+    fn sizes(&self) -> (usize, usize) {
+        match self {
+            Self::Mapped(file) => (file.classes, file.patches_per_image),
+            Self::Encoded(set) => (set.classes, set.patches_per_image),
+        }
+    }
+
+    /// Probabilities `[n, C]` under `predictor`.
+    fn score(&self, predictor: &Predictor) -> Result<Vec<f32>, sspa_train::TrainError> {
+        match self {
+            Self::Mapped(file) => predictor.predict_rows(&file.all_rows()),
+            Self::Encoded(set) => predictor.predict(set),
+        }
+    }
+
+    /// The head's whole output for the rows `rows`, in one forward pass.
+    fn explain(&self, predictor: &Predictor, rows: &[usize]) -> Result<sspa_train::SspaOutput, StageError> {
+        Ok(match self {
+            Self::Mapped(file) => {
+                let picked = file.rows(rows.to_vec())?.to_feature_set();
+                predictor.explain(&picked, &(0..rows.len()).collect::<Vec<_>>())?
+            }
+            Self::Encoded(set) => predictor.explain(set, rows)?,
+        })
+    }
+}
+
 /// The raw head's maps for the images [`maps::choose_images`] picks from `scores`; the row of
 /// each image in the shard split is looked up by its id, so the report can read its pixels.
 fn attention_maps(
     predictor: &Predictor,
-    features: &FeatureSet,
+    features: &SplitFeatures,
     scores: &[f32],
     split: &str,
     shard_dir: &std::path::Path,
 ) -> Result<MapsFile, StageError> {
-    let classes = features.classes;
-    let patches = features.patches_per_image;
+    let (classes, patches) = features.sizes();
     let mut file = MapsFile {
         version: maps::MAPS_VERSION,
         model: "raw".into(),
@@ -175,13 +231,14 @@ fn attention_maps(
         return Ok(file);
     };
     file.grid = grid;
-    let chosen = maps::choose_images(scores, &features.targets, classes, MAP_IMAGES, MAP_LABELS);
+    let targets = features.targets();
+    let chosen = maps::choose_images(scores, &targets, classes, MAP_IMAGES, MAP_LABELS);
     if chosen.is_empty() {
         file.note = Some("no true positive to show".into());
         return Ok(file);
     }
     let rows: Vec<usize> = chosen.iter().map(|choice| choice.image).collect();
-    let output = predictor.explain(features, &rows)?;
+    let output = features.explain(predictor, &rows)?;
     let weights = output.aggregator_weights.map(values);
     // S→V gate magnitude: the mean over d of the gate values, `[b, N]`.
     let gate = output.patch_gate.map(|gate| {
@@ -201,7 +258,7 @@ fn attention_maps(
     }
     let labels = predictor.labels();
     for (index, choice) in chosen.iter().enumerate() {
-        let image = &features.ids[choice.image];
+        let image = &features.ids()[choice.image];
         let row = *row_of
             .get(image.as_str())
             .ok_or_else(|| format!("image `{image}` of the feature cache is not in shard split `{split}`"))?;
@@ -211,7 +268,7 @@ fn attention_maps(
             .map(|&class| LabelMap {
                 label: labels[class].clone(),
                 score: scores[choice.image * classes + class],
-                target: features.targets[choice.image * classes + class],
+                target: targets[choice.image * classes + class],
                 weights: weights.as_ref().map(|weights| patch_column(weights, index, class, patches, classes)),
             })
             .collect();

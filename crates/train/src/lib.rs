@@ -62,6 +62,8 @@ pub use schedule::WarmupCosine;
 pub use source::{
     CachedFeatures, FineTune, Inputs, SourceBatch, SourceBatches, SourceShape, TrainingSource, epoch_permutation,
 };
+/// What [`Predictor::explain`] returns.
+pub use sspa_model::SspaOutput;
 pub use start::model_config;
 pub use text::{FixedTextEncoder, MeanPromptEncoder, PromptTextEncoder, TextInputs};
 pub use trainer::{Cancel, Progress, Sections, TrainData, TrainOptions, TrainOutcome, train};

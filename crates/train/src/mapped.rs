@@ -150,6 +150,16 @@ impl MappedFeatures {
         }
     }
 
+    /// Every row, selected in file order.
+    pub fn all_rows(&self) -> MappedRows<'_> {
+        MappedRows { file: self, rows: (0..self.len()).collect() }
+    }
+
+    /// The targets `[n, C]` (1, 0, −1), copied out (one byte a value).
+    pub fn targets(&self) -> Vec<i8> {
+        self.map[self.targets.clone()].iter().map(|&b| b as i8).collect()
+    }
+
     fn global_row(&self, row: usize) -> &[u8] {
         let stride = self.width * 4;
         &self.map[self.global.start + row * stride..][..stride]
@@ -181,6 +191,32 @@ impl MappedRows<'_> {
     /// Whether no row is selected.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// The file the rows are in.
+    pub fn file(&self) -> &MappedFeatures {
+        self.file
+    }
+
+    /// The selected rows, copied into memory (for a few rows, e.g. the images whose maps are drawn).
+    pub fn to_feature_set(&self) -> FeatureSet {
+        let file = self.file;
+        let mut set = FeatureSet {
+            ids: Vec::with_capacity(self.rows.len()),
+            global: Vec::with_capacity(self.rows.len() * file.width),
+            patches: Vec::with_capacity(self.rows.len() * file.patches_per_image * file.width),
+            targets: Vec::with_capacity(self.rows.len() * file.classes),
+            patches_per_image: file.patches_per_image,
+            width: file.width,
+            classes: file.classes,
+        };
+        for &row in &self.rows {
+            set.ids.push(file.ids[row].clone());
+            set.global.extend(from_le_bytes(file.global_row(row)));
+            set.patches.extend(from_le_bytes(file.patches_row(row)));
+            set.targets.extend(file.targets_row(row).iter().map(|&t| t as i8));
+        }
+        set
     }
 
     /// [`FeatureSet::content_hash`] of the same rows held in memory.
@@ -367,6 +403,8 @@ mod tests {
         }
         let expected = values(in_memory.validation(2, &device).expect("validation").expect("rows"));
         assert_eq!(values(on_disk.validation(2, &device).expect("validation").expect("rows")), expected);
+        assert_eq!(mapped.rows(vec![3, 1]).expect("rows").to_feature_set(), subset(&set, &[3, 1]));
+        assert_eq!(mapped.targets(), set.targets);
         let error = mapped.rows(vec![11]).expect_err("outside").to_string();
         assert!(error.contains("train.safetensors"), "{error}");
     }

@@ -65,20 +65,20 @@ impl TextFeatures {
     }
 }
 
-/// Probabilities `[n, C]` (row-major) of `features` under `head` with text inputs `knowledge` and
-/// `context` (all without autodiff), in batches of `batch_size`.
-pub(crate) fn score_features(
+/// Probabilities `[n, C]` (row-major) of `n` rows, built by `batch` from row indices, under
+/// `head` with text inputs `knowledge` and `context` (all without autodiff), in batches of
+/// `batch_size`.
+fn score_rows(
     head: &Head,
-    knowledge: &Tensor<2>,
-    context: &Tensor<2>,
-    features: &FeatureSet,
+    (knowledge, context): (&Tensor<2>, &Tensor<2>),
+    n: usize,
     batch_size: usize,
-    device: &Device,
+    batch: impl Fn(&[usize]) -> crate::features::Batch,
 ) -> Vec<f32> {
-    let indices: Vec<usize> = (0..features.len()).collect();
-    let mut scores = Vec::with_capacity(features.len() * features.classes);
+    let indices: Vec<usize> = (0..n).collect();
+    let mut scores = Vec::new();
     for chunk in indices.chunks(batch_size.max(1)) {
-        let batch = features.batch(chunk, device);
+        let batch = batch(chunk);
         let output = head.forward(knowledge.clone(), context.clone(), batch.global, batch.patches);
         scores.extend(output.scores.into_data().iter::<f32>());
     }
@@ -151,7 +151,23 @@ impl Predictor {
         features.validate()?;
         expect("image feature width c", features.width, self.model.head.image_width())?;
         expect("C", features.classes, self.config.labels.len())?;
-        Ok(score_features(&self.model.head, &self.knowledge, &self.context, features, self.batch_size, &self.device))
+        let text = (&self.knowledge, &self.context);
+        Ok(score_rows(&self.model.head, text, features.len(), self.batch_size, |rows| {
+            features.batch(rows, &self.device)
+        }))
+    }
+
+    /// [`Predictor::predict`] over rows of a mapped features file, read batch by batch.
+    ///
+    /// # Errors
+    /// As [`Predictor::predict`].
+    pub fn predict_rows(&self, rows: &crate::MappedRows<'_>) -> Result<Vec<f32>, TrainError> {
+        expect("image feature width c", rows.file().width, self.model.head.image_width())?;
+        expect("C", rows.file().classes, self.config.labels.len())?;
+        let text = (&self.knowledge, &self.context);
+        Ok(score_rows(&self.model.head, text, rows.len(), self.batch_size, |positions| {
+            rows.batch(positions, &self.device)
+        }))
     }
 }
 

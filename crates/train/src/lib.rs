@@ -60,7 +60,8 @@ pub use optim::{AdamWGroupsConfig, clip_grad_norm, decayed_parameter_ids, parame
 pub use predict::{Predictor, Weights, files};
 pub use schedule::WarmupCosine;
 pub use source::{
-    CachedFeatures, FineTune, Inputs, SourceBatch, SourceBatches, SourceShape, TrainingSource, epoch_permutation,
+    CachedFeatures, FeatureRows, FeatureSource, FineTune, Inputs, SourceBatch, SourceBatches, SourceShape,
+    TrainingSource, epoch_permutation,
 };
 /// What [`Predictor::explain`] returns.
 pub use sspa_model::SspaOutput;

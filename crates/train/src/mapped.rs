@@ -17,8 +17,7 @@ use burn::prelude::*;
 
 use crate::error::TrainError;
 use crate::features::{Batch, FeatureSet, from_le_bytes};
-use crate::model::{ModelConfig, SspaModel};
-use crate::source::{Inputs, SourceBatch, SourceBatches, SourceShape, TrainingSource, epoch_permutation};
+use crate::source::{FeatureRows, FeatureSource};
 
 /// A features file mapped into memory.
 #[derive(Debug)]
@@ -260,79 +259,40 @@ impl MappedRows<'_> {
             targets: Tensor::from_data(TensorData::new(targets, [b, classes]), device),
         }
     }
+}
 
-    /// `order`'s positions in chunks of `batch_size`, built lazily on `device`.
-    fn batches(&self, order: Vec<usize>, batch_size: usize, device: &Device) -> SourceBatches<'_> {
-        let device = device.clone();
-        let chunks: Vec<Vec<usize>> = order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect();
-        Box::new(chunks.into_iter().map(move |positions| {
-            let batch = self.batch(&positions, &device);
-            Ok(SourceBatch {
-                inputs: Inputs::Features { global: batch.global, patches: batch.patches },
-                targets: batch.targets,
-            })
-        }))
+impl FeatureRows for MappedRows<'_> {
+    fn len(&self) -> usize {
+        MappedRows::len(self)
+    }
+
+    fn sizes(&self) -> (usize, usize, usize) {
+        (self.file.patches_per_image, self.file.width, self.file.classes)
+    }
+
+    /// Checked when the file was opened.
+    fn validate(&self) -> Result<(), TrainError> {
+        Ok(())
+    }
+
+    fn content_hash(&self) -> String {
+        MappedRows::content_hash(self)
+    }
+
+    fn batch(&self, positions: &[usize], device: &Device) -> Batch {
+        MappedRows::batch(self, positions, device)
     }
 }
 
-/// Training and validation rows of mapped features files: the memory-bounded
+/// Training and validation rows of a memory-mapped features file: the memory-bounded
 /// [`crate::CachedFeatures`].
-#[derive(Debug, Clone, Copy)]
-pub struct MappedSource<'a> {
-    /// Training rows.
-    pub train: &'a MappedRows<'a>,
-    /// Validation rows (may be empty: mAP is then not reported).
-    pub validation: &'a MappedRows<'a>,
-}
-
-impl TrainingSource for MappedSource<'_> {
-    fn check(&self, classes: usize) -> Result<SourceShape, TrainError> {
-        let (train, validation) = (self.train.file, self.validation.file);
-        crate::predict::expect("C (train)", train.classes, classes)?;
-        if !self.validation.is_empty() {
-            crate::predict::expect("C (validation)", validation.classes, classes)?;
-            crate::predict::expect("d (validation)", validation.width, train.width)?;
-        }
-        if self.train.is_empty() {
-            return Err(TrainError::Option { key: "train", value: "0 images".into(), reason: "nothing to train on" });
-        }
-        Ok(SourceShape { image_width: train.width, patches_per_image: train.patches_per_image, backbone: None })
-    }
-
-    fn fingerprint(&self, hasher: &mut blake3::Hasher) {
-        hasher.update(self.train.content_hash().as_bytes());
-        hasher.update(self.validation.content_hash().as_bytes());
-    }
-
-    fn steps_per_epoch(&self, batch_size: usize) -> usize {
-        self.train.len().div_ceil(batch_size.max(1))
-    }
-
-    fn epoch(
-        &self,
-        seed: u64,
-        epoch: u32,
-        batch_size: usize,
-        device: &Device,
-    ) -> Result<SourceBatches<'_>, TrainError> {
-        Ok(self.train.batches(epoch_permutation(seed, epoch, self.train.len()), batch_size, device))
-    }
-
-    fn validation(&self, batch_size: usize, device: &Device) -> Result<Option<SourceBatches<'_>>, TrainError> {
-        let rows = self.validation;
-        Ok((!rows.is_empty()).then(|| rows.batches((0..rows.len()).collect(), batch_size, device)))
-    }
-
-    fn init(&self, config: &ModelConfig, seed: u64, device: &Device) -> Result<SspaModel, TrainError> {
-        config.init(seed, device)
-    }
-}
+pub type MappedSource<'a> = FeatureSource<'a, MappedRows<'a>>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::features::write_features;
-    use crate::source::CachedFeatures;
+    use crate::source::{CachedFeatures, Inputs, SourceBatches, TrainingSource};
 
     fn sample(n: usize) -> FeatureSet {
         let (patches, width, classes) = (3, 4, 2);

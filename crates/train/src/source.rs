@@ -1,8 +1,9 @@
 //! What the loop trains on, behind one trait: [`TrainingSource`] checks the data against the
 //! label set, fingerprints it, yields each epoch's and the validation split's mini-batches, and
 //! builds the model it starts from. Two sources implement it:
-//! - [`CachedFeatures`]: global and patch features of a frozen image encoder, computed once
-//!   upstream ([`FeatureSet`]); epoch `e` visits the rows in [`epoch_permutation`]`(seed, e)`;
+//! - [`FeatureSource`]: global and patch features of a frozen image encoder, computed once
+//!   upstream, held in memory ([`CachedFeatures`]) or read through a memory map
+//!   ([`crate::MappedSource`]); epoch `e` visits the rows in [`epoch_permutation`]`(seed, e)`;
 //! - [`FineTune`]: images from an [`ImageSource`], encoded every step by the image encoder
 //!   trained with the head.
 //!
@@ -15,7 +16,7 @@ use burn::tensor::FloatDType;
 
 use crate::backbone::{Backbone, BackboneSpec};
 use crate::error::TrainError;
-use crate::features::FeatureSet;
+use crate::features::{Batch, FeatureSet};
 use crate::images::ImageSource;
 use crate::model::{ModelConfig, SspaModel};
 use crate::precision::to_compute;
@@ -132,42 +133,104 @@ pub trait TrainingSource: Sync {
     fn init(&self, config: &ModelConfig, seed: u64, device: &Device) -> Result<SspaModel, TrainError>;
 }
 
-/// Cached features of a frozen image encoder.
-#[derive(Debug, Clone, Copy)]
-pub struct CachedFeatures<'a> {
-    /// Training features.
-    pub train: &'a FeatureSet,
-    /// Validation features (may be empty: mAP is then not reported).
-    pub validation: &'a FeatureSet,
+/// Rows of frozen-encoder features that a [`FeatureSource`] trains on: a [`FeatureSet`] in
+/// memory, or [`crate::MappedRows`] of a memory-mapped features file.
+pub trait FeatureRows: Sync {
+    /// Rows `n`.
+    fn len(&self) -> usize;
+    /// Whether there is no row.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Patches per image `N`, feature width `d` and classes `C`.
+    fn sizes(&self) -> (usize, usize, usize);
+    /// Checks the buffers and targets (what is not checked when the rows are made).
+    ///
+    /// # Errors
+    /// As [`FeatureSet::validate`].
+    fn validate(&self) -> Result<(), TrainError>;
+    /// [`FeatureSet::content_hash`] of these rows.
+    fn content_hash(&self) -> String;
+    /// The rows at `positions` as tensors on `device`.
+    fn batch(&self, positions: &[usize], device: &Device) -> Batch;
 }
 
-/// The rows `rows` of `set` as a batch on `device`.
-fn rows_batch(set: &FeatureSet, rows: &[usize], device: &Device) -> SourceBatch {
-    let batch = set.batch(rows, device);
-    SourceBatch { inputs: Inputs::Features { global: batch.global, patches: batch.patches }, targets: batch.targets }
+impl FeatureRows for FeatureSet {
+    fn len(&self) -> usize {
+        FeatureSet::len(self)
+    }
+
+    fn sizes(&self) -> (usize, usize, usize) {
+        (self.patches_per_image, self.width, self.classes)
+    }
+
+    fn validate(&self) -> Result<(), TrainError> {
+        FeatureSet::validate(self)
+    }
+
+    fn content_hash(&self) -> String {
+        FeatureSet::content_hash(self)
+    }
+
+    fn batch(&self, positions: &[usize], device: &Device) -> Batch {
+        FeatureSet::batch(self, positions, device)
+    }
 }
 
-/// `set`'s rows in `order`, in chunks of `batch_size`, built lazily on `device`.
-fn row_batches<'a>(set: &'a FeatureSet, order: Vec<usize>, batch_size: usize, device: &Device) -> SourceBatches<'a> {
+/// Training and validation rows of a frozen image encoder's features.
+#[derive(Debug)]
+pub struct FeatureSource<'a, R> {
+    /// Training rows.
+    pub train: &'a R,
+    /// Validation rows (may be empty: mAP is then not reported).
+    pub validation: &'a R,
+}
+
+impl<R> Clone for FeatureSource<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for FeatureSource<'_, R> {}
+
+/// Cached features held in memory.
+pub type CachedFeatures<'a> = FeatureSource<'a, FeatureSet>;
+
+/// `rows` in `order`, in chunks of `batch_size`, built lazily on `device`.
+fn row_batches<'a, R: FeatureRows>(
+    rows: &'a R,
+    order: Vec<usize>,
+    batch_size: usize,
+    device: &Device,
+) -> SourceBatches<'a> {
     let device = device.clone();
     let chunks: Vec<Vec<usize>> = order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect();
-    Box::new(chunks.into_iter().map(move |rows| Ok(rows_batch(set, &rows, &device))))
+    Box::new(chunks.into_iter().map(move |positions| {
+        let batch = rows.batch(&positions, &device);
+        Ok(SourceBatch {
+            inputs: Inputs::Features { global: batch.global, patches: batch.patches },
+            targets: batch.targets,
+        })
+    }))
 }
 
-impl TrainingSource for CachedFeatures<'_> {
+impl<R: FeatureRows> TrainingSource for FeatureSource<'_, R> {
     fn check(&self, classes: usize) -> Result<SourceShape, TrainError> {
         let (train, validation) = (self.train, self.validation);
         train.validate()?;
-        expect("C (train)", train.classes, classes)?;
+        let (patches_per_image, width, train_classes) = train.sizes();
+        expect("C (train)", train_classes, classes)?;
         if !validation.is_empty() {
             validation.validate()?;
-            expect("C (validation)", validation.classes, classes)?;
-            expect("d (validation)", validation.width, train.width)?;
+            let (_, validation_width, validation_classes) = validation.sizes();
+            expect("C (validation)", validation_classes, classes)?;
+            expect("d (validation)", validation_width, width)?;
         }
         if train.is_empty() {
             return Err(TrainError::Option { key: "train", value: "0 images".into(), reason: "nothing to train on" });
         }
-        Ok(SourceShape { image_width: train.width, patches_per_image: train.patches_per_image, backbone: None })
+        Ok(SourceShape { image_width: width, patches_per_image, backbone: None })
     }
 
     fn fingerprint(&self, hasher: &mut blake3::Hasher) {
@@ -190,8 +253,8 @@ impl TrainingSource for CachedFeatures<'_> {
     }
 
     fn validation(&self, batch_size: usize, device: &Device) -> Result<Option<SourceBatches<'_>>, TrainError> {
-        let set = self.validation;
-        Ok((!set.is_empty()).then(|| row_batches(set, (0..set.len()).collect(), batch_size, device)))
+        let rows = self.validation;
+        Ok((!rows.is_empty()).then(|| row_batches(rows, (0..rows.len()).collect(), batch_size, device)))
     }
 
     fn init(&self, config: &ModelConfig, seed: u64, device: &Device) -> Result<SspaModel, TrainError> {

@@ -5,8 +5,8 @@ use burn::prelude::*;
 use sspa_config::HeadKind;
 use sspa_metrics::mean_average_precision;
 use sspa_train::{
-    CachedFeatures, MeanPromptEncoder, ModelConfig, Predictor, TrainData, TrainError, TrainOptions, WarmStart, Weights,
-    files, latest_checkpoint, train,
+    CachedFeatures, FeatureSet, MeanPromptEncoder, ModelConfig, Predictor, TextInputs, TrainData, TrainError,
+    TrainOptions, WarmStart, Weights, files, latest_checkpoint, train,
 };
 
 use crate::training::{
@@ -16,13 +16,38 @@ use crate::training::{
 
 const PEERS: [HeadKind; 3] = [HeadKind::Linear, HeadKind::Mlp, HeadKind::QueryDecoder];
 
+/// A labelled task of `classes` classes: text inputs, a prompt encoder, train and validation
+/// features of `images` and `images / 2` synthetic images.
+struct Task {
+    text: TextInputs,
+    encoder: MeanPromptEncoder,
+    train: FeatureSet,
+    validation: FeatureSet,
+}
+
+impl Task {
+    fn new(classes: usize, images: usize) -> Self {
+        let text = text_inputs_classes(classes);
+        let encoder =
+            MeanPromptEncoder::new(text.labels.clone(), PROMPT_WIDTH, TEXT_WIDTH, 11, &Device::flex().autodiff());
+        let (train, validation) = (synthetic_classes(classes, images, 1), synthetic_classes(classes, images / 2, 2));
+        Self { text, encoder, train, validation }
+    }
+
+    fn source(&self) -> CachedFeatures<'_> {
+        CachedFeatures { train: &self.train, validation: &self.validation }
+    }
+
+    fn data<'a>(&'a self, source: &'a CachedFeatures<'a>) -> TrainData<'a> {
+        TrainData { text: &self.text, encoder: &self.encoder, source }
+    }
+}
+
 #[test]
 fn every_peer_learns_predicts_and_resumes_exactly() {
-    let text = text_inputs_classes(CLASSES);
-    let (train_set, validation) = (synthetic_classes(CLASSES, 192, 1), synthetic_classes(CLASSES, 96, 2));
-    let encoder = MeanPromptEncoder::new(text.labels.clone(), PROMPT_WIDTH, TEXT_WIDTH, 11, &Device::flex().autodiff());
-    let source = CachedFeatures { train: &train_set, validation: &validation };
-    let data = TrainData { text: &text, encoder: &encoder, source: &source };
+    let task = Task::new(CLASSES, 192);
+    let (source, validation) = (task.source(), &task.validation);
+    let data = task.data(&source);
     let untrained =
         mean_average_precision(&vec![0.5; validation.targets.len()], &validation.targets, CLASSES).expect("positives");
     for kind in PEERS {
@@ -44,7 +69,7 @@ fn every_peer_learns_predicts_and_resumes_exactly() {
         let raw = last.val_map.expect("validation mAP");
         assert!(raw > untrained + 20.0, "{kind}: mAP {raw} vs constant {untrained}");
         let predictor = Predictor::load(&options.output_dir, Weights::Raw, &Device::flex()).expect("predictor");
-        let scores = predictor.predict(&validation).expect("scores");
+        let scores = predictor.predict(validation).expect("scores");
         let map = mean_average_precision(&scores, &validation.targets, CLASSES).expect("positives");
         assert!((map - raw).abs() < 1e-3, "{kind}: predicted {map} vs logged {raw}");
 
@@ -70,11 +95,9 @@ fn every_peer_learns_predicts_and_resumes_exactly() {
 
 #[test]
 fn peer_warm_starts_keep_their_labels_or_are_refused() {
-    let text = text_inputs_classes(CLASSES);
-    let (train_set, validation) = (synthetic_classes(CLASSES, 96, 1), synthetic_classes(CLASSES, 48, 2));
-    let encoder = MeanPromptEncoder::new(text.labels.clone(), PROMPT_WIDTH, TEXT_WIDTH, 11, &Device::flex().autodiff());
-    let source = CachedFeatures { train: &train_set, validation: &validation };
-    let data = TrainData { text: &text, encoder: &encoder, source: &source };
+    let task = Task::new(CLASSES, 96);
+    let source = task.source();
+    let data = task.data(&source);
     let mut run = setup(2, 32);
     run.model.head = HeadKind::Mlp;
     let dir = tempfile::tempdir().expect("temp dir");
@@ -91,12 +114,9 @@ fn peer_warm_starts_keep_their_labels_or_are_refused() {
     assert!(report.tensors_copied > 0 && report.kept_init.is_empty(), "{report:?}");
 
     // One label more: a peer's class axis is not remapped; the error says what to do.
-    let more = text_inputs_classes(CLASSES + 1);
-    let (train_more, validation_more) = (synthetic_classes(CLASSES + 1, 96, 1), synthetic_classes(CLASSES + 1, 48, 2));
-    let encoder_more =
-        MeanPromptEncoder::new(more.labels.clone(), PROMPT_WIDTH, TEXT_WIDTH, 11, &Device::flex().autodiff());
-    let source_more = CachedFeatures { train: &train_more, validation: &validation_more };
-    let data_more = TrainData { text: &more, encoder: &encoder_more, source: &source_more };
+    let more = Task::new(CLASSES + 1, 96);
+    let source_more = more.source();
+    let data_more = more.data(&source_more);
     let refused = TrainOptions {
         warm_start: Some(WarmStart::new(&old.output_dir, Weights::Ema)),
         ..TrainOptions::new(dir.path().join("more-ckpt"), dir.path().join("more"))

@@ -55,7 +55,15 @@ fn libtorch_cpu_scores_and_gradients_match_flex() {
         let output = model.head.forward(knowledge, context, global, patches);
         let loss = output.scores.clone().sum();
         let grads = loss.backward();
-        let projection = &model.head.image_projection.as_ref().expect("image projection").linear.weight;
+        let projection = &model
+            .head
+            .as_sspa()
+            .expect("an SSPA head")
+            .image_projection
+            .as_ref()
+            .expect("image projection")
+            .linear
+            .weight;
         let gradient = projection.grad(&grads).expect("projection gradient");
         (values(output.scores), values(gradient))
     };

@@ -37,99 +37,138 @@ const FULL: StudyRow = StudyRow { label: "full SSPA", overrides: &[], paper: "88
 
 /// Every table of the study, in the paper's order, then the peer heads a user would try instead.
 pub fn study() -> Vec<StudyTable> {
-    let row = |label, overrides, paper| StudyRow { label, overrides, paper };
     vec![
-        StudyTable {
-            id: "VI",
-            title: "Table VI: split stage (KAP, CAP, DSF)",
-            rows: vec![
-                row("KAP from the fixed template", &["ablation.kap=\"template\""], "87.9"),
-                row("no KAP", &["ablation.kap=\"off\""], "87.7"),
-                row("no CAP (KAP only)", &["ablation.cap=false"], "87.5"),
-                row("CAP without DSF", &["ablation.dsf=false"], "88.2"),
-                FULL,
-            ],
-            claim: "full SSPA above every row",
-        },
-        StudyTable {
-            id: "VII",
-            title: "Table VII: synthesis",
-            rows: vec![
-                row("summation", &["ablation.synthesis=\"sum\""], "87.8"),
-                row("concatenation", &["ablation.synthesis=\"concat\""], "87.9"),
-                row("MLP", &["ablation.synthesis=\"mlp\""], "88.2"),
-                StudyRow { label: "QSM (full SSPA)", ..FULL },
-            ],
-            claim: "QSM > MLP > concatenation ≥ summation",
-        },
-        StudyTable {
-            id: "VIII",
-            title: "Table VIII: gated dual-modal alignments",
-            rows: vec![
-                row("neither direction", &["ablation.alignment=\"none\""], "87.2"),
-                row("V→S only", &["ablation.alignment=\"visual_to_semantic\""], "88.2"),
-                row("S→V only", &["ablation.alignment=\"semantic_to_visual\""], "87.8"),
-                StudyRow { label: "both (full SSPA)", ..FULL },
-            ],
-            claim: "both > V→S > S→V > neither",
-        },
-        StudyTable {
-            id: "IX",
-            title: "Table IX: category centres",
-            rows: vec![
-                row(
-                    "Uni-D (learned classifier)",
-                    &["ablation.classifier=\"learned\"", "ablation.alignment=\"semantic_to_visual\""],
-                    "84.3",
-                ),
-                row("Bi-D without gate", &["ablation.gate=false"], "88.0"),
-                StudyRow { label: "Bi-D with gate (full SSPA)", ..FULL },
-            ],
-            claim: "Bi-D with gate > Bi-D without gate > Uni-D",
-        },
-        StudyTable {
-            id: "fig5",
-            title: "Fig. 5: branches and aggregation",
-            rows: vec![
-                row("global branch only", &["ablation.branches=\"global\""], "best single branch −3.3"),
-                row("regional branch only", &["ablation.branches=\"regional\""], "best single branch −3.3"),
-                row("mean aggregation", &["ablation.aggregator=\"mean\""], "below soft"),
-                row("hard aggregation", &["ablation.aggregator=\"hard\""], "below mean"),
-                StudyRow { label: "both branches, soft (full SSPA)", ..FULL },
-            ],
-            claim: "both branches beat either; soft > mean > hard",
-        },
-        StudyTable {
-            id: "fig6",
-            title: "Fig. 6: from a fixed-template baseline to SSPA",
-            rows: vec![
-                row(
-                    "baseline: \"A photo of a {label}.\", global only",
-                    &[
-                        "ablation.kap=\"template\"",
-                        "ablation.cap=false",
-                        "ablation.branches=\"global\"",
-                        "ablation.global_text=\"kap\"",
-                    ],
-                    "baseline",
-                ),
-                row("+ SSP (no GDMA)", &["ablation.alignment=\"none\""], "+5.0 over the baseline"),
-                StudyRow { label: "+ GDMA (full SSPA)", paper: "further above + SSP", ..FULL },
-            ],
-            claim: "baseline < + SSP < + GDMA",
-        },
-        StudyTable {
-            id: "peers",
-            title: "Peers: other heads on the same frozen features, loss and budget",
-            rows: vec![
-                row("linear probe (global feature)", &["model.head=\"linear\""], "—"),
-                row("two-layer MLP (global + mean patch feature)", &["model.head=\"mlp\""], "—"),
-                row("query decoder (ML-Decoder style)", &["model.head=\"query-decoder\""], "—"),
-                FULL,
-            ],
-            claim: "SSPA above every peer (the paper compares with published methods, not with these heads)",
-        },
+        split_stage(),
+        synthesis(),
+        alignments(),
+        category_centres(),
+        branches_and_aggregation(),
+        baseline_to_sspa(),
+        peers(),
     ]
+}
+
+/// A row of a study table.
+fn row(label: &'static str, overrides: &'static [&'static str], paper: &'static str) -> StudyRow {
+    StudyRow { label, overrides, paper }
+}
+
+/// Table VI: the split stage's parts (KAP source, CAP, DSF).
+fn split_stage() -> StudyTable {
+    StudyTable {
+        id: "VI",
+        title: "Table VI: split stage (KAP, CAP, DSF)",
+        rows: vec![
+            row("KAP from the fixed template", &["ablation.kap=\"template\""], "87.9"),
+            row("no KAP", &["ablation.kap=\"off\""], "87.7"),
+            row("no CAP (KAP only)", &["ablation.cap=false"], "87.5"),
+            row("CAP without DSF", &["ablation.dsf=false"], "88.2"),
+            FULL,
+        ],
+        claim: "full SSPA above every row",
+    }
+}
+
+/// Table VII: how `T_u` is synthesised.
+fn synthesis() -> StudyTable {
+    StudyTable {
+        id: "VII",
+        title: "Table VII: synthesis",
+        rows: vec![
+            row("summation", &["ablation.synthesis=\"sum\""], "87.8"),
+            row("concatenation", &["ablation.synthesis=\"concat\""], "87.9"),
+            row("MLP", &["ablation.synthesis=\"mlp\""], "88.2"),
+            StudyRow { label: "QSM (full SSPA)", ..FULL },
+        ],
+        claim: "QSM > MLP > concatenation ≥ summation",
+    }
+}
+
+/// Table VIII: the directions of the gated dual-modal alignment.
+fn alignments() -> StudyTable {
+    StudyTable {
+        id: "VIII",
+        title: "Table VIII: gated dual-modal alignments",
+        rows: vec![
+            row("neither direction", &["ablation.alignment=\"none\""], "87.2"),
+            row("V→S only", &["ablation.alignment=\"visual_to_semantic\""], "88.2"),
+            row("S→V only", &["ablation.alignment=\"semantic_to_visual\""], "87.8"),
+            StudyRow { label: "both (full SSPA)", ..FULL },
+        ],
+        claim: "both > V→S > S→V > neither",
+    }
+}
+
+/// Table IX: the category centres (Uni-D, Bi-D with and without the gate).
+fn category_centres() -> StudyTable {
+    StudyTable {
+        id: "IX",
+        title: "Table IX: category centres",
+        rows: vec![
+            row(
+                "Uni-D (learned classifier)",
+                &["ablation.classifier=\"learned\"", "ablation.alignment=\"semantic_to_visual\""],
+                "84.3",
+            ),
+            row("Bi-D without gate", &["ablation.gate=false"], "88.0"),
+            StudyRow { label: "Bi-D with gate (full SSPA)", ..FULL },
+        ],
+        claim: "Bi-D with gate > Bi-D without gate > Uni-D",
+    }
+}
+
+/// Fig. 5: one branch or both, and the patch aggregator.
+fn branches_and_aggregation() -> StudyTable {
+    StudyTable {
+        id: "fig5",
+        title: "Fig. 5: branches and aggregation",
+        rows: vec![
+            row("global branch only", &["ablation.branches=\"global\""], "best single branch −3.3"),
+            row("regional branch only", &["ablation.branches=\"regional\""], "best single branch −3.3"),
+            row("mean aggregation", &["ablation.aggregator=\"mean\""], "below soft"),
+            row("hard aggregation", &["ablation.aggregator=\"hard\""], "below mean"),
+            StudyRow { label: "both branches, soft (full SSPA)", ..FULL },
+        ],
+        claim: "both branches beat either; soft > mean > hard",
+    }
+}
+
+/// Fig. 6: from the fixed-template, global-only baseline to full SSPA.
+fn baseline_to_sspa() -> StudyTable {
+    StudyTable {
+        id: "fig6",
+        title: "Fig. 6: from a fixed-template baseline to SSPA",
+        rows: vec![
+            row(
+                "baseline: \"A photo of a {label}.\", global only",
+                &[
+                    "ablation.kap=\"template\"",
+                    "ablation.cap=false",
+                    "ablation.branches=\"global\"",
+                    "ablation.global_text=\"kap\"",
+                ],
+                "baseline",
+            ),
+            row("+ SSP (no GDMA)", &["ablation.alignment=\"none\""], "+5.0 over the baseline"),
+            StudyRow { label: "+ GDMA (full SSPA)", paper: "further above + SSP", ..FULL },
+        ],
+        claim: "baseline < + SSP < + GDMA",
+    }
+}
+
+/// The peer heads beside full SSPA (not a paper table).
+fn peers() -> StudyTable {
+    StudyTable {
+        id: "peers",
+        title: "Peers: other heads on the same frozen features, loss and budget",
+        rows: vec![
+            row("linear probe (global feature)", &["model.head=\"linear\""], "—"),
+            row("two-layer MLP (global + mean patch feature)", &["model.head=\"mlp\""], "—"),
+            row("query decoder (ML-Decoder style)", &["model.head=\"query-decoder\""], "—"),
+            FULL,
+        ],
+        claim: "SSPA above every peer (the paper compares with published methods, not with these heads)",
+    }
 }
 
 /// The tables named in `ids` (case-insensitive; empty: all), in the paper's order.

@@ -51,14 +51,14 @@ pub fn score_split(
 ) -> Result<SplitScores, ScoreError> {
     let predictor = Predictor::load(train_dir, weights, device)?;
     let trained_on = FeatureManifest::read(train_dir)?;
-    let features = if trained_on.fine_tuned {
+    let (images, scores) = if trained_on.fine_tuned {
         let backbone = predictor.backbone().ok_or_else(|| ScoreError::Incomparable {
             dir: train_dir.to_owned(),
             reason: "features.json says the image encoder was trained, but the weights hold none".into(),
         })?;
         let shards = sspa_data::open_shards(shard_dir)?;
         let info = predictor.config().model.preset.info();
-        encode_split(
+        let mut features = encode_split(
             backbone,
             &shards,
             split,
@@ -67,7 +67,16 @@ pub fn score_split(
             device,
             cancelled,
             &mut |_| {},
-        )?
+        )?;
+        // The split's targets follow the current label set, which may have grown or shrunk since
+        // the model was trained; scoring reads only the image features, so they are set aside.
+        let classes = predictor.labels().len();
+        if features.classes != classes {
+            features.targets = vec![0; features.len() * classes];
+            features.classes = classes;
+        }
+        let scores = predictor.predict(&features)?;
+        (features.ids, scores)
     } else {
         let current = FeatureManifest::read(features_dir)?;
         let same = !current.fine_tuned
@@ -95,18 +104,13 @@ pub fn score_split(
                 ),
             });
         }
-        current.load(features_dir, split)?
+        // Read through the memory map, batch by batch; the rows' targets are not read, so the
+        // label set may have changed since the model was trained.
+        let mapped = current.open(features_dir, split)?;
+        let scores = predictor.predict_rows(&mapped.all_rows())?;
+        (mapped.ids.clone(), scores)
     };
-    // The split's targets follow the current label set, which may have grown or shrunk since the
-    // model was trained; scoring reads only the image features, so they are set aside.
-    let mut features = features;
-    let classes = predictor.labels().len();
-    if features.classes != classes {
-        features.targets = vec![0; features.len() * classes];
-        features.classes = classes;
-    }
-    let scores = predictor.predict(&features)?;
-    Ok(SplitScores { images: features.ids, labels: predictor.labels().to_vec(), scores })
+    Ok(SplitScores { images, labels: predictor.labels().to_vec(), scores })
 }
 
 fn short(hash: &str) -> &str {

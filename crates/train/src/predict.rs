@@ -157,13 +157,14 @@ impl Predictor {
         }))
     }
 
-    /// [`Predictor::predict`] over rows of a mapped features file, read batch by batch.
+    /// [`Predictor::predict`] over rows of a mapped features file, read batch by batch. Only the
+    /// image features are read: the file's targets may follow another label set (one that grew or
+    /// shrank since the model was trained).
     ///
     /// # Errors
-    /// As [`Predictor::predict`].
+    /// [`TrainError::Mismatch`] when the image feature width differs from the trained head's.
     pub fn predict_rows(&self, rows: &crate::MappedRows<'_>) -> Result<Vec<f32>, TrainError> {
         expect("image feature width c", rows.file().width, self.model.head.image_width())?;
-        expect("C", rows.file().classes, self.config.labels.len())?;
         let text = (&self.knowledge, &self.context);
         Ok(score_rows(&self.model.head, text, rows.len(), self.batch_size, |positions| {
             rows.batch(positions, &self.device)

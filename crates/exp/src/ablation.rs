@@ -436,8 +436,9 @@ const CHART_PLOT: f64 = 380.0;
 const CHART_ROW: f64 = 22.0;
 
 /// `table` as an inline SVG: one horizontal bar per row (its mean), a whisker of ± std, and the
-/// paper's number as a red mark where it gives one. The axis spans the values shown, widened to
-/// multiples of 5 (bars from 0 would hide differences of a point). Empty when no row has a value.
+/// paper's number as a red mark where it gives one (at the axis's edge when it is off the axis).
+/// The axis spans the results, mean ± std, widened to multiples of 5 (bars from 0 would hide
+/// differences of a point). Empty when no row has a value.
 fn bar_chart(table: &StudyTable, results: &Results, metric: &str) -> String {
     let rows: Vec<(&str, Option<f64>, f64, Option<f64>)> = table
         .rows
@@ -448,11 +449,8 @@ fn bar_chart(table: &StudyTable, results: &Results, metric: &str) -> String {
             (row.label, cell.and_then(|c| c.mean), cell.and_then(|c| c.std).unwrap_or(0.0), paper)
         })
         .collect();
-    let ends: Vec<f64> = rows
-        .iter()
-        .flat_map(|&(_, mean, std, paper)| [mean.map(|m| m - std), mean.map(|m| m + std), paper])
-        .flatten()
-        .collect();
+    let ends: Vec<f64> =
+        rows.iter().flat_map(|&(_, mean, std, _)| [mean.map(|m| m - std), mean.map(|m| m + std)]).flatten().collect();
     if rows.iter().all(|row| row.1.is_none()) {
         return String::new();
     }
@@ -494,11 +492,15 @@ fn bar_chart(table: &StudyTable, results: &Results, metric: &str) -> String {
             }
         }
         if let Some(paper) = paper {
+            // The paper's numbers are COCO's: where one is off this axis, a mark at the edge says so.
+            let (at, off) = match paper {
+                p if p > high => (CHART_LABELS + CHART_PLOT, " (off the axis, to the right)"),
+                p if p < low => (CHART_LABELS, " (off the axis, to the left)"),
+                p => (x(p), ""),
+            };
             svg += &format!(
-                "<path class=\"paper\" d=\"M{0:.1} {1}l4 7l-4 7l-4 -7z\" fill=\"#e45756\"><title>paper (COCO) \
-                 {paper}</title></path>\n",
-                x(paper),
-                top
+                "<path class=\"paper\" d=\"M{at:.1} {top}l4 7l-4 7l-4 -7z\" fill=\"#e45756\"><title>paper (COCO) \
+                 {paper}{off}</title></path>\n"
             );
         }
     }
@@ -573,8 +575,10 @@ mod tests {
         assert_eq!(chart.matches("<rect").count(), 4, "{chart}");
         assert_eq!(chart.matches("class=\"paper\"").count(), 4, "{chart}");
         assert!(chart.contains("<title>MLP 81.00 ± 0.50</title>"), "{chart}");
-        // Axis from 75 (77 − 0.5, floored to 5) to 90 (88.7, ceiled): MLP's bar ends at 81.
-        let expected = (81.0 - 75.0) / 15.0 * CHART_PLOT;
+        // Axis from 75 (77 − 0.5, floored to 5) to 85 (81 + 0.5, ceiled): MLP's bar ends at 81;
+        // the paper's COCO numbers (87.8–88.7) sit at the right edge, saying they are off the axis.
+        let expected = (81.0 - 75.0) / 10.0 * CHART_PLOT;
+        assert_eq!(chart.matches("off the axis, to the right").count(), 4, "{chart}");
         assert!(
             chart.contains(&format!("width=\"{expected:.1}\" height=\"14\" fill=\"#4c78a8\"><title>MLP")),
             "{chart}"

@@ -155,11 +155,21 @@ pub fn train(
         if options.max_epochs_this_call.is_some_and(|limit| epochs_this_call >= limit) {
             break;
         }
-        trained = recipe.epoch(trained, &mut state, progress, cancel)?;
+        let started = Instant::now();
+        let run;
+        (trained, run) = recipe.epoch(trained, &mut state, progress, cancel)?;
         let evaluation = evaluate(&trained.model, &trained.ema, &data, &text, options)?;
-        if let Some(log) = state.history.last_mut() {
-            (log.val_map, log.val_map_ema) = (evaluation.map, evaluation.map_ema);
-        }
+        let log = EpochLog {
+            epoch: state.epochs_done,
+            steps: state.global_step,
+            train_loss: run.train_loss,
+            lr: run.lr,
+            val_map: evaluation.map,
+            val_map_ema: evaluation.map_ema,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let (line, summary) = (epoch_line(&log, recipe.epochs), epoch_summary(&log));
+        state.history.push(log);
         let Trained { model, ema, optimizer } = &trained;
         save_checkpoint(
             &options.checkpoint_dir,
@@ -171,10 +181,8 @@ pub fn train(
             options.keep_checkpoints,
         )?;
         epochs_this_call += 1;
-        if let Some(log) = state.history.last() {
-            tracing::info!("{}", epoch_line(log, recipe.epochs));
-            progress(state.global_step, recipe.total_steps, &epoch_summary(log));
-        }
+        tracing::info!("{line}");
+        progress(state.global_step, recipe.total_steps, &summary);
     }
     let finished = state.epochs_done >= recipe.epochs;
     if finished {
@@ -187,6 +195,12 @@ pub fn train(
         history: state.history,
         warm_started: state.warm_start,
     })
+}
+
+/// What an epoch's steps measured: the mean training loss and the last learning rate.
+struct EpochRun {
+    train_loss: f64,
+    lr: f64,
 }
 
 /// What a run trains: the model, its EMA and the optimiser.
@@ -228,16 +242,14 @@ impl<'a, 'd> Recipe<'a, 'd> {
     }
 
     /// Epoch `state.epochs_done`: every batch of the source's epoch, one optimiser step and one
-    /// EMA update each; `state` gets the epoch's log line (without validation mAP) and its step
-    /// count.
+    /// EMA update each; `state` counts the epoch and its steps.
     fn epoch(
         &self,
         mut trained: Trained,
         state: &mut CheckpointState,
         progress: Progress<'_>,
         cancel: Cancel<'_>,
-    ) -> Result<Trained, TrainError> {
-        let started = Instant::now();
+    ) -> Result<(Trained, EpochRun), TrainError> {
         let epoch = state.epochs_done;
         let mut loss_sum = 0.0f64;
         let mut step = state.global_step;
@@ -259,16 +271,7 @@ impl<'a, 'd> Recipe<'a, 'd> {
         }
         state.global_step = step;
         state.epochs_done += 1;
-        state.history.push(EpochLog {
-            epoch: state.epochs_done,
-            steps: step,
-            train_loss: loss_sum / steps_this_epoch.max(1) as f64,
-            lr,
-            val_map: None,
-            val_map_ema: None,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-        Ok(trained)
+        Ok((trained, EpochRun { train_loss: loss_sum / steps_this_epoch.max(1) as f64, lr }))
     }
 
     /// One optimiser step; returns the updated model and optimiser and the batch's loss.

@@ -111,10 +111,12 @@ fn encode_all(
     for name in &names {
         let file = split_file(name);
         let partial = scratch.join(&file);
-        let set = match sspa_train::read_features(&partial) {
+        // A split encoded before an interruption is only checked (its header and targets, through
+        // a memory map), not read into memory.
+        let (images, width, patches_per_image) = match sspa_train::MappedFeatures::open(&partial) {
             Ok((set, _)) => {
                 tracing::info!("features: reusing split `{name}` encoded before an interruption");
-                set
+                (set.len(), set.width, set.patches_per_image)
             }
             Err(_) => {
                 if encoder.is_none() {
@@ -144,11 +146,11 @@ fn encode_all(
                     ("split".to_string(), name.clone()),
                 ]);
                 sspa_train::write_features(&partial, &set, &metadata)?;
-                set
+                (set.len(), set.width, set.patches_per_image)
             }
         };
-        (manifest.width, manifest.patches_per_image) = (set.width, set.patches_per_image);
-        manifest.splits.insert(name.clone(), SplitFeatures { file: file.clone(), images: set.len() });
+        (manifest.width, manifest.patches_per_image) = (width, patches_per_image);
+        manifest.splits.insert(name.clone(), SplitFeatures { file: file.clone(), images });
         publish(&partial, &ctx.out_dir.join(&file))?;
     }
     let seconds = started.elapsed().as_secs_f64();

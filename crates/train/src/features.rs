@@ -194,54 +194,14 @@ pub fn write_features(
     atomic_write(path, |file| file.write_all(&bytes))
 }
 
-/// Reads a file of [`write_features`]: the set and the metadata (without `ids`).
+/// Reads a file of [`write_features`]: the set and the metadata (without `ids`). The file is
+/// checked and copied out by [`crate::MappedFeatures`], the one reader of the format.
+///
+/// # Errors
+/// As [`crate::MappedFeatures::open`].
 pub fn read_features(path: &Path) -> Result<(FeatureSet, std::collections::BTreeMap<String, String>), TrainError> {
-    let bad = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
-    let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let mut metadata: std::collections::BTreeMap<String, String> =
-        header.metadata().clone().unwrap_or_default().into_iter().collect();
-    let ids: Vec<String> = serde_json::from_str(&metadata.remove("ids").ok_or_else(|| bad("no `ids`".into()))?)
-        .map_err(TrainError::json(path))?;
-    let tensor = |name: &str, dtype: safetensors::Dtype| {
-        let view = tensors.tensor(name).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-        if view.dtype() != dtype {
-            return Err(bad(format!("`{name}` is {:?}, expected {dtype:?}", view.dtype())));
-        }
-        Ok(view)
-    };
-    let (global, patches, targets) = (
-        tensor("global", safetensors::Dtype::F32)?,
-        tensor("patches", safetensors::Dtype::F32)?,
-        tensor("targets", safetensors::Dtype::I8)?,
-    );
-    let (n, width) = match global.shape() {
-        [n, width] => (*n, *width),
-        shape => return Err(bad(format!("`global` has shape {shape:?}"))),
-    };
-    let patches_per_image = match patches.shape() {
-        [pn, p, w] if *pn == n && *w == width => *p,
-        shape => return Err(bad(format!("`patches` has shape {shape:?}, `global` {:?}", global.shape()))),
-    };
-    let classes = match targets.shape() {
-        [tn, c] if *tn == n => *c,
-        shape => return Err(bad(format!("`targets` has shape {shape:?} for {n} images"))),
-    };
-    if ids.len() != n {
-        return Err(bad(format!("{} ids for {n} images", ids.len())));
-    }
-    let set = FeatureSet {
-        ids,
-        global: from_le_bytes(global.data()),
-        patches: from_le_bytes(patches.data()),
-        targets: targets.data().iter().map(|&b| b as i8).collect(),
-        patches_per_image,
-        width,
-        classes,
-    };
-    set.validate().map_err(|error| bad(error.to_string()))?;
-    Ok((set, metadata))
+    let (mapped, metadata) = crate::MappedFeatures::open(path)?;
+    Ok((mapped.to_feature_set(), metadata))
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! training on cached features holds the model and a few batches, not the split (the OS keeps
 //! what it chooses of the file in its page cache, shared and reclaimable).
 //!
-//! [`MappedFeatures::open`] checks a file of [`crate::write_features`] as [`crate::read_features`]
-//! does (tensors, dtypes, shapes, ids, target values) without copying its payload;
+//! [`MappedFeatures::open`] checks a file of [`crate::write_features`] (tensors, dtypes, shapes,
+//! ids, target values) without copying its payload; it is the format's one reader
+//! ([`crate::read_features`] copies what it maps);
 //! [`MappedFeatures::rows`] selects a subset of rows ([`MappedRows`], e.g. the train and validation
 //! slices of the train split); [`MappedSource`] trains on two such subsets. Batches, content hashes
 //! and so every trained weight are those of the same rows held in a [`FeatureSet`].
@@ -45,9 +46,8 @@ impl MappedFeatures {
     /// files by rename, so a mapped file is never rewritten under a reader.
     ///
     /// # Errors
-    /// [`TrainError::Io`] naming the file, [`TrainError::CorruptCache`] for a file that is not a
-    /// features file or disagrees with itself, [`TrainError::Target`] for a target outside
-    /// `{1, 0, −1}`.
+    /// [`TrainError::Io`] naming the file, [`TrainError::CorruptCache`] naming it for a file that
+    /// is not a features file, disagrees with itself or holds a target outside `{1, 0, −1}`.
     pub fn open(path: &Path) -> Result<(Self, BTreeMap<String, String>), TrainError> {
         let bad = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
         let file = File::open(path).map_err(TrainError::io(path))?;
@@ -92,16 +92,23 @@ impl MappedFeatures {
             return Err(bad(format!("{} ids for {n} images", ids.len())));
         }
         if patches_per_image == 0 || width == 0 || classes == 0 {
-            return Err(bad(format!("N = {patches_per_image}, d = {width}, C = {classes}: sizes must be positive")));
+            // The words of `FeatureSet::validate`, as `read_features` reported them.
+            let sizes = TrainError::Option {
+                key: "features",
+                value: format!("N = {patches_per_image}, d = {width}, C = {classes}"),
+                reason: "patches, width and classes must be positive",
+            };
+            return Err(bad(sizes.to_string()));
         }
         let features =
             Self { path: path.to_owned(), map, global, patches, targets, ids, patches_per_image, width, classes };
         if let Some(index) = features.map[features.targets.clone()].iter().position(|&b| !matches!(b as i8, -1..=1)) {
-            return Err(TrainError::Target {
+            let target = TrainError::Target {
                 image: index / classes,
                 class: index % classes,
                 value: features.map[features.targets.start + index] as i8,
-            });
+            };
+            return Err(bad(target.to_string()));
         }
         Ok((features, metadata))
     }
@@ -382,6 +389,11 @@ mod tests {
         *bad_target.last_mut().expect("bytes") = 5;
         std::fs::write(&path, &bad_target).expect("write");
         let error = MappedFeatures::open(&path).expect_err("target 5");
-        assert!(matches!(error, TrainError::Target { image: 3, class: 1, value: 5 }), "{error}");
+        assert!(matches!(error, TrainError::CorruptCache { .. }), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("test.safetensors") && message.contains("target `5` at image `3`, class `1`"),
+            "{message}"
+        );
     }
 }

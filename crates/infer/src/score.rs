@@ -58,7 +58,7 @@ pub fn score_split(
         })?;
         let shards = sspa_data::open_shards(shard_dir)?;
         let info = predictor.config().model.preset.info();
-        let mut features = encode_split(
+        let features = encode_split(
             backbone,
             &shards,
             split,
@@ -68,14 +68,9 @@ pub fn score_split(
             cancelled,
             &mut |_| {},
         )?;
-        // The split's targets follow the current label set, which may have grown or shrunk since
-        // the model was trained; scoring reads only the image features, so they are set aside.
-        let classes = predictor.labels().len();
-        if features.classes != classes {
-            features.targets = vec![0; features.len() * classes];
-            features.classes = classes;
-        }
-        let scores = predictor.predict(&features)?;
+        // Scoring reads only the image features: the split's targets follow the current label
+        // set, which may have grown or shrunk since the model was trained.
+        let scores = predictor.predict_rows(&features)?;
         (features.ids, scores)
     } else {
         let current = FeatureManifest::read(features_dir)?;
@@ -104,8 +99,7 @@ pub fn score_split(
                 ),
             });
         }
-        // Read through the memory map, batch by batch; the rows' targets are not read, so the
-        // label set may have changed since the model was trained.
+        // Read through the memory map, batch by batch.
         let mapped = current.open(features_dir, split)?;
         let scores = predictor.predict_rows(&mapped.all_rows())?;
         (mapped.ids.clone(), scores)

@@ -151,20 +151,17 @@ impl Predictor {
         features.validate()?;
         expect("image feature width c", features.width, self.model.head.image_width())?;
         expect("C", features.classes, self.config.labels.len())?;
-        let text = (&self.knowledge, &self.context);
-        Ok(score_rows(&self.model.head, text, features.len(), self.batch_size, |rows| {
-            features.batch(rows, &self.device)
-        }))
+        self.predict_rows(features)
     }
 
-    /// [`Predictor::predict`] over rows of a mapped features file, read batch by batch. Only the
-    /// image features are read: the file's targets may follow another label set (one that grew or
-    /// shrank since the model was trained).
+    /// Probabilities of feature rows (in memory, or a mapped file's, read batch by batch), without
+    /// checking their buffers or targets: only the image features are read, so the rows' targets
+    /// may follow another label set (one that grew or shrank since the model was trained).
     ///
     /// # Errors
     /// [`TrainError::Mismatch`] when the image feature width differs from the trained head's.
-    pub fn predict_rows(&self, rows: &crate::MappedRows<'_>) -> Result<Vec<f32>, TrainError> {
-        expect("image feature width c", rows.file().width, self.model.head.image_width())?;
+    pub fn predict_rows(&self, rows: &impl crate::FeatureRows) -> Result<Vec<f32>, TrainError> {
+        expect("image feature width c", rows.sizes().1, self.model.head.image_width())?;
         let text = (&self.knowledge, &self.context);
         Ok(score_rows(&self.model.head, text, rows.len(), self.batch_size, |positions| {
             rows.batch(positions, &self.device)

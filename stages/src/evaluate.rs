@@ -55,7 +55,7 @@ impl TypedStage for Evaluate {
         } else {
             ctx.progress.set_message(format!("loading `{}` features", section.split));
             let features_dir = ctx.input("features")?;
-            Some(SplitFeatures::Mapped(FeatureManifest::read(features_dir)?.open(features_dir, &section.split)?))
+            Some(ScoredSplit::Mapped(FeatureManifest::read(features_dir)?.open(features_dir, &section.split)?))
         };
         ctx.progress.inc(1);
         let device = sspa_infer::device::select(params.train)?;
@@ -73,7 +73,7 @@ impl TypedStage for Evaluate {
                 None
             } else {
                 ctx.progress.set_message(format!("encoding `{}` with the {name} image encoder", section.split));
-                Some(SplitFeatures::Encoded(encode_with_run(
+                Some(ScoredSplit::Encoded(encode_with_run(
                     ctx,
                     &predictor,
                     &section.split,
@@ -158,12 +158,12 @@ fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
 
 /// The evaluation split's features: the features stage's file through a memory map (scored batch
 /// by batch, never held whole), or computed here by the run's own trained image encoder.
-enum SplitFeatures {
+enum ScoredSplit {
     Mapped(sspa_train::MappedFeatures),
     Encoded(FeatureSet),
 }
 
-impl SplitFeatures {
+impl ScoredSplit {
     fn ids(&self) -> &[String] {
         match self {
             Self::Mapped(file) => &file.ids,
@@ -211,7 +211,7 @@ impl SplitFeatures {
 /// each image in the shard split is looked up by its id, so the report can read its pixels.
 fn attention_maps(
     predictor: &Predictor,
-    features: &SplitFeatures,
+    features: &ScoredSplit,
     scores: &[f32],
     split: &str,
     shard_dir: &std::path::Path,

@@ -3,7 +3,7 @@
 //! experiment tables head their columns with (prefixed by the model, `ema.top3.CF1`). Text tables
 //! print the path with a space (`top3 CF1`).
 
-use crate::schema::{EvaluateSection, MetricKind};
+use crate::schema::MetricKind;
 
 /// The thresholded metrics, reported for all predictions and again for the top-k ones.
 pub const THRESHOLDED: [&str; 6] = ["CP", "CR", "CF1", "OP", "OR", "OF1"];
@@ -16,13 +16,13 @@ pub fn top_k(k: u32, leaf: &str) -> String {
     format!("top{k}.{leaf}")
 }
 
-/// The headline metrics of an evaluate section, in table order: `mAP`, the thresholded ones,
-/// their top-k versions, then the pedestrian ones when the kind has them.
-pub fn headline(evaluate: &EvaluateSection) -> Vec<String> {
+/// The headline metrics of a report of `kind` with top-`k` metrics, in table order: `mAP`, the
+/// thresholded ones, their top-k versions, then the pedestrian ones when the kind has them.
+pub fn headline(kind: MetricKind, k: u32) -> Vec<String> {
     let mut names = vec!["mAP".to_owned()];
     names.extend(THRESHOLDED.iter().map(|name| (*name).to_owned()));
-    names.extend(THRESHOLDED.iter().map(|name| top_k(evaluate.top_k, name)));
-    if evaluate.kind == MetricKind::Pedestrian {
+    names.extend(THRESHOLDED.iter().map(|name| top_k(k, name)));
+    if kind == MetricKind::Pedestrian {
         names.extend(PEDESTRIAN.iter().map(|name| (*name).to_owned()));
     }
     names
@@ -50,12 +50,10 @@ mod tests {
 
     #[test]
     fn names_of_paths_models_and_tables() {
-        let natural = EvaluateSection { top_k: 3, ..EvaluateSection::default() };
-        let names = headline(&natural);
+        let names = headline(MetricKind::Natural, 3);
         assert_eq!(names.len(), 13);
         assert_eq!((names[0].as_str(), names[3].as_str(), names[9].as_str()), ("mAP", "CF1", "top3.CF1"));
-        let pedestrian = EvaluateSection { kind: MetricKind::Pedestrian, ..natural };
-        assert_eq!(headline(&pedestrian).last().map(String::as_str), Some("F1"));
+        assert_eq!(headline(MetricKind::Pedestrian, 3).last().map(String::as_str), Some("F1"));
         assert_eq!(of_model("ema", &top_k(3, "CF1")), "ema.top3.CF1");
         assert_eq!(without_model("ema.top3.CF1"), "top3.CF1");
         assert_eq!(without_model("mAP"), "mAP");

@@ -260,7 +260,7 @@ fn evaluate(fail: &mut impl FnMut(&str, String), e: &EvaluateSection) {
 /// `top3.CF1`, pedestrian ones only for `evaluate.kind = "pedestrian"`
 /// ([`crate::metric_names::headline`]).
 pub fn gate_metrics(evaluate: &crate::EvaluateSection) -> Vec<String> {
-    crate::metric_names::headline(evaluate)
+    crate::metric_names::headline(evaluate.kind, evaluate.top_k)
 }
 
 fn positive(fail: &mut impl FnMut(&str, String), path: &str, value: f64) {

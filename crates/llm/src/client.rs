@@ -98,7 +98,7 @@ fn overloaded(reason: impl Into<String>) -> Attempt {
 
 /// Makes rustls's `ring` provider the process's TLS provider (the build leaves out aws-lc-rs, so
 /// none is installed otherwise); a provider installed earlier stays.
-pub fn install_tls_provider() {
+fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

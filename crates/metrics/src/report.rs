@@ -221,9 +221,7 @@ pub fn flatten_metrics_json(json: &serde_json::Value) -> Vec<(String, f64)> {
 /// Names of the headline metrics of a kind, in table order, as text tables print them
 /// (`top3 CF1`; [`metric_names::headline`]).
 pub fn headline_names(kind: MetricKind, top_k: usize) -> Vec<String> {
-    let evaluate =
-        sspa_config::EvaluateSection { kind, top_k: top_k as u32, ..sspa_config::EvaluateSection::default() };
-    metric_names::headline(&evaluate).iter().map(|name| metric_names::display(name)).collect()
+    metric_names::headline(kind, top_k as u32).iter().map(|name| metric_names::display(name)).collect()
 }
 
 fn harmonic_mean(a: f64, b: f64) -> f64 {

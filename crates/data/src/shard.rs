@@ -304,7 +304,7 @@ pub fn write_split_entries(
     let mut summaries = Vec::new();
     let mut report_bytes = Vec::new();
     // The index is published only when every split is written and no bad image fails the run.
-    sspa_table::write_with(&out_dir.join(INDEX_FILE), index_schema(), None, |index_writer| {
+    sspa_table::write_with(&out_dir.join(INDEX_FILE), index_schema(), sspa_table::Layout::default(), |index_writer| {
         for (&split, &is_train) in splits.iter().zip(train.iter().chain(std::iter::repeat(&false))) {
             let (meta, summary) = pool.install(|| {
                 write_split(split, is_train, labels.len(), options, out_dir, &mut *index_writer, &mut bad, &mut |n| {

@@ -404,7 +404,7 @@ pub fn results(planned: &[Planned], outcome: &BatchOutcome, metric: &str) -> Res
             train_s: None,
         });
     }
-    // Aggregated over seeds by the experiment table (polars): mean, sample std, n.
+    // Aggregated over seeds by the experiment table: mean, sample std, n.
     let options = TableOptions {
         params: ParamColumns::Keys(Vec::new()),
         metrics: vec![metric.to_owned()],

@@ -1,11 +1,11 @@
 //! exp: experiments. The engine ([`batch`]) runs a batch of variants (a grid of overrides ×
 //! seeds, or the ablation study) through the pipeline under one lock, records each variant in
 //! `experiments/<name>.json` and resumes a stopped batch; the rest of the crate is the
-//! comparison table of an experiment (`sspa-pipe exp show`), built with polars.
+//! comparison table of an experiment (`sspa-pipe exp show`).
 //!
 //! Input: one [`RunRecord`] per run of the experiment (a variant × a seed): the variant's label,
-//! its parameters, status, metrics and training time. [`build`] puts them in a DataFrame of
-//! runs × params × metrics, groups the runs of a variant over its seeds (mean, sample standard
+//! its parameters, status, metrics and training time. [`build`] puts them in a table of
+//! runs × params × metrics ([`Table`], typed columns), groups the runs of a variant over its seeds (mean, sample standard
 //! deviation, count of the seeds that succeeded), adds each metric's Δ against the baseline
 //! variant and sorts. The resulting [`Table`] is written as CSV, Parquet, JSON, Markdown, HTML
 //! or an aligned text table ([`render`]).
@@ -15,11 +15,12 @@
 
 pub mod ablation;
 pub mod batch;
+mod columns;
 mod render;
 
+pub use columns::{Column, Values};
 pub use render::Format;
 
-use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -32,16 +33,15 @@ pub enum ExpError {
     UnknownBaseline { baseline: String, variants: Vec<String> },
     #[error("cannot sort by `{name}`: {reason}; columns: {}", .columns.join(", "))]
     UnknownSortColumn { name: String, reason: &'static str, columns: Vec<String> },
-    #[error("polars: {0}")]
-    Polars(#[from] PolarsError),
     #[error("writing `{path}`")]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("writing `{path}`: {source}")]
-    WriteTable { path: PathBuf, source: PolarsError },
+    /// Writing the table's Parquet file.
+    #[error(transparent)]
+    Table(#[from] sspa_table::TableError),
     #[error("experiment name `{0}`: use only a-z, A-Z, 0-9, - and _")]
     Name(String),
     #[error("the batch has no variants")]
@@ -121,7 +121,9 @@ pub struct TableOptions {
 /// The aggregated table: one row per variant.
 #[derive(Debug, Clone)]
 pub struct Table {
-    pub frame: DataFrame,
+    /// In order: `variant`, the params, `status`, `n`, `runs`, each metric's mean, `_std` and
+    /// `_delta`, `train_s`, `error`.
+    pub columns: Vec<Column>,
     pub params: Vec<String>,
     pub metrics: Vec<String>,
     pub baseline: String,
@@ -247,22 +249,23 @@ pub fn build(runs: &[RunRecord], options: &TableOptions) -> Result<Table, ExpErr
     // One row per variant, its seeds aggregated in grid order: the first run's parameters, the
     // count of runs and of those that succeeded, and over the runs that succeeded each metric's
     // mean and sample standard deviation (null for fewer than two values) and the mean training
-    // time. Computed here, not by a query engine: polars holds and writes the table.
+    // time.
     let groups: Vec<Vec<&RunRecord>> =
         names.iter().map(|name| runs.iter().filter(|r| &r.variant == name).collect()).collect();
     let ok = |r: &RunRecord| r.status == RunStatus::Succeeded;
     let values = |group: &[&RunRecord], value: &dyn Fn(&RunRecord) -> Option<f64>| -> Vec<f64> {
         group.iter().filter(|r| ok(r)).filter_map(|r| value(r)).filter(|v| !v.is_nan()).collect()
     };
-    let text = |name: &str, values: Vec<Option<String>>| Column::new(name.into(), values);
-    let mut columns = vec![text("variant", names.iter().cloned().map(Some).collect())];
+    let mut columns = vec![Column::text("variant", names.iter().cloned().map(Some).collect())];
     for key in &params {
-        columns.push(text(key, groups.iter().map(|g| g.first().and_then(|r| r.params.get(key).cloned())).collect()));
+        columns.push(Column::text(
+            key,
+            groups.iter().map(|g| g.first().and_then(|r| r.params.get(key).cloned())).collect(),
+        ));
     }
-    columns.push(text("status", names.iter().map(|n| Some(statuses[n.as_str()].0.clone())).collect()));
-    let count = |name: &str, values: Vec<u32>| Column::new(name.into(), values);
-    columns.push(count("n", groups.iter().map(|g| g.iter().filter(|r| ok(r)).count() as u32).collect()));
-    columns.push(count("runs", groups.iter().map(|g| g.len() as u32).collect()));
+    columns.push(Column::text("status", names.iter().map(|n| Some(statuses[n.as_str()].0.clone())).collect()));
+    columns.push(Column::count("n", groups.iter().map(|g| g.iter().filter(|r| ok(r)).count() as u32).collect()));
+    columns.push(Column::count("runs", groups.iter().map(|g| g.len() as u32).collect()));
     let row = names.iter().position(|n| *n == baseline).unwrap_or(0);
     for metric in &options.metrics {
         let of = |r: &RunRecord| r.metrics.get(metric).copied();
@@ -270,27 +273,18 @@ pub fn build(runs: &[RunRecord], options: &TableOptions) -> Result<Table, ExpErr
         let stds: Vec<Option<f64>> = groups.iter().map(|g| sample_std(&values(g, &of))).collect();
         let base = means[row];
         let deltas: Vec<Option<f64>> = means.iter().map(|m| Some((*m)? - base?)).collect();
-        columns.push(Column::new(metric.as_str().into(), means));
-        columns.push(Column::new(std_column(metric).into(), stds));
-        columns.push(Column::new(delta_column(metric).into(), deltas));
+        columns.push(Column::number(metric, means));
+        columns.push(Column::number(&std_column(metric), stds));
+        columns.push(Column::number(&delta_column(metric), deltas));
     }
-    columns.push(Column::new(
-        "train_s".into(),
-        groups.iter().map(|g| mean(&values(g, &|r| r.train_s))).collect::<Vec<Option<f64>>>(),
-    ));
-    columns.push(text("error", names.iter().map(|n| statuses[n.as_str()].1.clone()).collect()));
-    let mut table = DataFrame::new_infer_height(columns)?;
+    columns.push(Column::number("train_s", groups.iter().map(|g| mean(&values(g, &|r| r.train_s))).collect()));
+    columns.push(Column::text("error", names.iter().map(|n| statuses[n.as_str()].1.clone()).collect()));
+    let mut table = Table { columns, params, metrics: options.metrics.clone(), baseline };
     if let Some(name) = &options.sort_by {
-        let (column, descending) = sort_column(name, &params, &options.metrics)?;
-        table = table.sort(
-            [column],
-            SortMultipleOptions::default()
-                .with_order_descending(descending)
-                .with_nulls_last(true)
-                .with_maintain_order(true),
-        )?;
+        let (column, descending) = sort_column(name, &table.params, &options.metrics)?;
+        table.sort_by(&column, descending);
     }
-    Ok(Table { frame: table, params, metrics: options.metrics.clone(), baseline })
+    Ok(table)
 }
 
 /// The mean of `values`; `None` when there are none.
@@ -329,19 +323,10 @@ fn sort_column(name: &str, params: &[String], metrics: &[String]) -> Result<(Str
 }
 
 impl Table {
-    /// Writes the table as Parquet at `path`, atomically (temporary file + rename).
+    /// Writes the table as Parquet at `path`, atomically (temporary file + rename): text columns
+    /// as nullable `Utf8`, `n` and `runs` as `UInt32`, the rest as nullable `Float64`.
     pub fn write_parquet(&self, path: &Path) -> Result<(), ExpError> {
-        let mut frame = self.frame.clone();
-        sspa_fsio::write_atomic_with(
-            path,
-            |file| {
-                ParquetWriter::new(file)
-                    .finish(&mut frame)
-                    .map(|_| ())
-                    .map_err(|source| ExpError::WriteTable { path: path.to_owned(), source })
-            },
-            |source| ExpError::Write { path: path.to_owned(), source },
-        )
+        Ok(sspa_table::write_batch(path, &columns::record_batch(&self.columns))?)
     }
 
     /// The table as `{"baseline", "params", "metrics", "rows": [{column: value}]}` (what

@@ -3,8 +3,7 @@
 //! `mean ± std (Δ)`, for people.
 
 use crate::{ExpError, Table, delta_column, std_column};
-use polars::prelude::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sspa_report::markup::{html as html_escape, markdown_cell};
 
 /// `--format`.
@@ -33,12 +32,7 @@ impl std::str::FromStr for Format {
 
 pub(crate) fn render(table: &Table, format: Format) -> Result<String, ExpError> {
     match format {
-        Format::Csv => {
-            let mut bytes = Vec::new();
-            let mut frame = table.frame.clone();
-            CsvWriter::new(&mut bytes).include_header(true).finish(&mut frame)?;
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        }
+        Format::Csv => Ok(table.csv()),
         Format::Json => Ok(serde_json::to_string_pretty(&json(table)?).unwrap_or_default() + "\n"),
         Format::Table => text(table),
         Format::Markdown => markdown(table),
@@ -46,28 +40,16 @@ pub(crate) fn render(table: &Table, format: Format) -> Result<String, ExpError> 
     }
 }
 
-fn cell(frame: &DataFrame, column: &str, row: usize) -> Result<Value, ExpError> {
-    let value = frame.column(column)?.get(row)?;
-    Ok(match value {
-        AnyValue::Null => Value::Null,
-        AnyValue::String(s) => Value::String(s.to_owned()),
-        AnyValue::StringOwned(s) => Value::String(s.to_string()),
-        AnyValue::Boolean(b) => Value::Bool(b),
-        other if other.dtype().is_integer() => other.extract::<i64>().map_or(Value::Null, Value::from),
-        other => other.extract::<f64>().filter(|f| f.is_finite()).map_or(Value::Null, Value::from),
-    })
+/// Row `row` of column `name` as JSON; a column the table lacks is null.
+fn cell(table: &Table, column: &str, row: usize) -> Value {
+    table.column(column).map_or(Value::Null, |column| column.json(row))
 }
 
 /// `{"baseline", "params", "metrics", "rows": [{column: value}]}`.
 pub(crate) fn json(table: &Table) -> Result<Value, ExpError> {
-    let mut rows = Vec::new();
-    for row in 0..table.frame.height() {
-        let mut object = Map::new();
-        for name in table.frame.get_column_names() {
-            object.insert(name.to_string(), cell(&table.frame, name, row)?);
-        }
-        rows.push(Value::Object(object));
-    }
+    let rows: Vec<Value> = (0..table.height())
+        .map(|row| Value::Object(table.columns.iter().map(|column| (column.name.clone(), column.json(row))).collect()))
+        .collect();
     Ok(json!({"baseline": table.baseline, "params": table.params, "metrics": table.metrics, "rows": rows}))
 }
 
@@ -83,11 +65,10 @@ fn human(table: &Table) -> Result<(Vec<String>, Vec<Vec<String>>), ExpError> {
     header.extend(["status".into(), "n".into()]);
     header.extend(table.metrics.iter().cloned());
     header.extend(["train".into(), "error".into()]);
-    let frame = &table.frame;
     let mut rows = Vec::new();
-    for row in 0..frame.height() {
+    for row in 0..table.height() {
         let text = |column: &str| -> Result<String, ExpError> {
-            Ok(match cell(frame, column, row)? {
+            Ok(match cell(table, column, row) {
                 Value::Null => String::new(),
                 Value::String(s) => s,
                 other => other.to_string(),
@@ -102,9 +83,9 @@ fn human(table: &Table) -> Result<(Vec<String>, Vec<Vec<String>>), ExpError> {
         cells.push(text("status")?);
         cells.push(format!("{}/{}", text("n")?, text("runs")?));
         for metric in &table.metrics {
-            let mean = number(&cell(frame, metric, row)?);
-            let std = number(&cell(frame, &std_column(metric), row)?);
-            let delta = number(&cell(frame, &delta_column(metric), row)?);
+            let mean = number(&cell(table, metric, row));
+            let std = number(&cell(table, &std_column(metric), row));
+            let delta = number(&cell(table, &delta_column(metric), row));
             cells.push(match (mean, std) {
                 (None, _) => String::new(),
                 (Some(mean), std) => {
@@ -119,7 +100,7 @@ fn human(table: &Table) -> Result<(Vec<String>, Vec<Vec<String>>), ExpError> {
                 }
             });
         }
-        cells.push(number(&cell(frame, "train_s", row)?).map_or(String::new(), |s| format!("{s:.1} s")));
+        cells.push(number(&cell(table, "train_s", row)).map_or(String::new(), |s| format!("{s:.1} s")));
         cells.push(text("error")?);
         rows.push(cells);
     }

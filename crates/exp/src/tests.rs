@@ -42,13 +42,17 @@ fn options() -> TableOptions {
 }
 
 fn floats(table: &Table, column: &str) -> Vec<Option<f64>> {
-    let values = table.frame.column(column).expect("column").f64().expect("f64");
-    (0..values.len()).map(|i| values.get(i)).collect()
+    match &table.column(column).expect("column").values {
+        Values::Number(values) => values.clone(),
+        other => panic!("`{column}` is not a number column: {other:?}"),
+    }
 }
 
 fn texts(table: &Table, column: &str) -> Vec<Option<String>> {
-    let values = table.frame.column(column).expect("column").str().expect("str");
-    (0..values.len()).map(|i| values.get(i).map(str::to_owned)).collect()
+    match &table.column(column).expect("column").values {
+        Values::Text(values) => values.clone(),
+        other => panic!("`{column}` is not a text column: {other:?}"),
+    }
 }
 
 fn close(found: Option<f64>, expected: f64) -> bool {
@@ -69,12 +73,12 @@ fn seeds_aggregate_to_mean_sample_std_and_n_without_failed_runs() {
     assert!(close(mean[1], 80.5) && close(std[1], 0.5_f64.sqrt()), "{mean:?} {std:?}");
     assert_eq!((mean[2], std[2], mean[3]), (None, None, None));
     assert!(close(floats(&table, "ema.mAP")[0], 73.0));
-    let counts = |column: &str| -> Vec<Option<u32>> {
-        let values = table.frame.column(column).expect("column");
-        (0..values.len()).map(|i| values.get(i).expect("row").extract::<u32>()).collect()
+    let counts = |column: &str| match &table.column(column).expect("column").values {
+        Values::Count(values) => values.clone(),
+        other => panic!("`{column}` is not a count column: {other:?}"),
     };
-    assert_eq!(counts("n"), [Some(3), Some(2), Some(0), Some(0)]);
-    assert_eq!(counts("runs"), [Some(3), Some(3), Some(1), Some(1)]);
+    assert_eq!(counts("n"), [3, 2, 0, 0]);
+    assert_eq!(counts("runs"), [3, 3, 1, 1]);
     assert!(close(floats(&table, "train_s")[0], 11.0));
 }
 
@@ -132,7 +136,7 @@ fn only_changed_keeps_the_parameters_that_differ_between_variants() {
     let table = build(&runs, &TableOptions { params: ParamColumns::Changed, ..options() }).expect("table");
     assert_eq!(table.params, ["model.embed_dim", "train.lr"]);
     assert_eq!(texts(&table, "model.embed_dim")[..2], [Some("192".to_owned()), Some("256".to_owned())]);
-    assert!(table.frame.column("train.epochs").is_err(), "unchanged parameter left out");
+    assert!(table.column("train.epochs").is_none(), "unchanged parameter left out");
 }
 
 #[test]
@@ -189,10 +193,54 @@ fn csv_json_markdown_html_and_parquet_carry_the_same_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("experiments.parquet");
     table.write_parquet(&path).expect("parquet");
-    let file = std::fs::File::open(&path).expect("open");
-    let back = ParquetReader::new(file).finish().expect("read back");
-    assert_eq!(back.shape(), table.frame.shape());
-    assert!(back.equals_missing(&table.frame));
+    let back = sspa_table::read_batches(&path).expect("read back");
+    assert_eq!(back, [columns::record_batch(&table.columns)]);
+    let n: &arrow_array::UInt32Array = sspa_table::column(&back[0], "n", &path).expect("n");
+    assert_eq!(n.values().to_vec(), [3, 2, 0, 0]);
+    let mean: &arrow_array::Float64Array = sspa_table::column(&back[0], "raw.mAP", &path).expect("mean");
+    assert_eq!((mean.value(0), arrow_array::Array::is_null(mean, 2)), (72.0, true));
     let leftovers = std::fs::read_dir(dir.path()).expect("dir").count();
     assert_eq!(leftovers, 1, "no temporary file left");
+}
+
+/// The CSV spelling `exp show --format csv` has always printed (polars' writer, which this table
+/// replaced): nulls empty, shortest round-trip floats (`72.0`, `1e-7`, `1e+20`, `-0.0`), text
+/// quoted only when it must be, quotes doubled; sorting puts nulls last.
+#[test]
+fn csv_quotes_only_what_it_must_and_spells_floats_round_trip() {
+    let mut records = runs();
+    records.push(RunRecord {
+        variant: "model.x=\"a,b\"\nq".into(),
+        params: [("train.lr", "1e-7, \"x\""), ("train.epochs", "8")]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+        seed: Some(0),
+        status: RunStatus::Succeeded,
+        error: Some("say \"no\"".into()),
+        metrics: [("raw.mAP".to_owned(), 1e-7), ("ema.mAP".to_owned(), 1.0e20)].into_iter().collect(),
+        train_s: Some(0.1 + 0.2),
+    });
+    records.push(RunRecord {
+        variant: "v5".into(),
+        params: BTreeMap::new(),
+        seed: Some(0),
+        status: RunStatus::Succeeded,
+        error: None,
+        metrics: [("raw.mAP".to_owned(), 82.46145385096682), ("ema.mAP".to_owned(), -0.0)].into_iter().collect(),
+        train_s: Some(123456789.0),
+    });
+    let table = build(&records, &TableOptions { sort_by: Some("train.lr".into()), ..options() }).expect("table");
+    let csv = table.render(Format::Csv).expect("csv");
+    let expected = "\
+variant,train.lr,status,n,runs,raw.mAP,raw.mAP_std,raw.mAP_delta,ema.mAP,ema.mAP_std,ema.mAP_delta,train_s,error
+train.lr=1,1,succeeded,3,3,72.0,2.0,0.0,73.0,2.0,0.0,11.0,
+\"model.x=\"\"a,b\"\"
+q\",\"1e-7, \"\"x\"\"\",succeeded,1,1,1e-7,,-71.9999999,1e+20,,1e+20,0.30000000000000004,\"say \"\"no\"\"\"
+train.lr=2,2,partial,2,3,80.5,0.7071067811865476,8.5,81.5,0.7071067811865476,8.5,10.5,stage `train`: diverged at seed 2
+train.lr=3,3,failed,0,1,,,,,,,,stage `train`: diverged at seed 0
+train.lr=4,4,queued,0,1,,,,,,,,
+v5,,succeeded,1,1,82.46145385096682,,10.46145385096682,-0.0,,-73.0,123456789.0,
+";
+    assert_eq!(csv, expected);
 }

@@ -48,12 +48,6 @@ pub enum MetricsError {
     /// Opening, reading or writing a Parquet file (the error names it).
     #[error(transparent)]
     Table(#[from] sspa_table::TableError),
-    #[error("cannot decode `{path}`")]
-    Decode {
-        path: PathBuf,
-        #[source]
-        source: arrow_schema::ArrowError,
-    },
     #[error("`{path}` has no `image` column")]
     MissingImageColumn { path: PathBuf },
     #[error("`{path}` has no label columns besides `image`")]

@@ -15,10 +15,6 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef, Float32Array, Int8Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 
 use crate::data::{EvalData, LabelMatrix, Scores, Targets, align, score_problem};
@@ -155,18 +151,8 @@ impl Cell for i8 {
     }
 }
 
-fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, MetricsError> {
-    Ok(sspa_table::open(path)?)
-}
-
-fn build_error(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> MetricsError + '_ {
-    |source| MetricsError::Table(sspa_table::TableError::Parquet { path: path.to_owned(), source })
-}
-
 fn read_matrix<T: Cell>(path: &Path) -> Result<LabelMatrix<T>, MetricsError> {
-    let builder = open(path)?;
-    let schema = builder.schema().clone();
-    let n = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let (schema, n) = sspa_table::footer(path)?;
 
     let mut seen = HashMap::new();
     let mut image_column = None;
@@ -202,7 +188,7 @@ fn read_matrix<T: Cell>(path: &Path) -> Result<LabelMatrix<T>, MetricsError> {
     }
     let labels: Vec<String> = label_columns.iter().map(|&index| schema.field(index).name().clone()).collect();
 
-    let images = read_images(builder, image_column, path)?;
+    let images = read_images(path, image_column)?;
     if images.len() != n {
         return Err(MetricsError::RowCount { path: path.to_owned(), expected: n, actual: images.len() });
     }
@@ -244,12 +230,9 @@ fn read_columns<T: Cell>(
     block: &mut [T],
 ) -> Result<(), MetricsError> {
     let n = images.len();
-    let builder = open(path)?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
-    let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(build_error(path))?;
     let mut offset = 0;
-    for batch in reader {
-        let batch = batch.map_err(|source| MetricsError::Decode { path: path.to_owned(), source })?;
+    for batch in sspa_table::read_columns(path, columns, BATCH_ROWS)? {
+        let batch = batch?;
         let rows = batch.num_rows();
         if offset + rows > n {
             return Err(MetricsError::RowCount { path: path.to_owned(), expected: n, actual: offset + rows });
@@ -272,16 +255,10 @@ fn read_columns<T: Cell>(
     Ok(())
 }
 
-fn read_images(
-    builder: ParquetRecordBatchReaderBuilder<std::fs::File>,
-    image_column: usize,
-    path: &Path,
-) -> Result<Vec<String>, MetricsError> {
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [image_column]);
-    let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(build_error(path))?;
+fn read_images(path: &Path, image_column: usize) -> Result<Vec<String>, MetricsError> {
     let mut images = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|source| MetricsError::Decode { path: path.to_owned(), source })?;
+    for batch in sspa_table::read_columns(path, &[image_column], BATCH_ROWS)? {
+        let batch = batch?;
         let column = batch.column(0);
         if let Some(index) = (0..column.len()).find(|&index| column.is_null(index)) {
             return Err(MetricsError::NullImage { path: path.to_owned(), row: images.len() + index });
@@ -305,12 +282,9 @@ fn write_matrix<T: Copy + Default + Send + Sync>(
     let mut fields = vec![Field::new(IMAGE_COLUMN, DataType::Utf8, false)];
     fields.extend(matrix.labels().iter().map(|label| Field::new(label, data_type.clone(), false)));
     let schema = Arc::new(Schema::new(fields));
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        // Probabilities rarely repeat; a dictionary would be built and dropped for every page.
-        .set_dictionary_enabled(dictionary)
-        .build();
-    sspa_table::write_with(path, schema.clone(), Some(properties), |writer| {
+    // Probabilities rarely repeat: no dictionary for scores.
+    let layout = sspa_table::Layout { snappy: true, plain: !dictionary, row_group_rows: None };
+    sspa_table::write_with(path, schema.clone(), layout, |writer| {
         let n = matrix.n_images();
         let mut start = 0;
         while start < n || (n == 0 && start == 0) {

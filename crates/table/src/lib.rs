@@ -1,14 +1,16 @@
 //! table: Parquet schemas shared between stages — `embeddings.parquet` (one row per description,
 //! the embedding as a fixed-size list of f32), `sspa-pipe encode`'s tables — and the Parquet
-//! helpers every crate that reads or writes Parquet shares: [`write_with`] / [`write_batch`]
-//! (atomic), [`open`] / [`read_batches`], [`column`] and [`optional_column`] (a typed column, or
-//! an error naming the file and the column).
+//! helpers every crate that reads or writes Parquet shares, the only code that touches the
+//! `parquet` crate: [`write_with`] / [`write_batch`] (atomic, laid out by a [`Layout`]),
+//! [`read_batches`], [`footer`] and [`read_columns`] (a projection, batch by batch), [`column`]
+//! and [`optional_column`] (a typed column, or an error naming the file and the column).
 
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{Array, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -226,6 +228,32 @@ impl TableWriter<'_> {
     }
 }
 
+/// How [`write_with`] lays a file out; the default is the `parquet` crate's (dictionary
+/// encoding, no compression, its row-group size).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Compress pages with Snappy.
+    pub snappy: bool,
+    /// No dictionary encoding: for values that rarely repeat (probabilities), where a dictionary
+    /// would be built and dropped for every page.
+    pub plain: bool,
+    /// At most this many rows a row group.
+    pub row_group_rows: Option<usize>,
+}
+
+impl Layout {
+    fn properties(self) -> WriterProperties {
+        let mut builder = WriterProperties::builder().set_dictionary_enabled(!self.plain);
+        if self.snappy {
+            builder = builder.set_compression(Compression::SNAPPY);
+        }
+        if let Some(rows) = self.row_group_rows {
+            builder = builder.set_max_row_group_row_count(Some(rows.max(1)));
+        }
+        builder.build()
+    }
+}
+
 /// Writes a Parquet file of `schema` atomically (temp file, fsync, rename): `fill` appends the
 /// batches; nothing appears at `path` unless it and the footer succeed.
 ///
@@ -234,9 +262,10 @@ impl TableWriter<'_> {
 pub fn write_with<E: From<TableError>>(
     path: &Path,
     schema: SchemaRef,
-    properties: Option<WriterProperties>,
+    layout: Layout,
     fill: impl FnOnce(&mut TableWriter<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
+    let properties = Some(layout.properties());
     let parquet_error = |source| E::from(TableError::Parquet { path: path.to_path_buf(), source });
     sspa_fsio::write_atomic_with(
         path,
@@ -256,15 +285,15 @@ pub fn write_with<E: From<TableError>>(
 /// # Errors
 /// [`TableError`] naming `path`.
 pub fn write_batch(path: &Path, batch: &RecordBatch) -> Result<(), TableError> {
-    write_with(path, batch.schema(), None, |writer| writer.write(batch))
+    write_with(path, batch.schema(), Layout::default(), |writer| writer.write(batch))
 }
 
-/// Opens a Parquet file for reading; projection and batch size are the caller's.
+/// Opens a Parquet file for reading.
 ///
 /// # Errors
 /// [`TableError::Io`] when the file cannot be opened, [`TableError::Parquet`] when it is not
 /// Parquet; both name `path`.
-pub fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, TableError> {
+fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, TableError> {
     let file = File::open(path).map_err(|source| TableError::Io { path: path.to_path_buf(), source })?;
     ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })
@@ -277,6 +306,37 @@ pub fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, TableE
 pub fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, TableError> {
     let reader = open(path)?.build().map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })?;
     reader.map(|batch| batch.map_err(|source| TableError::Arrow { path: path.to_path_buf(), source })).collect()
+}
+
+/// A Parquet file's Arrow schema and row count, read from its footer.
+///
+/// # Errors
+/// [`TableError`] naming `path`.
+pub fn footer(path: &Path) -> Result<(SchemaRef, usize), TableError> {
+    let builder = open(path)?;
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    Ok((builder.schema().clone(), rows))
+}
+
+/// The top-level columns at `columns` (indices into the file's schema) of a Parquet file, in
+/// batches of at most `batch_rows` rows, in file order; each batch holds the columns in schema
+/// order.
+///
+/// # Errors
+/// [`TableError`] naming `path`, when opening (here) or decoding a batch (from the iterator).
+pub fn read_columns<'a>(
+    path: &'a Path,
+    columns: &[usize],
+    batch_rows: usize,
+) -> Result<impl Iterator<Item = Result<RecordBatch, TableError>> + 'a, TableError> {
+    let builder = open(path)?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(batch_rows.max(1))
+        .build()
+        .map_err(|source| TableError::Parquet { path: path.to_path_buf(), source })?;
+    Ok(reader.map(move |batch| batch.map_err(|source| TableError::Arrow { path: path.to_path_buf(), source })))
 }
 
 /// Column `name` of `batch` as the array type `A`.

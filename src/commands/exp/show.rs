@@ -212,7 +212,7 @@ pub fn show(args: &ExpShowArgs) -> anyhow::Result<u8> {
     })?;
     let parquet = path.with_extension("parquet");
     table.write_parquet(&parquet)?;
-    tracing::info!("experiment {}: {} variants; table in {}", experiment.name, table.frame.height(), parquet.display());
+    tracing::info!("experiment {}: {} variants; table in {}", experiment.name, table.height(), parquet.display());
     print!("{}", table.render(args.format)?);
     Ok(crate::exit::OK)
 }

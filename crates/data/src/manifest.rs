@@ -274,58 +274,59 @@ impl Manifest {
             }
         }
         if let Some(demo) = &self.demo {
-            if !(0.0..1.0).contains(&demo.blank_probability) {
-                return Err(self.invalid("demo.blank_probability", "must be in [0, 1)"));
+            self.check_demo(demo)?;
+        }
+        Ok(())
+    }
+
+    /// The `[demo]` section: the layout's own keys only, and a manifest shaped as the demo writes it.
+    fn check_demo(&self, demo: &DemoSection) -> Result<(), DataError> {
+        if !(0.0..1.0).contains(&demo.blank_probability) {
+            return Err(self.invalid("demo.blank_probability", "must be in [0, 1)"));
+        }
+        if demo.scale == 0 || demo.scale > 16 {
+            return Err(self.invalid("demo.scale", "must be 1..=16"));
+        }
+        match demo.layout {
+            Layout::Mosaic if demo.image_size.is_some() => {
+                return Err(self.invalid("demo.image_size", "is for `layout = \"scenes\"`; a mosaic is 56·`scale` px"));
             }
-            if demo.scale == 0 || demo.scale > 16 {
-                return Err(self.invalid("demo.scale", "must be 1..=16"));
+            Layout::Scenes if demo.scale != default_scale() => {
+                return Err(self.invalid("demo.scale", "is for `layout = \"mosaic\"`; scenes use `image_size`"));
             }
-            match demo.layout {
-                Layout::Mosaic if demo.image_size.is_some() => {
-                    return Err(
-                        self.invalid("demo.image_size", "is for `layout = \"scenes\"`; a mosaic is 56·`scale` px")
-                    );
-                }
-                Layout::Scenes if demo.scale != default_scale() => {
-                    return Err(self.invalid("demo.scale", "is for `layout = \"mosaic\"`; scenes use `image_size`"));
-                }
-                Layout::Scenes if demo.blank_probability != default_blank_probability() => {
-                    return Err(
-                        self.invalid("demo.blank_probability", "is for `layout = \"mosaic\"`; a scene holds 1–5 items")
-                    );
-                }
-                Layout::Scenes if !matches!(demo.image_size, None | Some(32..=1024)) => {
-                    return Err(self.invalid("demo.image_size", "must be 32..=1024"));
-                }
-                _ => {}
+            Layout::Scenes if demo.blank_probability != default_blank_probability() => {
+                return Err(
+                    self.invalid("demo.blank_probability", "is for `layout = \"mosaic\"`; a scene holds 1–5 items")
+                );
             }
-            if demo.train_images == 0 || demo.test_images == 0 {
-                return Err(self.invalid("demo", "`train_images` and `test_images` must be positive"));
+            Layout::Scenes if !matches!(demo.image_size, None | Some(32..=1024)) => {
+                return Err(self.invalid("demo.image_size", "must be 32..=1024"));
             }
-            if self.source.format != Format::JsonList {
-                return Err(self.invalid("source.format", "the demo set is written as `json_list`"));
+            _ => {}
+        }
+        if demo.train_images == 0 || demo.test_images == 0 {
+            return Err(self.invalid("demo", "`train_images` and `test_images` must be positive"));
+        }
+        if self.source.format != Format::JsonList {
+            return Err(self.invalid("source.format", "the demo set is written as `json_list`"));
+        }
+        if let Some(names) = &self.labels.names {
+            let mut seen = std::collections::HashSet::new();
+            if names.is_empty()
+                || names.iter().any(|n| !crate::demo::FASHION_CLASSES.contains(&n.as_str()) || !seen.insert(n))
+            {
+                return Err(self.invalid(
+                    "labels.names",
+                    "the demo labels are Fashion-MNIST classes (some or all of them, each once)",
+                ));
             }
-            if let Some(names) = &self.labels.names {
-                let mut seen = std::collections::HashSet::new();
-                if names.is_empty()
-                    || names.iter().any(|n| !crate::demo::FASHION_CLASSES.contains(&n.as_str()) || !seen.insert(n))
-                {
-                    return Err(self.invalid(
-                        "labels.names",
-                        "the demo labels are Fashion-MNIST classes (some or all of them, each once)",
-                    ));
-                }
-            }
-            for (name, split) in &self.splits {
-                if !split.annotations.starts_with(&demo.dir) || !matches!(name.as_str(), "train" | "test") {
-                    return Err(self.invalid(
-                        &format!("splits.{name}"),
-                        format!(
-                            "the demo has splits `train` and `test` with annotations under `{}`",
-                            demo.dir.display()
-                        ),
-                    ));
-                }
+        }
+        for (name, split) in &self.splits {
+            if !split.annotations.starts_with(&demo.dir) || !matches!(name.as_str(), "train" | "test") {
+                return Err(self.invalid(
+                    &format!("splits.{name}"),
+                    format!("the demo has splits `train` and `test` with annotations under `{}`", demo.dir.display()),
+                ));
             }
         }
         Ok(())

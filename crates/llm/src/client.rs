@@ -88,6 +88,34 @@ enum Attempt {
     Fatal(LlmError),
 }
 
+/// What an HTTP error status means for the request: rate limited or a server error are retried
+/// (after `Retry-After` when sent; 429 and 503 also lower the concurrency limit), a refusal of
+/// streaming turns streaming off, 401/403/404/405 end the run (the URL or key is wrong), any
+/// other status fails this prompt.
+fn refusal(url: &str, code: u16, text: &str, stream: bool, retry_after: Option<Duration>) -> Attempt {
+    if stream && matches!(code, 400 | 422 | 501) && text.to_ascii_lowercase().contains("stream") {
+        return Attempt::NoStreaming(format!("HTTP {code}: {text}"));
+    }
+    match code {
+        429 => Attempt::Retry {
+            reason: format!("HTTP 429 (rate limited): {text}"),
+            after: retry_after,
+            connect: false,
+            overload: true,
+        },
+        408 | 500..=599 => Attempt::Retry {
+            reason: format!("HTTP {code}: {text}"),
+            after: retry_after,
+            connect: false,
+            overload: code == 503,
+        },
+        401 | 403 | 404 | 405 => {
+            Attempt::Fatal(LlmError::Refused { url: url.to_owned(), status: code, body: text.to_owned() })
+        }
+        _ => Attempt::Fail(format!("HTTP {code}: {text}")),
+    }
+}
+
 fn retry(reason: impl Into<String>) -> Attempt {
     Attempt::Retry { reason: reason.into(), after: None, connect: false, overload: false }
 }
@@ -354,28 +382,7 @@ impl LlmClient {
         stream: bool,
         permit: &Permit<'_>,
     ) -> Attempt {
-        let send = self.authorised(self.http.post(url)).json(body).send();
-        // Streaming servers send headers when generation starts. Waiting longer than the idle
-        // timeout for that means the server is queueing or slow to read the prompt: that lowers
-        // the concurrency limit, but the request keeps its place (bounded by `timeout` as a
-        // whole) — closing it would only send the same prompt again, to the back of the queue.
-        let sent = if stream {
-            tokio::pin!(send);
-            match tokio::time::timeout(self.settings.idle_timeout, &mut send).await {
-                Ok(sent) => sent,
-                Err(_) => {
-                    tracing::debug!(
-                        "{}: the server is queueing; waiting on",
-                        self.idle_reason("the response to start")
-                    );
-                    permit.overload();
-                    send.await
-                }
-            }
-        } else {
-            send.await
-        };
-        let response = match sent {
+        let response = match self.send(url, body, stream, permit).await {
             Ok(response) => response,
             Err(error) => {
                 return Attempt::Retry {
@@ -387,16 +394,11 @@ impl LlmClient {
             }
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| parse_retry_after(value, chrono::Utc::now()));
-        let event_stream = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("text/event-stream"));
+        let header = |name| response.headers().get(name).and_then(|value| value.to_str().ok());
+        let retry_after =
+            header(reqwest::header::RETRY_AFTER).and_then(|value| parse_retry_after(value, chrono::Utc::now()));
+        let event_stream =
+            header(reqwest::header::CONTENT_TYPE).is_some_and(|value| value.starts_with("text/event-stream"));
         if status.is_success() && event_stream {
             return self.read_events(response, prompt).await;
         }
@@ -412,39 +414,49 @@ impl LlmClient {
                 };
             }
         };
-        let code = status.as_u16();
         if !status.is_success() {
-            let text = snippet(&String::from_utf8_lossy(&bytes));
-            if stream && matches!(code, 400 | 422 | 501) && text.to_ascii_lowercase().contains("stream") {
-                return Attempt::NoStreaming(format!("HTTP {code}: {text}"));
-            }
-            return match code {
-                429 => Attempt::Retry {
-                    reason: format!("HTTP 429 (rate limited): {text}"),
-                    after: retry_after,
-                    connect: false,
-                    overload: true,
-                },
-                408 | 500..=599 => Attempt::Retry {
-                    reason: format!("HTTP {code}: {text}"),
-                    after: retry_after,
-                    connect: false,
-                    overload: code == 503,
-                },
-                401 | 403 | 404 | 405 => {
-                    Attempt::Fatal(LlmError::Refused { url: url.to_owned(), status: code, body: text })
-                }
-                _ => Attempt::Fail(format!("HTTP {code}: {text}")),
-            };
+            return refusal(url, status.as_u16(), &snippet(&String::from_utf8_lossy(&bytes)), stream, retry_after);
         }
         if stream {
             // A plain JSON answer to a streaming request: the server ignores `stream`.
             self.stop_streaming("it answered a streaming request with a plain JSON body");
         }
-        let parsed: Value = match serde_json::from_slice(&bytes) {
+        self.plain_answer(&bytes, prompt)
+    }
+
+    /// Sends the request and waits for the response's headers.
+    async fn send(
+        &self,
+        url: &str,
+        body: &Value,
+        stream: bool,
+        permit: &Permit<'_>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let send = self.authorised(self.http.post(url)).json(body).send();
+        if !stream {
+            return send.await;
+        }
+        // Streaming servers send headers when generation starts. Waiting longer than the idle
+        // timeout for that means the server is queueing or slow to read the prompt: that lowers
+        // the concurrency limit, but the request keeps its place (bounded by `timeout` as a
+        // whole) — closing it would only send the same prompt again, to the back of the queue.
+        tokio::pin!(send);
+        match tokio::time::timeout(self.settings.idle_timeout, &mut send).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                tracing::debug!("{}: the server is queueing; waiting on", self.idle_reason("the response to start"));
+                permit.overload();
+                send.await
+            }
+        }
+    }
+
+    /// Judges a complete (non-streamed) JSON answer's text.
+    fn plain_answer(&self, bytes: &[u8], prompt: &RenderedPrompt) -> Attempt {
+        let parsed: Value = match serde_json::from_slice(bytes) {
             Ok(value) => value,
             Err(error) => {
-                let text = snippet(&String::from_utf8_lossy(&bytes));
+                let text = snippet(&String::from_utf8_lossy(bytes));
                 return retry(format!("malformed JSON ({error}): `{text}`"));
             }
         };

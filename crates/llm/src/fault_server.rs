@@ -362,16 +362,7 @@ async fn answer(
     // request before this task returns, and that must not count as one more at once.
     let serving = Serving::enter(shared);
     let chat = body["messages"].is_array();
-    let json_answer_ending = |text: &str, finish: &str| -> String {
-        let usage = usage_json(body, text);
-        if chat {
-            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}], "model": "fake", "usage": usage})
-                .to_string()
-        } else {
-            json!({"choices": [{"index": 0, "text": text, "finish_reason": finish}], "model": "fake", "usage": usage})
-                .to_string()
-        }
-    };
+    let json_answer_ending = |text: &str, finish: &str| json_body(body, chat, text, finish);
     let json_answer = |text: &str| json_answer_ending(text, "stop");
     if streaming && no_streaming {
         let bytes = response("400 Bad Request", "", r#"{"error":{"message":"streaming is not supported"}}"#);
@@ -398,28 +389,9 @@ async fn answer(
             response("200 OK", "", &json_answer_ending(&cut_answer(label, words), "length"))
         }
         Some(Fault::HugeBody(bytes)) if !streaming => response("200 OK", "", &json_answer(&"a".repeat(bytes))),
-        Some(Fault::Endless) if !streaming => {
-            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"choices\": [{\"text\": \"";
-            if writer.write_all(head.as_bytes()).await.is_err() {
-                return false;
-            }
-            let filler = [b'a'; 16 * 1024];
-            loop {
-                if writer.write_all(&filler).await.is_err() || writer.flush().await.is_err() {
-                    return false;
-                }
-                tokio::task::yield_now().await;
-            }
-        }
+        Some(Fault::Endless) if !streaming => return write_endless(writer).await,
         Some(Fault::Trickle(pause)) if !streaming => {
-            let bytes = response("200 OK", "", &json_answer(&answer_for(label)));
-            for piece in bytes.chunks(16) {
-                if writer.write_all(piece).await.is_err() || writer.flush().await.is_err() {
-                    return false;
-                }
-                tokio::time::sleep(pause).await;
-            }
-            return true;
+            return write_trickled(writer, &response("200 OK", "", &json_answer(&answer_for(label))), pause).await;
         }
         None if !streaming => {
             tokio::time::sleep(delay).await;
@@ -429,6 +401,45 @@ async fn answer(
     };
     drop(serving);
     writer.write_all(&bytes).await.is_ok()
+}
+
+/// The JSON body of a complete answer: a chat message when the request was a chat, else a
+/// completion's text.
+fn json_body(request: &Value, chat: bool, text: &str, finish: &str) -> String {
+    let usage = usage_json(request, text);
+    let choice = if chat {
+        json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish})
+    } else {
+        json!({"index": 0, "text": text, "finish_reason": finish})
+    };
+    json!({"choices": [choice], "model": "fake", "usage": usage}).to_string()
+}
+
+/// A JSON answer that never ends: its text grows until the client goes away (false).
+async fn write_endless(writer: &mut OwnedWriteHalf) -> bool {
+    let head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"choices\": [{\"text\": \"";
+    if writer.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    let filler = [b'a'; 16 * 1024];
+    loop {
+        if writer.write_all(&filler).await.is_err() || writer.flush().await.is_err() {
+            return false;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Writes `bytes` 16 at a time, `pause` apart; false when the client went away first.
+async fn write_trickled(writer: &mut OwnedWriteHalf, bytes: &[u8], pause: Duration) -> bool {
+    for piece in bytes.chunks(16) {
+        if writer.write_all(piece).await.is_err() || writer.flush().await.is_err() {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    true
 }
 
 /// A streamed answer (server-sent events), or a streaming fault.

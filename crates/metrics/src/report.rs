@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::counts::{ClassCounts, class_counts, image_totals};
+use crate::counts::{ClassCounts, ImageTotals, class_counts, image_totals};
 use crate::data::EvalData;
 use crate::error::MetricsError;
 use crate::ranking::{PrCurve, ap_of_ranking, precision_recall_curve, rank};
@@ -228,6 +228,40 @@ fn harmonic_mean(a: f64, b: f64) -> f64 {
     if a + b == 0.0 { 0.0 } else { 2.0 * a * b / (a + b) }
 }
 
+/// mA over the classes with both positives and negatives (the others are named), and the
+/// instance-based accuracy, precision, recall and F1 averaged over images.
+fn pedestrian_metrics(
+    data: &EvalData,
+    per_class: &[(Option<f64>, ClassCounts)],
+    totals: &ImageTotals,
+) -> Result<PedestrianMetrics, MetricsError> {
+    let mut balanced = Vec::new();
+    let mut outside = Vec::new();
+    for (label, (_, counts)) in data.labels().iter().zip(per_class) {
+        if counts.positives > 0 && counts.negatives > 0 {
+            let true_positive_rate = counts.correct as f64 / counts.positives as f64;
+            let true_negative_rate = counts.true_negatives as f64 / counts.negatives as f64;
+            balanced.push((true_positive_rate + true_negative_rate) / 2.0);
+        } else {
+            outside.push(label.clone());
+        }
+    }
+    if balanced.is_empty() {
+        return Err(MetricsError::NoMeanAccuracy);
+    }
+    let images = data.n_images() as f64;
+    let precision = totals.precision / images;
+    let recall = totals.recall / images;
+    Ok(PedestrianMetrics {
+        mean_accuracy: 100.0 * balanced.iter().sum::<f64>() / balanced.len() as f64,
+        accuracy: 100.0 * totals.accuracy / images,
+        precision: 100.0 * precision,
+        recall: 100.0 * recall,
+        f1: 100.0 * harmonic_mean(precision, recall),
+        classes_outside_mean_accuracy: outside,
+    })
+}
+
 pub(crate) fn evaluate(data: &EvalData, options: &EvalOptions) -> Result<Report, MetricsError> {
     let EvalOptions { kind, threshold, top_k } = *options;
     if !(0.0..=1.0).contains(&threshold) {
@@ -275,35 +309,7 @@ pub(crate) fn evaluate(data: &EvalData, options: &EvalOptions) -> Result<Report,
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "counted top-k and instance metrics");
     let top = PrecisionRecall::from_counts(&totals.top_correct, &totals.top_predicted, &positives);
 
-    let pedestrian = if pedestrian_kind {
-        let mut balanced = Vec::new();
-        let mut outside = Vec::new();
-        for (label, (_, counts)) in labels.iter().zip(&per_class) {
-            if counts.positives > 0 && counts.negatives > 0 {
-                let true_positive_rate = counts.correct as f64 / counts.positives as f64;
-                let true_negative_rate = counts.true_negatives as f64 / counts.negatives as f64;
-                balanced.push((true_positive_rate + true_negative_rate) / 2.0);
-            } else {
-                outside.push(label.clone());
-            }
-        }
-        if balanced.is_empty() {
-            return Err(MetricsError::NoMeanAccuracy);
-        }
-        let images = data.n_images() as f64;
-        let precision = totals.precision / images;
-        let recall = totals.recall / images;
-        Some(PedestrianMetrics {
-            mean_accuracy: 100.0 * balanced.iter().sum::<f64>() / balanced.len() as f64,
-            accuracy: 100.0 * totals.accuracy / images,
-            precision: 100.0 * precision,
-            recall: 100.0 * recall,
-            f1: 100.0 * harmonic_mean(precision, recall),
-            classes_outside_mean_accuracy: outside,
-        })
-    } else {
-        None
-    };
+    let pedestrian = if pedestrian_kind { Some(pedestrian_metrics(data, &per_class, &totals)?) } else { None };
 
     Ok(Report {
         kind,

@@ -29,6 +29,16 @@ use crate::query_decoder::{QueryDecoder, QueryDecoderConfig};
 /// Which head maps the features to logits: `model.head` of the domain config.
 pub use sspa_config::HeadKind;
 
+/// A tensor of a head with one slice per class along `axis`: what a warm start across label
+/// sets remaps by label name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassAxis {
+    /// The parameter's path below the head, as saved (`class_weights`, `classifier.weight`).
+    pub tensor: &'static str,
+    /// The axis of length `C`.
+    pub axis: usize,
+}
+
 /// The configuration of any head, tagged by its kind (`{"kind": "mlp", …}` in JSON).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -85,6 +95,26 @@ impl HeadConfig {
             HeadConfig::Linear(_) => HeadKind::Linear,
             HeadConfig::Mlp(_) => HeadKind::Mlp,
             HeadConfig::QueryDecoder(_) => HeadKind::QueryDecoder,
+        }
+    }
+
+    /// The head's class-dependent tensors; every other tensor's shape is independent of `C`.
+    /// SSPA: the learned category centres `W` `[C, d]` (built only with `ablation.classifier =
+    /// "learned"`); linear and MLP: the classifier's weight `[h, C]` (burn's `[in, out]`) and bias
+    /// `[C]`; the query decoder with one query per class: the queries `[C, D]`, the group FC's
+    /// weight `[C, D, 1]` and bias `[C]`. `None` where classes share a tensor's slices: a query
+    /// decoder with fewer queries than classes, each query scoring a group of them.
+    pub fn class_axes(&self) -> Option<Vec<ClassAxis>> {
+        let axis = |tensor, axis| ClassAxis { tensor, axis };
+        match self {
+            HeadConfig::Sspa(_) => Some(vec![axis("class_weights", 0)]),
+            HeadConfig::Linear(_) | HeadConfig::Mlp(_) => {
+                Some(vec![axis("classifier.weight", 1), axis("classifier.bias", 0)])
+            }
+            HeadConfig::QueryDecoder(config) if config.queries() == config.classes => {
+                Some(vec![axis("queries", 0), axis("output.weight", 0), axis("output.bias", 0)])
+            }
+            HeadConfig::QueryDecoder(_) => None,
         }
     }
 

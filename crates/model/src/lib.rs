@@ -61,7 +61,7 @@ pub use gate::{Gate, GateConfig, GateOutput};
 pub use gdma::{Gdma, GdmaConfig, GdmaOutput};
 pub use group_linear::{GroupLinear, GroupLinearConfig};
 pub use head::{SspaHead, SspaHeadConfig, SspaOutput};
-pub use heads::{Head, HeadConfig, HeadKind};
+pub use heads::{ClassAxis, Head, HeadConfig, HeadKind};
 pub use image_projection::{ImageProjection, ImageProjectionConfig};
 pub use linear_head::{LinearHead, LinearHeadConfig};
 pub use mlp::{Mlp, MlpConfig};

@@ -68,4 +68,4 @@ pub use sspa_model::SspaOutput;
 pub use start::model_config;
 pub use text::{FixedTextEncoder, MeanPromptEncoder, PromptTextEncoder, TextInputs};
 pub use trainer::{Cancel, Progress, Sections, TrainData, TrainOptions, TrainOutcome, train};
-pub use warm_start::{CLASS_ROW_TENSORS, WarmStart, WarmStartReport};
+pub use warm_start::{WarmStart, WarmStartReport};

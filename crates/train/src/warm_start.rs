@@ -5,9 +5,11 @@
 //! is trained), then every tensor of the old weights file is copied into it by parameter path:
 //! - tensors that do not depend on the label set (nearly all: SSPA's classes are label
 //!   embeddings) must have the same shape in both models and are copied as they are;
-//! - class-dependent tensors ([`CLASS_ROW_TENSORS`], one row per class) are remapped by label
-//!   name: rows of labels in both runs are copied, added labels keep their fresh rows, rows of
-//!   removed labels are dropped;
+//! - class-dependent tensors (the head's [`sspa_model::HeadConfig::class_axes`], one slice per class along
+//!   an axis) are remapped by label name: slices of labels in both runs are copied, added labels
+//!   keep their fresh slices, slices of removed labels are dropped. This holds for every head kind
+//!   whose classes have slices of their own; a query decoder that scores classes in groups (fewer
+//!   queries than classes) is warm-started only onto the same labels;
 //! - a tensor of the old model that this run's model lacks, or whose shape differs otherwise,
 //!   means the architecture differs: [`TrainError::WarmStartArchitecture`] names them all;
 //! - tensors of this run's model that the old file lacks (e.g. an image encoder now trained)
@@ -27,12 +29,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::{TensorMismatch, TrainError};
 use crate::model::{ModelConfig, SKIP_ENUM_VARIANTS, SspaModel, match_device_float, renumber};
 use crate::predict::{Weights, expect, files};
+use sspa_model::ClassAxis;
 
-/// Parameter paths of the tensors whose axis 0 is the class axis (one row per label), remapped by
-/// label name. The only one: the learned category centres `W` of `ablation.classifier =
-/// "learned"` ([`sspa_model::SspaHead::class_weights`], `[C, d]`). Every other tensor of
-/// [`SspaModel`] has a shape independent of `C`.
-pub const CLASS_ROW_TENSORS: &[&str] = &["head.class_weights"];
+/// The model's class-dependent tensors by parameter path (`head.class_weights`), each with its
+/// class axis: the head's [`sspa_model::HeadConfig::class_axes`] under the model's `head`.
+fn class_axes(axes: Vec<ClassAxis>) -> BTreeMap<String, usize> {
+    axes.into_iter().map(|class| (format!("head.{}", class.tensor), class.axis)).collect()
+}
 
 /// Where a warm-started run takes its initial weights from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,9 +53,9 @@ pub struct WarmStartReport {
     pub weights: PathBuf,
     /// Tensors copied as they are.
     pub tensors_copied: usize,
-    /// Class-dependent tensors ([`CLASS_ROW_TENSORS`]) remapped by label name.
+    /// Class-dependent tensors ([`sspa_model::HeadConfig::class_axes`]) remapped by label name.
     pub tensors_remapped: usize,
-    /// Class rows copied into those tensors, summed over them.
+    /// Class slices copied into those tensors, summed over them.
     pub rows_remapped: usize,
     /// Labels of this run that the old model did not have (their rows keep the fresh init).
     pub labels_added: Vec<String>,
@@ -103,15 +106,20 @@ impl WarmStart {
     /// `config.json`; the errors of [`ModelConfig::load`].
     pub fn apply(&self, model: SspaModel, config: &ModelConfig) -> Result<(SspaModel, WarmStartReport), TrainError> {
         let old_config = ModelConfig::load(&self.dir.join(files::CONFIG))?;
-        let kind = config.head.kind();
-        if kind != sspa_model::HeadKind::Sspa && old_config.labels != config.labels {
-            return Err(TrainError::Option {
-                key: "train.init",
-                value: format!("a `{kind}` head"),
-                reason: "a warm start across label sets remaps the class rows of SSPA heads only; \
-                         train a peer head with changed labels from scratch (`train.init = \"scratch\"`)",
-            });
-        }
+        let axes = match (config.head.class_axes(), old_config.head.class_axes()) {
+            (Some(axes), Some(_)) => class_axes(axes),
+            // Grouped classes: only the same label set maps slice for slice.
+            _ if old_config.labels == config.labels => BTreeMap::new(),
+            _ => {
+                return Err(TrainError::Option {
+                    key: "train.init",
+                    value: format!("a `{}` head", config.head.kind()),
+                    reason: "its queries score classes in groups (more classes than `max_queries`), so a warm \
+                             start cannot remap them by label; keep the label set or train from scratch \
+                             (`train.init = \"scratch\"`)",
+                });
+            }
+        };
         let path = self.weights_file();
         let old = read_tensors(&path)?;
         let fresh: BTreeMap<String, PackTensor> = model
@@ -119,12 +127,12 @@ impl WarmStart {
             .into_iter()
             .map(|tensor| (tensor.name.clone(), tensor))
             .collect();
-        check_architecture(&path, &old, &fresh)?;
-        check_class_rows(&path, &old, old_config.labels.len())?;
+        check_architecture(&path, &old, &fresh, &axes)?;
+        check_class_counts(&path, &old, old_config.labels.len(), &axes)?;
 
         let labels = LabelMap::new(&old_config.labels, &config.labels);
         let kept_init: Vec<String> = fresh.keys().filter(|name| !old.contains_key(*name)).cloned().collect();
-        let (tensors, tensors_remapped) = adapted_tensors(&path, old, &fresh, &labels)?;
+        let (tensors, tensors_remapped) = adapted_tensors(&path, old, &fresh, &labels, &axes)?;
         let tensors_copied = tensors.len() - tensors_remapped;
         let model = apply_tensors(model, tensors, &path)?;
         if !kept_init.is_empty() {
@@ -148,11 +156,6 @@ impl WarmStart {
     }
 }
 
-/// Whether the tensor at `name` has one row per class.
-fn is_class_rows(name: &str) -> bool {
-    CLASS_ROW_TENSORS.contains(&name)
-}
-
 /// Every tensor of the safetensors file `path`, by parameter path.
 fn read_tensors(path: &Path) -> Result<BTreeMap<String, PackTensor>, TrainError> {
     if !path.is_file() {
@@ -166,23 +169,28 @@ fn read_tensors(path: &Path) -> Result<BTreeMap<String, PackTensor>, TrainError>
 }
 
 /// Refuses old tensors that this run's model lacks or that differ in shape beyond the class axis
-/// of [`CLASS_ROW_TENSORS`].
+/// of the class-dependent ones (`axes`).
 fn check_architecture(
     path: &Path,
     old: &BTreeMap<String, PackTensor>,
     fresh: &BTreeMap<String, PackTensor>,
+    axes: &BTreeMap<String, usize>,
 ) -> Result<(), TrainError> {
     let mismatches: Vec<TensorMismatch> = old
         .iter()
         .filter_map(|(name, tensor)| {
             let old_shape = tensor.shape.to_vec();
             let new_shape = fresh.get(name).map(|fresh| fresh.shape.to_vec());
-            let fits = new_shape.as_ref().is_some_and(|new_shape| {
-                if is_class_rows(name) {
-                    !old_shape.is_empty() && old_shape.len() == new_shape.len() && old_shape[1..] == new_shape[1..]
-                } else {
-                    old_shape == *new_shape
+            let fits = new_shape.as_ref().is_some_and(|new_shape| match axes.get(name) {
+                Some(&axis) => {
+                    let others = |shape: &[usize]| -> Vec<usize> {
+                        shape.iter().enumerate().filter(|(at, _)| *at != axis).map(|(_, size)| *size).collect()
+                    };
+                    axis < old_shape.len()
+                        && old_shape.len() == new_shape.len()
+                        && others(&old_shape) == others(new_shape)
                 }
+                None => old_shape == *new_shape,
             });
             (!fits).then(|| TensorMismatch { tensor: name.clone(), old: old_shape, new: new_shape })
         })
@@ -194,14 +202,22 @@ fn check_architecture(
     }
 }
 
-/// Refuses class-dependent tensors whose row count is not the old `config.json`'s label count.
-fn check_class_rows(path: &Path, old: &BTreeMap<String, PackTensor>, old_classes: usize) -> Result<(), TrainError> {
-    for (name, tensor) in old.iter().filter(|(name, _)| is_class_rows(name)) {
-        let rows = tensor.shape.first().copied().unwrap_or(0);
-        if rows != old_classes {
+/// Refuses class-dependent tensors whose class axis is not the old `config.json`'s label count.
+fn check_class_counts(
+    path: &Path,
+    old: &BTreeMap<String, PackTensor>,
+    old_classes: usize,
+    axes: &BTreeMap<String, usize>,
+) -> Result<(), TrainError> {
+    for (name, &axis) in axes {
+        let Some(tensor) = old.get(name) else { continue };
+        let classes = tensor.shape.get(axis).copied().unwrap_or(0);
+        if classes != old_classes {
             return Err(TrainError::Weights {
                 path: path.to_owned(),
-                reason: format!("`{name}` has {rows} class rows but its `config.json` lists {old_classes} labels"),
+                reason: format!(
+                    "`{name}` has {classes} classes on axis {axis} but its `config.json` lists {old_classes} labels"
+                ),
             });
         }
     }
@@ -243,16 +259,29 @@ fn f32_values(path: &Path, tensor: &PackTensor) -> Result<Vec<f32>, TrainError> 
     data.try_into_vec_as::<f32>().map_err(|error| weights_error(format!("`{}`: {error:?}", tensor.name)))
 }
 
-/// The fresh class-dependent tensor with the rows of the labels in both runs taken from `old`.
-fn remap_rows(path: &Path, old: &PackTensor, fresh: &PackTensor, labels: &LabelMap) -> Result<PackTensor, TrainError> {
-    expect("class rows of the model", fresh.shape.first().copied().unwrap_or(0), labels.rows.len())?;
-    let width: usize = fresh.shape.iter().skip(1).product();
+/// The fresh class-dependent tensor with the slices (along `axis`) of the labels in both runs
+/// taken from `old`.
+fn remap_classes(
+    path: &Path,
+    old: &PackTensor,
+    fresh: &PackTensor,
+    axis: usize,
+    labels: &LabelMap,
+) -> Result<PackTensor, TrainError> {
+    let classes = |shape: &[usize]| shape.get(axis).copied().unwrap_or(0);
+    expect("classes of the model", classes(&fresh.shape), labels.rows.len())?;
+    // `[outer…, C, inner…]`: a slice of one class is `inner` values, `outer` times, `C·inner` apart.
+    let outer: usize = fresh.shape[..axis].iter().product();
+    let inner: usize = fresh.shape[axis + 1..].iter().product();
+    let (new_stride, old_stride) = (labels.rows.len() * inner, classes(&old.shape) * inner);
     let old_values = f32_values(path, old)?;
     let mut values = f32_values(path, fresh)?;
-    for (new_row, old_row) in labels.rows.iter().enumerate() {
-        if let Some(old_row) = old_row {
-            values[new_row * width..(new_row + 1) * width]
-                .copy_from_slice(&old_values[old_row * width..(old_row + 1) * width]);
+    for (new_class, old_class) in labels.rows.iter().enumerate() {
+        let Some(old_class) = old_class else { continue };
+        for block in 0..outer {
+            let to = block * new_stride + new_class * inner;
+            let from = block * old_stride + old_class * inner;
+            values[to..to + inner].copy_from_slice(&old_values[from..from + inner]);
         }
     }
     Ok(bridge::from_data(TensorData::new(values, fresh.shape.clone()), fresh.name.clone(), None))
@@ -266,23 +295,24 @@ fn without_id(path: &Path, tensor: PackTensor) -> Result<PackTensor, TrainError>
     Ok(PackTensor::new(name, dtype, shape, None, bytes))
 }
 
-/// The old tensors as they will be applied: class-dependent ones remapped by label, the others
-/// as they are; also how many were remapped. Expects [`check_architecture`] to have passed.
+/// The old tensors as they will be applied: class-dependent ones (`axes`) remapped by label, the
+/// others as they are; also how many were remapped. Expects [`check_architecture`] to have passed.
 fn adapted_tensors(
     path: &Path,
     old: BTreeMap<String, PackTensor>,
     fresh: &BTreeMap<String, PackTensor>,
     labels: &LabelMap,
+    axes: &BTreeMap<String, usize>,
 ) -> Result<(Vec<PackTensor>, usize), TrainError> {
     let mut remapped = 0;
     let mut tensors = Vec::with_capacity(old.len());
     for (name, tensor) in old {
-        match fresh.get(&name).filter(|_| is_class_rows(&name)) {
-            Some(fresh_tensor) => {
-                tensors.push(remap_rows(path, &tensor, fresh_tensor, labels)?);
+        match (fresh.get(&name), axes.get(&name)) {
+            (Some(fresh_tensor), Some(&axis)) => {
+                tensors.push(remap_classes(path, &tensor, fresh_tensor, axis, labels)?);
                 remapped += 1;
             }
-            None => tensors.push(without_id(path, tensor)?),
+            _ => tensors.push(without_id(path, tensor)?),
         }
     }
     Ok((tensors, remapped))
@@ -312,7 +342,7 @@ mod tests {
         AblationSection, Aggregator, Alignment, Branches, Classifier, ImageProjectionKind, KapSource, ModelSection,
         Synthesis, TrainSection,
     };
-    use sspa_model::SspaHeadConfig;
+    use sspa_model::{HeadConfig, HeadKind, SspaHeadConfig};
 
     fn config(model: &ModelSection, ablation: &AblationSection, classes: usize) -> ModelConfig {
         let text_width = 12;
@@ -343,10 +373,32 @@ mod tests {
             .collect()
     }
 
-    /// Every head variant the ablation switches build, with 3 and with 5 labels: the tensors whose
-    /// shapes differ are exactly [`CLASS_ROW_TENSORS`], with `C` on axis 0.
+    /// The model's tensors whose shapes differ between 3 and 5 labels, each with the one axis on
+    /// which they differ; every other tensor has the same shape.
+    fn class_dependent(three: &ModelConfig, five: &ModelConfig) -> BTreeMap<String, usize> {
+        let (three, five) = (shapes(three), shapes(five));
+        assert_eq!(three.keys().collect::<Vec<_>>(), five.keys().collect::<Vec<_>>());
+        let mut found = BTreeMap::new();
+        for (name, shape) in &three {
+            let other = &five[name];
+            let differ: Vec<usize> = (0..shape.len()).filter(|&axis| shape[axis] != other[axis]).collect();
+            match differ.as_slice() {
+                [] => {}
+                [axis] => {
+                    assert_eq!((shape[*axis], other[*axis]), (3, 5), "{name}: C on axis {axis}");
+                    found.insert(name.clone(), *axis);
+                }
+                axes => panic!("{name} differs on axes {axes:?}"),
+            }
+        }
+        found
+    }
+
+    /// Every head: the SSPA head in every variant the ablation switches build, and each peer,
+    /// with 3 and with 5 labels: the tensors whose shapes differ are exactly the head's
+    /// [`sspa_model::HeadConfig::class_axes`], on those axes.
     #[test]
-    fn the_class_row_tensors_are_all_the_class_dependent_tensors() {
+    fn the_class_axes_are_all_the_class_dependent_tensors() {
         let base = AblationSection::default();
         let uni_d = AblationSection {
             classifier: Classifier::Learned,
@@ -362,7 +414,7 @@ mod tests {
             AblationSection { synthesis: Synthesis::Mlp, aggregator: Aggregator::Hard, ..base.clone() },
             AblationSection { synthesis: Synthesis::Concat, gate: false, alignment: Alignment::None, ..base.clone() },
             AblationSection { synthesis: Synthesis::Sum, alignment: Alignment::VisualToSemantic, ..base.clone() },
-            AblationSection { branches: Branches::Global, ..base },
+            AblationSection { branches: Branches::Global, ..base.clone() },
         ];
         let models = [
             ModelSection { embed_dim: 16, prompt_tokens: 2, ..ModelSection::default() },
@@ -373,26 +425,56 @@ mod tests {
                 ..ModelSection::default()
             },
         ];
-        let mut seen = Vec::new();
+        let mut seen = BTreeMap::new();
         for model in &models {
             for ablation in &variants {
-                let (three, five) = (shapes(&config(model, ablation, 3)), shapes(&config(model, ablation, 5)));
-                assert_eq!(three.keys().collect::<Vec<_>>(), five.keys().collect::<Vec<_>>(), "{ablation:?}");
-                for (name, shape) in &three {
-                    let other = &five[name];
-                    if is_class_rows(name) {
-                        assert_eq!((shape[0], other[0]), (3, 5), "{name}: C on axis 0");
-                        assert_eq!(shape[1..], other[1..], "{name}: only axis 0 depends on C");
-                        seen.push(name.clone());
-                    } else {
-                        assert_eq!(shape, other, "{name} depends on C but is not in CLASS_ROW_TENSORS ({ablation:?})");
-                    }
-                }
+                let (three, five) = (config(model, ablation, 3), config(model, ablation, 5));
+                let expected = class_axes(five.head.class_axes().expect("SSPA heads remap"));
+                let found = class_dependent(&three, &five);
+                assert!(found.iter().all(|(name, axis)| expected.get(name) == Some(axis)), "{found:?} {ablation:?}");
+                seen.extend(found);
+            }
+            for kind in [HeadKind::Linear, HeadKind::Mlp, HeadKind::QueryDecoder] {
+                let peer = |classes| {
+                    let mut config = config(model, &base, classes);
+                    config.head = HeadConfig::from_sections(kind, model, &base, Some(12), 20, classes).expect("peer");
+                    config
+                };
+                let (three, five) = (peer(3), peer(5));
+                let expected = class_axes(five.head.class_axes().expect("one query per class"));
+                assert_eq!(class_dependent(&three, &five), expected, "{kind}");
             }
         }
-        for name in CLASS_ROW_TENSORS {
-            assert!(seen.iter().any(|seen| seen == name), "{name} never built: the list is stale");
-        }
+        assert_eq!(seen, class_axes(config(&models[0], &base, 5).head.class_axes().expect("SSPA")), "W was built");
+    }
+
+    /// A query decoder whose queries score groups of classes cannot remap them by label: the
+    /// same label set warm-starts, another is refused naming `train.init`.
+    #[test]
+    fn grouped_query_decoders_warm_start_onto_the_same_labels_only() {
+        let model = ModelSection { embed_dim: 16, prompt_tokens: 2, ..ModelSection::default() };
+        let grouped = |classes| {
+            let mut config = config(&model, &AblationSection::default(), classes);
+            let head = sspa_model::QueryDecoderConfig::new(20, classes, 16).with_max_queries(2);
+            config.head = HeadConfig::QueryDecoder(head);
+            assert!(config.head.class_axes().is_none(), "{classes} classes in 2 queries are grouped");
+            config
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old = grouped(5);
+        old.save(&dir.path().join(files::CONFIG)).expect("config");
+        let device = Device::flex();
+        crate::save_weights(&old.init(1, &device).expect("init"), &dir.path().join(files::MODEL)).expect("weights");
+        let start = WarmStart::new(dir.path(), Weights::Raw);
+
+        let same = grouped(5);
+        let (_, report) = start.apply(same.init(2, &device).expect("init"), &same).expect("same labels");
+        assert_eq!(report.tensors_remapped, 0);
+
+        let more = grouped(6);
+        let error = start.apply(more.init(2, &device).expect("init"), &more).expect_err("labels changed");
+        assert!(matches!(error, TrainError::Option { key: "train.init", .. }), "{error}");
+        assert!(error.to_string().contains("train.init = \"scratch\""), "{error}");
     }
 
     #[test]

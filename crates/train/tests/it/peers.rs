@@ -94,7 +94,7 @@ fn every_peer_learns_predicts_and_resumes_exactly() {
 }
 
 #[test]
-fn peer_warm_starts_keep_their_labels_or_are_refused() {
+fn peer_warm_starts_remap_their_labels_and_refuse_another_head() {
     let task = Task::new(CLASSES, 96);
     let source = task.source();
     let data = task.data(&source);
@@ -113,17 +113,17 @@ fn peer_warm_starts_keep_their_labels_or_are_refused() {
     let report = outcome.warm_started.expect("a warm start report");
     assert!(report.tensors_copied > 0 && report.kept_init.is_empty(), "{report:?}");
 
-    // One label more: a peer's class axis is not remapped; the error says what to do.
+    // One label more: the old labels' slices are remapped by name, the new one keeps its init.
     let more = Task::new(CLASSES + 1, 96);
     let source_more = more.source();
     let data_more = more.data(&source_more);
-    let refused = TrainOptions {
+    let grown = TrainOptions {
         warm_start: Some(WarmStart::new(&old.output_dir, Weights::Ema)),
         ..TrainOptions::new(dir.path().join("more-ckpt"), dir.path().join("more"))
     };
-    let error = train(run.sections(), data_more, &refused, &quiet, &never).expect_err("labels changed");
-    assert!(matches!(error, TrainError::Option { key: "train.init", .. }), "{error}");
-    assert!(error.to_string().contains("train.init = \"scratch\""), "{error}");
+    let outcome = train(run.sections(), data_more, &grown, &quiet, &never).expect("warm start, one label more");
+    let report = outcome.warm_started.expect("a warm start report");
+    assert_eq!((report.tensors_remapped, report.rows_remapped, report.labels_added.len()), (2, 2 * CLASSES, 1));
 
     // An SSPA run cannot start from a peer's weights: the architecture differs, tensors named.
     let sspa = setup(2, 32);

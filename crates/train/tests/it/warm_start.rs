@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use sspa_config::{Alignment, Classifier};
+use sspa_config::{Alignment, Classifier, HeadKind};
 use sspa_metrics::mean_average_precision;
 use sspa_train::{
     CachedFeatures, FeatureSet, FixedTextEncoder, MeanPromptEncoder, ModelConfig, Predictor, PromptTextEncoder,
@@ -301,6 +301,57 @@ fn a_learned_classifier_takes_its_class_rows_by_label_name() {
     let outcome = trained(&run, &new_task, &encoder, &warm);
     assert_eq!(outcome.warm_started, Some(report));
     assert!(outcome.history.iter().all(|log| log.train_loss.is_finite()));
+}
+
+/// A linear probe, an MLP and a query decoder with one query per class score each class from
+/// slices of their own (ML-Decoder's queries attend to the patches, not to each other): after a
+/// warm start that drops, reorders and adds labels, the kept labels score exactly as before.
+#[test]
+fn peer_heads_take_their_class_slices_by_label_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let encoder = encoder();
+    let device = Device::flex();
+    let old_task = Task::new(&OLD, 48, 51);
+    // class-2 and class-0 stay (swapped), class-1 and class-3 go, class-5 and class-4 are new.
+    let new_columns = [2, 5, 0, 4];
+    let new_task = Task::new(&new_columns, 48, 51);
+    for (kind, class_tensors) in [(HeadKind::Linear, 2), (HeadKind::Mlp, 2), (HeadKind::QueryDecoder, 3)] {
+        let mut run = setup(1, 16);
+        run.model.head = kind;
+        let old = options(dir.path(), &format!("old-{kind}"), None);
+        trained(&run, &old_task, &encoder, &old);
+        let config = model_config(run.sections(), &new_task.data(&encoder, &new_task.features())).expect("config");
+        let fresh = config.init(run.train.seed, &device).expect("init");
+        let start = WarmStart::new(&old.output_dir, Weights::Raw);
+        let (model, report) = start.apply(fresh, &config).expect("warm start");
+        assert_eq!((report.tensors_remapped, report.rows_remapped), (class_tensors, 2 * class_tensors), "{kind}");
+        assert_eq!(report.labels_added, labels(&["class-5", "class-4"]), "{kind}");
+        assert!(report.kept_init.is_empty(), "{kind}: {:?}", report.kept_init);
+
+        let validation = &old_task.validation;
+        let old_scores = Predictor::load(&old.output_dir, Weights::Raw, &device)
+            .expect("old")
+            .predict(validation)
+            .expect("old scores");
+        let rows: Vec<usize> = (0..validation.len()).collect();
+        let batch = validation.batch(&rows, &device);
+        // Peers read no text: the label features only fill the call's shape.
+        let text = new_task.text.knowledge_tensor(&device);
+        let output = model.head.forward(text.clone(), text, batch.global, batch.patches);
+        let new_scores: Vec<f32> = output.scores.into_data().iter::<f32>().collect();
+        // New columns 0 and 2 are class-2 and class-0: old columns 2 and 0.
+        let kept_new = score_columns(&new_scores, new_columns.len(), &[0, 2]);
+        let kept_old = score_columns(&old_scores, OLD.len(), &[2, 0]);
+        let largest = kept_new.iter().zip(&kept_old).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(largest <= 1e-6, "{kind}: kept labels score differently after the warm start: up to {largest}");
+        let added = score_columns(&new_scores, new_columns.len(), &[1, 3]);
+        assert!(added.iter().all(|score| score.is_finite()), "{kind}");
+
+        // And through the loop.
+        let warm = options(dir.path(), &format!("warm-{kind}"), Some(start));
+        let outcome = trained(&run, &new_task, &encoder, &warm);
+        assert_eq!(outcome.warm_started, Some(report), "{kind}");
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use crate::batch::BatchOutcome;
 use crate::{ExpError, ParamColumns, RunRecord, RunStatus, TableOptions};
 use sspa_config::Override;
-use sspa_report::markup::{html as escape, markdown_cell};
+use sspa_report::markup::{Align, HtmlCell, HtmlRow, html as escape, html_table, markdown_cell, markdown_table};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One row of a paper table: what it changes and what the paper reports for it on COCO.
@@ -294,17 +294,14 @@ pub fn render_markdown(tables: &[StudyTable], results: &Results, metric: &str, s
          Δ against full SSPA; best row in bold; the paper's COCO mAP beside it.\n"
     );
     for table in tables {
-        out += &format!("\n## {}\n\n| variant | {metric} | Δ | paper (COCO) |\n|---|---|---|---|\n", table.title);
-        for row in shown(table, results) {
+        out += &format!("\n## {}\n\n", table.title);
+        let header =
+            [("variant", Align::Left), (metric, Align::Left), ("Δ", Align::Left), ("paper (COCO)", Align::Left)];
+        let rows = shown(table, results).into_iter().map(|row| {
             let bold = |text: &str| if row.best { format!("**{text}**") } else { text.to_owned() };
-            out += &format!(
-                "| {} | {} | {} | {} |\n",
-                bold(&row.label),
-                bold(&markdown_cell(&row.value)),
-                row.delta,
-                row.paper
-            );
-        }
+            vec![bold(&row.label), bold(&markdown_cell(&row.value)), row.delta.clone(), row.paper.clone()]
+        });
+        out += &markdown_table(&header, rows);
         out += &format!("\nPaper: {}; {}.\n", table.claim, agreement(table, results));
     }
     out
@@ -326,20 +323,18 @@ pub fn render_html(tables: &[StudyTable], results: &Results, metric: &str, seeds
     );
     for table in tables {
         out += &format!("<h2>{}</h2>\n{}", escape(table.title), bar_chart(table, results, metric));
-        out +=
-            &format!("<table>\n<tr><th>variant</th><th>{}</th><th>Δ</th><th>paper (COCO)</th></tr>\n", escape(metric));
-        for row in shown(table, results) {
-            out += &format!(
-                "<tr{}><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"paper\">{}</td></tr>\n",
-                if row.best { " class=\"best\"" } else { "" },
-                escape(&row.label),
-                escape(&row.value),
-                escape(&row.delta),
-                escape(&row.paper)
-            );
-        }
+        let rows = shown(table, results).into_iter().map(|row| HtmlRow {
+            class: row.best.then_some("best"),
+            cells: vec![
+                HtmlCell::text(&row.label),
+                HtmlCell::text(&row.value).with_class("num"),
+                HtmlCell::text(&row.delta).with_class("num"),
+                HtmlCell::text(&row.paper).with_class("paper"),
+            ],
+        });
+        out += &html_table(&["variant", &escape(metric), "Δ", "paper (COCO)"], rows);
         out += &format!(
-            "</table>\n<p class=\"claim\">Paper: {}; {}.</p>\n",
+            "<p class=\"claim\">Paper: {}; {}.</p>\n",
             escape(table.claim),
             escape(&agreement(table, results))
         );

@@ -4,7 +4,7 @@
 
 use crate::{ExpError, Table, delta_column, std_column};
 use serde_json::{Value, json};
-use sspa_report::markup::{html as html_escape, markdown_cell};
+use sspa_report::markup::{Align, HtmlCell, HtmlRow, html as html_escape, html_table, markdown_cell, markdown_table};
 
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,15 +131,10 @@ fn text(table: &Table) -> Result<String, ExpError> {
 
 fn markdown(table: &Table) -> Result<String, ExpError> {
     let (header, rows) = human(table)?;
-    let line =
-        |cells: &[String]| format!("| {} |\n", cells.iter().map(|c| markdown_cell(c)).collect::<Vec<_>>().join(" | "));
-    let mut out = line(&header);
-    out += &format!("|{}\n", "---|".repeat(header.len()));
-    for row in &rows {
-        out += &line(row);
-    }
-    out += &format!("\n{}\n", note(table));
-    Ok(out)
+    let header: Vec<String> = header.iter().map(|title| markdown_cell(title)).collect();
+    let header: Vec<(&str, Align)> = header.iter().map(|title| (title.as_str(), Align::Left)).collect();
+    let rows = rows.iter().map(|row| row.iter().map(|cell| markdown_cell(cell)).collect::<Vec<_>>());
+    Ok(format!("{}\n{}\n", markdown_table(&header, rows), note(table)))
 }
 
 fn html(table: &Table) -> Result<String, ExpError> {
@@ -148,21 +143,15 @@ fn html(table: &Table) -> Result<String, ExpError> {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>experiment</title><style>\
          body{font-family:sans-serif}table{border-collapse:collapse}\
          th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}\
-         tr.failed td{color:#a00}</style></head><body>\n<table>\n<tr>",
+         tr.failed td{color:#a00}</style></head><body>\n",
     );
-    for name in &header {
-        out += &format!("<th>{}</th>", html_escape(name));
-    }
-    out += "</tr>\n";
     let status = header.iter().position(|h| h == "status").unwrap_or(0);
-    for row in &rows {
-        let class = if row[status] == "succeeded" { "" } else { " class=\"failed\"" };
-        out += &format!("<tr{class}>");
-        for cell in row {
-            out += &format!("<td>{}</td>", html_escape(cell));
-        }
-        out += "</tr>\n";
-    }
-    out += &format!("</table>\n<p>{}</p>\n</body></html>\n", html_escape(&note(table)));
+    let titles: Vec<String> = header.iter().map(|title| html_escape(title)).collect();
+    let rows = rows.iter().map(|row| HtmlRow {
+        class: (row[status] != "succeeded").then_some("failed"),
+        cells: row.iter().map(|cell| HtmlCell::text(cell)).collect(),
+    });
+    out += &html_table(&titles.iter().map(String::as_str).collect::<Vec<_>>(), rows);
+    out += &format!("<p>{}</p>\n</body></html>\n", html_escape(&note(table)));
     Ok(out)
 }

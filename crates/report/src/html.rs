@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::markup::{HtmlCell, HtmlRow, html_table};
 use crate::svg::{LineChart, Series, bar_chart, escape, line_chart};
 use crate::{ReportData, base64, signed};
 
@@ -35,24 +36,19 @@ pub(crate) fn render(data: &ReportData) -> String {
 }
 
 fn metrics_table(html: &mut String, data: &ReportData) {
-    html.push_str("<section id=\"metrics\">\n<h2>Metrics</h2>\n<table>\n<tr><th>metric</th>");
-    for model in &data.models {
-        let _ = write!(html, "<th>{}</th>", escape(&model.name));
-    }
-    html.push_str("</tr>\n");
-    for name in data.metric_names() {
-        let _ = write!(html, "<tr><td>{}</td>", escape(name));
-        for model in &data.models {
-            match model.get(name) {
-                Some(value) => {
-                    let _ = write!(html, "<td class=\"number\">{value:.2}</td>");
-                }
-                None => html.push_str("<td class=\"number\">—</td>"),
-            }
-        }
-        html.push_str("</tr>\n");
-    }
-    html.push_str("</table>\n</section>\n");
+    html.push_str("<section id=\"metrics\">\n<h2>Metrics</h2>\n");
+    let names: Vec<String> = data.models.iter().map(|model| escape(&model.name)).collect();
+    let mut header = vec!["metric"];
+    header.extend(names.iter().map(String::as_str));
+    let rows = data.metric_names().into_iter().map(|name| {
+        let mut cells = vec![HtmlCell::text(name)];
+        cells.extend(data.models.iter().map(|model| {
+            HtmlCell::markup(model.get(name).map_or("—".to_owned(), |value| format!("{value:.2}"))).with_class("number")
+        }));
+        HtmlRow { class: None, cells }
+    });
+    html.push_str(&html_table(&header, rows));
+    html.push_str("</section>\n");
 }
 
 fn delta_table(html: &mut String, data: &ReportData) {
@@ -63,27 +59,27 @@ fn delta_table(html: &mut String, data: &ReportData) {
         html.push_str("<p>No metric in common with that run.</p>\n</section>\n");
         return;
     }
-    html.push_str("<table>\n<tr><th>model</th><th>metric</th><th>previous</th><th>now</th><th>change</th></tr>\n");
-    for delta in deltas {
+    let rows = deltas.iter().map(|delta| {
         let change = delta.current - delta.previous;
-        let class = if change > 0.0 {
+        let direction = if change > 0.0 {
             "up"
         } else if change < 0.0 {
             "down"
         } else {
             "same"
         };
-        let _ = writeln!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td class=\"number\">{:.2}</td><td class=\"number\">{:.2}</td><td class=\"number {class}\">{}</td></tr>",
-            escape(&delta.model),
-            escape(&delta.metric),
-            delta.previous,
-            delta.current,
-            signed(change)
-        );
-    }
-    html.push_str("</table>\n</section>\n");
+        let number = |text: String| HtmlCell::markup(text).with_class("number");
+        let cells = vec![
+            HtmlCell::text(&delta.model),
+            HtmlCell::text(&delta.metric),
+            number(format!("{:.2}", delta.previous)),
+            number(format!("{:.2}", delta.current)),
+            HtmlCell::markup(signed(change)).with_class(format!("number {direction}")),
+        ];
+        HtmlRow { class: None, cells }
+    });
+    html.push_str(&html_table(&["model", "metric", "previous", "now", "change"], rows));
+    html.push_str("</section>\n");
 }
 
 fn class_ap(html: &mut String, data: &ReportData) {
@@ -194,19 +190,22 @@ fn images(html: &mut String, data: &ReportData) {
 }
 
 fn lineage(html: &mut String, data: &ReportData) {
-    html.push_str("<section id=\"lineage\">\n<h2>Lineage</h2>\n<table>\n<tr><th>input</th><th>value</th><th>what it is</th></tr>\n");
-    for (name, value, meaning) in data.lineage.rows() {
+    html.push_str("<section id=\"lineage\">\n<h2>Lineage</h2>\n");
+    let rows = data.lineage.rows().into_iter().map(|(name, value, meaning)| {
         let value = value.map_or("—".to_owned(), |value| format!("<code>{}</code>", escape(&value)));
-        let _ = writeln!(html, "<tr><th>{name}</th><td>{value}</td><td>{}</td></tr>", code_spans(meaning));
-    }
-    html.push_str("</table>\n");
+        let cells = vec![
+            HtmlCell::markup(name.to_owned()).as_header(),
+            HtmlCell::markup(value),
+            HtmlCell::markup(code_spans(meaning)),
+        ];
+        HtmlRow { class: None, cells }
+    });
+    html.push_str(&html_table(&["input", "value", "what it is"], rows));
     if !data.lineage.files.is_empty() {
-        html.push_str("<table>\n<tr><th>input file</th><th>BLAKE3</th></tr>\n");
-        for (path, hash) in &data.lineage.files {
-            let _ =
-                writeln!(html, "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>", escape(path), escape(hash));
-        }
-        html.push_str("</table>\n");
+        let code = |text: &str| HtmlCell::markup(format!("<code>{}</code>", escape(text)));
+        let rows =
+            data.lineage.files.iter().map(|(path, hash)| HtmlRow { class: None, cells: vec![code(path), code(hash)] });
+        html.push_str(&html_table(&["input file", "BLAKE3"], rows));
     }
     html.push_str("</section>\n");
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::markup::{Align, markdown_code, markdown_table};
 use crate::{ReportData, signed};
 
 pub(crate) use crate::markup::markdown_cell as cell;
@@ -23,25 +24,17 @@ pub(crate) fn render(data: &ReportData) -> String {
 /// The metrics table: one row per metric, one column per model (`—` where a model lacks it).
 fn write_metrics(md: &mut String, data: &ReportData) {
     let _ = writeln!(md, "## Metrics\n");
-    let mut header = String::from("| metric |");
-    let mut rule = String::from("|---|");
-    for model in &data.models {
-        let _ = write!(header, " {} |", cell(&model.name));
-        rule.push_str("---:|");
-    }
-    let _ = writeln!(md, "{header}\n{rule}");
-    for name in data.metric_names() {
-        let _ = write!(md, "| {} |", cell(name));
-        for model in &data.models {
-            match model.get(name) {
-                Some(value) => {
-                    let _ = write!(md, " {value:.2} |");
-                }
-                None => md.push_str(" — |"),
-            }
-        }
-        md.push('\n');
-    }
+    let names: Vec<String> = data.models.iter().map(|model| cell(&model.name)).collect();
+    let mut header = vec![("metric", Align::Left)];
+    header.extend(names.iter().map(|name| (name.as_str(), Align::Right)));
+    let rows = data.metric_names().into_iter().map(|name| {
+        let mut row = vec![cell(name)];
+        row.extend(
+            data.models.iter().map(|model| model.get(name).map_or("—".to_owned(), |value| format!("{value:.2}"))),
+        );
+        row
+    });
+    md.push_str(&markdown_table(&header, rows));
 }
 
 /// The change against the previous run, where there is one.
@@ -53,27 +46,30 @@ fn write_change(md: &mut String, data: &ReportData) {
         let _ = writeln!(md, "No metric in common with that run.");
         return;
     }
-    let _ = writeln!(md, "| model | metric | previous | now | change |\n|---|---|---:|---:|---:|");
-    for delta in deltas {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {:.2} | {:.2} | {} |",
+    let header = [
+        ("model", Align::Left),
+        ("metric", Align::Left),
+        ("previous", Align::Right),
+        ("now", Align::Right),
+        ("change", Align::Right),
+    ];
+    let rows = deltas.iter().map(|delta| {
+        vec![
             cell(&delta.model),
             cell(&delta.metric),
-            delta.previous,
-            delta.current,
-            signed(delta.current - delta.previous)
-        );
-    }
+            format!("{:.2}", delta.previous),
+            format!("{:.2}", delta.current),
+            signed(delta.current - delta.previous),
+        ]
+    });
+    md.push_str(&markdown_table(&header, rows));
 }
 
 /// The chart model's AP per class, ranked, and the classes left out of mAP.
 fn write_per_class_ap(md: &mut String, data: &ReportData) {
     let _ = writeln!(md, "\n## Per-class AP ({})\n", cell(&data.chart_model));
-    let _ = writeln!(md, "| label | AP |\n|---|---:|");
-    for (label, ap) in data.ranked_ap() {
-        let _ = writeln!(md, "| {} | {ap:.2} |", cell(&label));
-    }
+    let rows = data.ranked_ap().into_iter().map(|(label, ap)| vec![cell(&label), format!("{ap:.2}")]);
+    md.push_str(&markdown_table(&[("label", Align::Left), ("AP", Align::Right)], rows));
     if !data.classes_without_positives.is_empty() {
         let names: Vec<String> = data.classes_without_positives.iter().map(|label| cell(label)).collect();
         let _ = writeln!(md, "\nClasses without positives (not in mAP): {}.", names.join(", "));
@@ -86,37 +82,38 @@ fn write_training(md: &mut String, data: &ReportData) {
         return;
     }
     let _ = writeln!(md, "\n## Training\n");
-    let _ = writeln!(md, "| epoch | loss | lr | val mAP raw | val mAP EMA |\n|---:|---:|---:|---:|---:|");
     let optional = |value: Option<f64>| value.map_or("—".to_owned(), |value| format!("{value:.2}"));
-    for epoch in &data.training {
-        let _ = writeln!(
-            md,
-            "| {} | {:.4} | {:.3e} | {} | {} |",
-            epoch.epoch,
-            epoch.train_loss,
-            epoch.learning_rate,
+    let header = [
+        ("epoch", Align::Right),
+        ("loss", Align::Right),
+        ("lr", Align::Right),
+        ("val mAP raw", Align::Right),
+        ("val mAP EMA", Align::Right),
+    ];
+    let rows = data.training.iter().map(|epoch| {
+        vec![
+            epoch.epoch.to_string(),
+            format!("{:.4}", epoch.train_loss),
+            format!("{:.3e}", epoch.learning_rate),
             optional(epoch.val_map_raw),
-            optional(epoch.val_map_ema)
-        );
-    }
+            optional(epoch.val_map_ema),
+        ]
+    });
+    md.push_str(&markdown_table(&header, rows));
 }
 
 /// The lineage table, and the input files' hashes where there are any.
 fn write_lineage(md: &mut String, data: &ReportData) {
-    let _ = writeln!(md, "\n## Lineage\n\n| input | value | what it is |\n|---|---|---|");
-    for (name, value, meaning) in data.lineage.rows() {
-        let _ = writeln!(
-            md,
-            "| {name} | {} | {} |",
-            value.map_or("—".to_owned(), |value| format!("`{}`", value.replace('`', "'").replace('|', "\\|"))),
-            meaning.replace('|', "\\|")
-        );
-    }
+    let _ = writeln!(md, "\n## Lineage\n");
+    let header = [("input", Align::Left), ("value", Align::Left), ("what it is", Align::Left)];
+    let rows = data.lineage.rows().into_iter().map(|(name, value, meaning)| {
+        vec![name.to_owned(), value.map_or("—".to_owned(), |value| markdown_code(&value)), meaning.replace('|', "\\|")]
+    });
+    md.push_str(&markdown_table(&header, rows));
     if !data.lineage.files.is_empty() {
-        let _ = writeln!(md, "\n| input file | BLAKE3 |\n|---|---|");
-        for (path, hash) in &data.lineage.files {
-            let _ = writeln!(md, "| {} | `{}` |", cell(path), hash.replace('`', "'").replace('|', "\\|"));
-        }
+        md.push('\n');
+        let rows = data.lineage.files.iter().map(|(path, hash)| vec![cell(path), markdown_code(hash)]);
+        md.push_str(&markdown_table(&[("input file", Align::Left), ("BLAKE3", Align::Left)], rows));
     }
 }
 

@@ -20,7 +20,7 @@ use sspa_config::Preset;
 use sspa_dag::{StageContext, StageError};
 use sspa_infer::DeviceSettings;
 use sspa_infer::encoders::{EncoderChoice, image_encoder, image_files, image_location, weights_hash};
-use sspa_infer::features::{FEATURES_FILE, FeatureManifest, SplitFeatures, encode_split};
+use sspa_infer::features::{FEATURES_FILE, FeatureError, FeatureManifest, SplitFeatures, encode_split_into, split_ids};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -130,23 +130,38 @@ fn encode_all(
                     done += images;
                     ctx.progress.set_position(done);
                 };
-                let set = encode_split(
-                    encoder,
-                    &shards,
-                    name,
-                    model.image_size,
-                    (info.mean, info.std),
-                    &device,
-                    &cancelled,
-                    &mut progress,
-                )?;
                 let metadata = BTreeMap::from([
                     ("encoder".to_string(), manifest.encoder.clone()),
                     ("weights_hash".to_string(), manifest.weights_hash.clone()),
                     ("split".to_string(), name.clone()),
                 ]);
-                sspa_train::write_features(&partial, &set, &metadata)?;
-                (set.len(), set.width, set.patches_per_image)
+                // Written batch by batch as it is encoded: memory holds a batch, not the split.
+                let ids = split_ids(&shards, name)?;
+                let classes = shards.split(name)?.label_count;
+                let mut sizes = (0, 0);
+                sspa_train::write_features_streamed::<FeatureError>(&partial, &ids, classes, &metadata, |writer| {
+                    encode_split_into(
+                        encoder,
+                        &shards,
+                        name,
+                        model.image_size,
+                        (info.mean, info.std),
+                        &device,
+                        &cancelled,
+                        &mut progress,
+                        &mut |batch| {
+                            sizes = (batch.width, batch.patches_per_image);
+                            Ok(writer.append(
+                                batch.global,
+                                batch.patches,
+                                batch.targets,
+                                batch.patches_per_image,
+                                batch.width,
+                            )?)
+                        },
+                    )
+                })?;
+                (ids.len(), sizes.0, sizes.1)
             }
         };
         (manifest.width, manifest.patches_per_image) = (width, patches_per_image);

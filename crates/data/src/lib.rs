@@ -32,7 +32,7 @@ pub mod tensors;
 
 pub use error::DataError;
 pub use import::{Dataset, ImageEntry, Split, SplitCheck, SplitSource};
-pub use loader::{Augment, Batch, Loader, LoaderConfig, ShardSet, SplitReader, open_shards};
+pub use loader::{Augment, Batch, Loader, LoaderConfig, ShardSet, SplitReader, epoch_order, open_shards};
 pub use manifest::{Manifest, data_root, data_root_at};
 pub use preprocess::{BadImageReason, Geometry, Resample, mean_std};
 pub use shard::{BadImage, ShardRequest, ShardSummary, prepare, shard, shard_manifest, stage_inputs};

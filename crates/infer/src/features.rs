@@ -122,14 +122,50 @@ impl FeatureManifest {
     }
 }
 
-/// Runs `encoder` over the split `split_name` of `shards` (evaluation loader, no augmentation):
-/// raw global and patch features, ids and targets. `cancelled` is polled between batches;
-/// `progress` gets the images done in each batch.
+/// One encoded batch: consecutive images of the split in [`split_ids`] order.
+pub struct EncodedBatch<'a> {
+    /// `[b, c]`, row-major.
+    pub global: &'a [f32],
+    /// `[b, N, c]`, row-major.
+    pub patches: &'a [f32],
+    /// `[b, C]`: 1, 0, −1.
+    pub targets: &'a [i8],
+    /// `N`.
+    pub patches_per_image: usize,
+    /// `c`.
+    pub width: usize,
+}
+
+/// The evaluation loader of a split (no augmentation, shard order) and its row order.
+fn eval_loader(
+    shards: &ShardSet,
+    split_name: &str,
+    image_size: u32,
+    mean_std: ([f32; 3], [f32; 3]),
+) -> Result<(sspa_data::SplitReader, LoaderConfig), FeatureError> {
+    let split = shards.split(split_name)?;
+    let config = LoaderConfig::eval(ENCODE_BATCH, image_size, mean_std.0, mean_std.1);
+    Ok((split, config))
+}
+
+/// The ids of the split's images in the order [`encode_split_into`] encodes them.
 ///
 /// # Errors
-/// [`FeatureError::Cancelled`], an unreadable shard, or batches that disagree.
+/// An unreadable shard index.
+pub fn split_ids(shards: &ShardSet, split_name: &str) -> Result<Vec<String>, FeatureError> {
+    let (split, config) = eval_loader(shards, split_name, 1, ([0.0; 3], [1.0; 3]))?;
+    let records = split.records();
+    Ok(sspa_data::epoch_order(&split, &config, 0).into_iter().map(|row| records[row].path.clone()).collect())
+}
+
+/// Runs `encoder` over the split `split_name` of `shards` (evaluation loader, no augmentation)
+/// and hands each batch's raw global and patch features and targets to `sink`, in [`split_ids`]
+/// order. `cancelled` is polled between batches; `progress` gets the images done in each batch.
+///
+/// # Errors
+/// [`FeatureError::Cancelled`], an unreadable shard, batches that disagree, or `sink`'s error.
 #[allow(clippy::too_many_arguments)]
-pub fn encode_split(
+pub fn encode_split_into(
     encoder: &Backbone,
     shards: &ShardSet,
     split_name: &str,
@@ -138,13 +174,12 @@ pub fn encode_split(
     device: &Device,
     cancelled: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(u64),
-) -> Result<FeatureSet, FeatureError> {
-    let split = shards.split(split_name)?;
-    let config = LoaderConfig::eval(ENCODE_BATCH, image_size, mean_std.0, mean_std.1);
+    sink: &mut dyn FnMut(EncodedBatch<'_>) -> Result<(), FeatureError>,
+) -> Result<(), FeatureError> {
+    let (split, config) = eval_loader(shards, split_name, image_size, mean_std)?;
+    let order = sspa_data::epoch_order(&split, &config, 0);
     let loader = Loader::new(&split, &config, 0)?;
     let classes = split.label_count;
-    let (mut ids, mut global, mut patches, mut targets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut patches_per_image, mut width) = (0, 0);
     let read = |tensor: Tensor<2>, what: &str| {
         tensor
             .into_data()
@@ -152,6 +187,7 @@ pub fn encode_split(
             .try_into_vec::<f32>()
             .map_err(|e| FeatureError::Inconsistent(format!("reading {what}: {e:?}")))
     };
+    let mut done = 0;
     for batch in loader {
         if cancelled() {
             return Err(FeatureError::Cancelled);
@@ -163,20 +199,60 @@ pub fn encode_split(
                 batch.label_count
             )));
         }
+        if order.get(done..done + batch.rows.len()) != Some(&batch.rows[..]) {
+            return Err(FeatureError::Inconsistent(format!(
+                "split `{split_name}`: the loader left the evaluation order at image {done}"
+            )));
+        }
         let features = encoder.forward(batch.to_tensors(device).images);
         let [b, n, c] = features.patches.dims();
-        (patches_per_image, width) = (n, c);
-        patches.extend(read(features.patches.reshape([b * n, c]), "patches")?);
-        global.extend(read(features.global, "global features")?);
-        targets.extend_from_slice(&batch.targets);
-        for &row in &batch.rows {
-            let record = split
-                .records()
-                .get(row)
-                .ok_or_else(|| FeatureError::Inconsistent(format!("row {row} outside split `{split_name}`")))?;
-            ids.push(record.path.clone());
-        }
+        let patches = read(features.patches.reshape([b * n, c]), "patches")?;
+        let global = read(features.global, "global features")?;
+        sink(EncodedBatch {
+            global: &global,
+            patches: &patches,
+            targets: &batch.targets,
+            patches_per_image: n,
+            width: c,
+        })?;
+        done += b;
         progress(b as u64);
     }
-    Ok(FeatureSet { ids, global, patches, targets, patches_per_image, width, classes })
+    Ok(())
+}
+
+/// [`encode_split_into`] collected into one set held in memory (ids in [`split_ids`] order).
+///
+/// # Errors
+/// As [`encode_split_into`].
+#[allow(clippy::too_many_arguments)]
+pub fn encode_split(
+    encoder: &Backbone,
+    shards: &ShardSet,
+    split_name: &str,
+    image_size: u32,
+    mean_std: ([f32; 3], [f32; 3]),
+    device: &Device,
+    cancelled: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<FeatureSet, FeatureError> {
+    let ids = split_ids(shards, split_name)?;
+    let classes = shards.split(split_name)?.label_count;
+    let mut set = FeatureSet {
+        ids,
+        global: Vec::new(),
+        patches: Vec::new(),
+        targets: Vec::new(),
+        patches_per_image: 0,
+        width: 0,
+        classes,
+    };
+    encode_split_into(encoder, shards, split_name, image_size, mean_std, device, cancelled, progress, &mut |batch| {
+        set.global.extend_from_slice(batch.global);
+        set.patches.extend_from_slice(batch.patches);
+        set.targets.extend_from_slice(batch.targets);
+        (set.patches_per_image, set.width) = (batch.patches_per_image, batch.width);
+        Ok(())
+    })?;
+    Ok(set)
 }

@@ -6,6 +6,10 @@
 //! −1 = ignored); the image ids as a JSON array under `ids` in the `__metadata__`, beside the
 //! caller's entries (encoder, weights hash, split). Files are written to a temporary file in the
 //! same directory and renamed into place; every inconsistency on reading names the file.
+//!
+//! The features stage writes a split as it encodes it ([`write_features_streamed`]): the file's
+//! layout is fixed by the first batch and every batch is written at its place, so memory holds one
+//! batch, not the split. [`write_features`] writes a set held in memory, in the same layout.
 
 use std::fs::File;
 use std::io::Write;
@@ -194,6 +198,178 @@ pub fn write_features(
     atomic_write(path, |file| file.write_all(&bytes))
 }
 
+/// Where each tensor of a features file lies, once the widths are known.
+struct Layout {
+    width: usize,
+    patches_per_image: usize,
+    /// Offsets in the file of the `global`, `patches` and `targets` data.
+    global_at: u64,
+    patches_at: u64,
+    targets_at: u64,
+}
+
+/// The safetensors header of a features file of `n` images (`__metadata__` with the sorted
+/// entries and `ids`, then `global`, `patches`, `targets` in data order), padded with spaces to a
+/// multiple of 8 bytes, and the length of the data after it.
+fn header(
+    ids: &[String],
+    classes: usize,
+    patches_per_image: usize,
+    width: usize,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<(Vec<u8>, [usize; 3]), serde_json::Error> {
+    let n = ids.len();
+    let sizes = [n * width * 4, n * patches_per_image * width * 4, n * classes];
+    let mut meta = serde_json::Map::new();
+    for (key, value) in metadata {
+        meta.insert(key.clone(), value.clone().into());
+    }
+    meta.insert("ids".into(), serde_json::to_string(ids)?.into());
+    let tensor = |dtype: &str, shape: Vec<usize>, from: usize, size: usize| serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [from, from + size]});
+    let mut json = serde_json::Map::new();
+    json.insert("__metadata__".into(), meta.into());
+    json.insert("global".into(), tensor("F32", vec![n, width], 0, sizes[0]));
+    json.insert("patches".into(), tensor("F32", vec![n, patches_per_image, width], sizes[0], sizes[1]));
+    json.insert("targets".into(), tensor("I8", vec![n, classes], sizes[0] + sizes[1], sizes[2]));
+    let mut bytes = serde_json::to_vec(&json)?;
+    bytes.resize(bytes.len().next_multiple_of(8), b' ');
+    Ok((bytes, sizes))
+}
+
+/// Appends encoded images to a features file being written by [`write_features_streamed`].
+pub struct FeatureWriter<'a> {
+    file: &'a mut File,
+    path: &'a Path,
+    ids: &'a [String],
+    classes: usize,
+    metadata: &'a std::collections::BTreeMap<String, String>,
+    layout: Option<Layout>,
+    written: usize,
+    targets: Vec<i8>,
+}
+
+impl FeatureWriter<'_> {
+    /// Writes the next `b` images: `global` `[b, c]`, `patches` `[b, N, c]` and `targets`
+    /// `[b, C]`, row-major. The first call fixes `N` and `c` and lays the file out.
+    ///
+    /// # Errors
+    /// [`TrainError::CorruptCache`] naming the file when the sizes disagree with each other, with
+    /// the first batch's or with the image count; [`TrainError::Io`] when writing fails.
+    pub fn append(
+        &mut self,
+        global: &[f32],
+        patches: &[f32],
+        targets: &[i8],
+        patches_per_image: usize,
+        width: usize,
+    ) -> Result<(), TrainError> {
+        use std::io::{Seek, SeekFrom};
+        let bad = |reason: String| TrainError::CorruptCache { path: self.path.to_owned(), reason };
+        if width == 0 || patches_per_image == 0 || !global.len().is_multiple_of(width) {
+            return Err(bad(format!(
+                "a batch of {} global values for c = {width}, N = {patches_per_image}",
+                global.len()
+            )));
+        }
+        let images = global.len() / width;
+        if patches.len() != images * patches_per_image * width || targets.len() != images * self.classes {
+            return Err(bad(format!(
+                "a batch of {images} images with {} patch values and {} targets (N = {patches_per_image}, c = \
+                 {width}, C = {})",
+                patches.len(),
+                targets.len(),
+                self.classes
+            )));
+        }
+        if self.written + images > self.ids.len() {
+            return Err(bad(format!("more than the {} images of its ids", self.ids.len())));
+        }
+        if let Some(index) = targets.iter().position(|target| !matches!(target, -1..=1)) {
+            let image = self.written + index / self.classes;
+            return Err(bad(format!("target {} of image `{}`", targets[index], self.ids[image])));
+        }
+        if self.layout.is_none() {
+            let (header, sizes) = header(self.ids, self.classes, patches_per_image, width, self.metadata)
+                .map_err(TrainError::json(self.path))?;
+            let start = 8 + header.len() as u64;
+            let io = TrainError::io(self.path);
+            let total = start + sizes.iter().sum::<usize>() as u64;
+            let written = self
+                .file
+                .write_all(&(header.len() as u64).to_le_bytes())
+                .and_then(|()| self.file.write_all(&header))
+                .and_then(|()| self.file.set_len(total));
+            written.map_err(io)?;
+            let (global_at, patches_at) = (start, start + sizes[0] as u64);
+            let targets_at = patches_at + sizes[1] as u64;
+            self.layout = Some(Layout { width, patches_per_image, global_at, patches_at, targets_at });
+        }
+        let layout = self.layout.as_ref().ok_or_else(|| bad("no layout".into()))?;
+        if (layout.width, layout.patches_per_image) != (width, patches_per_image) {
+            return Err(bad(format!(
+                "a batch with N = {patches_per_image}, c = {width} after N = {}, c = {}",
+                layout.patches_per_image, layout.width
+            )));
+        }
+        let row = self.written as u64;
+        let global_at = layout.global_at + row * (width * 4) as u64;
+        let patches_at = layout.patches_at + row * (patches_per_image * width * 4) as u64;
+        let file = &mut *self.file;
+        let written = file
+            .seek(SeekFrom::Start(global_at))
+            .and_then(|_| file.write_all(&le_bytes(global)))
+            .and_then(|()| file.seek(SeekFrom::Start(patches_at)))
+            .and_then(|_| file.write_all(&le_bytes(patches)));
+        written.map_err(TrainError::io(self.path))?;
+        self.targets.extend_from_slice(targets);
+        self.written += images;
+        Ok(())
+    }
+
+    /// Writes the targets once every image came.
+    fn finish(self) -> Result<(), TrainError> {
+        use std::io::{Seek, SeekFrom};
+        let bad = |reason: String| TrainError::CorruptCache { path: self.path.to_owned(), reason };
+        if self.written != self.ids.len() {
+            return Err(bad(format!("{} of its {} images were written", self.written, self.ids.len())));
+        }
+        let Some(layout) = &self.layout else {
+            return Err(bad("no image was written: the features' sizes are unknown".into()));
+        };
+        let targets: Vec<u8> = self.targets.iter().map(|&target| target as u8).collect();
+        let file = self.file;
+        let written = file.seek(SeekFrom::Start(layout.targets_at)).and_then(|_| file.write_all(&targets));
+        written.map_err(TrainError::io(self.path))
+    }
+}
+
+/// Writes a features file of the images `ids` (in order) and `classes` labels as `fill` appends
+/// their features ([`FeatureWriter::append`]), in [`write_features`]'s format: memory holds the
+/// targets (a byte a label) and the caller's batch, never the split. The file appears at `path`
+/// (temporary file, synced, renamed) only when `fill` succeeded and every image was written.
+///
+/// # Errors
+/// `fill`'s error; [`TrainError`] (converted into `E`) naming `path` when the batches disagree,
+/// images are missing, or writing fails.
+pub fn write_features_streamed<E: From<TrainError>>(
+    path: &Path,
+    ids: &[String],
+    classes: usize,
+    metadata: &std::collections::BTreeMap<String, String>,
+    fill: impl FnOnce(&mut FeatureWriter<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    sspa_fsio::write_atomic_with(
+        path,
+        |file| {
+            let mut writer =
+                FeatureWriter { file, path, ids, classes, metadata, layout: None, written: 0, targets: Vec::new() };
+            fill(&mut writer)?;
+            writer.finish().map_err(E::from)
+        },
+        |source| E::from(TrainError::io(path)(source)),
+    )
+}
+
 /// Reads a file of [`write_features`]: the set and the metadata (without `ids`). The file is
 /// checked and copied out by [`crate::MappedFeatures`], the one reader of the format.
 ///
@@ -239,6 +415,60 @@ mod tests {
         assert_eq!(shape("global"), (safetensors::Dtype::F32, vec![3, 4]));
         assert_eq!(shape("patches"), (safetensors::Dtype::F32, vec![3, 2, 4]));
         assert_eq!(shape("targets"), (safetensors::Dtype::I8, vec![3, 2]));
+    }
+
+    /// Streamed batch by batch, a split reads back as the same set and metadata as when written
+    /// whole, through both readers; an unfinished or inconsistent stream leaves no file.
+    #[test]
+    fn a_streamed_file_reads_as_the_whole_set_and_a_broken_stream_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let set = sample();
+        let metadata = BTreeMap::from([("split".to_string(), "train".to_string()), ("encoder".into(), "e".into())]);
+        let (c, n_p) = (set.width, set.patches_per_image);
+        let rows = |from: usize, to: usize| {
+            (
+                set.global[from * c..to * c].to_vec(),
+                set.patches[from * n_p * c..to * n_p * c].to_vec(),
+                set.targets[from * set.classes..to * set.classes].to_vec(),
+            )
+        };
+        let path = dir.path().join("streamed.safetensors");
+        write_features_streamed::<TrainError>(&path, &set.ids, set.classes, &metadata, |writer| {
+            for (from, to) in [(0, 2), (2, 3)] {
+                let (global, patches, targets) = rows(from, to);
+                writer.append(&global, &patches, &targets, n_p, c)?;
+            }
+            Ok(())
+        })
+        .expect("streamed");
+        let (back, meta) = read_features(&path).expect("read");
+        assert_eq!(back, set);
+        assert_eq!(meta, metadata);
+        let whole = dir.path().join("whole.safetensors");
+        write_features(&whole, &set, &metadata).expect("whole");
+        assert_eq!(std::fs::metadata(&path).expect("size").len(), std::fs::metadata(&whole).expect("size").len());
+        // Other tools read it as safetensors too (the crate's own validating reader).
+        let bytes = std::fs::read(&path).expect("bytes");
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+        assert_eq!(tensors.tensor("patches").expect("patches").shape(), [3, n_p, c]);
+
+        let cut = dir.path().join("cut.safetensors");
+        let error = write_features_streamed::<TrainError>(&cut, &set.ids, set.classes, &metadata, |writer| {
+            let (global, patches, targets) = rows(0, 2);
+            writer.append(&global, &patches, &targets, n_p, c)
+        })
+        .expect_err("an image short");
+        assert!(error.to_string().contains("2 of its 3 images"), "{error}");
+        let error = write_features_streamed::<TrainError>(&cut, &set.ids, set.classes, &metadata, |writer| {
+            let (global, patches, targets) = rows(0, 1);
+            writer.append(&global, &patches, &targets, n_p, c)?;
+            let (global, patches, targets) = rows(1, 3);
+            writer.append(&global[..c], &patches, &targets, n_p, c)
+        })
+        .expect_err("sizes disagree");
+        assert!(error.to_string().contains("cut.safetensors"), "{error}");
+        assert!(!cut.exists(), "nothing published");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 2, "no temporary file left");
     }
 
     #[test]

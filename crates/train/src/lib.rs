@@ -51,7 +51,7 @@ pub use backbone::{Backbone, BackboneSpec};
 pub use checkpoint::{CheckpointState, latest_checkpoint};
 pub use ema::ModelEma;
 pub use error::{TensorMismatch, TrainError};
-pub use features::{Batch, FeatureSet, read_features, write_features};
+pub use features::{Batch, FeatureSet, FeatureWriter, read_features, write_features, write_features_streamed};
 pub use history::{EpochLog, read_history, write_history};
 pub use images::{Batches, ImageBatch, ImageSource};
 pub use mapped::{MappedFeatures, MappedRows, MappedSource};

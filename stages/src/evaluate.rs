@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use sspa_config::EvaluateSection;
 use sspa_dag::{StageContext, StageError};
 use sspa_infer::DeviceSettings;
-use sspa_infer::features::{FeatureManifest, encode_split};
+use sspa_infer::features::{FeatureError, FeatureManifest, encode_split_into, split_ids};
 use sspa_metrics::{EvalData, EvalOptions};
 use sspa_report::maps::{self, ImageMaps, LabelMap, MapsFile};
-use sspa_train::{FeatureSet, Predictor, Weights};
+use sspa_train::{Predictor, Weights};
+use std::path::Path;
 
 use burn::prelude::*;
 
@@ -55,8 +56,13 @@ impl TypedStage for Evaluate {
         } else {
             ctx.progress.set_message(format!("loading `{}` features", section.split));
             let features_dir = ctx.input("features")?;
-            Some(ScoredSplit::Mapped(FeatureManifest::read(features_dir)?.open(features_dir, &section.split)?))
+            Some(ScoredSplit(FeatureManifest::read(features_dir)?.open(features_dir, &section.split)?))
         };
+        // Features the run's own encoder computes here are written (batch by batch) and mapped
+        // like the features stage's: never held whole. They live until the stage ends.
+        let scratch = std::fs::create_dir_all(&ctx.state_dir)
+            .and_then(|()| tempfile::Builder::new().prefix("encoded-").tempdir_in(&ctx.state_dir))
+            .map_err(|e| format!("a scratch directory in `{}`: {e}", ctx.state_dir.display()))?;
         ctx.progress.inc(1);
         let device = sspa_infer::device::select(params.train)?;
         let mut reports = serde_json::Map::new();
@@ -73,12 +79,14 @@ impl TypedStage for Evaluate {
                 None
             } else {
                 ctx.progress.set_message(format!("encoding `{}` with the {name} image encoder", section.split));
-                Some(ScoredSplit::Encoded(encode_with_run(
+                let file = scratch.path().join(format!("{name}.safetensors"));
+                Some(ScoredSplit(encode_with_run(
                     ctx,
                     &predictor,
                     &section.split,
                     run_features.image_size,
                     &device,
+                    &file,
                 )?))
             };
             let features = cached.as_ref().or(encoded.as_ref()).ok_or("no features to score")?;
@@ -118,14 +126,16 @@ impl TypedStage for Evaluate {
 }
 
 /// The evaluation split's features under the run's own trained image encoder (raw or EMA, as
-/// `predictor` was loaded), through the evaluation loader at the trained input size.
+/// `predictor` was loaded), through the evaluation loader at the trained input size, written to
+/// `file` as they are encoded and mapped back.
 fn encode_with_run(
     ctx: &StageContext,
     predictor: &Predictor,
     split: &str,
     image_size: u32,
     device: &Device,
-) -> Result<FeatureSet, StageError> {
+    file: &Path,
+) -> Result<sspa_train::MappedFeatures, StageError> {
     let backbone = predictor
         .backbone()
         .ok_or("features.json says the image encoder was trained, but the run's weights hold none")?;
@@ -137,7 +147,16 @@ fn encode_with_run(
         done += images;
         ctx.progress.set_message(format!("encoded {done} images"));
     };
-    Ok(encode_split(backbone, &shards, split, image_size, (info.mean, info.std), device, &cancelled, &mut progress)?)
+    let ids = split_ids(&shards, split)?;
+    let classes = shards.split(split)?.label_count;
+    let metadata = std::collections::BTreeMap::from([("split".to_string(), split.to_owned())]);
+    sspa_train::write_features_streamed::<FeatureError>(file, &ids, classes, &metadata, |writer| {
+        let mean_std = (info.mean, info.std);
+        encode_split_into(backbone, &shards, split, image_size, mean_std, device, &cancelled, &mut progress, &mut |b| {
+            Ok(writer.append(b.global, b.patches, b.targets, b.patches_per_image, b.width)?)
+        })
+    })?;
+    Ok(sspa_train::MappedFeatures::open(file)?.0)
 }
 
 /// One label's weights over the patches of batch item `item`, from row-major `[b, N, C]` values
@@ -156,54 +175,34 @@ fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
     tensor.into_data().iter::<f32>().collect()
 }
 
-/// The evaluation split's features: the features stage's file through a memory map (scored batch
-/// by batch, never held whole), or computed here by the run's own trained image encoder.
-enum ScoredSplit {
-    Mapped(sspa_train::MappedFeatures),
-    Encoded(FeatureSet),
-}
+/// The evaluation split's features through a memory map, scored batch by batch and never held
+/// whole: the features stage's file, or the one the run's own trained encoder wrote here.
+struct ScoredSplit(sspa_train::MappedFeatures);
 
 impl ScoredSplit {
     fn ids(&self) -> &[String] {
-        match self {
-            Self::Mapped(file) => &file.ids,
-            Self::Encoded(set) => &set.ids,
-        }
+        &self.0.ids
     }
 
     /// `[n, C]` targets (1, 0, −1).
-    fn targets(&self) -> std::borrow::Cow<'_, [i8]> {
-        match self {
-            Self::Mapped(file) => file.targets().into(),
-            Self::Encoded(set) => set.targets.as_slice().into(),
-        }
+    fn targets(&self) -> Vec<i8> {
+        self.0.targets()
     }
 
     /// Classes `C` and patches per image `N`.
     fn sizes(&self) -> (usize, usize) {
-        match self {
-            Self::Mapped(file) => (file.classes, file.patches_per_image),
-            Self::Encoded(set) => (set.classes, set.patches_per_image),
-        }
+        (self.0.classes, self.0.patches_per_image)
     }
 
     /// Probabilities `[n, C]` under `predictor`.
     fn score(&self, predictor: &Predictor) -> Result<Vec<f32>, sspa_train::TrainError> {
-        match self {
-            Self::Mapped(file) => predictor.predict_rows(&file.all_rows()),
-            Self::Encoded(set) => predictor.predict(set),
-        }
+        predictor.predict_rows(&self.0.all_rows())
     }
 
     /// The head's whole output for the rows `rows`, in one forward pass.
     fn explain(&self, predictor: &Predictor, rows: &[usize]) -> Result<sspa_train::SspaOutput, StageError> {
-        Ok(match self {
-            Self::Mapped(file) => {
-                let picked = file.rows(rows.to_vec())?.to_feature_set();
-                predictor.explain(&picked, &(0..rows.len()).collect::<Vec<_>>())?
-            }
-            Self::Encoded(set) => predictor.explain(set, rows)?,
-        })
+        let picked = self.0.rows(rows.to_vec())?.to_feature_set();
+        Ok(predictor.explain(&picked, &(0..rows.len()).collect::<Vec<_>>())?)
     }
 }
 

@@ -150,7 +150,8 @@ fn encode_with_run(
     let ids = split_ids(&shards, split)?;
     let classes = shards.split(split)?.label_count;
     let metadata = std::collections::BTreeMap::from([("split".to_string(), split.to_owned())]);
-    sspa_train::write_features_streamed::<FeatureError>(file, &ids, classes, &metadata, |writer| {
+    let exact = sspa_config::FeatureDtype::F32;
+    sspa_train::write_features_streamed::<FeatureError>(file, &ids, classes, &metadata, exact, |writer| {
         let mean_std = (info.mean, info.std);
         encode_split_into(backbone, &shards, split, image_size, mean_std, device, &cancelled, &mut progress, &mut |b| {
             Ok(writer.append(b.global, b.patches, b.targets, b.patches_per_image, b.width)?)

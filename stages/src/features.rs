@@ -16,7 +16,7 @@
 
 use crate::params::TypedStage;
 use serde::{Deserialize, Serialize};
-use sspa_config::Preset;
+use sspa_config::{FeatureDtype, FeaturesSection, Preset};
 use sspa_dag::{StageContext, StageError};
 use sspa_infer::DeviceSettings;
 use sspa_infer::encoders::{EncoderChoice, image_encoder, image_files, image_location, weights_hash};
@@ -31,6 +31,7 @@ pub struct Features;
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FeaturesParams {
     pub model: FeatureModel,
+    pub features: FeaturesSection,
     pub train: DeviceSettings,
 }
 
@@ -80,7 +81,7 @@ impl TypedStage for Features {
             splits: BTreeMap::new(),
         };
         if model.freeze_image_encoder {
-            encode_all(ctx, model, &location, params.train, &mut manifest)?;
+            encode_all(ctx, model, &location, (params.train, params.features.dtype), &mut manifest)?;
         } else {
             tracing::info!("features: the image encoder is trained with the head; nothing to encode");
         }
@@ -94,7 +95,7 @@ fn encode_all(
     ctx: &StageContext,
     model: &FeatureModel,
     location: &Path,
-    settings: DeviceSettings,
+    (settings, dtype): (DeviceSettings, FeatureDtype),
     manifest: &mut FeatureManifest,
 ) -> Result<(), StageError> {
     let shards = sspa_data::open_shards(ctx.input("shard")?)?;
@@ -139,28 +140,35 @@ fn encode_all(
                 let ids = split_ids(&shards, name)?;
                 let classes = shards.split(name)?.label_count;
                 let mut sizes = (0, 0);
-                sspa_train::write_features_streamed::<FeatureError>(&partial, &ids, classes, &metadata, |writer| {
-                    encode_split_into(
-                        encoder,
-                        &shards,
-                        name,
-                        model.image_size,
-                        (info.mean, info.std),
-                        &device,
-                        &cancelled,
-                        &mut progress,
-                        &mut |batch| {
-                            sizes = (batch.width, batch.patches_per_image);
-                            Ok(writer.append(
-                                batch.global,
-                                batch.patches,
-                                batch.targets,
-                                batch.patches_per_image,
-                                batch.width,
-                            )?)
-                        },
-                    )
-                })?;
+                sspa_train::write_features_streamed::<FeatureError>(
+                    &partial,
+                    &ids,
+                    classes,
+                    &metadata,
+                    dtype,
+                    |writer| {
+                        encode_split_into(
+                            encoder,
+                            &shards,
+                            name,
+                            model.image_size,
+                            (info.mean, info.std),
+                            &device,
+                            &cancelled,
+                            &mut progress,
+                            &mut |batch| {
+                                sizes = (batch.width, batch.patches_per_image);
+                                Ok(writer.append(
+                                    batch.global,
+                                    batch.patches,
+                                    batch.targets,
+                                    batch.patches_per_image,
+                                    batch.width,
+                                )?)
+                            },
+                        )
+                    },
+                )?;
                 (ids.len(), sizes.0, sizes.1)
             }
         };

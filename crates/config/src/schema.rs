@@ -27,6 +27,9 @@ pub struct DomainConfig {
     /// `[model]`: encoder preset and the SSPA head's size.
     #[serde(default)]
     pub model: ModelSection,
+    /// `[features]`: how the features stage stores the frozen image encoder's features.
+    #[serde(default)]
+    pub features: FeaturesSection,
     /// `[train]`: optimiser, schedule, EMA, loss and device.
     #[serde(default)]
     pub train: TrainSection,
@@ -190,6 +193,38 @@ pub enum OnBadImage {
     Fail,
     /// Leave the image out of the shards.
     Skip,
+}
+
+/// `[features]`: the cached image features of the frozen-encoder path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FeaturesSection {
+    /// How each feature value is stored: `f32` (default: the encoder's values exactly), `f16` or
+    /// `bf16` (half the disk and page cache; values rounded once when written, read back as f32).
+    pub dtype: FeatureDtype,
+}
+
+/// `features.dtype`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureDtype {
+    /// 4 bytes a value, exact.
+    #[default]
+    F32,
+    /// IEEE half precision: 2 bytes, 11 significant bits, range ±65504.
+    F16,
+    /// bfloat16: 2 bytes, 8 significant bits, f32's range.
+    Bf16,
+}
+
+impl FeatureDtype {
+    /// Bytes a value.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::Bf16 => 2,
+        }
+    }
 }
 
 /// `[data]`: the dataset and how it is sharded.

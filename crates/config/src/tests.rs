@@ -309,3 +309,21 @@ fn a_resolved_warm_start_is_in_the_typed_config_and_its_json_alike() {
     assert!(loaded.json()["train"].get("init_weights").is_none(), "from scratch again");
     assert_eq!(*loaded.json(), serde_json::to_value(&loaded.config).expect("json"));
 }
+
+#[test]
+fn feature_dtypes_parse_and_an_unknown_one_names_the_key() {
+    let dir = project();
+    let checks = Checks::default();
+    let config = parse(Path::new("d.toml"), GOOD, dir.path(), &checks).expect("valid");
+    assert_eq!(config.features.dtype, FeatureDtype::F32, "exact by default");
+    for (text, dtype) in [("f16", FeatureDtype::F16), ("bf16", FeatureDtype::Bf16), ("f32", FeatureDtype::F32)] {
+        let set = overrides(&[&format!("features.dtype={text}")]);
+        let config = parse_with_overrides(Path::new("d.toml"), GOOD, dir.path(), &checks, &set).expect("valid");
+        assert_eq!(config.features.dtype, dtype);
+    }
+    let text = with_sections("[features]\ndtype = \"f64\"\nwidth = 2\n");
+    let err = parse(Path::new("d.toml"), &text, dir.path(), &checks).expect_err("invalid");
+    let shown = err.to_string();
+    assert!(shown.contains("`features.dtype`") && shown.contains("f64"), "{shown}");
+    assert!(shown.contains("unknown key `features.width`"), "{shown}");
+}

@@ -2,8 +2,8 @@
 //! file format.
 //!
 //! Files are safetensors, readable by the `safetensors` packages of Python, numpy and PyTorch:
-//! tensors `global` (f32 `[n, c]`), `patches` (f32 `[n, N, c]`) and `targets` (i8 `[n, C]`: 1, 0,
-//! −1 = ignored); the image ids as a JSON array under `ids` in the `__metadata__`, beside the
+//! tensors `global` (`[n, c]`), `patches` (`[n, N, c]`), both f32, f16 or bf16 (`features.dtype`;
+//! read back as f32), and `targets` (i8 `[n, C]`: 1, 0, −1 = ignored); the image ids as a JSON array under `ids` in the `__metadata__`, beside the
 //! caller's entries (encoder, weights hash, split). Files are written to a temporary file in the
 //! same directory and renamed into place; every inconsistency on reading names the file.
 //!
@@ -18,6 +18,7 @@ use std::path::Path;
 use burn::prelude::*;
 
 use crate::error::TrainError;
+pub use sspa_config::FeatureDtype;
 
 /// One split's features, as plain row-major data.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +148,33 @@ pub(crate) fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
 
 /// `f32` values from little-endian bytes at any alignment (a length not a multiple of 4 drops
 /// the tail; callers check shapes).
+/// The values of `data`, stored as `dtype` little-endian, as f32.
+pub(crate) fn decode(data: &[u8], dtype: FeatureDtype) -> Vec<f32> {
+    match dtype {
+        FeatureDtype::F32 => from_le_bytes(data),
+        FeatureDtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        FeatureDtype::Bf16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+    }
+}
+
+/// `values` stored as `dtype`, little-endian (f32 exactly; f16 and bf16 rounded to nearest).
+pub(crate) fn encode(values: &[f32], dtype: FeatureDtype) -> std::borrow::Cow<'_, [u8]> {
+    match dtype {
+        FeatureDtype::F32 => le_bytes(values),
+        FeatureDtype::F16 => values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+        FeatureDtype::Bf16 => values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
+    }
+}
+
+/// The safetensors name of `dtype`.
+pub(crate) fn dtype_name(dtype: FeatureDtype) -> &'static str {
+    match dtype {
+        FeatureDtype::F32 => "F32",
+        FeatureDtype::F16 => "F16",
+        FeatureDtype::Bf16 => "BF16",
+    }
+}
+
 pub(crate) fn from_le_bytes(data: &[u8]) -> Vec<f32> {
     let data = &data[..data.len() - data.len() % 4];
     if cfg!(target_endian = "little") {
@@ -171,35 +199,24 @@ pub(crate) fn atomic_write_bytes(path: &Path, bytes: &[u8]) -> Result<(), TrainE
 
 /// Writes `set` as safetensors: `global` f32 `[n, c]`, `patches` f32 `[n, N, c]`, `targets` i8
 /// `[n, C]`, the ids (JSON array) under `ids` in the metadata, beside `metadata`; atomically.
+/// The same writer as [`write_features_streamed`], with the whole set as one batch.
+///
+/// # Errors
+/// [`FeatureSet::validate`]'s errors; [`TrainError`] naming `path` when writing fails.
 pub fn write_features(
     path: &Path,
     set: &FeatureSet,
     metadata: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), TrainError> {
-    use safetensors::tensor::TensorView;
     set.validate()?;
-    let bad = |reason: String| TrainError::CorruptCache { path: path.to_owned(), reason };
-    let n = set.len();
-    let global = le_bytes(&set.global);
-    let patches = le_bytes(&set.patches);
-    let targets: Vec<u8> = set.targets.iter().map(|&t| t as u8).collect();
-    let views = [
-        ("global", TensorView::new(safetensors::Dtype::F32, vec![n, set.width], &global)),
-        ("patches", TensorView::new(safetensors::Dtype::F32, vec![n, set.patches_per_image, set.width], &patches)),
-        ("targets", TensorView::new(safetensors::Dtype::I8, vec![n, set.classes], &targets)),
-    ];
-    let mut tensors = Vec::new();
-    for (name, view) in views {
-        tensors.push((name, view.map_err(|e| bad(format!("tensor `{name}`: {e}")))?));
-    }
-    let mut meta: std::collections::HashMap<String, String> = metadata.clone().into_iter().collect();
-    meta.insert("ids".into(), serde_json::to_string(&set.ids).map_err(TrainError::json(path))?);
-    let bytes = safetensors::serialize(tensors, Some(meta)).map_err(|e| bad(e.to_string()))?;
-    atomic_write(path, |file| file.write_all(&bytes))
+    write_features_streamed::<TrainError>(path, &set.ids, set.classes, metadata, FeatureDtype::F32, |writer| {
+        writer.append(&set.global, &set.patches, &set.targets, set.patches_per_image, set.width)
+    })
 }
 
 /// Where each tensor of a features file lies, once the widths are known.
 struct Layout {
+    dtype: FeatureDtype,
     width: usize,
     patches_per_image: usize,
     /// Offsets in the file of the `global`, `patches` and `targets` data.
@@ -214,12 +231,12 @@ struct Layout {
 fn header(
     ids: &[String],
     classes: usize,
-    patches_per_image: usize,
-    width: usize,
+    (patches_per_image, width, dtype): (usize, usize, FeatureDtype),
     metadata: &std::collections::BTreeMap<String, String>,
 ) -> Result<(Vec<u8>, [usize; 3]), serde_json::Error> {
     let n = ids.len();
-    let sizes = [n * width * 4, n * patches_per_image * width * 4, n * classes];
+    let size = dtype.size();
+    let sizes = [n * width * size, n * patches_per_image * width * size, n * classes];
     let mut meta = serde_json::Map::new();
     for (key, value) in metadata {
         meta.insert(key.clone(), value.clone().into());
@@ -228,8 +245,9 @@ fn header(
     let tensor = |dtype: &str, shape: Vec<usize>, from: usize, size: usize| serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [from, from + size]});
     let mut json = serde_json::Map::new();
     json.insert("__metadata__".into(), meta.into());
-    json.insert("global".into(), tensor("F32", vec![n, width], 0, sizes[0]));
-    json.insert("patches".into(), tensor("F32", vec![n, patches_per_image, width], sizes[0], sizes[1]));
+    let name = dtype_name(dtype);
+    json.insert("global".into(), tensor(name, vec![n, width], 0, sizes[0]));
+    json.insert("patches".into(), tensor(name, vec![n, patches_per_image, width], sizes[0], sizes[1]));
     json.insert("targets".into(), tensor("I8", vec![n, classes], sizes[0] + sizes[1], sizes[2]));
     let mut bytes = serde_json::to_vec(&json)?;
     bytes.resize(bytes.len().next_multiple_of(8), b' ');
@@ -243,6 +261,7 @@ pub struct FeatureWriter<'a> {
     ids: &'a [String],
     classes: usize,
     metadata: &'a std::collections::BTreeMap<String, String>,
+    dtype: FeatureDtype,
     layout: Option<Layout>,
     written: usize,
     targets: Vec<i8>,
@@ -289,8 +308,9 @@ impl FeatureWriter<'_> {
             return Err(bad(format!("target {} of image `{}`", targets[index], self.ids[image])));
         }
         if self.layout.is_none() {
-            let (header, sizes) = header(self.ids, self.classes, patches_per_image, width, self.metadata)
-                .map_err(TrainError::json(self.path))?;
+            let shape = (patches_per_image, width, self.dtype);
+            let (header, sizes) =
+                header(self.ids, self.classes, shape, self.metadata).map_err(TrainError::json(self.path))?;
             let start = 8 + header.len() as u64;
             let io = TrainError::io(self.path);
             let total = start + sizes.iter().sum::<usize>() as u64;
@@ -302,7 +322,8 @@ impl FeatureWriter<'_> {
             written.map_err(io)?;
             let (global_at, patches_at) = (start, start + sizes[0] as u64);
             let targets_at = patches_at + sizes[1] as u64;
-            self.layout = Some(Layout { width, patches_per_image, global_at, patches_at, targets_at });
+            self.layout =
+                Some(Layout { dtype: self.dtype, width, patches_per_image, global_at, patches_at, targets_at });
         }
         let layout = self.layout.as_ref().ok_or_else(|| bad("no layout".into()))?;
         if (layout.width, layout.patches_per_image) != (width, patches_per_image) {
@@ -311,15 +332,16 @@ impl FeatureWriter<'_> {
                 layout.patches_per_image, layout.width
             )));
         }
-        let row = self.written as u64;
-        let global_at = layout.global_at + row * (width * 4) as u64;
-        let patches_at = layout.patches_at + row * (patches_per_image * width * 4) as u64;
+        let (row, size) = (self.written as u64, layout.dtype.size());
+        let global_at = layout.global_at + row * (width * size) as u64;
+        let patches_at = layout.patches_at + row * (patches_per_image * width * size) as u64;
+        let (global, patches) = (encode(global, layout.dtype), encode(patches, layout.dtype));
         let file = &mut *self.file;
         let written = file
             .seek(SeekFrom::Start(global_at))
-            .and_then(|_| file.write_all(&le_bytes(global)))
+            .and_then(|_| file.write_all(&global))
             .and_then(|()| file.seek(SeekFrom::Start(patches_at)))
-            .and_then(|_| file.write_all(&le_bytes(patches)));
+            .and_then(|_| file.write_all(&patches));
         written.map_err(TrainError::io(self.path))?;
         self.targets.extend_from_slice(targets);
         self.written += images;
@@ -344,9 +366,10 @@ impl FeatureWriter<'_> {
 }
 
 /// Writes a features file of the images `ids` (in order) and `classes` labels as `fill` appends
-/// their features ([`FeatureWriter::append`]), in [`write_features`]'s format: memory holds the
-/// targets (a byte a label) and the caller's batch, never the split. The file appears at `path`
-/// (temporary file, synced, renamed) only when `fill` succeeded and every image was written.
+/// their features ([`FeatureWriter::append`]), in [`write_features`]'s format with the feature
+/// values stored as `dtype`: memory holds the targets (a byte a label) and the caller's batch,
+/// never the split. The file appears at `path` (temporary file, synced, renamed) only when `fill`
+/// succeeded and every image was written.
 ///
 /// # Errors
 /// `fill`'s error; [`TrainError`] (converted into `E`) naming `path` when the batches disagree,
@@ -356,13 +379,23 @@ pub fn write_features_streamed<E: From<TrainError>>(
     ids: &[String],
     classes: usize,
     metadata: &std::collections::BTreeMap<String, String>,
+    dtype: FeatureDtype,
     fill: impl FnOnce(&mut FeatureWriter<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     sspa_fsio::write_atomic_with(
         path,
         |file| {
-            let mut writer =
-                FeatureWriter { file, path, ids, classes, metadata, layout: None, written: 0, targets: Vec::new() };
+            let mut writer = FeatureWriter {
+                file,
+                path,
+                ids,
+                classes,
+                metadata,
+                dtype,
+                layout: None,
+                written: 0,
+                targets: Vec::new(),
+            };
             fill(&mut writer)?;
             writer.finish().map_err(E::from)
         },
@@ -433,7 +466,7 @@ mod tests {
             )
         };
         let path = dir.path().join("streamed.safetensors");
-        write_features_streamed::<TrainError>(&path, &set.ids, set.classes, &metadata, |writer| {
+        write_features_streamed::<TrainError>(&path, &set.ids, set.classes, &metadata, FeatureDtype::F32, |writer| {
             for (from, to) in [(0, 2), (2, 3)] {
                 let (global, patches, targets) = rows(from, to);
                 writer.append(&global, &patches, &targets, n_p, c)?;
@@ -453,22 +486,76 @@ mod tests {
         assert_eq!(tensors.tensor("patches").expect("patches").shape(), [3, n_p, c]);
 
         let cut = dir.path().join("cut.safetensors");
-        let error = write_features_streamed::<TrainError>(&cut, &set.ids, set.classes, &metadata, |writer| {
-            let (global, patches, targets) = rows(0, 2);
-            writer.append(&global, &patches, &targets, n_p, c)
-        })
+        let error = write_features_streamed::<TrainError>(
+            &cut,
+            &set.ids,
+            set.classes,
+            &metadata,
+            FeatureDtype::F32,
+            |writer| {
+                let (global, patches, targets) = rows(0, 2);
+                writer.append(&global, &patches, &targets, n_p, c)
+            },
+        )
         .expect_err("an image short");
         assert!(error.to_string().contains("2 of its 3 images"), "{error}");
-        let error = write_features_streamed::<TrainError>(&cut, &set.ids, set.classes, &metadata, |writer| {
-            let (global, patches, targets) = rows(0, 1);
-            writer.append(&global, &patches, &targets, n_p, c)?;
-            let (global, patches, targets) = rows(1, 3);
-            writer.append(&global[..c], &patches, &targets, n_p, c)
-        })
+        let error = write_features_streamed::<TrainError>(
+            &cut,
+            &set.ids,
+            set.classes,
+            &metadata,
+            FeatureDtype::F32,
+            |writer| {
+                let (global, patches, targets) = rows(0, 1);
+                writer.append(&global, &patches, &targets, n_p, c)?;
+                let (global, patches, targets) = rows(1, 3);
+                writer.append(&global[..c], &patches, &targets, n_p, c)
+            },
+        )
         .expect_err("sizes disagree");
         assert!(error.to_string().contains("cut.safetensors"), "{error}");
         assert!(!cut.exists(), "nothing published");
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 2, "no temporary file left");
+    }
+
+    /// f16 and bf16 files hold each feature value rounded once to nearest, take half the bytes
+    /// of f32's for the features, and read back (whole or by rows) as those rounded values.
+    #[test]
+    fn half_precision_files_round_each_value_once_and_read_back_as_f32() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let set = sample();
+        let metadata = BTreeMap::new();
+        let values = set.global.len() + set.patches.len();
+        let f32_path = dir.path().join("f32.safetensors");
+        write_features(&f32_path, &set, &metadata).expect("f32");
+        for (dtype, round) in [
+            (FeatureDtype::F16, (|v: f32| half::f16::from_f32(v).to_f32()) as fn(f32) -> f32),
+            (FeatureDtype::Bf16, |v: f32| half::bf16::from_f32(v).to_f32()),
+        ] {
+            let path = dir.path().join(format!("{dtype:?}.safetensors"));
+            write_features_streamed::<TrainError>(&path, &set.ids, set.classes, &metadata, dtype, |writer| {
+                writer.append(&set.global, &set.patches, &set.targets, set.patches_per_image, set.width)
+            })
+            .expect("half");
+            let (mapped, _) = crate::MappedFeatures::open(&path).expect("open");
+            assert_eq!(mapped.dtype(), dtype);
+            let back = mapped.to_feature_set();
+            let rounded = |values: &[f32]| values.iter().map(|&v| round(v)).collect::<Vec<_>>();
+            assert_eq!(back.global, rounded(&set.global), "{dtype:?}");
+            assert_eq!(back.patches, rounded(&set.patches), "{dtype:?}");
+            assert_eq!((back.ids.clone(), back.targets.clone()), (set.ids.clone(), set.targets.clone()));
+            assert!(back.patches.iter().zip(&set.patches).any(|(a, b)| a != b), "{dtype:?}: some value rounds");
+            let rows = mapped.rows(vec![2, 0]).expect("rows").to_feature_set();
+            assert_eq!(rows.global[..set.width], back.global[2 * set.width..3 * set.width]);
+            // The data after the header: two bytes a feature value instead of four.
+            let data = |path: &Path| {
+                let bytes = std::fs::read(path).expect("bytes");
+                let header = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+                bytes.len() - 8 - header
+            };
+            assert_eq!(data(&f32_path), values * 4 + set.targets.len());
+            assert_eq!(data(&path), values * 2 + set.targets.len(), "{dtype:?}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 
 use crate::error::TrainError;
-use crate::features::{Batch, FeatureSet, from_le_bytes};
+use crate::features::{Batch, FeatureDtype, FeatureSet, decode};
 use crate::source::{FeatureRows, FeatureSource};
 
 /// A features file mapped into memory.
@@ -25,6 +25,8 @@ use crate::source::{FeatureRows, FeatureSource};
 pub struct MappedFeatures {
     path: PathBuf,
     map: memmap2::Mmap,
+    /// How `global` and `patches` store their values.
+    dtype: FeatureDtype,
     /// Byte ranges of `global`, `patches` and `targets` in `map`.
     global: Range<usize>,
     patches: Range<usize>,
@@ -73,8 +75,14 @@ impl MappedFeatures {
             }
             Ok((info.shape.clone(), start + from..start + to))
         };
-        let (global_shape, global) = tensor("global", safetensors::Dtype::F32)?;
-        let (patches_shape, patches) = tensor("patches", safetensors::Dtype::F32)?;
+        let stored = header.info("global").map(|info| info.dtype);
+        let (dtype, stored) = match stored {
+            Some(safetensors::Dtype::F16) => (FeatureDtype::F16, safetensors::Dtype::F16),
+            Some(safetensors::Dtype::BF16) => (FeatureDtype::Bf16, safetensors::Dtype::BF16),
+            _ => (FeatureDtype::F32, safetensors::Dtype::F32),
+        };
+        let (global_shape, global) = tensor("global", stored)?;
+        let (patches_shape, patches) = tensor("patches", stored)?;
         let (targets_shape, targets) = tensor("targets", safetensors::Dtype::I8)?;
         let (n, width) = match global_shape[..] {
             [n, width] => (n, width),
@@ -100,8 +108,18 @@ impl MappedFeatures {
             };
             return Err(bad(sizes.to_string()));
         }
-        let features =
-            Self { path: path.to_owned(), map, global, patches, targets, ids, patches_per_image, width, classes };
+        let features = Self {
+            path: path.to_owned(),
+            map,
+            dtype,
+            global,
+            patches,
+            targets,
+            ids,
+            patches_per_image,
+            width,
+            classes,
+        };
         if let Some(index) = features.map[features.targets.clone()].iter().position(|&b| !matches!(b as i8, -1..=1)) {
             let target = TrainError::Target {
                 image: index / classes,
@@ -147,8 +165,8 @@ impl MappedFeatures {
     pub fn to_feature_set(&self) -> FeatureSet {
         FeatureSet {
             ids: self.ids.clone(),
-            global: from_le_bytes(&self.map[self.global.clone()]),
-            patches: from_le_bytes(&self.map[self.patches.clone()]),
+            global: decode(&self.map[self.global.clone()], self.dtype),
+            patches: decode(&self.map[self.patches.clone()], self.dtype),
             targets: self.map[self.targets.clone()].iter().map(|&b| b as i8).collect(),
             patches_per_image: self.patches_per_image,
             width: self.width,
@@ -166,13 +184,18 @@ impl MappedFeatures {
         self.map[self.targets.clone()].iter().map(|&b| b as i8).collect()
     }
 
+    /// How the feature values are stored (read back as f32).
+    pub fn dtype(&self) -> FeatureDtype {
+        self.dtype
+    }
+
     fn global_row(&self, row: usize) -> &[u8] {
-        let stride = self.width * 4;
+        let stride = self.width * self.dtype.size();
         &self.map[self.global.start + row * stride..][..stride]
     }
 
     fn patches_row(&self, row: usize) -> &[u8] {
-        let stride = self.patches_per_image * self.width * 4;
+        let stride = self.patches_per_image * self.width * self.dtype.size();
         &self.map[self.patches.start + row * stride..][..stride]
     }
 
@@ -218,14 +241,15 @@ impl MappedRows<'_> {
         };
         for &row in &self.rows {
             set.ids.push(file.ids[row].clone());
-            set.global.extend(from_le_bytes(file.global_row(row)));
-            set.patches.extend(from_le_bytes(file.patches_row(row)));
+            set.global.extend(decode(file.global_row(row), file.dtype));
+            set.patches.extend(decode(file.patches_row(row), file.dtype));
             set.targets.extend(file.targets_row(row).iter().map(|&t| t as i8));
         }
         set
     }
 
-    /// [`FeatureSet::content_hash`] of the same rows held in memory.
+    /// A hash of the rows as stored: for an f32 file, [`FeatureSet::content_hash`] of the same rows
+    /// held in memory.
     pub fn content_hash(&self) -> String {
         let file = self.file;
         let mut hasher = blake3::Hasher::new();
@@ -255,8 +279,8 @@ impl MappedRows<'_> {
         let mut targets = Vec::with_capacity(positions.len() * classes);
         for &position in positions {
             let row = self.rows[position];
-            global.extend(from_le_bytes(file.global_row(row)));
-            patch_values.extend(from_le_bytes(file.patches_row(row)));
+            global.extend(decode(file.global_row(row), file.dtype));
+            patch_values.extend(decode(file.patches_row(row), file.dtype));
             targets.extend(file.targets_row(row).iter().map(|&t| f32::from(t as i8)));
         }
         let b = positions.len();

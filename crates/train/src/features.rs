@@ -152,8 +152,30 @@ pub(crate) fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
 pub(crate) fn decode(data: &[u8], dtype: FeatureDtype) -> Vec<f32> {
     match dtype {
         FeatureDtype::F32 => from_le_bytes(data),
-        FeatureDtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        FeatureDtype::Bf16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        // The bits copied out whole, then converted by `half`'s slice kernels (eight values at a
+        // time with the CPU's F16C instructions where it has them, detected at run time): a
+        // conversion a value in this crate (opt-level 0 in dev builds) made f16 training 1.4–1.7×
+        // slower than f32's on the demo.
+        FeatureDtype::F16 | FeatureDtype::Bf16 => {
+            use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+            let bits = half_bits(data);
+            let mut values = vec![0.0; bits.len()];
+            match dtype {
+                FeatureDtype::F16 => bits.reinterpret_cast::<half::f16>().convert_to_f32_slice(&mut values),
+                _ => bits.reinterpret_cast::<half::bf16>().convert_to_f32_slice(&mut values),
+            }
+            values
+        }
+    }
+}
+
+/// `u16` values from little-endian bytes at any alignment (an odd length drops the last byte).
+fn half_bits(data: &[u8]) -> Vec<u16> {
+    let data = &data[..data.len() - data.len() % 2];
+    if cfg!(target_endian = "little") {
+        bytemuck::pod_collect_to_vec(data)
+    } else {
+        data.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()
     }
 }
 
@@ -161,8 +183,19 @@ pub(crate) fn decode(data: &[u8], dtype: FeatureDtype) -> Vec<f32> {
 pub(crate) fn encode(values: &[f32], dtype: FeatureDtype) -> std::borrow::Cow<'_, [u8]> {
     match dtype {
         FeatureDtype::F32 => le_bytes(values),
-        FeatureDtype::F16 => values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
-        FeatureDtype::Bf16 => values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
+        FeatureDtype::F16 | FeatureDtype::Bf16 => {
+            use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+            let mut bits = vec![0_u16; values.len()];
+            match dtype {
+                FeatureDtype::F16 => bits.reinterpret_cast_mut::<half::f16>().convert_from_f32_slice(values),
+                _ => bits.reinterpret_cast_mut::<half::bf16>().convert_from_f32_slice(values),
+            }
+            if cfg!(target_endian = "little") {
+                std::borrow::Cow::Owned(bytemuck::cast_slice(&bits).to_vec())
+            } else {
+                std::borrow::Cow::Owned(bits.iter().flat_map(|b| b.to_le_bytes()).collect())
+            }
+        }
     }
 }
 

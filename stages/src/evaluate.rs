@@ -60,9 +60,14 @@ impl TypedStage for Evaluate {
         };
         // Features the run's own encoder computes here are written (batch by batch) and mapped
         // like the features stage's: never held whole. They live until the stage ends.
-        let scratch = std::fs::create_dir_all(&ctx.state_dir)
-            .and_then(|()| tempfile::Builder::new().prefix("encoded-").tempdir_in(&ctx.state_dir))
-            .map_err(|e| format!("a scratch directory in `{}`: {e}", ctx.state_dir.display()))?;
+        let scratch = match cached {
+            Some(_) => None,
+            None => Some(
+                std::fs::create_dir_all(&ctx.state_dir)
+                    .and_then(|()| tempfile::Builder::new().prefix("encoded-").tempdir_in(&ctx.state_dir))
+                    .map_err(|e| format!("a scratch directory in `{}`: {e}", ctx.state_dir.display()))?,
+            ),
+        };
         ctx.progress.inc(1);
         let device = sspa_infer::device::select(params.train)?;
         let mut reports = serde_json::Map::new();
@@ -79,6 +84,7 @@ impl TypedStage for Evaluate {
                 None
             } else {
                 ctx.progress.set_message(format!("encoding `{}` with the {name} image encoder", section.split));
+                let scratch = scratch.as_ref().ok_or("no scratch directory for the encoded features")?;
                 let file = scratch.path().join(format!("{name}.safetensors"));
                 Some(ScoredSplit(encode_with_run(
                     ctx,

@@ -136,7 +136,7 @@ pub struct EncodedBatch<'a> {
     pub width: usize,
 }
 
-/// The evaluation loader of a split (no augmentation, shard order) and its row order.
+/// A split and its evaluation loader's settings (no augmentation, shard order).
 fn eval_loader(
     shards: &ShardSet,
     split_name: &str,

@@ -3,9 +3,10 @@
 //!
 //! Files are safetensors, readable by the `safetensors` packages of Python, numpy and PyTorch:
 //! tensors `global` (`[n, c]`), `patches` (`[n, N, c]`), both f32, f16 or bf16 (`features.dtype`;
-//! read back as f32), and `targets` (i8 `[n, C]`: 1, 0, −1 = ignored); the image ids as a JSON array under `ids` in the `__metadata__`, beside the
-//! caller's entries (encoder, weights hash, split). Files are written to a temporary file in the
-//! same directory and renamed into place; every inconsistency on reading names the file.
+//! read back as f32), and `targets` (i8 `[n, C]`: 1, 0, −1 = ignored); the image ids as a JSON
+//! array under `ids` in the `__metadata__`, beside the caller's entries (encoder, weights hash,
+//! split). Files are written to a temporary file in the same directory and renamed into place;
+//! every inconsistency on reading names the file.
 //!
 //! The features stage writes a split as it encodes it ([`write_features_streamed`]): the file's
 //! layout is fixed by the first batch and every batch is written at its place, so memory holds one
@@ -146,8 +147,6 @@ pub(crate) fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-/// `f32` values from little-endian bytes at any alignment (a length not a multiple of 4 drops
-/// the tail; callers check shapes).
 /// The values of `data`, stored as `dtype` little-endian, as f32.
 pub(crate) fn decode(data: &[u8], dtype: FeatureDtype) -> Vec<f32> {
     match dtype {
@@ -208,6 +207,8 @@ pub(crate) fn dtype_name(dtype: FeatureDtype) -> &'static str {
     }
 }
 
+/// `f32` values from little-endian bytes at any alignment (a length not a multiple of 4 drops
+/// the tail; callers check shapes).
 pub(crate) fn from_le_bytes(data: &[u8]) -> Vec<f32> {
     let data = &data[..data.len() - data.len() % 4];
     if cfg!(target_endian = "little") {
@@ -232,6 +233,7 @@ pub(crate) fn atomic_write_bytes(path: &Path, bytes: &[u8]) -> Result<(), TrainE
 
 /// Writes `set` as safetensors: `global` f32 `[n, c]`, `patches` f32 `[n, N, c]`, `targets` i8
 /// `[n, C]`, the ids (JSON array) under `ids` in the metadata, beside `metadata`; atomically.
+///
 /// The same writer as [`write_features_streamed`], with the whole set as one batch.
 ///
 /// # Errors

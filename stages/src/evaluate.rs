@@ -51,22 +51,17 @@ impl TypedStage for Evaluate {
         let train_dir = ctx.input("train")?;
         let run_features = FeatureManifest::read(train_dir)?;
         ctx.progress.set_length(4);
-        let cached = if run_features.fine_tuned {
-            None
+        let source = if run_features.fine_tuned {
+            // Features the run's own encoder computes here are written (batch by batch) and mapped
+            // like the features stage's: never held whole. They live until the stage ends.
+            let scratch = std::fs::create_dir_all(&ctx.state_dir)
+                .and_then(|()| tempfile::Builder::new().prefix("encoded-").tempdir_in(&ctx.state_dir))
+                .map_err(|e| format!("a scratch directory in `{}`: {e}", ctx.state_dir.display()))?;
+            SplitSource::Encode(scratch)
         } else {
             ctx.progress.set_message(format!("loading `{}` features", section.split));
             let features_dir = ctx.input("features")?;
-            Some(ScoredSplit(FeatureManifest::read(features_dir)?.open(features_dir, &section.split)?))
-        };
-        // Features the run's own encoder computes here are written (batch by batch) and mapped
-        // like the features stage's: never held whole. They live until the stage ends.
-        let scratch = match cached {
-            Some(_) => None,
-            None => Some(
-                std::fs::create_dir_all(&ctx.state_dir)
-                    .and_then(|()| tempfile::Builder::new().prefix("encoded-").tempdir_in(&ctx.state_dir))
-                    .map_err(|e| format!("a scratch directory in `{}`: {e}", ctx.state_dir.display()))?,
-            ),
+            SplitSource::Cached(ScoredSplit(FeatureManifest::read(features_dir)?.open(features_dir, &section.split)?))
         };
         ctx.progress.inc(1);
         let device = sspa_infer::device::select(params.train)?;
@@ -80,22 +75,22 @@ impl TypedStage for Evaluate {
                 return Err("cancelled".into());
             }
             let predictor = Predictor::load(train_dir, weights, &device)?;
-            let encoded = if cached.is_some() {
-                None
-            } else {
-                ctx.progress.set_message(format!("encoding `{}` with the {name} image encoder", section.split));
-                let scratch = scratch.as_ref().ok_or("no scratch directory for the encoded features")?;
-                let file = scratch.path().join(format!("{name}.safetensors"));
-                Some(ScoredSplit(encode_with_run(
-                    ctx,
-                    &predictor,
-                    &section.split,
-                    run_features.image_size,
-                    &device,
-                    &file,
-                )?))
+            let encoded = match &source {
+                SplitSource::Cached(_) => None,
+                SplitSource::Encode(scratch) => {
+                    ctx.progress.set_message(format!("encoding `{}` with the {name} image encoder", section.split));
+                    let file = scratch.path().join(format!("{name}.safetensors"));
+                    Some(ScoredSplit(encode_with_run(
+                        ctx,
+                        &predictor,
+                        &section.split,
+                        run_features.image_size,
+                        &device,
+                        &file,
+                    )?))
+                }
             };
-            let features = cached.as_ref().or(encoded.as_ref()).ok_or("no features to score")?;
+            let features = source.cached().or(encoded.as_ref()).ok_or("no features to score")?;
             ctx.progress.set_message(format!("scoring with the {name} weights"));
             let labels = predictor.labels().to_vec();
             let scores = features.score(&predictor)?;
@@ -118,7 +113,7 @@ impl TypedStage for Evaluate {
 
         ctx.progress.set_message("attention and gate maps");
         let (predictor, scores, encoded) = raw.ok_or("the raw weights were not scored")?;
-        let features = cached.as_ref().or(encoded.as_ref()).ok_or("the raw weights' features were not kept")?;
+        let features = source.cached().or(encoded.as_ref()).ok_or("the raw weights' features were not kept")?;
         let maps = attention_maps(&predictor, features, &scores, &section.split, ctx.input("shard")?)?;
         tracing::info!(
             "evaluate: maps of {} images{}",
@@ -185,6 +180,23 @@ fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
 /// The evaluation split's features through a memory map, scored batch by batch and never held
 /// whole: the features stage's file, or the one the run's own trained encoder wrote here.
 struct ScoredSplit(sspa_train::MappedFeatures);
+
+/// Where the scored split's features come from: the features stage's result, or the run's own
+/// (fine-tuned) encoder, once per weights, into a scratch directory that lives until the stage ends.
+enum SplitSource {
+    Cached(ScoredSplit),
+    Encode(tempfile::TempDir),
+}
+
+impl SplitSource {
+    /// The features stage's split, when it is the source.
+    fn cached(&self) -> Option<&ScoredSplit> {
+        match self {
+            Self::Cached(features) => Some(features),
+            Self::Encode(_) => None,
+        }
+    }
+}
 
 impl ScoredSplit {
     fn ids(&self) -> &[String] {

@@ -619,4 +619,21 @@ fn clip_preset_runs_end_to_end_and_predicts() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("000001.png"), "{stdout}");
+
+    // The promotion gate re-scores a trained encoder batch by batch, holding only the scores:
+    // the same images and probabilities as evaluate's.
+    let scored = sspa_infer::score::score_split(
+        &train_dir,
+        sspa_train::Weights::Raw,
+        &output_dir("features"),
+        &output_dir("shard"),
+        "test",
+        &sspa_infer::device::select(sspa_infer::DeviceSettings::of(&Default::default())).expect("device"),
+        &|| false,
+    )
+    .expect("gate scoring");
+    let evaluated = sspa_metrics::read_scores(&output_dir("evaluate").join("scores.parquet")).expect("scores");
+    assert_eq!(scored.images, evaluated.images(), "same images, same order");
+    let worst = scored.scores.iter().zip(evaluated.to_row_major()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-5, "gate and evaluate scores differ by {worst}");
 }

@@ -173,6 +173,11 @@ pub fn parse_with_overrides(
             errors.push_argument(&item.argument, message);
         }
     }
+    // A domain file without `data.shard_encoding` means `auto` (resolved below); resolved
+    // settings leave `raw` out, so that is what an absent key means to serde.
+    if let Some(toml::Value::Table(data)) = root.get_mut("data") {
+        data.entry("shard_encoding").or_insert_with(|| toml::Value::String("auto".into()));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -198,13 +203,15 @@ pub fn parse_with_overrides(
         errors.sort();
         return Err(errors);
     }
-    let config: DomainConfig = match toml::Value::Table(root).try_into() {
+    let mut config: DomainConfig = match toml::Value::Table(root).try_into() {
         Ok(c) => c,
         Err(e) => {
             errors.push((1, 1), e.to_string());
             return Err(errors);
         }
     };
+    // Resolved once, here: the stage parameters (and so the shard key) carry what is stored.
+    config.data.shard_encoding = config.data.shard_encoding.resolve(config.model.image_size);
     for (path, message) in validate::validate(&config, project_root, checks) {
         let keys: Vec<&str> = path.split('.').collect();
         errors.push_key(&path, locator.key_or_parent(&keys), format!("`{path}`: {message}"));

@@ -327,3 +327,34 @@ fn feature_dtypes_parse_and_an_unknown_one_names_the_key() {
     assert!(shown.contains("`features.dtype`") && shown.contains("f64"), "{shown}");
     assert!(shown.contains("unknown key `features.width`"), "{shown}");
 }
+
+#[test]
+fn shard_encodings_resolve_auto_by_image_size_raw_stays_out_of_the_key_and_quality_is_checked() {
+    let dir = project();
+    let checks = Checks::default();
+    let parse_set =
+        |settings: &[&str]| parse_with_overrides(Path::new("d.toml"), GOOD, dir.path(), &checks, &overrides(settings));
+    let config = parse_set(&["model.image_size=223"]).expect("valid");
+    assert_eq!(config.data.shard_encoding, ShardEncoding::Raw, "auto: raw below 224 px");
+    let json = serde_json::to_value(&config.data).expect("json");
+    assert!(json.get("shard_encoding").is_none() && json.get("jpeg_quality").is_none(), "{json}");
+    let config = parse_set(&["model.image_size=224"]).expect("valid");
+    assert_eq!((config.data.shard_encoding, config.data.jpeg_quality()), (ShardEncoding::Jpeg, DEFAULT_JPEG_QUALITY));
+    assert_eq!(serde_json::to_value(&config.data).expect("json")["shard_encoding"], "jpeg", "in the shard key");
+    let config = parse_set(&["model.image_size=448", "data.shard_encoding=raw"]).expect("valid");
+    assert_eq!(config.data.shard_encoding, ShardEncoding::Raw, "asked for");
+    let config =
+        parse_set(&["model.image_size=64", "data.shard_encoding=jpeg", "data.jpeg_quality=90"]).expect("valid");
+    assert_eq!((config.data.shard_encoding, config.data.jpeg_quality()), (ShardEncoding::Jpeg, 90));
+    let config = parse_set(&["model.image_size=448", "data.jpeg_quality=80"]).expect("valid");
+    assert_eq!((config.data.shard_encoding, config.data.jpeg_quality()), (ShardEncoding::Jpeg, 80), "auto → jpeg");
+    for (settings, expected) in [
+        (&["data.shard_encoding=png", "data.jpeg_quality=90"][..], "the shards here are `png`"),
+        (&["model.image_size=112", "data.jpeg_quality=90"][..], "the shards here are `raw`"),
+        (&["data.shard_encoding=jpeg", "data.jpeg_quality=0"][..], "between 1 and 100, got 0"),
+        (&["data.shard_encoding=webp"][..], "webp"),
+    ] {
+        let shown = parse_set(settings).expect_err("invalid").to_string();
+        assert!(shown.contains(expected), "{settings:?}: {shown}");
+    }
+}

@@ -148,6 +148,21 @@ fn inputs(fail: &mut impl FnMut(&str, String), c: &DomainConfig, root: &Path) {
 
     must_exist(fail, "data.manifest", root, &c.data.manifest);
     positive(fail, "data.shard_size", c.data.shard_size as f64);
+    if let Some(quality) = c.data.jpeg_quality {
+        if c.data.shard_encoding != crate::ShardEncoding::Jpeg {
+            fail(
+                "data.jpeg_quality",
+                format!(
+                    "applies only to JPEG shards (`shard_encoding = \"jpeg\"`, or `\"auto\"` with \
+                     `model.image_size` ≥ {}); the shards here are `{}`",
+                    crate::JPEG_FROM_IMAGE_SIZE,
+                    c.data.shard_encoding.name()
+                ),
+            );
+        } else if !(1..=100).contains(&quality) {
+            fail("data.jpeg_quality", format!("must be between 1 and 100, got {quality}"));
+        }
+    }
 }
 
 /// `[model]` and `[ablation]`: the preset's weights and widths, and the switches that exclude

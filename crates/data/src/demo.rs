@@ -14,7 +14,7 @@
 //! causes a rebuild. The directory is built beside its final place and renamed into it.
 
 use crate::error::DataError;
-use crate::manifest::{DemoSection, Layout, Manifest};
+use crate::manifest::{DemoSection, Layout, Manifest, PhotoSection};
 use crate::scenes::{self, ScenePlan};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -311,9 +311,14 @@ pub fn build_demo(
                 .map(|index| {
                     let plan = DemoPlan::new(demo, split, index, source.len());
                     let image = plan.render(source, demo);
-                    let relative = format!("{split}/{index:06}.png");
+                    let extension = if demo.photo.is_some() { "jpg" } else { "png" };
+                    let relative = format!("{split}/{index:06}.{extension}");
                     let path = staging.path().join(&relative);
-                    image.save(&path).map_err(|source| DataError::Encode { path: path.clone(), source })?;
+                    let saved = match &demo.photo {
+                        None => image.save(&path),
+                        Some(look) => save_photo(&image, look, demo.seed, split, index, &path),
+                    };
+                    saved.map_err(|source| DataError::Encode { path: path.clone(), source })?;
                     let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                     if finished.is_multiple_of(256) || finished == total {
                         progress(finished, total);
@@ -345,6 +350,70 @@ pub fn build_demo(
     };
     tracing::info!(dir = %target.display(), images = total, layout, seconds = started.elapsed().as_secs_f64(), "built the Fashion-MNIST demo set");
     Ok(())
+}
+
+/// Saves `grey` as a photo-like colour JPEG (`[demo.photo]`): enlarged bilinearly to the
+/// section's size, the garment tinted and the blank area filled with a gradient between two
+/// colours, uniform grain of ±`grain` on every channel; all of it drawn from `(seed, split,
+/// index)`. The grain is what gives the file the entropy (and so the size and decode cost) of a
+/// camera image.
+fn save_photo(
+    grey: &image::GrayImage,
+    look: &PhotoSection,
+    seed: u64,
+    split: &str,
+    index: u64,
+    path: &Path,
+) -> Result<(), image::ImageError> {
+    use fast_image_resize as fir;
+    let (width, height) = (look.width, look.height);
+    let parameter = |e: &dyn std::fmt::Display| {
+        image::ImageError::Parameter(image::error::ParameterError::from_kind(
+            image::error::ParameterErrorKind::Generic(e.to_string()),
+        ))
+    };
+    let source = fir::images::ImageRef::new(grey.width(), grey.height(), grey.as_raw(), fir::PixelType::U8)
+        .map_err(|e| parameter(&e))?;
+    let mut large = fir::images::Image::new(width, height, fir::PixelType::U8);
+    fir::Resizer::new()
+        .resize(
+            &source,
+            &mut large,
+            &fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear)),
+        )
+        .map_err(|e| parameter(&e))?;
+    let mut rng = SplitMix64::for_item(seed ^ 0x9407_0C01, stream_id(split), index);
+    let mut colour =
+        |low: f64, high: f64| -> [f32; 3] { std::array::from_fn(|_| (low + (high - low) * rng.unit()) as f32) };
+    let (tint, top, bottom) = (colour(0.45, 1.0), colour(10.0, 140.0), colour(10.0, 140.0));
+    let grain = i32::from(look.grain);
+    let mut noise = 0u64;
+    let mut pixels = Vec::with_capacity(width as usize * height as usize * 3);
+    for (y, row) in large.buffer().chunks_exact(width as usize).enumerate() {
+        let t = y as f32 / (height.max(2) - 1) as f32;
+        let backdrop: [f32; 3] = std::array::from_fn(|c| top[c] * (1.0 - t) + bottom[c] * t);
+        for &value in row {
+            let v = f32::from(value) / 255.0;
+            for c in 0..3 {
+                if noise < 1 << 8 {
+                    noise = rng.next_u64() | 1 << 63;
+                }
+                let jitter = (noise & 0xFF) as i32 % (2 * grain + 1) - grain;
+                noise >>= 8;
+                let clean = v * 255.0 * tint[c] + (1.0 - v) * backdrop[c];
+                pixels.push((clean.round() as i32 + jitter).clamp(0, 255) as u8);
+            }
+        }
+    }
+    let file = std::fs::File::create(path).map_err(image::ImageError::IoError)?;
+    let mut out = std::io::BufWriter::new(file);
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, look.quality).encode(
+        &pixels,
+        width,
+        height,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    std::io::Write::flush(&mut out).map_err(image::ImageError::IoError)
 }
 
 /// Images made in parallel before their annotation lines are written.

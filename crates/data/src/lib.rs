@@ -19,6 +19,7 @@
 //!   [`Loader::new`]`(&split, &LoaderConfig::train(..), epoch)`, an iterator of [`Batch`]es.
 
 pub mod checksums;
+pub mod codec;
 pub mod demo;
 pub mod error;
 pub mod import;

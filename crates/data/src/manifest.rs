@@ -170,6 +170,32 @@ pub struct DemoSection {
     /// image is annotated with the labels of the next one (the test split stays correct).
     #[serde(default)]
     pub shuffled_train_labels: bool,
+    /// Photo-like images instead of grey PNGs: each image enlarged to `width × height`,
+    /// tinted, with sensor grain, saved as a colour JPEG. For measuring the shard stage and the
+    /// loader on images of the size and decode cost of real datasets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo: Option<PhotoSection>,
+}
+
+/// `[demo.photo]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhotoSection {
+    pub width: u32,
+    pub height: u32,
+    /// JPEG quality, 1–100 (default 90).
+    #[serde(default = "default_photo_quality")]
+    pub quality: u8,
+    /// Largest grain added to each channel of each pixel, in grey levels (default 12).
+    #[serde(default = "default_photo_grain")]
+    pub grain: u8,
+}
+
+fn default_photo_quality() -> u8 {
+    90
+}
+fn default_photo_grain() -> u8 {
+    12
 }
 
 fn default_fashion_dir() -> PathBuf {
@@ -204,6 +230,7 @@ impl Default for DemoSection {
             blank_probability: default_blank_probability(),
             image_size: None,
             shuffled_train_labels: false,
+            photo: None,
         }
     }
 }
@@ -306,6 +333,14 @@ impl Manifest {
         }
         if demo.train_images == 0 || demo.test_images == 0 {
             return Err(self.invalid("demo", "`train_images` and `test_images` must be positive"));
+        }
+        if let Some(photo) = &demo.photo {
+            if !(16..=8192).contains(&photo.width) || !(16..=8192).contains(&photo.height) {
+                return Err(self.invalid("demo.photo", "`width` and `height` must be 16..=8192"));
+            }
+            if !(1..=100).contains(&photo.quality) {
+                return Err(self.invalid("demo.photo.quality", "must be 1..=100"));
+            }
         }
         if self.source.format != Format::JsonList {
             return Err(self.invalid("source.format", "the demo set is written as `json_list`"));

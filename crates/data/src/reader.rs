@@ -1,7 +1,9 @@
 //! Reading a shard directory back: [`ShardSet`] opens `shards.json` and checks shard
 //! checksums; [`SplitReader`] holds one split's index rows and reads single images by offset
-//! (positioned reads, so any number of threads can share it).
+//! (positioned reads, so any number of threads can share it), decoding them when the shards hold
+//! PNG or JPEG ([`crate::codec`]).
 
+use crate::codec::Codec;
 use crate::error::DataError;
 use crate::shard::{INDEX_FILE, META_FILE, ShardsMeta};
 use arrow_array::cast::AsArray;
@@ -55,6 +57,14 @@ impl ShardSet {
         Ok(())
     }
 
+    /// How the images are stored.
+    pub fn codec(&self) -> Codec {
+        Codec {
+            encoding: self.meta.encoding,
+            jpeg_quality: self.meta.jpeg_quality.unwrap_or(sspa_config::DEFAULT_JPEG_QUALITY),
+        }
+    }
+
     /// Opens one split for reading.
     pub fn split(&self, name: &str) -> Result<SplitReader, DataError> {
         let meta = self.meta.splits.get(name).ok_or_else(|| DataError::UnknownSplit {
@@ -70,25 +80,20 @@ impl ShardSet {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let index_path = self.dir.join(INDEX_FILE);
-        let records = read_index(&index_path, name, self.meta.labels.len())?;
+        let mut records = read_index(&index_path, name, self.meta.labels.len())?;
         if records.len() as u64 != meta.images {
             return Err(DataError::Shards {
                 path: index_path,
                 message: format!("{} rows for split `{name}`, `{META_FILE}` says {}", records.len(), meta.images),
             });
         }
-        for record in &records {
-            let size = meta.shards.get(record.shard as usize).map(|s| s.bytes);
-            if size.is_none_or(|size| record.offset + record.byte_len() > size) {
-                return Err(DataError::Shards {
-                    path: index_path,
-                    message: format!("row for `{}` points outside its shard", record.path),
-                });
-            }
-        }
+        let shard_bytes: Vec<u64> = meta.shards.iter().map(|s| s.bytes).collect();
+        set_lengths(&mut records, &shard_bytes, self.codec())
+            .map_err(|message| DataError::Shards { path: index_path, message })?;
         Ok(SplitReader {
             name: name.into(),
             train: meta.train,
+            codec: self.codec(),
             label_count: self.meta.labels.len(),
             files: Arc::new(files),
             records: Arc::new(records),
@@ -106,12 +111,47 @@ pub struct Record {
     pub height: u32,
     pub path: String,
     pub targets: Vec<i8>,
+    /// Stored bytes: up to the next row's offset in the same shard, or to the shard's end.
+    pub length: u64,
 }
 
 impl Record {
-    pub fn byte_len(&self) -> u64 {
+    /// Bytes of the decoded RGB pixels.
+    pub fn pixel_bytes(&self) -> u64 {
         u64::from(self.width) * u64::from(self.height) * 3
     }
+}
+
+/// Sets each record's `length` from the offsets that follow it in its shard (`shard_bytes[s]` is
+/// shard `s`'s size) and checks that the rows tile their shards: no row outside its shard, none
+/// overlapping the next, none empty, and for `raw` exactly `width · height · 3` bytes each.
+fn set_lengths(records: &mut [Record], shard_bytes: &[u64], codec: Codec) -> Result<(), String> {
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by_key(|&i| (records[i].shard, records[i].offset));
+    for (position, &i) in order.iter().enumerate() {
+        let record = &records[i];
+        let outside = || format!("row for `{}` points outside its shard", record.path);
+        let size = *shard_bytes.get(record.shard as usize).ok_or_else(outside)?;
+        let end = match order.get(position + 1).map(|&next| &records[next]) {
+            Some(next) if next.shard == record.shard => next.offset,
+            _ => size,
+        };
+        if record.offset >= end || end > size {
+            return Err(outside());
+        }
+        let length = end - record.offset;
+        if codec.encoding == sspa_config::ShardEncoding::Raw && length != record.pixel_bytes() {
+            return Err(format!(
+                "row for `{}` has {length} bytes in its shard, {}×{} RGB needs {}",
+                record.path,
+                record.width,
+                record.height,
+                record.pixel_bytes()
+            ));
+        }
+        records[i].length = length;
+    }
+    Ok(())
 }
 
 /// The index rows of split `split`, in the order they were written.
@@ -145,6 +185,7 @@ fn read_index(path: &Path, split: &str, label_count: usize) -> Result<Vec<Record
                 height: height.value(row),
                 path: paths.value(row).to_string(),
                 targets: values.values().to_vec(),
+                length: 0,
             });
         }
     }
@@ -158,6 +199,7 @@ pub struct SplitReader {
     /// Stored whole-frame for training (see [`crate::preprocess`]).
     pub train: bool,
     pub label_count: usize,
+    codec: Codec,
     files: Arc<Vec<File>>,
     records: Arc<Vec<Record>>,
     pub(crate) shard_count: usize,
@@ -192,20 +234,23 @@ impl SplitReader {
         Ok(SplitReader { records: Arc::new(records), ..self.clone() })
     }
 
-    /// The stored RGB pixels of row `row`.
+    /// The stored RGB pixels of row `row` (decoded when the shards hold PNG or JPEG).
     pub fn read_pixels(&self, row: usize) -> Result<Vec<u8>, DataError> {
         let record = self
             .records
             .get(row)
             .ok_or_else(|| DataError::Loader { key: "row".into(), message: format!("`{row}` is out of range") })?;
-        let mut pixels = vec![0u8; record.byte_len() as usize];
+        let mut bytes = vec![0u8; record.length as usize];
         let file = self.files.get(record.shard as usize).ok_or_else(|| DataError::Loader {
             key: "shard".into(),
             message: format!("`{}` is out of range", record.shard),
         })?;
-        read_at(file, &mut pixels, record.offset)
-            .map_err(|e| DataError::read(PathBuf::from(format!("shard {} of split {}", record.shard, self.name)), e))?;
-        Ok(pixels)
+        let shown = || PathBuf::from(format!("shard {} of split {}", record.shard, self.name));
+        read_at(file, &mut bytes, record.offset).map_err(|e| DataError::read(shown(), e))?;
+        self.codec.decode(bytes, record.width, record.height).map_err(|message| DataError::Shards {
+            path: shown(),
+            message: format!("image `{}` at offset {}: {message}", record.path, record.offset),
+        })
     }
 }
 

@@ -1,5 +1,6 @@
-//! The shard stage: decode every image in parallel, apply the preset's geometry and store uint8
-//! RGB pixels in shard files of about `data.shard_size` images.
+//! The shard stage: decode every image in parallel, apply the preset's geometry and store its
+//! pixels in shard files of about `data.shard_size` images, as uint8 RGB or encoded
+//! (`data.shard_encoding`, see [`crate::codec`]).
 //!
 //! Layout of the output directory:
 //! ```text
@@ -7,25 +8,29 @@
 //! index.parquet               one row per stored image: split, shard, offset, width, height,
 //!                             path, targets (one row group per shard)
 //! bad_images.json             every image left out (or that failed the stage) and why
-//! <split>/shard-00000.bin     concatenated row-major RGB pixels, no header
+//! <split>/shard-00000.bin     the stored images back to back, no header: row-major RGB pixels
+//!                             (`raw`), or one PNG or JPEG file each (`encoding` in shards.json)
 //! ```
+//! An image's bytes run from its `offset` to the next row's offset in the same shard, or to the
+//! shard's end; for `raw` that is `width · height · 3`.
 //! Memory does not grow with the dataset: annotations are streamed ([`SplitSource`]: a checking
 //! pass, then a reading pass), images go through in chunks of a few per thread, and what is held
 //! is the chunk, one open shard file with its pending index rows (one Parquet row group per
 //! shard), one sorted run of path hashes while checking for duplicates, and the list of bad
 //! images. Every file is written under a temporary name and renamed when complete.
 
+use crate::codec::Codec;
 use crate::demo;
 use crate::error::DataError;
 use crate::import::{self, Dataset, ImageEntry, Split, SplitCheck, SplitSource};
 use crate::manifest::{Manifest, data_root};
-use crate::preprocess::{self, BadImageReason, Geometry, RgbPixels};
+use crate::preprocess::{self, BadImageReason, Geometry};
 use arrow_array::builder::{Int8Builder, ListBuilder};
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sspa_config::{DataSection, OnBadImage};
+use sspa_config::{DataSection, OnBadImage, ShardEncoding};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,6 +68,12 @@ pub struct ShardsMeta {
     pub geometry: Geometry,
     /// Always 3 (RGB).
     pub channels: u32,
+    /// How each image is stored; `raw` (left out of the file) when absent.
+    #[serde(default, skip_serializing_if = "ShardEncoding::is_raw")]
+    pub encoding: ShardEncoding,
+    /// The JPEG quality the images were encoded at (`jpeg` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jpeg_quality: Option<u8>,
     pub splits: BTreeMap<String, SplitMeta>,
 }
 
@@ -161,6 +172,7 @@ pub fn shard(
         shard_size: request.data.shard_size.max(1) as usize,
         on_bad_image: request.data.on_bad_image,
         threads: request.threads,
+        codec: Codec::for_data(request.data, request.geometry.image_size),
         data_root: prepared.data_root.clone(),
         failure_report_dir: Some(request.state_dir.to_path_buf()),
     };
@@ -262,6 +274,8 @@ pub struct WriteOptions {
     pub shard_size: usize,
     pub on_bad_image: OnBadImage,
     pub threads: Option<usize>,
+    /// How each image is stored.
+    pub codec: Codec,
     /// Paths in the index are written relative to this directory when under it.
     pub data_root: PathBuf,
     /// Where the full bad-image report goes when the stage fails on bad images.
@@ -347,6 +361,8 @@ pub fn write_split_entries(
         labels: labels.to_vec(),
         geometry: options.geometry,
         channels: 3,
+        encoding: options.codec.encoding,
+        jpeg_quality: (options.codec.encoding == ShardEncoding::Jpeg).then_some(options.codec.jpeg_quality),
         splits: metas,
     };
     let meta_bytes = serde_json::to_vec_pretty(&meta)
@@ -426,16 +442,21 @@ fn write_chunk(
     bad: &mut Vec<BadImage>,
 ) -> Result<(), DataError> {
     let geometry = options.geometry;
-    let results: Vec<Result<RgbPixels, BadImageReason>> = images
+    let codec = options.codec;
+    let results: Vec<Result<Stored, BadImageReason>> = images
         .par_iter()
         .map_init(fast_image_resize::Resizer::new, |resizer, entry| {
-            preprocess::decode(&entry.path).and_then(|pixels| preprocess::fit(resizer, pixels, &geometry, train))
+            let fitted = preprocess::decode(&entry.path)
+                .and_then(|pixels| preprocess::fit(resizer, pixels, &geometry, train))?;
+            let (width, height) = (fitted.width, fitted.height);
+            let bytes = codec.encode(fitted).map_err(BadImageReason::Corrupt)?;
+            Ok(Stored { width, height, bytes })
         })
         .collect();
     for (entry, result) in images.iter().zip(results) {
         let shown = entry.path.strip_prefix(&options.data_root).unwrap_or(&entry.path);
         match result {
-            Ok(pixels) => writer.push(&pixels, &shown.to_string_lossy(), &entry.targets)?,
+            Ok(stored) => writer.push(&stored, &shown.to_string_lossy(), &entry.targets)?,
             Err(reason) => {
                 tracing::warn!(split, image = %entry.path.display(), %reason, "bad image");
                 bad.push(BadImage { split: split.to_string(), path: entry.path.clone(), reason });
@@ -443,6 +464,13 @@ fn write_chunk(
         }
     }
     Ok(())
+}
+
+/// One fitted image as it goes into a shard file: its size and its (maybe encoded) bytes.
+struct Stored {
+    width: u32,
+    height: u32,
+    bytes: Vec<u8>,
 }
 
 /// The Arrow schema of `index.parquet`.
@@ -507,7 +535,7 @@ impl<'a, 'w> SplitWriter<'a, 'w> {
         }
     }
 
-    fn push(&mut self, pixels: &RgbPixels, path: &str, targets: &[i8]) -> Result<(), DataError> {
+    fn push(&mut self, image: &Stored, path: &str, targets: &[i8]) -> Result<(), DataError> {
         if targets.len() != self.label_count {
             return Err(DataError::Shards {
                 path: path.into(),
@@ -528,16 +556,16 @@ impl<'a, 'w> SplitWriter<'a, 'w> {
             });
         }
         let Some(shard) = self.open.as_mut() else { return Ok(()) };
-        shard.file.write_all(&pixels.pixels).map_err(|e| DataError::write(&shard.temporary, e))?;
-        shard.hasher.update(&pixels.pixels);
+        shard.file.write_all(&image.bytes).map_err(|e| DataError::write(&shard.temporary, e))?;
+        shard.hasher.update(&image.bytes);
         shard.rows.push(PendingRow {
             offset: shard.bytes,
-            width: pixels.width,
-            height: pixels.height,
+            width: image.width,
+            height: image.height,
             path: path.to_string(),
             targets: targets.to_vec(),
         });
-        shard.bytes += pixels.pixels.len() as u64;
+        shard.bytes += image.bytes.len() as u64;
         self.written += 1;
         if shard.rows.len() >= self.shard_size {
             self.close_shard()?;

@@ -1,7 +1,7 @@
 //! Image features of shard splits, and the manifest that says which encoder made them.
 //!
 //! The `features` stage runs a frozen image encoder ([`crate::encoders::image_encoder`]) over
-//! every split of the shard stage's output with [`encode_split`] and publishes one safetensors
+//! every split of the shard stage's output with [`encode_split_into`] and publishes one safetensors
 //! file per split (sspa-train's [`sspa_train::write_features`]: tensors `global`, `patches`,
 //! `targets`, the image ids in the metadata) and `features.json` ([`FeatureManifest`]). The train
 //! stage's output carries the same manifest without splits, so `predict` can check the encoder a
@@ -221,12 +221,15 @@ pub fn encode_split_into(
     Ok(())
 }
 
-/// [`encode_split_into`] collected into one set held in memory (ids in [`split_ids`] order).
+/// Scores the split `split_name` of `shards` through a trained `encoder` and `score` (a head
+/// over one batch of features), batch by batch: only the scores are kept, so memory does not
+/// grow with the split's features. Returns the ids (in [`split_ids`] order) and the scores,
+/// `[n, C]` row-major.
 ///
 /// # Errors
-/// As [`encode_split_into`].
+/// As [`encode_split_into`], and `score`'s.
 #[allow(clippy::too_many_arguments)]
-pub fn encode_split(
+pub fn score_split_streamed(
     encoder: &Backbone,
     shards: &ShardSet,
     split_name: &str,
@@ -234,25 +237,33 @@ pub fn encode_split(
     mean_std: ([f32; 3], [f32; 3]),
     device: &Device,
     cancelled: &dyn Fn() -> bool,
-    progress: &mut dyn FnMut(u64),
-) -> Result<FeatureSet, FeatureError> {
+    score: &dyn Fn(&FeatureSet) -> Result<Vec<f32>, FeatureError>,
+) -> Result<(Vec<String>, Vec<f32>), FeatureError> {
     let ids = split_ids(shards, split_name)?;
-    let classes = shards.split(split_name)?.label_count;
-    let mut set = FeatureSet {
-        ids,
-        global: Vec::new(),
-        patches: Vec::new(),
-        targets: Vec::new(),
-        patches_per_image: 0,
-        width: 0,
-        classes,
-    };
-    encode_split_into(encoder, shards, split_name, image_size, mean_std, device, cancelled, progress, &mut |batch| {
-        set.global.extend_from_slice(batch.global);
-        set.patches.extend_from_slice(batch.patches);
-        set.targets.extend_from_slice(batch.targets);
-        (set.patches_per_image, set.width) = (batch.patches_per_image, batch.width);
-        Ok(())
-    })?;
-    Ok(set)
+    let mut scores = Vec::new();
+    encode_split_into(
+        encoder,
+        shards,
+        split_name,
+        image_size,
+        mean_std,
+        device,
+        cancelled,
+        &mut |_| {},
+        &mut |batch| {
+            let rows = batch.global.len() / batch.width.max(1);
+            let set = FeatureSet {
+                ids: (0..rows).map(|row| row.to_string()).collect(),
+                global: batch.global.to_vec(),
+                patches: batch.patches.to_vec(),
+                targets: batch.targets.to_vec(),
+                patches_per_image: batch.patches_per_image,
+                width: batch.width,
+                classes: batch.targets.len() / rows.max(1),
+            };
+            scores.extend(score(&set)?);
+            Ok(())
+        },
+    )?;
+    Ok((ids, scores))
 }

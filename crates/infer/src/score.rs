@@ -10,7 +10,7 @@ use std::path::Path;
 use burn::prelude::*;
 use sspa_train::{Predictor, Weights};
 
-use crate::features::{FeatureError, FeatureManifest, encode_split};
+use crate::features::{FeatureError, FeatureManifest, score_split_streamed};
 
 /// Row-major `images × labels` probabilities.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +58,10 @@ pub fn score_split(
         })?;
         let shards = sspa_data::open_shards(shard_dir)?;
         let info = predictor.config().model.preset.info();
-        let features = encode_split(
+        // Scoring reads only the image features: the split's targets follow the current label
+        // set, which may have grown or shrunk since the model was trained. Batch by batch, so
+        // only the scores are held.
+        score_split_streamed(
             backbone,
             &shards,
             split,
@@ -66,12 +69,8 @@ pub fn score_split(
             (info.mean, info.std),
             device,
             cancelled,
-            &mut |_| {},
-        )?;
-        // Scoring reads only the image features: the split's targets follow the current label
-        // set, which may have grown or shrunk since the model was trained.
-        let scores = predictor.predict_rows(&features)?;
-        (features.ids, scores)
+            &|batch| Ok(predictor.predict_rows(batch)?),
+        )?
     } else {
         let current = FeatureManifest::read(features_dir)?;
         let same = !current.fine_tuned

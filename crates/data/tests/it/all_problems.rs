@@ -78,6 +78,7 @@ fn csv_unknown_label_missing_image_and_duplicate_are_reported_together() {
         shard_size: 4,
         on_bad_image: OnBadImage::Fail,
         threads: Some(1),
+        codec: sspa_data::codec::Codec::RAW,
         data_root: fixture.root().to_path_buf(),
         failure_report_dir: None,
     };

@@ -154,6 +154,7 @@ fn options(fixture: &Fixture, on_bad_image: OnBadImage, report_dir: &std::path::
         shard_size: 4,
         on_bad_image,
         threads: Some(2),
+        codec: sspa_data::codec::Codec::RAW,
         data_root: fixture.root().to_path_buf(),
         failure_report_dir: Some(report_dir.to_path_buf()),
     }

@@ -198,3 +198,39 @@ fn mosaics_stay_byte_identical() {
     let expected: Vec<(&str, String)> = MOSAIC_CHECKSUMS.iter().map(|(f, h)| (*f, (*h).to_owned())).collect();
     assert_eq!(actual, expected);
 }
+
+#[test]
+fn photo_demo_writes_deterministic_colour_jpegs_of_the_asked_size_with_the_same_labels() {
+    let photo = "\n[demo.photo]\nwidth = 160\nheight = 120\nquality = 85\n";
+    let build = |fixture: &Fixture| {
+        let manifest = demo_manifest(fixture, 6, 4, 5, 1);
+        let shipped = std::fs::read_to_string(&manifest.file).expect("manifest");
+        let manifest = fixture.manifest(&format!("{shipped}{photo}"));
+        assert!(ensure_demo(&manifest, fixture.root(), &no_progress).expect("build"));
+        manifest
+    };
+    let (fixture, other) = (Fixture::new(), Fixture::new());
+    let manifest = build(&fixture);
+    build(&other);
+    let dataset = import(&manifest, fixture.root()).expect("import");
+    let plain = Fixture::new();
+    ensure_demo(&demo_manifest(&plain, 6, 4, 5, 1), plain.root(), &no_progress).expect("grey build");
+    let grey = import(&demo_manifest(&plain, 6, 4, 5, 1), plain.root()).expect("grey");
+    for (split, grey_split) in dataset.splits.iter().zip(&grey.splits) {
+        for (entry, grey_entry) in split.images.iter().zip(&grey_split.images) {
+            assert_eq!(entry.targets, grey_entry.targets, "same mosaic, same labels");
+            let bytes = std::fs::read(&entry.path).expect("photo");
+            assert!(bytes.starts_with(&[0xFF, 0xD8]) && entry.path.extension().is_some_and(|e| e == "jpg"));
+            let image = image::load_from_memory(&bytes).expect("decodes");
+            assert_eq!((image.width(), image.height(), image.color()), (160, 120, image::ColorType::Rgb8));
+            let relative = entry.path.strip_prefix(fixture.root()).expect("under the root");
+            assert_eq!(bytes, std::fs::read(other.root().join(relative)).expect("other"), "deterministic");
+        }
+    }
+    let kept = Fixture::new();
+    let bad = demo_manifest(&kept, 6, 4, 5, 1);
+    let text = std::fs::read_to_string(&bad.file).expect("manifest");
+    let err = sspa_data::Manifest::parse(&format!("{text}\n[demo.photo]\nwidth = 8\nheight = 120\n"), &bad.file)
+        .expect_err("too small");
+    assert!(err.to_string().contains("demo.photo"), "{err}");
+}

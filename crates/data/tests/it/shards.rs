@@ -63,6 +63,7 @@ fn solid_options(fixture: &Fixture) -> WriteOptions {
         shard_size: 3,
         on_bad_image: OnBadImage::Fail,
         threads: Some(2),
+        codec: sspa_data::codec::Codec::RAW,
         data_root: fixture.root().to_path_buf(),
         failure_report_dir: None,
     }
@@ -268,6 +269,7 @@ fn flip_mirrors_the_image() {
         shard_size: 8,
         on_bad_image: OnBadImage::Fail,
         threads: Some(1),
+        codec: sspa_data::codec::Codec::RAW,
         data_root: fixture.root().to_path_buf(),
         failure_report_dir: None,
     };
@@ -332,4 +334,74 @@ fn shard_stage_runs_end_to_end_on_a_small_demo_set() {
     // Second run: the demo set is reused.
     let again = tempfile::tempdir().expect("out");
     assert!(!sspa_data::shard(&request, again.path(), &no_progress).expect("stage").demo_built);
+}
+
+/// Writes the solid dataset with `encoding` (and the given quality).
+fn write_encoded(fixture: &Fixture, out: &std::path::Path, encoding: sspa_config::ShardEncoding) {
+    let options =
+        WriteOptions { codec: sspa_data::codec::Codec { encoding, jpeg_quality: 90 }, ..solid_options(fixture) };
+    write_shards(&solid_dataset(fixture), &[false, true], &options, out, &no_progress).expect("shards");
+}
+
+#[test]
+fn png_shards_read_back_as_raw_ones_and_jpeg_shards_closely_in_fewer_bytes() {
+    use sspa_config::ShardEncoding;
+    let fixture = Fixture::new();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("out")).collect();
+    write(&fixture, dirs[0].path());
+    write_encoded(&fixture, dirs[1].path(), ShardEncoding::Png);
+    write_encoded(&fixture, dirs[2].path(), ShardEncoding::Jpeg);
+    let sets: Vec<_> = dirs.iter().map(|d| open_shards(d.path()).expect("open")).collect();
+    assert_eq!(sets[1].meta.encoding, ShardEncoding::Png);
+    assert_eq!((sets[2].meta.encoding, sets[2].meta.jpeg_quality), (ShardEncoding::Jpeg, Some(90)));
+    let meta = std::fs::read_to_string(dirs[0].path().join("shards.json")).expect("meta");
+    assert!(!meta.contains("encoding") && !meta.contains("jpeg_quality"), "raw keeps the old file: {meta}");
+    let bytes = |set: &sspa_data::ShardSet| set.meta.splits["train"].shards.iter().map(|s| s.bytes).sum::<u64>();
+    assert!(
+        bytes(&sets[1]) < bytes(&sets[0]) / 4,
+        "solid colours compress: {} vs {}",
+        bytes(&sets[1]),
+        bytes(&sets[0])
+    );
+    for split_name in ["test", "train"] {
+        let splits: Vec<_> = sets.iter().map(|s| s.split(split_name).expect("split")).collect();
+        for row in 0..splits[0].len() {
+            let raw = splits[0].read_pixels(row).expect("raw");
+            assert_eq!(splits[1].read_pixels(row).expect("png"), raw, "{split_name} row {row}: png is lossless");
+            let jpeg = splits[2].read_pixels(row).expect("jpeg");
+            let worst = jpeg.iter().zip(&raw).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0);
+            assert!(worst <= 8, "{split_name} row {row}: jpeg off by {worst}");
+        }
+        // The loader sees the same batches from png as from raw shards.
+        let config = LoaderConfig::train(4, 16, MEAN, STD, 3);
+        let order = epoch_order(&splits[0], &config, 0);
+        assert_eq!(order, epoch_order(&splits[1], &config, 0));
+        let batch = |split| build_batch(split, &config, 0, &order[..4]).expect("batch");
+        assert_eq!(batch(&splits[0]), batch(&splits[1]));
+    }
+    // A damaged encoded image names itself when read, and does not pass as pixels.
+    let set = &sets[2];
+    let record = set.split("train").expect("split").records()[1].clone();
+    let shard = dirs[2].path().join(&set.meta.splits["train"].shards[record.shard as usize].file);
+    let mut stored = std::fs::read(&shard).expect("shard");
+    stored[record.offset as usize..(record.offset + record.length) as usize].fill(7);
+    std::fs::write(&shard, stored).expect("damage");
+    let err = set.split("train").expect("split").read_pixels(1).expect_err("damaged");
+    let shown = err.to_string();
+    assert!(shown.contains(&format!("image `{}`", record.path)) && shown.contains("jpeg decoding"), "{shown}");
+}
+
+#[test]
+fn rows_that_do_not_tile_their_raw_shard_are_refused_when_opened() {
+    let fixture = Fixture::new();
+    let out = tempfile::tempdir().expect("out");
+    write(&fixture, out.path());
+    // One shard file grown by a byte: its last row no longer ends where the shard does.
+    let meta_path = out.path().join("shards.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).expect("meta")).expect("json");
+    let bytes = &mut meta["splits"]["train"]["shards"][0]["bytes"];
+    *bytes = serde_json::json!(bytes.as_u64().expect("bytes") + 1);
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).expect("json")).expect("write");
+    let err = open_shards(out.path()).expect("open").split("train").expect_err("misfit");
+    assert!(err.to_string().contains("row for `img/2.png` has"), "{err}");
 }

@@ -138,7 +138,8 @@ impl ImagePredictor {
     }
 
     /// Normalised CHW pixels of one image, as the evaluate stage sees a test image: the shard
-    /// stage's evaluation fit, then the evaluation loader's sampling.
+    /// stage's evaluation fit, then the evaluation loader's sampling (JPEG shards round the fitted
+    /// pixels once more; this does not).
     fn prepare(&self, resizer: &mut Resizer, path: &Path) -> Result<Vec<f32>, String> {
         let pixels = decode(path).map_err(|reason| reason.to_string())?;
         let fitted = fit(resizer, pixels, &self.geometry, false).map_err(|reason| reason.to_string())?;

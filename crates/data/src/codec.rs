@@ -48,13 +48,14 @@ impl Codec {
     /// the index records.
     pub fn decode(&self, bytes: Vec<u8>, width: u32, height: u32) -> Result<Vec<u8>, String> {
         let expected = u64::from(width) * u64::from(height) * 3;
-        let pixels = match self.encoding {
-            ShardEncoding::Raw | ShardEncoding::Auto => bytes,
-            ShardEncoding::Png | ShardEncoding::Jpeg => {
-                let format = match self.encoding {
-                    ShardEncoding::Png => image::ImageFormat::Png,
-                    _ => image::ImageFormat::Jpeg,
-                };
+        let format = match self.encoding {
+            ShardEncoding::Raw | ShardEncoding::Auto => None,
+            ShardEncoding::Png => Some(image::ImageFormat::Png),
+            ShardEncoding::Jpeg => Some(image::ImageFormat::Jpeg),
+        };
+        let pixels = match format {
+            None => bytes,
+            Some(format) => {
                 let decoded = image::load_from_memory_with_format(&bytes, format)
                     .map_err(|e| format!("{} decoding: {e}", self.encoding.name()))?;
                 if (decoded.width(), decoded.height()) != (width, height) {

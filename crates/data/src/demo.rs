@@ -405,15 +405,10 @@ fn save_photo(
             }
         }
     }
-    let file = std::fs::File::create(path).map_err(image::ImageError::IoError)?;
-    let mut out = std::io::BufWriter::new(file);
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, look.quality).encode(
-        &pixels,
-        width,
-        height,
-        image::ExtendedColorType::Rgb8,
-    )?;
-    std::io::Write::flush(&mut out).map_err(image::ImageError::IoError)
+    // The same encoder as JPEG shards.
+    let codec = crate::codec::Codec { encoding: sspa_config::ShardEncoding::Jpeg, jpeg_quality: look.quality };
+    let bytes = codec.encode(crate::preprocess::RgbPixels { width, height, pixels }).map_err(|e| parameter(&e))?;
+    std::fs::write(path, bytes).map_err(image::ImageError::IoError)
 }
 
 /// Images made in parallel before their annotation lines are written.
